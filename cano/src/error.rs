@@ -1,0 +1,274 @@
+//! The engine's error type, [`CanoError`], and the [`CanoResult`] alias.
+//!
+//! Every fallible API in cano returns a [`CanoError`]. Each variant carries a message
+//! (the raw text, available through [`CanoError::message`]) and belongs to a stable
+//! category (see [`CanoError::category`]) that code can match on without parsing text.
+//!
+//! ```
+//! use cano::CanoError;
+//!
+//! let err = CanoError::task_execution("payment gateway refused the card");
+//! assert_eq!(err.category(), "task_execution");
+//! assert_eq!(err.message(), "payment gateway refused the card");
+//! assert_eq!(err.to_string(), "Task execution error: payment gateway refused the card");
+//! ```
+
+use std::fmt;
+
+/// Errors produced by tasks, the workflow engine, stores and resources.
+///
+/// The set of variants is fixed (the enum is not `#[non_exhaustive]`), so an
+/// exhaustive `match` is allowed.
+#[derive(Debug, Clone)]
+pub enum CanoError {
+    /// A task's own logic failed (also used for caught panics).
+    TaskExecution(String),
+    /// A [`MemoryStore`](crate::MemoryStore) or custom store operation failed.
+    Store(String),
+    /// The workflow engine could not continue (missing handler, join failure, timeout, …).
+    Workflow(String),
+    /// The workflow or a task is configured incorrectly.
+    Configuration(String),
+    /// Every attempt of a retried task failed; the message embeds the last error.
+    RetryExhausted(String),
+    /// A task attempt exceeded its `attempt_timeout`.
+    Timeout(String),
+    /// A circuit breaker rejected the call.
+    CircuitOpen(String),
+    /// A checkpoint store operation failed, or recovery could not proceed.
+    CheckpointStore(String),
+    /// A saga rollback failed: `errors[0]` is the original error, the rest are the
+    /// compensation errors in the order they happened.
+    CompensationFailed {
+        /// The original error followed by every compensation error.
+        errors: Vec<CanoError>,
+    },
+    /// Any other error.
+    Generic(String),
+    /// [`Resources::get`](crate::Resources::get) found no resource under the key.
+    ResourceNotFound(String),
+    /// [`Resources::get`](crate::Resources::get) found a resource of another type.
+    ResourceTypeMismatch(String),
+    /// [`Resources::try_insert`](crate::Resources::try_insert) was given a key twice.
+    ResourceDuplicateKey(String),
+}
+
+/// Result alias used throughout cano.
+pub type CanoResult<TState> = Result<TState, CanoError>;
+
+impl CanoError {
+    /// A task's own logic failed.
+    pub fn task_execution<S: Into<String>>(msg: S) -> Self {
+        Self::TaskExecution(msg.into())
+    }
+    /// A store operation failed.
+    pub fn store<S: Into<String>>(msg: S) -> Self {
+        Self::Store(msg.into())
+    }
+    /// The workflow engine could not continue.
+    pub fn workflow<S: Into<String>>(msg: S) -> Self {
+        Self::Workflow(msg.into())
+    }
+    /// Something is configured incorrectly.
+    pub fn configuration<S: Into<String>>(msg: S) -> Self {
+        Self::Configuration(msg.into())
+    }
+    /// All retry attempts failed.
+    pub fn retry_exhausted<S: Into<String>>(msg: S) -> Self {
+        Self::RetryExhausted(msg.into())
+    }
+    /// An attempt timed out.
+    pub fn timeout<S: Into<String>>(msg: S) -> Self {
+        Self::Timeout(msg.into())
+    }
+    /// A circuit breaker rejected the call.
+    pub fn circuit_open<S: Into<String>>(msg: S) -> Self {
+        Self::CircuitOpen(msg.into())
+    }
+    /// A checkpoint store operation failed.
+    pub fn checkpoint_store<S: Into<String>>(msg: S) -> Self {
+        Self::CheckpointStore(msg.into())
+    }
+    /// A rollback failed; `errors[0]` should be the original error.
+    pub fn compensation_failed(errors: Vec<CanoError>) -> Self {
+        Self::CompensationFailed { errors }
+    }
+    /// Any other error.
+    pub fn generic<S: Into<String>>(msg: S) -> Self {
+        Self::Generic(msg.into())
+    }
+    /// No resource under the requested key.
+    pub fn resource_not_found<S: Into<String>>(msg: S) -> Self {
+        Self::ResourceNotFound(msg.into())
+    }
+    /// A resource exists under the key but has another type.
+    pub fn resource_type_mismatch<S: Into<String>>(msg: S) -> Self {
+        Self::ResourceTypeMismatch(msg.into())
+    }
+    /// A resource key was inserted twice.
+    pub fn resource_duplicate_key<S: Into<String>>(msg: S) -> Self {
+        Self::ResourceDuplicateKey(msg.into())
+    }
+
+    /// The raw message, without the category prefix that `Display` adds.
+    ///
+    /// For [`CanoError::CompensationFailed`] this is the message of the original
+    /// error (`errors[0]`), or `"compensation failed"` when the list is empty.
+    pub fn message(&self) -> &str {
+        match self {
+            Self::TaskExecution(m)
+            | Self::Store(m)
+            | Self::Workflow(m)
+            | Self::Configuration(m)
+            | Self::RetryExhausted(m)
+            | Self::Timeout(m)
+            | Self::CircuitOpen(m)
+            | Self::CheckpointStore(m)
+            | Self::Generic(m)
+            | Self::ResourceNotFound(m)
+            | Self::ResourceTypeMismatch(m)
+            | Self::ResourceDuplicateKey(m) => m,
+            Self::CompensationFailed { errors } => errors
+                .first()
+                .map_or("compensation failed", CanoError::message),
+        }
+    }
+
+    /// A stable, machine-readable category name, e.g. `"task_execution"`.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::TaskExecution(_) => "task_execution",
+            Self::Store(_) => "store",
+            Self::Workflow(_) => "workflow",
+            Self::Configuration(_) => "configuration",
+            Self::RetryExhausted(_) => "retry_exhausted",
+            Self::Timeout(_) => "timeout",
+            Self::CircuitOpen(_) => "circuit_open",
+            Self::CheckpointStore(_) => "checkpoint_store",
+            Self::CompensationFailed { .. } => "compensation_failed",
+            Self::Generic(_) => "generic",
+            Self::ResourceNotFound(_) => "resource_not_found",
+            Self::ResourceTypeMismatch(_) => "resource_type_mismatch",
+            Self::ResourceDuplicateKey(_) => "resource_duplicate_key",
+        }
+    }
+}
+
+impl PartialEq for CanoError {
+    fn eq(&self, other: &Self) -> bool {
+        use CanoError as E;
+        match (self, other) {
+            (E::TaskExecution(a), E::TaskExecution(b))
+            | (E::Store(a), E::Store(b))
+            | (E::Workflow(a), E::Workflow(b))
+            | (E::Configuration(a), E::Configuration(b))
+            | (E::RetryExhausted(a), E::RetryExhausted(b))
+            | (E::Timeout(a), E::Timeout(b))
+            | (E::CircuitOpen(a), E::CircuitOpen(b))
+            | (E::CheckpointStore(a), E::CheckpointStore(b))
+            | (E::Generic(a), E::Generic(b))
+            | (E::ResourceNotFound(a), E::ResourceNotFound(b))
+            | (E::ResourceTypeMismatch(a), E::ResourceTypeMismatch(b))
+            | (E::ResourceDuplicateKey(a), E::ResourceDuplicateKey(b)) => a == b,
+            (E::CompensationFailed { errors: a }, E::CompensationFailed { errors: b }) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for CanoError {}
+
+impl fmt::Display for CanoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TaskExecution(m) => write!(f, "Task execution error: {m}"),
+            Self::Store(m) => write!(f, "Store error: {m}"),
+            Self::Workflow(m) => write!(f, "Workflow error: {m}"),
+            Self::Configuration(m) => write!(f, "Configuration error: {m}"),
+            Self::RetryExhausted(m) => write!(f, "Retry exhausted: {m}"),
+            Self::Timeout(m) => write!(f, "Timeout error: {m}"),
+            Self::CircuitOpen(m) => write!(f, "Circuit open: {m}"),
+            Self::CheckpointStore(m) => write!(f, "Checkpoint store error: {m}"),
+            Self::Generic(m) => write!(f, "Error: {m}"),
+            Self::ResourceNotFound(m) => write!(f, "Resource not found: {m}"),
+            Self::ResourceTypeMismatch(m) => write!(f, "Resource type mismatch: {m}"),
+            Self::ResourceDuplicateKey(m) => write!(f, "Resource duplicate key: {m}"),
+            Self::CompensationFailed { errors } => {
+                write!(f, "Compensation failed ({} error(s))", errors.len())?;
+                for (i, e) in errors.iter().enumerate() {
+                    if i == 0 {
+                        write!(f, "; original: {e}")?;
+                    } else {
+                        write!(f, "; compensation #{i}: {e}")?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for CanoError {}
+
+impl From<Box<dyn std::error::Error + Send + Sync>> for CanoError {
+    fn from(err: Box<dyn std::error::Error + Send + Sync>) -> Self {
+        Self::Generic(err.to_string())
+    }
+}
+
+impl From<&str> for CanoError {
+    fn from(s: &str) -> Self {
+        Self::Generic(s.to_string())
+    }
+}
+
+impl From<String> for CanoError {
+    fn from(s: String) -> Self {
+        Self::Generic(s)
+    }
+}
+
+impl From<std::io::Error> for CanoError {
+    fn from(err: std::io::Error) -> Self {
+        Self::Generic(format!("IO error: {err}"))
+    }
+}
+
+impl From<crate::store::StoreError> for CanoError {
+    fn from(err: crate::store::StoreError) -> Self {
+        Self::Store(err.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compensation_failed_display_lists_every_error() {
+        let e = CanoError::compensation_failed(vec![
+            CanoError::generic("a"),
+            CanoError::timeout("b"),
+            CanoError::store("c"),
+        ]);
+        assert_eq!(
+            e.to_string(),
+            "Compensation failed (3 error(s)); original: Error: a; compensation #1: Timeout error: b; compensation #2: Store error: c"
+        );
+        assert_eq!(e.message(), "a");
+        let empty = CanoError::compensation_failed(vec![]);
+        assert_eq!(empty.to_string(), "Compensation failed (0 error(s))");
+        assert_eq!(empty.message(), "compensation failed");
+    }
+
+    #[test]
+    fn equality_needs_same_variant_and_message() {
+        assert_eq!(CanoError::timeout("x"), CanoError::timeout("x"));
+        assert_ne!(CanoError::timeout("x"), CanoError::circuit_open("x"));
+        assert_ne!(CanoError::timeout("x"), CanoError::timeout("y"));
+        assert_ne!(
+            CanoError::compensation_failed(vec![CanoError::generic("x")]),
+            CanoError::generic("x")
+        );
+    }
+}

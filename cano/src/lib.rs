@@ -1,0 +1,42 @@
+#![doc = include_str!("../../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod circuit;
+pub mod error;
+pub mod observer;
+pub mod recovery;
+pub mod resource;
+pub mod store;
+pub mod task;
+pub mod workflow;
+
+mod util;
+
+pub use circuit::{CircuitBreaker, CircuitPolicy, CircuitState, Permit as CircuitPermit};
+pub use error::{CanoError, CanoResult};
+#[cfg(feature = "tracing")]
+pub use observer::TracingObserver;
+pub use observer::WorkflowObserver;
+pub use recovery::{CheckpointRow, CheckpointStore, RowKind};
+pub use resource::{HealthStatus, Resource, Resources};
+pub use store::MemoryStore;
+pub use task::{DynTask, RetryMode, Task, TaskConfig, TaskObject, TaskResult};
+pub use workflow::Workflow;
+
+//TMP pub use cano_macros::{FromResources, Resource, checkpoint_store, resource, task};
+
+/// Everything most programs need: `use cano::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        CanoError, CanoResult, CheckpointRow, CheckpointStore, CircuitBreaker, CircuitPermit,
+        CircuitPolicy, CircuitState, HealthStatus, MemoryStore, Resource, Resources, RetryMode,
+        RowKind, Task, TaskConfig, TaskObject, TaskResult, Workflow, WorkflowObserver,
+    };
+
+    #[cfg(feature = "tracing")]
+    pub use crate::TracingObserver;
+
+    //TMP    pub use crate::FromResources;
+    //TMP    pub use crate::Resource as ResourceDerive;
+    //TMP    pub use crate::{checkpoint_store, resource, task};
+}

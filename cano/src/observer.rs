@@ -1,0 +1,98 @@
+//! Observing workflow runs: [`WorkflowObserver`] (and, with the `tracing` feature,
+//! `TracingObserver`).
+//!
+//! Observers receive synchronous callbacks as a run progresses: states entered, task
+//! starts and outcomes, retries, circuit-breaker rejections, checkpoints and resumes.
+//! Every method has a no-op default; implement the ones you need.
+//!
+//! ```
+//! use cano::prelude::*;
+//! use std::sync::{Arc, Mutex};
+//!
+//! #[derive(Default)]
+//! struct Log(Mutex<Vec<String>>);
+//!
+//! impl WorkflowObserver for Log {
+//!     fn on_state_enter(&self, state: &str) {
+//!         self.0.lock().unwrap().push(format!("enter {state}"));
+//!     }
+//! }
+//!
+//! # #[derive(Debug, Clone, PartialEq, Eq, Hash)] enum S { A, Done }
+//! # struct T;
+//! # #[task(state = S)] impl T { async fn run_bare(&self) -> Result<TaskResult<S>, CanoError> { Ok(TaskResult::Single(S::Done)) } }
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), CanoError> {
+//! let log = Arc::new(Log::default());
+//! let wf = Workflow::bare().register(S::A, T).add_exit_state(S::Done).with_observer(log.clone());
+//! wf.orchestrate(S::A).await?;
+//! assert_eq!(*log.0.lock().unwrap(), ["enter A", "enter Done"]);
+//! # Ok(()) }
+//! ```
+
+use crate::error::CanoError;
+
+/// Callbacks fired while a workflow runs. All methods default to doing nothing.
+///
+/// Callbacks run inline on the engine's task (split members may call them
+/// concurrently from several tasks), so keep them short and non-blocking.
+pub trait WorkflowObserver: Send + Sync + 'static {
+    /// The run entered `state` (its `Debug` text).
+    fn on_state_enter(&self, _state: &str) {}
+    /// A task is about to run. Split members are named `"{name}[{index}]"`.
+    fn on_task_start(&self, _task_id: &str) {}
+    /// A task succeeded (after any retries).
+    fn on_task_success(&self, _task_id: &str) {}
+    /// A task failed for good.
+    fn on_task_failure(&self, _task_id: &str, _err: &CanoError) {}
+    /// Attempt number `attempt` (1-based) failed and will be retried.
+    fn on_retry(&self, _task_id: &str, _attempt: u32) {}
+    /// A circuit breaker rejected the task.
+    fn on_circuit_open(&self, _task_id: &str) {}
+    /// A checkpoint row with `sequence` was stored for `workflow_id`.
+    fn on_checkpoint(&self, _workflow_id: &str, _sequence: u64) {}
+    /// A run is resuming `workflow_id` after the row with `sequence`.
+    fn on_resume(&self, _workflow_id: &str, _sequence: u64) {}
+}
+
+/// An observer that turns every callback into a `tracing` event with target
+/// `cano::observer`.
+#[cfg(feature = "tracing")]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TracingObserver;
+
+#[cfg(feature = "tracing")]
+impl TracingObserver {
+    /// A new tracing observer.
+    #[must_use]
+    pub fn new() -> Self {
+        Self
+    }
+}
+
+#[cfg(feature = "tracing")]
+impl WorkflowObserver for TracingObserver {
+    fn on_state_enter(&self, state: &str) {
+        tracing::debug!(target: "cano::observer", state, "workflow entered state");
+    }
+    fn on_task_start(&self, task_id: &str) {
+        tracing::debug!(target: "cano::observer", task_id, "task started");
+    }
+    fn on_task_success(&self, task_id: &str) {
+        tracing::info!(target: "cano::observer", task_id, "task succeeded");
+    }
+    fn on_task_failure(&self, task_id: &str, err: &CanoError) {
+        tracing::error!(target: "cano::observer", task_id, error = %err, "task failed");
+    }
+    fn on_retry(&self, task_id: &str, attempt: u32) {
+        tracing::warn!(target: "cano::observer", task_id, attempt, "task retry");
+    }
+    fn on_circuit_open(&self, task_id: &str) {
+        tracing::warn!(target: "cano::observer", task_id, "circuit breaker rejected task");
+    }
+    fn on_checkpoint(&self, workflow_id: &str, sequence: u64) {
+        tracing::debug!(target: "cano::observer", workflow_id, sequence, "checkpoint appended");
+    }
+    fn on_resume(&self, workflow_id: &str, sequence: u64) {
+        tracing::info!(target: "cano::observer", workflow_id, sequence, "workflow resumed from checkpoint");
+    }
+}

@@ -1,0 +1,179 @@
+//! Crash recovery: the checkpoint log a workflow writes as it runs.
+//!
+//! Attach a [`CheckpointStore`] with
+//! [`Workflow::with_checkpoint_store`](crate::Workflow::with_checkpoint_store) and give the
+//! run an id with [`Workflow::with_workflow_id`](crate::Workflow::with_workflow_id). The
+//! engine then appends a [`CheckpointRow`] each time it enters a state, *before* the
+//! state's task runs. A run that reaches an exit state clears its log; a failed run keeps
+//! it, and [`Workflow::resume_from`](crate::Workflow::resume_from) continues from the
+//! last recorded state.
+//!
+//! Implementing a store takes three async methods; `#[checkpoint_store]` on an inherent
+//! impl writes the trait header for you:
+//!
+//! ```
+//! use cano::prelude::*;
+//! use std::collections::HashMap;
+//! use std::sync::Mutex;
+//!
+//! #[derive(Default)]
+//! struct MapStore(Mutex<HashMap<String, Vec<CheckpointRow>>>);
+//!
+//! #[checkpoint_store]
+//! impl MapStore {
+//!     async fn append(&self, workflow_id: &str, row: CheckpointRow) -> Result<(), CanoError> {
+//!         let mut map = self.0.lock().unwrap();
+//!         let rows = map.entry(workflow_id.to_string()).or_default();
+//!         if rows.iter().any(|r| r.sequence == row.sequence) {
+//!             return Err(CanoError::checkpoint_store(format!(
+//!                 "checkpoint conflict: {workflow_id} already has sequence {}", row.sequence)));
+//!         }
+//!         rows.push(row);
+//!         Ok(())
+//!     }
+//!     async fn load_run(&self, workflow_id: &str) -> Result<Vec<CheckpointRow>, CanoError> {
+//!         let mut rows = self.0.lock().unwrap().get(workflow_id).cloned().unwrap_or_default();
+//!         rows.sort_by_key(|r| r.sequence);
+//!         Ok(rows)
+//!     }
+//!     async fn clear(&self, workflow_id: &str) -> Result<(), CanoError> {
+//!         self.0.lock().unwrap().remove(workflow_id);
+//!         Ok(())
+//!     }
+//! }
+//! ```
+
+use crate::error::CanoError;
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::pin::Pin;
+
+/// What a [`CheckpointRow`] records.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum RowKind {
+    /// The run entered a state (written before the state's task runs).
+    #[default]
+    StateEntry,
+    /// A compensatable task finished; `output_blob` holds its output for rollback.
+    CompensationCompletion,
+    /// A stepped task produced a cursor; `output_blob` holds it.
+    StepCursor,
+}
+
+/// One entry of a run's checkpoint log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointRow {
+    /// Position in the run's log: dense from 0.
+    pub sequence: u64,
+    /// The state's `Debug` text.
+    pub state: String,
+    /// The name of the state's task, or `""` (split states, exit states).
+    pub task_id: String,
+    /// Serialized compensation output or cursor (JSON bytes); `None` for state entries.
+    pub output_blob: Option<Vec<u8>>,
+    /// What the row records.
+    pub kind: RowKind,
+}
+
+impl CheckpointRow {
+    /// A [`RowKind::StateEntry`] row without output.
+    pub fn new(sequence: u64, state: impl Into<String>, task_id: impl Into<String>) -> Self {
+        Self {
+            sequence,
+            state: state.into(),
+            task_id: task_id.into(),
+            output_blob: None,
+            kind: RowKind::StateEntry,
+        }
+    }
+
+    /// Make this a [`RowKind::CompensationCompletion`] row carrying `output_blob`.
+    pub fn with_output(mut self, output_blob: Vec<u8>) -> Self {
+        self.output_blob = Some(output_blob);
+        self.kind = RowKind::CompensationCompletion;
+        self
+    }
+
+    /// Make this a [`RowKind::StepCursor`] row carrying `cursor_blob`.
+    pub fn with_cursor(mut self, cursor_blob: Vec<u8>) -> Self {
+        self.output_blob = Some(cursor_blob);
+        self.kind = RowKind::StepCursor;
+        self
+    }
+}
+
+/// Durable storage for checkpoint logs, one log per workflow id.
+///
+/// Write the methods as `async fn` under `#[checkpoint_store]`. The contract:
+///
+/// * `append` stores the whole row durably before returning `Ok`, and **rejects** a
+///   second row with the same `(workflow_id, sequence)` with an `Err` (built-in stores
+///   say `conflict` in the message). That is what makes two runs sharing an id fail
+///   fast, and a fresh run over an uncleared log fail at sequence 0.
+/// * `load_run` returns every row of the id sorted by `sequence`; an unknown id gives
+///   an empty `Vec`, not an error.
+/// * `clear` removes the id's rows only; clearing an unknown id is `Ok`.
+/// * Calls may come concurrently, for the same and for different ids.
+pub trait CheckpointStore: Send + Sync + 'static {
+    /// Durably store `row` in `workflow_id`'s log.
+    fn append<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        workflow_id: &'life1 str,
+        row: CheckpointRow,
+    ) -> Pin<Box<dyn Future<Output = Result<(), CanoError>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: Sync + 'async_trait;
+
+    /// Every row of `workflow_id`'s log, by ascending sequence.
+    fn load_run<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        workflow_id: &'life1 str,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<CheckpointRow>, CanoError>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: Sync + 'async_trait;
+
+    /// Remove `workflow_id`'s log.
+    fn clear<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        workflow_id: &'life1 str,
+    ) -> Pin<Box<dyn Future<Output = Result<(), CanoError>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: Sync + 'async_trait;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builders_set_kind_and_blob() {
+        let r = CheckpointRow::new(1, "A", "t");
+        assert_eq!((r.kind, r.output_blob.clone()), (RowKind::StateEntry, None));
+        let c = r.clone().with_cursor(vec![1]);
+        assert_eq!(
+            (c.kind, c.output_blob),
+            (RowKind::StepCursor, Some(vec![1]))
+        );
+        let o = r.with_output(vec![2]);
+        assert_eq!(
+            (o.kind, o.output_blob),
+            (RowKind::CompensationCompletion, Some(vec![2]))
+        );
+    }
+
+    #[test]
+    fn json_shape_matches_field_order() {
+        let row = CheckpointRow::new(1, "A", "t").with_cursor(vec![1]);
+        assert_eq!(
+            serde_json::to_string(&row).unwrap(),
+            r#"{"sequence":1,"state":"A","task_id":"t","output_blob":[1],"kind":"StepCursor"}"#
+        );
+    }
+}

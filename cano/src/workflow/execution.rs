@@ -1,0 +1,347 @@
+//! The run loop: the one place that drives a workflow from state to state.
+//!
+//! [`Workflow::orchestrate`] and [`Workflow::resume_from`] wrap it with validation,
+//! resource setup/teardown and the global timeout; the scheduler calls
+//! [`Workflow::execute_workflow`] directly. Per state the loop:
+//!
+//! 1. fires `on_state_enter` (the state's `Debug` text is only formatted when an
+//!    observer or a checkpoint store needs it);
+//! 2. appends the state-entry checkpoint row, before any task runs;
+//! 3. ends the run if the state is an exit state (clearing the checkpoint log);
+//! 4. dispatches the state's [`Handler`](super::handler::Handler).
+//!
+//! Every error that ends a run after the loop started goes through [`Workflow::fail`].
+
+use super::Workflow;
+use crate::error::CanoError;
+use crate::observer::WorkflowObserver;
+use crate::recovery::{CheckpointRow, CheckpointStore};
+use crate::task::{TaskConfig, run_with_retries};
+use crate::util::{CatchUnwind, panic_message};
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::hash::Hash;
+use std::pin::pin;
+use std::sync::Arc;
+
+/// Per-run bookkeeping: which log the run writes to and the next sequence number.
+pub(crate) struct Run {
+    /// The checkpoint log's id (`None` when the workflow has no id and this is not a resume).
+    workflow_id: Option<Arc<str>>,
+    /// Sequence number of the next checkpoint row.
+    sequence: u64,
+}
+
+impl Run {
+    fn fresh(workflow_id: Option<Arc<str>>) -> Self {
+        Self {
+            workflow_id,
+            sequence: 0,
+        }
+    }
+}
+
+const MISSING_ID: &str = "checkpointing requires a workflow id (call with_workflow_id)";
+
+impl<TState, TResourceKey> Workflow<TState, TResourceKey>
+where
+    TState: Clone + fmt::Debug + Hash + Eq + Send + Sync + 'static,
+    TResourceKey: Hash + Eq + Send + Sync + 'static,
+{
+    /// Run the workflow from `initial_state` until it enters an exit state.
+    ///
+    /// Order of work: validation (cached), a check that `initial_state` is known, resource
+    /// setup, the state machine (under the global timeout, if any), resource teardown.
+    /// Teardown runs whether the state machine succeeded, failed or timed out.
+    ///
+    /// If the returned future is dropped mid-run, the current task is cancelled and
+    /// teardown does not run; with a checkpoint store the log is kept, so the run can be
+    /// resumed.
+    ///
+    /// # Errors
+    /// Validation errors ([`CanoError::Configuration`]), resource setup errors, task
+    /// errors (after retries), `No task registered for state: …` when a task moves to an
+    /// unknown state, `Workflow timeout exceeded`, and checkpoint store errors.
+    pub async fn orchestrate(&self, initial_state: TState) -> Result<TState, CanoError> {
+        let fut = async {
+            self.validated()?;
+            self.validate_initial_state(&initial_state)?;
+            let run = Run::fresh(self.workflow_id.clone());
+            self.with_resources(self.run_loop(run, initial_state)).await
+        };
+        #[cfg(feature = "tracing")]
+        {
+            use tracing::Instrument;
+            let span = self.tracing_span.clone().unwrap_or_else(|| {
+                if tracing::enabled!(tracing::Level::INFO) {
+                    tracing::info_span!("workflow_orchestrate")
+                } else {
+                    tracing::Span::none()
+                }
+            });
+            fut.instrument(span).await
+        }
+        #[cfg(not(feature = "tracing"))]
+        fut.await
+    }
+
+    /// Continue the run recorded under `workflow_id` in the checkpoint store.
+    ///
+    /// The run re-enters the state of the log's last row (writing a new row for it and
+    /// running its task again), so tasks at and after the resume point should be
+    /// idempotent. Resource setup/teardown and the global timeout apply as in
+    /// [`orchestrate`](Self::orchestrate); `on_resume` fires before setup.
+    ///
+    /// # Errors
+    /// [`CanoError::Configuration`] without a checkpoint store;
+    /// [`CanoError::CheckpointStore`] when the log cannot be read or is empty;
+    /// [`CanoError::Workflow`] when the last row's state is not a state of this workflow;
+    /// plus everything [`orchestrate`](Self::orchestrate) can return.
+    pub async fn resume_from(&self, workflow_id: impl Into<String>) -> Result<TState, CanoError> {
+        let workflow_id: Arc<str> = Arc::from(workflow_id.into());
+        let fut = async {
+            let store = self.checkpoint_store.as_ref().ok_or_else(|| {
+                CanoError::configuration(
+                    "resume_from requires a checkpoint store (call with_checkpoint_store)",
+                )
+            })?;
+            self.validated()?;
+            let rows = store.load_run(&workflow_id).await.map_err(|e| {
+                CanoError::checkpoint_store(format!("load checkpoint run {workflow_id:?}: {e}"))
+            })?;
+            let (state, last_sequence) = self.resume_point(&workflow_id, &rows)?;
+            let next_sequence = last_sequence.checked_add(1).ok_or_else(|| {
+                CanoError::checkpoint_store(format!(
+                    "checkpoint log {workflow_id:?} is full: its last sequence is u64::MAX"
+                ))
+            })?;
+            self.notify(|o| o.on_resume(&workflow_id, last_sequence));
+            let run = Run {
+                workflow_id: Some(Arc::clone(&workflow_id)),
+                sequence: next_sequence,
+            };
+            self.with_resources(self.run_loop(run, state)).await
+        };
+        #[cfg(feature = "tracing")]
+        {
+            use tracing::Instrument;
+            let span = self.tracing_span.clone().unwrap_or_else(|| {
+                if tracing::enabled!(tracing::Level::INFO) {
+                    tracing::info_span!("workflow_resume")
+                } else {
+                    tracing::Span::none()
+                }
+            });
+            fut.instrument(span).await
+        }
+        #[cfg(not(feature = "tracing"))]
+        fut.await
+    }
+
+    /// The state to resume at and the last sequence number, from a run's rows.
+    fn resume_point(
+        &self,
+        workflow_id: &str,
+        rows: &[CheckpointRow],
+    ) -> Result<(TState, u64), CanoError> {
+        let last = rows.iter().max_by_key(|r| r.sequence).ok_or_else(|| {
+            CanoError::checkpoint_store(format!(
+                "no checkpoint rows for workflow id {workflow_id:?}"
+            ))
+        })?;
+        let state = self
+            .states
+            .keys()
+            .chain(self.exit_states.keys())
+            .find(|s| format!("{s:?}") == last.state)
+            .cloned()
+            .ok_or_else(|| {
+                CanoError::workflow(format!(
+                    "checkpoint state {:?} is not a registered or exit state of this workflow",
+                    last.state
+                ))
+            })?;
+        Ok((state, last.sequence))
+    }
+
+    /// Set up resources, run `fsm` under the global timeout, tear resources down.
+    async fn with_resources(
+        &self,
+        fsm: impl Future<Output = Result<TState, CanoError>>,
+    ) -> Result<TState, CanoError> {
+        let lifecycle = self.resources.has_lifecycle();
+        if lifecycle {
+            self.resources.setup_all().await?;
+        }
+        let result = match self.timeout {
+            // Boxed so the timer does not inflate the future of runs without a timeout.
+            Some(limit) => match Box::pin(tokio::time::timeout(limit, fsm)).await {
+                Ok(r) => r,
+                Err(_) => Err(CanoError::workflow("Workflow timeout exceeded")),
+            },
+            None => fsm.await,
+        };
+        if lifecycle {
+            self.resources.teardown_all().await;
+        }
+        result
+    }
+
+    /// The bare state machine from `initial_state`: no validation, no resource
+    /// lifecycle, no global timeout. Used by the scheduler.
+    #[allow(dead_code)] // the scheduler's entry point
+    pub(crate) async fn execute_workflow(
+        &self,
+        initial_state: TState,
+    ) -> Result<TState, CanoError> {
+        self.run_loop(Run::fresh(self.workflow_id.clone()), initial_state)
+            .await
+    }
+
+    /// The run loop. See the module docs for the steps per state.
+    async fn run_loop(&self, mut run: Run, mut current: TState) -> Result<TState, CanoError> {
+        let labelled = self.observers.is_some() || self.checkpoint_store.is_some();
+        loop {
+            let handler = self.states.get(&current);
+            if labelled {
+                let label = format!("{current:?}");
+                self.notify(|o| o.on_state_enter(&label));
+                if let Some(store) = &self.checkpoint_store
+                    && handler.is_none_or(|h| h.is_checkpointed())
+                {
+                    let task_id = handler
+                        .and_then(|h| h.checkpoint_task_id())
+                        .unwrap_or(Cow::Borrowed(""));
+                    let row = CheckpointRow::new(run.sequence, label, task_id);
+                    if let Err(e) = self
+                        .append_row(store.as_ref(), &mut run, row, "append checkpoint")
+                        .await
+                    {
+                        return Err(self.fail(&mut run, e).await);
+                    }
+                }
+            }
+            if self.exit_states.contains(&current) {
+                self.clear_log(&run).await;
+                return Ok(current);
+            }
+            let Some(handler) = handler else {
+                let err = CanoError::workflow(format!("No task registered for state: {current:?}"));
+                return Err(self.fail(&mut run, err).await);
+            };
+            match handler.dispatch(self, &mut run).await {
+                Ok(next) => current = next,
+                Err(e) => return Err(self.fail(&mut run, e).await),
+            }
+        }
+    }
+
+    /// Append `row` to the run's log; on success fire `on_checkpoint` and advance the
+    /// sequence. `context` prefixes the error text (`append checkpoint: …`).
+    async fn append_row(
+        &self,
+        store: &dyn CheckpointStore,
+        run: &mut Run,
+        row: CheckpointRow,
+        context: &str,
+    ) -> Result<(), CanoError> {
+        let Some(id) = run.workflow_id.as_deref() else {
+            return Err(CanoError::checkpoint_store(MISSING_ID));
+        };
+        let sequence = row.sequence;
+        store
+            .append(id, row)
+            .await
+            .map_err(|e| CanoError::checkpoint_store(format!("{context}: {e}")))?;
+        self.notify(|o| o.on_checkpoint(id, sequence));
+        run.sequence += 1;
+        Ok(())
+    }
+
+    /// Best-effort removal of the run's log after it succeeded. A failure is reported,
+    /// not returned: the run itself did succeed.
+    async fn clear_log(&self, run: &Run) {
+        let (Some(store), Some(id)) = (&self.checkpoint_store, run.workflow_id.as_deref()) else {
+            return;
+        };
+        if let Err(e) = store.clear(id).await {
+            #[cfg(feature = "tracing")]
+            tracing::warn!(workflow_id = id, error = %e, "could not clear the checkpoint log");
+            #[cfg(not(feature = "tracing"))]
+            eprintln!("cano: could not clear the checkpoint log of {id:?}: {e}");
+        }
+    }
+
+    /// The error a run ends with. Sagas roll back completed steps here; without
+    /// compensations the error is returned unchanged and the checkpoint log is kept for
+    /// `resume_from`.
+    async fn fail(&self, run: &mut Run, err: CanoError) -> CanoError {
+        let _ = run;
+        err
+    }
+
+    /// Call `f` on every observer.
+    #[inline]
+    pub(crate) fn notify(&self, f: impl Fn(&dyn WorkflowObserver)) {
+        if let Some(observers) = &self.observers {
+            for o in observers.iter() {
+                f(&**o);
+            }
+        }
+    }
+
+    /// Run one unit of work through the shared machinery: `on_task_start`, the retry
+    /// loop (retries, attempt timeout, circuit breaker, `on_retry`/`on_circuit_open`),
+    /// panic capture, `finish` (which turns the task's output into the dispatch result),
+    /// then `on_task_success` / `on_task_failure`.
+    ///
+    /// `name` is only called when observers are attached.
+    pub(crate) async fn attempt<T, R, Fut>(
+        &self,
+        config: &TaskConfig,
+        name: impl FnOnce() -> Cow<'static, str>,
+        run_fn: impl Fn() -> Fut,
+        finish: impl FnOnce(T) -> Result<R, CanoError>,
+    ) -> Result<R, CanoError>
+    where
+        T: Send + Sync,
+        Fut: Future<Output = Result<T, CanoError>>,
+    {
+        let Some(observers) = &self.observers else {
+            return guarded(config, run_fn).await.and_then(finish);
+        };
+        let name = name();
+        for o in observers.iter() {
+            o.on_task_start(&name);
+        }
+        let stamped = TaskConfig {
+            observers: Some(Arc::clone(observers)),
+            task_name: Some(name.clone()),
+            ..config.clone()
+        };
+        let outcome = guarded(&stamped, run_fn).await.and_then(finish);
+        match &outcome {
+            Ok(_) => observers.iter().for_each(|o| o.on_task_success(&name)),
+            Err(e) => observers.iter().for_each(|o| o.on_task_failure(&name, e)),
+        }
+        outcome
+    }
+}
+
+/// The retry loop with panics turned into `TaskExecution("panic: …")`. A panic ends the
+/// loop: the attempt is not retried.
+async fn guarded<T, Fut>(config: &TaskConfig, run_fn: impl Fn() -> Fut) -> Result<T, CanoError>
+where
+    T: Send + Sync,
+    Fut: Future<Output = Result<T, CanoError>>,
+{
+    let retried = pin!(run_with_retries(config, run_fn));
+    match CatchUnwind::new(retried).await {
+        Ok(outcome) => outcome,
+        Err(payload) => Err(CanoError::task_execution(format!(
+            "panic: {}",
+            panic_message(&*payload)
+        ))),
+    }
+}

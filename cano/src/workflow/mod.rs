@@ -1,0 +1,285 @@
+//! Workflows: finite state machines over your own state type.
+//!
+//! A [`Workflow`] maps states to tasks. [`orchestrate`](Workflow::orchestrate) starts at
+//! an initial state, runs that state's task, moves to the state it returns, and stops
+//! when it enters an *exit state*:
+//!
+//! ```
+//! use cano::prelude::*;
+//!
+//! #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+//! enum Order { Validate, Charge, Done, Rejected }
+//!
+//! struct Validate;
+//! #[task(state = Order)]
+//! impl Validate {
+//!     async fn run(&self, res: &Resources) -> Result<TaskResult<Order>, CanoError> {
+//!         let amount = res.get::<MemoryStore, _>("store")?.get::<u64>("amount")?;
+//!         Ok(TaskResult::Single(if amount > 0 { Order::Charge } else { Order::Rejected }))
+//!     }
+//! }
+//!
+//! struct Charge;
+//! #[task(state = Order)]
+//! impl Charge {
+//!     async fn run_bare(&self) -> Result<TaskResult<Order>, CanoError> {
+//!         Ok(TaskResult::Single(Order::Done))
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), CanoError> {
+//! let store = MemoryStore::new();
+//! store.put("amount", 1999u64)?;
+//! let workflow = Workflow::new(Resources::new().insert("store", store))
+//!     .register(Order::Validate, Validate)
+//!     .register(Order::Charge, Charge)
+//!     .add_exit_states(vec![Order::Done, Order::Rejected]);
+//! assert_eq!(workflow.orchestrate(Order::Validate).await?, Order::Done);
+//! # Ok(())
+//! # }
+//! ```
+
+mod execution;
+mod handler;
+mod table;
+
+use crate::error::CanoError;
+use crate::observer::WorkflowObserver;
+use crate::recovery::CheckpointStore;
+use crate::resource::Resources;
+use crate::task::Task;
+use handler::Handler;
+use std::borrow::Cow;
+use std::fmt;
+use std::hash::Hash;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use table::StateTable;
+
+/// A finite state machine whose states are values of `TState`, with a task per state.
+///
+/// Build it with the `register*` / `add_exit_state*` / `with_*` methods (each consumes
+/// and returns the workflow), then run it with [`orchestrate`](Self::orchestrate) — as
+/// often as you like, concurrently too: runs share the workflow's [`Resources`] but
+/// nothing else.
+///
+/// `Clone` is cheap (tasks and resources are shared) and a clone re-validates on first use.
+#[must_use]
+pub struct Workflow<TState, TResourceKey = Cow<'static, str>>
+where
+    TState: Clone + fmt::Debug + Hash + Eq + Send + Sync + 'static,
+    TResourceKey: Hash + Eq + Send + Sync + 'static,
+{
+    states: StateTable<TState, Handler<TState, TResourceKey>>,
+    exit_states: StateTable<TState, ()>,
+    resources: Arc<Resources<TResourceKey>>,
+    timeout: Option<Duration>,
+    validated: OnceLock<Result<(), CanoError>>,
+    observers: Option<Arc<[Arc<dyn WorkflowObserver>]>>,
+    checkpoint_store: Option<Arc<dyn CheckpointStore>>,
+    workflow_id: Option<Arc<str>>,
+    #[cfg(feature = "tracing")]
+    tracing_span: Option<tracing::Span>,
+}
+
+impl<TState> Workflow<TState, Cow<'static, str>>
+where
+    TState: Clone + fmt::Debug + Hash + Eq + Send + Sync + 'static,
+{
+    /// A workflow without resources (`Workflow::new(Resources::new())`).
+    pub fn bare() -> Self {
+        Self::new(Resources::new())
+    }
+}
+
+impl<TState, TResourceKey> Workflow<TState, TResourceKey>
+where
+    TState: Clone + fmt::Debug + Hash + Eq + Send + Sync + 'static,
+    TResourceKey: Hash + Eq + Send + Sync + 'static,
+{
+    /// A workflow whose tasks share `resources`.
+    pub fn new(resources: Resources<TResourceKey>) -> Self {
+        Self {
+            states: StateTable::new(),
+            exit_states: StateTable::new(),
+            resources: Arc::new(resources),
+            timeout: None,
+            validated: OnceLock::new(),
+            observers: None,
+            checkpoint_store: None,
+            workflow_id: None,
+            #[cfg(feature = "tracing")]
+            tracing_span: None,
+        }
+    }
+
+    /// Every builder step invalidates the cached validation result.
+    fn edited(mut self) -> Self {
+        self.validated = OnceLock::new();
+        self
+    }
+
+    /// Limit each run's state machine (not resource setup/teardown) to `timeout`; a run
+    /// that takes longer fails with `Workflow timeout exceeded`.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self.edited()
+    }
+
+    /// Run `task` whenever the workflow enters `state`. Replaces any earlier handler for
+    /// `state`. `task.config()` is read now, once.
+    pub fn register<T>(self, state: TState, task: T) -> Self
+    where
+        T: Task<TState, TResourceKey> + Send + Sync + 'static,
+    {
+        let config = Arc::new(task.config());
+        self.with_handler(state, Handler::task(Arc::new(task), config, true))
+    }
+
+    pub(crate) fn with_handler(
+        mut self,
+        state: TState,
+        handler: Handler<TState, TResourceKey>,
+    ) -> Self {
+        self.states.insert(state, handler);
+        self.edited()
+    }
+
+    /// Make `state` an exit state: entering it ends the run successfully (even if a task
+    /// is registered for it).
+    pub fn add_exit_state(mut self, state: TState) -> Self {
+        if !self.exit_states.contains(&state) {
+            self.exit_states.insert(state, ());
+        }
+        self.edited()
+    }
+
+    /// [`add_exit_state`](Self::add_exit_state) for each state, in order.
+    pub fn add_exit_states(self, states: Vec<TState>) -> Self {
+        states.into_iter().fold(self, Self::add_exit_state)
+    }
+
+    /// Add an observer; every observer receives every event, in registration order.
+    pub fn with_observer(mut self, observer: Arc<dyn WorkflowObserver>) -> Self {
+        let mut all: Vec<Arc<dyn WorkflowObserver>> = self
+            .observers
+            .as_deref()
+            .map(<[_]>::to_vec)
+            .unwrap_or_default();
+        all.push(observer);
+        self.observers = Some(all.into());
+        self.edited()
+    }
+
+    /// Record a checkpoint row in `store` on every state entry, so a failed or crashed
+    /// run can continue with [`resume_from`](Self::resume_from). Needs
+    /// [`with_workflow_id`](Self::with_workflow_id) for [`orchestrate`](Self::orchestrate).
+    pub fn with_checkpoint_store(mut self, store: Arc<dyn CheckpointStore>) -> Self {
+        self.checkpoint_store = Some(store);
+        self.edited()
+    }
+
+    /// The id under which [`orchestrate`](Self::orchestrate) records its checkpoint log.
+    ///
+    /// Two runs must not share an id at the same time: a store rejects the second run's
+    /// rows as duplicates.
+    pub fn with_workflow_id(mut self, workflow_id: impl Into<String>) -> Self {
+        self.workflow_id = Some(Arc::from(workflow_id.into()));
+        self.edited()
+    }
+
+    /// Run every `orchestrate` / `resume_from` inside `span` instead of the default
+    /// `workflow_orchestrate` / `workflow_resume` spans.
+    #[cfg(feature = "tracing")]
+    pub fn with_tracing_span(mut self, span: tracing::Span) -> Self {
+        self.tracing_span = Some(span);
+        self.edited()
+    }
+
+    /// Check the workflow's structure.
+    ///
+    /// # Errors
+    /// [`CanoError::Configuration`] when no state has a handler or no exit state is defined.
+    pub fn validate(&self) -> Result<(), CanoError> {
+        if self.states.is_empty() {
+            return Err(CanoError::configuration(
+                "Workflow has no registered state handlers",
+            ));
+        }
+        if self.exit_states.is_empty() {
+            return Err(CanoError::configuration(
+                "Workflow has no exit states defined \u{2014} orchestration may loop forever",
+            ));
+        }
+        for (_, handler) in self.states.iter() {
+            handler.validate(|s| self.is_known(s))?;
+        }
+        Ok(())
+    }
+
+    /// Check that a run may start at `state`.
+    ///
+    /// # Errors
+    /// [`CanoError::Configuration`] when `state` is neither registered nor an exit state.
+    pub fn validate_initial_state(&self, state: &TState) -> Result<(), CanoError> {
+        if self.is_known(state) {
+            Ok(())
+        } else {
+            Err(CanoError::configuration(format!(
+                "Initial state {state:?} is neither registered nor an exit state"
+            )))
+        }
+    }
+
+    fn is_known(&self, state: &TState) -> bool {
+        self.states.contains(state) || self.exit_states.contains(state)
+    }
+
+    /// The cached result of [`validate`](Self::validate).
+    fn validated(&self) -> Result<(), CanoError> {
+        self.validated.get_or_init(|| self.validate()).clone()
+    }
+}
+
+impl<TState, TResourceKey> Clone for Workflow<TState, TResourceKey>
+where
+    TState: Clone + fmt::Debug + Hash + Eq + Send + Sync + 'static,
+    TResourceKey: Hash + Eq + Send + Sync + 'static,
+{
+    fn clone(&self) -> Self {
+        Self {
+            states: self.states.clone(),
+            exit_states: self.exit_states.clone(),
+            resources: Arc::clone(&self.resources),
+            timeout: self.timeout,
+            validated: OnceLock::new(),
+            observers: self.observers.clone(),
+            checkpoint_store: self.checkpoint_store.clone(),
+            workflow_id: self.workflow_id.clone(),
+            #[cfg(feature = "tracing")]
+            tracing_span: self.tracing_span.clone(),
+        }
+    }
+}
+
+impl<TState, TResourceKey> fmt::Debug for Workflow<TState, TResourceKey>
+where
+    TState: Clone + fmt::Debug + Hash + Eq + Send + Sync + 'static,
+    TResourceKey: Hash + Eq + Send + Sync + 'static,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let exit_states: Vec<&TState> = self.exit_states.keys().collect();
+        f.debug_struct("Workflow")
+            .field("states", &format!("{} states", self.states.len()))
+            .field("exit_states", &exit_states)
+            .field("workflow_timeout", &self.timeout)
+            .field("workflow_id", &self.workflow_id)
+            .field("checkpoint_store", &self.checkpoint_store.is_some())
+            .field(
+                "compensators",
+                &format!("{} compensators", self.compensator_count()),
+            )
+            .finish()
+    }
+}

@@ -1,0 +1,88 @@
+//! [`StateTable`]: the map from states to handlers (and the exit-state set).
+//!
+//! Workflows usually have a handful of states, and the run loop looks one up on every
+//! transition. For small tables a linear scan with `==` beats hashing; larger tables
+//! keep a hash index beside the entries.
+
+use crate::util::FastMap;
+use std::hash::Hash;
+
+/// Above this many entries lookups go through the hash index.
+const LINEAR_LIMIT: usize = 8;
+
+#[derive(Clone)]
+pub(crate) struct StateTable<S, V> {
+    entries: Vec<(S, V)>,
+    index: FastMap<S, usize>,
+}
+
+impl<S: Hash + Eq + Clone, V> StateTable<S, V> {
+    pub(crate) fn new() -> Self {
+        Self {
+            entries: Vec::new(),
+            index: FastMap::default(),
+        }
+    }
+
+    /// Insert or replace; returns the replaced value.
+    pub(crate) fn insert(&mut self, key: S, value: V) -> Option<V> {
+        if let Some(&i) = self.index.get(&key) {
+            return Some(std::mem::replace(&mut self.entries[i].1, value));
+        }
+        self.index.insert(key.clone(), self.entries.len());
+        self.entries.push((key, value));
+        None
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, key: &S) -> Option<&V> {
+        if self.entries.len() <= LINEAR_LIMIT {
+            self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        } else {
+            self.index.get(key).map(|&i| &self.entries[i].1)
+        }
+    }
+
+    #[inline]
+    pub(crate) fn contains(&self, key: &S) -> bool {
+        self.get(key).is_some()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Entries in insertion order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&S, &V)> {
+        self.entries.iter().map(|(k, v)| (k, v))
+    }
+
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &S> {
+        self.entries.iter().map(|(k, _)| k)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookups_agree_below_and_above_the_linear_limit() {
+        let mut t = StateTable::new();
+        for i in 0..40u32 {
+            assert!(t.insert(i, i * 10).is_none());
+            for j in 0..=i {
+                assert_eq!(t.get(&j), Some(&(j * 10)));
+            }
+            assert_eq!(t.get(&(i + 1)), None);
+        }
+        assert_eq!(t.insert(3, 99), Some(30));
+        assert_eq!(t.get(&3), Some(&99));
+        assert_eq!(t.len(), 40);
+        assert_eq!(t.keys().copied().take(3).collect::<Vec<_>>(), vec![0, 1, 2]);
+    }
+}
