@@ -23,7 +23,7 @@ pub use store::MemoryStore;
 pub use task::{DynTask, RetryMode, Task, TaskConfig, TaskObject, TaskResult};
 pub use workflow::Workflow;
 
-//TMP pub use cano_macros::{FromResources, Resource, checkpoint_store, resource, task};
+pub use cano_macros::{FromResources, Resource, checkpoint_store, resource, task};
 
 /// Everything most programs need: `use cano::prelude::*;`.
 pub mod prelude {
@@ -36,7 +36,7 @@ pub mod prelude {
     #[cfg(feature = "tracing")]
     pub use crate::TracingObserver;
 
-    //TMP    pub use crate::FromResources;
-    //TMP    pub use crate::Resource as ResourceDerive;
-    //TMP    pub use crate::{checkpoint_store, resource, task};
+    pub use crate::FromResources;
+    pub use crate::Resource as ResourceDerive;
+    pub use crate::{checkpoint_store, resource, task};
 }
