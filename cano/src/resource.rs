@@ -216,15 +216,12 @@ where
                 type_name::<R>()
             )));
         };
-        if !value.is::<R>() {
-            return Err(CanoError::resource_type_mismatch(format!(
+        Arc::clone(value).downcast::<R>().map_err(|_| {
+            CanoError::resource_type_mismatch(format!(
                 "resource found but the requested type {} does not match the stored type",
                 type_name::<R>()
-            )));
-        }
-        Arc::clone(value)
-            .downcast::<R>()
-            .map_err(|_| CanoError::resource_type_mismatch(type_name::<R>()))
+            ))
+        })
     }
 
     /// Call [`Resource::setup`] on every resource, in insertion order.
