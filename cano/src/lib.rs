@@ -21,7 +21,7 @@ pub use recovery::{CheckpointRow, CheckpointStore, RowKind};
 pub use resource::{HealthStatus, Resource, Resources};
 pub use store::MemoryStore;
 pub use task::{DynTask, RetryMode, Task, TaskConfig, TaskObject, TaskResult};
-pub use workflow::Workflow;
+pub use workflow::{JoinConfig, JoinStrategy, SplitResult, SplitTaskResult, Workflow};
 
 pub use cano_macros::{FromResources, Resource, checkpoint_store, resource, task};
 
@@ -29,8 +29,9 @@ pub use cano_macros::{FromResources, Resource, checkpoint_store, resource, task}
 pub mod prelude {
     pub use crate::{
         CanoError, CanoResult, CheckpointRow, CheckpointStore, CircuitBreaker, CircuitPermit,
-        CircuitPolicy, CircuitState, HealthStatus, MemoryStore, Resource, Resources, RetryMode,
-        RowKind, Task, TaskConfig, TaskObject, TaskResult, Workflow, WorkflowObserver,
+        CircuitPolicy, CircuitState, HealthStatus, JoinConfig, JoinStrategy, MemoryStore, Resource,
+        Resources, RetryMode, RowKind, SplitResult, SplitTaskResult, Task, TaskConfig, TaskObject,
+        TaskResult, Workflow, WorkflowObserver,
     };
 
     #[cfg(feature = "tracing")]

@@ -9,6 +9,7 @@
 
 use super::Workflow;
 use super::execution::Run;
+use super::join::JoinConfig;
 use crate::error::CanoError;
 use crate::task::{TaskConfig, TaskObject, TaskResult};
 use std::borrow::Cow;
@@ -28,6 +29,12 @@ where
         config: Arc<TaskConfig>,
         checkpointed: bool,
     },
+    /// `register_split`: members run concurrently, then the join decides.
+    Split {
+        tasks: Arc<[TaskObject<TState, TResourceKey>]>,
+        configs: Arc<[Arc<TaskConfig>]>,
+        join: Arc<JoinConfig<TState>>,
+    },
 }
 
 impl<TState, TResourceKey> Clone for Handler<TState, TResourceKey>
@@ -45,6 +52,15 @@ where
                 task: Arc::clone(task),
                 config: Arc::clone(config),
                 checkpointed: *checkpointed,
+            },
+            Self::Split {
+                tasks,
+                configs,
+                join,
+            } => Self::Split {
+                tasks: Arc::clone(tasks),
+                configs: Arc::clone(configs),
+                join: Arc::clone(join),
             },
         }
     }
@@ -70,9 +86,19 @@ where
     /// Structural checks run by `Workflow::validate`; `known` says whether a state is
     /// registered or an exit state.
     pub(crate) fn validate(&self, known: impl Fn(&TState) -> bool) -> Result<(), CanoError> {
-        let _ = known;
         match self {
             Self::Task { .. } => Ok(()),
+            Self::Split { join, .. } => {
+                join.check()?;
+                if known(&join.join_state) {
+                    Ok(())
+                } else {
+                    Err(CanoError::configuration(format!(
+                        "Split join_state {:?} is neither registered nor an exit state",
+                        join.join_state
+                    )))
+                }
+            }
         }
     }
 
@@ -82,6 +108,7 @@ where
             Self::Task {
                 task, checkpointed, ..
             } => checkpointed.then(|| task.name()),
+            Self::Split { .. } => Some(Cow::Borrowed("")),
         }
     }
 
@@ -89,13 +116,14 @@ where
     pub(crate) fn is_checkpointed(&self) -> bool {
         match self {
             Self::Task { checkpointed, .. } => *checkpointed,
+            Self::Split { .. } => true,
         }
     }
 
     /// Whether this state's task can be rolled back (sagas).
     pub(crate) fn is_compensatable(&self) -> bool {
         match self {
-            Self::Task { .. } => false,
+            Self::Task { .. } | Self::Split { .. } => false,
         }
     }
 
@@ -112,6 +140,11 @@ where
                 wf.attempt(config, || task.name(), || task.run(resources), single_next)
                     .await
             }
+            Self::Split {
+                tasks,
+                configs,
+                join,
+            } => wf.run_split(tasks, configs, join).await,
         }
     }
 }

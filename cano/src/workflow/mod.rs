@@ -42,13 +42,17 @@
 
 mod execution;
 mod handler;
+mod join;
+mod split;
 mod table;
+
+pub use join::{JoinConfig, JoinStrategy, SplitResult, SplitTaskResult};
 
 use crate::error::CanoError;
 use crate::observer::WorkflowObserver;
 use crate::recovery::CheckpointStore;
 use crate::resource::Resources;
-use crate::task::Task;
+use crate::task::{Task, TaskConfig};
 use handler::Handler;
 use std::borrow::Cow;
 use std::fmt;
@@ -137,6 +141,68 @@ where
         self.with_handler(state, Handler::task(Arc::new(task), config, true))
     }
 
+    /// Run every task in `tasks` concurrently whenever the workflow enters `state`, then
+    /// move to `join_config.join_state` if `join_config.strategy` is satisfied.
+    ///
+    /// Each task keeps its own [`TaskConfig`] (read now, once): retries happen inside
+    /// the member. The tasks' own results are ignored; the next state is always the
+    /// join state. A split state writes one checkpoint row, however wide it is.
+    ///
+    /// ```
+    /// use cano::prelude::*;
+    ///
+    /// #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    /// enum S { Fanout, Merge, Done }
+    ///
+    /// struct Shard(u32);
+    /// #[task(state = S)]
+    /// impl Shard {
+    ///     async fn run(&self, res: &Resources) -> Result<TaskResult<S>, CanoError> {
+    ///         res.get::<MemoryStore, _>("store")?.append("shards", self.0)?;
+    ///         Ok(TaskResult::Single(S::Merge))
+    ///     }
+    /// }
+    ///
+    /// struct Merge;
+    /// #[task(state = S)]
+    /// impl Merge {
+    ///     async fn run_bare(&self) -> Result<TaskResult<S>, CanoError> { Ok(TaskResult::Single(S::Done)) }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), CanoError> {
+    /// let store = MemoryStore::new();
+    /// let wf = Workflow::new(Resources::new().insert("store", store.clone()))
+    ///     .register_split(S::Fanout, (0..4).map(Shard).collect(), JoinConfig::new(JoinStrategy::All, S::Merge))
+    ///     .register(S::Merge, Merge)
+    ///     .add_exit_state(S::Done);
+    /// assert_eq!(wf.orchestrate(S::Fanout).await?, S::Done);
+    /// assert_eq!(store.get::<Vec<u32>>("shards")?.len(), 4);
+    /// # Ok(()) }
+    /// ```
+    pub fn register_split<T>(
+        self,
+        state: TState,
+        tasks: Vec<T>,
+        join_config: JoinConfig<TState>,
+    ) -> Self
+    where
+        T: Task<TState, TResourceKey> + Send + Sync + 'static,
+    {
+        let configs: Arc<[Arc<TaskConfig>]> = tasks.iter().map(|t| Arc::new(t.config())).collect();
+        let tasks: Arc<[crate::task::TaskObject<TState, TResourceKey>]> = tasks
+            .into_iter()
+            .map(|t| Arc::new(t) as crate::task::TaskObject<TState, TResourceKey>)
+            .collect();
+        self.with_handler(
+            state,
+            Handler::Split {
+                tasks,
+                configs,
+                join: Arc::new(join_config),
+            },
+        )
+    }
+
     pub(crate) fn with_handler(
         mut self,
         state: TState,
@@ -200,7 +266,10 @@ where
     /// Check the workflow's structure.
     ///
     /// # Errors
-    /// [`CanoError::Configuration`] when no state has a handler or no exit state is defined.
+    /// [`CanoError::Configuration`] when no state has a handler, no exit state is
+    /// defined, or a split state is misconfigured (`PartialTimeout` without a timeout, a
+    /// `Percentage` outside `(0, 1]`, a zero bulkhead, a join state that is neither
+    /// registered nor an exit state).
     pub fn validate(&self) -> Result<(), CanoError> {
         if self.states.is_empty() {
             return Err(CanoError::configuration(
