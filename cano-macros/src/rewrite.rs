@@ -180,6 +180,9 @@ fn rewrite_fn(sig: &mut Signature, body: Option<&mut Block>) -> syn::Result<()> 
         *body = parse_quote!({
             ::std::boxed::Box::pin(async move {
                 #(#bindings)*
+                // The annotation pins the block's type, so `?` and `Ok(..)` in the body infer
+                // as they would in a native `async fn`.
+                #[allow(clippy::diverging_sub_expression)]
                 let __ret: #output = #original;
                 #[allow(unreachable_code)]
                 __ret
@@ -198,6 +201,17 @@ fn rewrite_fn(sig: &mut Signature, body: Option<&mut Block>) -> syn::Result<()> 
 /// with a native `async fn`, so it is dropped when the future completes (a `_: Guard`
 /// parameter lives as long as the future, too).
 fn bind_param(pat: &mut Box<Pat>, index: usize) -> Vec<Stmt> {
+    // `let x = x;` is deliberate; keep clippy (default, pedantic and restriction groups)
+    // from flagging the generated rebinding in user crates.
+    let allows = quote! {
+        #[allow(
+            clippy::redundant_locals,
+            clippy::shadow_same,
+            clippy::shadow_unrelated,
+            clippy::used_underscore_binding,
+            clippy::no_effect_underscore_binding
+        )]
+    };
     if let Pat::Ident(PatIdent {
         by_ref: None,
         subpat: None,
@@ -208,7 +222,7 @@ fn bind_param(pat: &mut Box<Pat>, index: usize) -> Vec<Stmt> {
     {
         let mutability = mutability.take();
         return vec![parse_quote! {
-            #[allow(clippy::redundant_locals)]
+            #allows
             let #mutability #ident = #ident;
         }];
     }
@@ -225,7 +239,7 @@ fn bind_param(pat: &mut Box<Pat>, index: usize) -> Vec<Stmt> {
     );
     vec![
         parse_quote! {
-            #[allow(clippy::redundant_locals)]
+            #allows
             let #arg = #arg;
         },
         parse_quote!(let #original = #arg;),
@@ -343,6 +357,15 @@ mod tests {
 
     #[test]
     fn lifetimes_go_before_type_params_and_keep_existing_predicates() {
+        let allows = quote! {
+            #[allow(
+                clippy::redundant_locals,
+                clippy::shadow_same,
+                clippy::shadow_unrelated,
+                clippy::used_underscore_binding,
+                clippy::no_effect_underscore_binding
+            )]
+        };
         let got = rewrite(quote! {
             impl X {
                 async fn g<'a, T: Send>(x: &'a T, y: T) -> u8 where T: Sync { 1 }
@@ -360,10 +383,11 @@ mod tests {
                     T: 'async_trait
                 {
                     ::std::boxed::Box::pin(async move {
-                        #[allow(clippy::redundant_locals)]
+                        #allows
                         let x = x;
-                        #[allow(clippy::redundant_locals)]
+                        #allows
                         let y = y;
+                        #[allow(clippy::diverging_sub_expression)]
                         let __ret: u8 = { 1 };
                         #[allow(unreachable_code)]
                         __ret
