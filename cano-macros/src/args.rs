@@ -82,7 +82,10 @@ impl StateKeyArgs {
 pub(crate) fn parse_key_only(input: syn::parse::ParseStream<'_>) -> syn::Result<Type> {
     let name: Ident = input.parse()?;
     if name != "key" {
-        return Err(syn::Error::new(name.span(), "expected `key = SomeType`"));
+        return Err(syn::Error::new(
+            name.span(),
+            "FromResources: expected `#[from_resources(key = SomeType)]`",
+        ));
     }
     input.parse::<Token![=]>()?;
     let ty: Type = input.parse()?;
@@ -90,7 +93,7 @@ pub(crate) fn parse_key_only(input: syn::parse::ParseStream<'_>) -> syn::Result<
         input.parse::<Token![,]>()?;
     }
     if !input.is_empty() {
-        return Err(input.error("expected only `key = SomeType`"));
+        return Err(input.error("FromResources: expected only `key = SomeType`"));
     }
     Ok(ty)
 }

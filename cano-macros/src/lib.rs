@@ -12,12 +12,13 @@
 //!
 //! Each macro parses, then validates (collecting every problem, each pointing at the
 //! offending token), then expands. When an attribute macro fails, the annotated item is
-//! still emitted unchanged next to the errors, so no follow-up errors pile up.
+//! still emitted next to the errors, so no follow-up errors pile up.
 
 mod args;
 mod checkpoint_store;
 mod derive_resource;
 mod errors;
+mod fallback;
 mod from_resources;
 mod inherent;
 mod resource;
@@ -153,8 +154,8 @@ pub fn derive_from_resources(input: TokenStream) -> TokenStream {
     })
 }
 
-/// The expansion, or the errors followed by the untouched `item` (so that uses of the item
-/// elsewhere do not fail too).
+/// The expansion, or the errors followed by a best-effort copy of `item` (so that uses of
+/// the item elsewhere do not fail too).
 fn emit_attribute(
     item: TokenStream,
     expand: impl FnOnce() -> syn::Result<proc_macro2::TokenStream>,
@@ -163,7 +164,7 @@ fn emit_attribute(
         Ok(tokens) => tokens.into(),
         Err(error) => {
             let mut tokens = error.to_compile_error();
-            tokens.extend(proc_macro2::TokenStream::from(item));
+            tokens.extend(fallback::best_effort(item.into()));
             tokens.into()
         }
     }

@@ -1,0 +1,9 @@
+use cano::prelude::*;
+use std::sync::Arc;
+
+#[derive(FromResources)]
+enum Deps {
+    Store(Arc<MemoryStore>),
+}
+
+fn main() {}

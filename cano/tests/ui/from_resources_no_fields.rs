@@ -1,0 +1,6 @@
+use cano::prelude::*;
+
+#[derive(FromResources)]
+struct Empty {}
+
+fn main() {}
