@@ -8,9 +8,11 @@
 use crate::errors::Errors;
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, format_ident, quote};
+use syn::visit_mut::{self, VisitMut};
 use syn::{
-    Block, FnArg, GenericParam, ImplItem, Item, ItemImpl, ItemTrait, Lifetime, LifetimeParam, Pat,
-    PatIdent, ReturnType, Signature, Stmt, TraitItem, Type, WherePredicate, parse_quote,
+    Block, FnArg, GenericParam, ImplItem, Item, ItemImpl, ItemTrait, Lifetime, LifetimeParam,
+    ParenthesizedGenericArguments, Pat, PatIdent, ReturnType, Signature, Stmt, TraitItem, Type,
+    TypeBareFn, TypeReference, WherePredicate, parse_quote,
 };
 
 /// Message for an item that is neither a trait nor an impl block.
@@ -71,6 +73,7 @@ fn rewrite_fn(sig: &mut Signature, body: Option<&mut Block>) -> syn::Result<()> 
     }
     let mut lifetimes = Lifetimes::default();
     let mut receiver = ReceiverKind::None;
+    let mut receiver_lifetime: Option<Lifetime> = None;
     let mut bindings: Vec<Stmt> = Vec::new();
     let mut errors = Errors::default();
     let has_body = body.is_some();
@@ -96,7 +99,10 @@ fn rewrite_fn(sig: &mut Signature, body: Option<&mut Block>) -> syn::Result<()> 
                     continue;
                 }
                 let mutable = match &*recv.ty {
-                    Type::Reference(ty) => ty.mutability.is_some(),
+                    Type::Reference(ty) => {
+                        receiver_lifetime.clone_from(&ty.lifetime);
+                        ty.mutability.is_some()
+                    }
                     _ => recv.mutability.is_some(),
                 };
                 receiver = if mutable {
@@ -114,6 +120,17 @@ fn rewrite_fn(sig: &mut Signature, body: Option<&mut Block>) -> syn::Result<()> 
         }
     }
     errors.finish()?;
+
+    // Elided lifetimes in the output refer to the receiver's (or the only input) lifetime;
+    // now that the inputs name their lifetimes, name it in the output too.
+    let elision_target =
+        receiver_lifetime.or_else(|| match (&*lifetimes.fresh, &*lifetimes.named) {
+            ([only], []) | ([], [only]) => Some(only.clone()),
+            _ => None,
+        });
+    if let (Some(target), ReturnType::Type(_, ty)) = (elision_target, &mut sig.output) {
+        NameElidedLifetimes(target).visit_type_mut(ty);
+    }
 
     let async_trait = Lifetime::new("'async_trait", Span::call_site());
     let mut bounds: Vec<WherePredicate> = Vec::new();
@@ -244,6 +261,30 @@ fn bind_param(pat: &mut Box<Pat>, index: usize) -> Vec<Stmt> {
         },
         parse_quote!(let #original = #arg;),
     ]
+}
+
+/// Replaces elided lifetimes (`&T`, `&'_ T`, `Cow<'_, T>`) with a given one, except inside
+/// `fn(..)` types and `Fn(..)` bounds, which have their own elision scope.
+struct NameElidedLifetimes(Lifetime);
+
+impl VisitMut for NameElidedLifetimes {
+    fn visit_type_reference_mut(&mut self, reference: &mut TypeReference) {
+        if reference.lifetime.is_none() {
+            reference.lifetime = Some(self.0.clone());
+        }
+        visit_mut::visit_type_reference_mut(self, reference);
+    }
+
+    fn visit_lifetime_mut(&mut self, lifetime: &mut Lifetime) {
+        if lifetime.ident == "_" {
+            *lifetime = self.0.clone();
+        }
+    }
+
+    fn visit_type_bare_fn_mut(&mut self, _: &mut TypeBareFn) {}
+
+    fn visit_parenthesized_generic_arguments_mut(&mut self, _: &mut ParenthesizedGenericArguments) {
+    }
 }
 
 /// The lifetimes a method's parameters end up with.
@@ -411,6 +452,21 @@ mod tests {
         assert!(got.contains("let mut c = c ;"), "{got}");
         assert!(got.contains("__arg3 : u8"), "{got}");
         assert!(got.contains("let _ = __arg3 ;"), "{got}");
+    }
+
+    #[test]
+    fn elided_output_lifetimes_follow_the_receiver() {
+        let got = rewrite(quote! {
+            trait T {
+                async fn a(&self, x: &u8) -> (&str, Cow<'_, str>, fn(&u8) -> &u8);
+                async fn b(x: &u8) -> &u8;
+            }
+        });
+        assert!(
+            got.contains("Output = (& 'life0 str , Cow < 'life0 , str > , fn (& u8) -> & u8)"),
+            "{got}"
+        );
+        assert!(got.contains("Output = & 'life0 u8"), "{got}");
     }
 
     #[test]

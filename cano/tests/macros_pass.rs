@@ -53,6 +53,17 @@ pub mod api {
             let first = self.call(input).await?;
             Ok(first + self.call(input).await?)
         }
+
+        /// Borrows from `self` through an elided output lifetime.
+        async fn prefix(&self) -> &str {
+            "svc"
+        }
+
+        /// Mutable receiver, pattern parameters.
+        async fn absorb(&mut self, (a, _): (u8, u8), mut rest: Vec<u8>, _: bool) -> usize {
+            rest.push(a);
+            rest.len()
+        }
     }
 }
 
@@ -63,6 +74,12 @@ enum Step {
 }
 
 struct Len;
+
+impl Len {
+    fn new() -> Self {
+        Len
+    }
+}
 
 #[task]
 impl api::Service for Len {
@@ -160,6 +177,8 @@ async fn generated_code_is_warning_free_and_works() {
     use api::Service as _;
 
     assert_eq!(Len.call_twice("abc").await.unwrap(), 6);
+    assert_eq!(Len.prefix().await, "svc");
+    assert_eq!(Len::new().absorb((1, 2), vec![0], true).await, 2);
     assert_eq!(Len.call_twice("").await.unwrap(), 0);
     assert!(Diverges.call("x").await.is_err());
     assert_eq!(Diverges.call_twice("x").await.unwrap(), 1);

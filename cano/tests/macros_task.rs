@@ -151,6 +151,8 @@ trait Shapes {
     where
         Self: Sized;
     async fn pick<'a>(&self, first: &'a str, second: &'a str) -> &'a str;
+    /// An elided output lifetime borrows from `self`.
+    async fn label(&self) -> &str;
 }
 
 struct Counter(u32);
@@ -170,6 +172,10 @@ impl Shapes for Counter {
     async fn pick<'a>(&self, first: &'a str, _second: &'a str) -> &'a str {
         first
     }
+
+    async fn label(&self) -> &str {
+        if self.0 > 5 { "big" } else { "small" }
+    }
 }
 
 #[tokio::test]
@@ -179,6 +185,7 @@ async fn mut_receiver_receiverless_and_lifetimes() {
     assert_eq!(counter.bump(1).await, 7);
     let (a, b) = ("a".to_string(), "b".to_string());
     assert_eq!(counter.pick(&a, &b).await, "a");
+    assert_eq!(counter.label().await, "big");
 }
 
 struct Patterns;
