@@ -123,7 +123,7 @@ pub(crate) fn expand(plan: &Plan) -> TokenStream {
     let inits = plan.fields.iter().map(|field| {
         let Field { name, inner, key } = field;
         match key {
-            Key::Str(lit) => quote!(#name: __res.get::<#inner, str>(#lit)?),
+            Key::Str(lit) => quote!(#name: __res.get::<#inner, ::core::primitive::str>(#lit)?),
             Key::Path(path) => quote!(#name: __res.get::<#inner, _>(&#path)?),
         }
     });
@@ -139,7 +139,7 @@ pub(crate) fn expand(plan: &Plan) -> TokenStream {
                 __res: &::cano::Resources<__K>,
             ) -> ::cano::CanoResult<Self>
             where
-                __K: ::core::borrow::Borrow<str>
+                __K: ::core::borrow::Borrow<::core::primitive::str>
                     + ::core::hash::Hash
                     + ::core::cmp::Eq
                     + ::core::marker::Send

@@ -8,11 +8,12 @@
 use crate::errors::Errors;
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, format_ident, quote};
+use syn::spanned::Spanned;
 use syn::visit_mut::{self, VisitMut};
 use syn::{
     Block, FnArg, GenericParam, ImplItem, Item, ItemImpl, ItemTrait, Lifetime, LifetimeParam,
     ParenthesizedGenericArguments, Pat, PatIdent, ReturnType, Signature, Stmt, TraitItem, Type,
-    TypeBareFn, TypeReference, WherePredicate, parse_quote,
+    TypeBareFn, TypeReference, WherePredicate, parse_quote, parse_quote_spanned,
 };
 
 /// Message for an item that is neither a trait nor an impl block.
@@ -182,11 +183,12 @@ fn rewrite_fn(sig: &mut Signature, body: Option<&mut Block>) -> syn::Result<()> 
     }
     sig.generics.make_where_clause().predicates.extend(bounds);
 
-    let output = match &sig.output {
-        ReturnType::Default => quote!(()),
-        ReturnType::Type(_, ty) => ty.to_token_stream(),
+    let (output, output_span) = match &sig.output {
+        ReturnType::Default => (quote!(()), sig.ident.span()),
+        ReturnType::Type(_, ty) => (ty.to_token_stream(), ty.span()),
     };
-    sig.output = parse_quote! {
+    // Spanned at the user's return type, so a signature mismatch with the trait points there.
+    sig.output = parse_quote_spanned! {output_span=>
         -> ::core::pin::Pin<::std::boxed::Box<
             dyn ::core::future::Future<Output = #output> + ::core::marker::Send + #async_trait
         >>
