@@ -202,7 +202,11 @@ where
     /// The run loop. See the module docs for the steps per state.
     async fn run_loop(&self, mut run: Run, mut current: TState) -> Result<TState, CanoError> {
         let labelled = self.observers.is_some() || self.checkpoint_store.is_some();
+        #[cfg(feature = "tracing")]
+        tracing::info!(initial_state = ?current, "Starting workflow execution");
         loop {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(current_state = ?current, "Executing state");
             let handler = self.states.get(&current);
             if labelled {
                 let label = format!("{current:?}");
@@ -223,6 +227,8 @@ where
                 }
             }
             if self.exit_states.contains(&current) {
+                #[cfg(feature = "tracing")]
+                tracing::info!(final_state = ?current, "Workflow completed successfully");
                 self.clear_log(&run).await;
                 return Ok(current);
             }
