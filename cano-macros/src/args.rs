@@ -2,7 +2,7 @@
 
 use crate::errors::Errors;
 use proc_macro2::{Spacing, TokenStream, TokenTree};
-use syn::{Ident, Token, Type};
+use syn::{Ident, Path, Token, Type, parse_quote};
 
 /// Message for any argument other than `state = T` / `key = K`.
 pub(crate) const UNSUPPORTED: &str = "unsupported argument; expected `state = T` or `key = K`";
@@ -37,9 +37,51 @@ impl StateKeyArgs {
         self.raw.is_empty()
     }
 
-    /// The raw argument tokens (for error spans).
-    pub(crate) fn tokens(&self) -> &TokenStream {
-        &self.raw
+    /// Records the error for arguments on a trait impl (`impl Trait<S> for T`), where the
+    /// state and key come from the header. `attr` is the attribute's path, e.g. `task` or
+    /// `task::router`.
+    pub(crate) fn reject_on_trait_impl(&self, attr: &str, errors: &mut Errors) {
+        if !self.is_empty() {
+            errors.spanned(
+                &self.raw,
+                format!(
+                    "#[cano::{attr}]: `state` / `key` args only apply to inherent \
+                     `impl T {{ ... }}` blocks; on a trait impl the state and key come from \
+                     the trait header, so remove the arguments"
+                ),
+            );
+        }
+    }
+
+    /// The path of the trait an inherent impl becomes: `trait_path<S>` or
+    /// `trait_path<S, K>`. Without `state`, records an error (pointing at the arguments, or
+    /// at `header` when there are none) and returns `trait_path` alone.
+    pub(crate) fn trait_path(
+        &self,
+        trait_path: &Path,
+        attr: &str,
+        header: TokenStream,
+        errors: &mut Errors,
+    ) -> Path {
+        match (&self.state, &self.key) {
+            (Some(state), None) => parse_quote!(#trait_path<#state>),
+            (Some(state), Some(key)) => parse_quote!(#trait_path<#state, #key>),
+            (None, _) => {
+                let span = if self.is_empty() {
+                    header
+                } else {
+                    self.raw.clone()
+                };
+                errors.spanned(
+                    span,
+                    format!(
+                        "#[cano::{attr}] on an inherent `impl T {{ ... }}` block requires \
+                         `state = T` (e.g. `#[{attr}(state = MyState)]`)"
+                    ),
+                );
+                trait_path.clone()
+            }
+        }
     }
 
     fn parse_entry(&mut self, entry: TokenStream, errors: &mut Errors) {

@@ -6,7 +6,10 @@ use crate::errors::Errors;
 use crate::inherent::{self, Rules};
 use crate::rewrite::{self, EXPECTED_TRAIT_OR_IMPL};
 use proc_macro2::TokenStream;
-use syn::{Item, ItemImpl, Path, parse_quote};
+use syn::{Item, ItemImpl, parse_quote};
+
+/// The attribute's path after `cano::`, for messages.
+const ATTR: &str = "task";
 
 const RULES: Rules<'static> = Rules {
     prefix: "",
@@ -48,14 +51,7 @@ pub(crate) fn validate(input: Input) -> syn::Result<Plan> {
     } = input;
     let plan = match item {
         Item::Impl(item) if item.trait_.is_some() => {
-            if !args.is_empty() {
-                errors.spanned(
-                    args.tokens(),
-                    "#[cano::task]: `state` / `key` args only apply to inherent `impl T { ... }` \
-                     blocks; on `impl Task<S> for T` the state and key come from the trait \
-                     header, so remove the arguments",
-                );
-            }
+            args.reject_on_trait_impl(ATTR, &mut errors);
             Plan::Rewrite(Item::Impl(item))
         }
         Item::Impl(item) => Plan::Inherent(validate_inherent(item, &args, &mut errors)),
@@ -94,22 +90,6 @@ fn validate_inherent(item: ItemImpl, args: &StateKeyArgs, errors: &mut Errors) -
         ),
         _ => {}
     }
-    let trait_path: Path = match (&args.state, &args.key) {
-        (Some(state), None) => parse_quote!(::cano::Task<#state>),
-        (Some(state), Some(key)) => parse_quote!(::cano::Task<#state, #key>),
-        (None, _) => {
-            let span = if args.is_empty() {
-                header
-            } else {
-                args.tokens().clone()
-            };
-            errors.spanned(
-                span,
-                "#[cano::task] on an inherent `impl T { ... }` block requires `state = T` \
-                 (e.g. `#[task(state = MyState)]`)",
-            );
-            parse_quote!(::cano::Task)
-        }
-    };
+    let trait_path = args.trait_path(&parse_quote!(::cano::Task), ATTR, header, errors);
     inherent::into_trait_impl(item, trait_path)
 }
