@@ -213,14 +213,22 @@ impl TestStore {
             .collect()
     }
 
-    /// `(sequence, state)` of every row ever appended for `id`, in append order.
-    pub fn audit(&self, id: &str) -> Vec<(u64, String)> {
+    /// Every row ever appended for `id` (cleared or not), in append order.
+    pub fn audit_rows(&self, id: &str) -> Vec<CheckpointRow> {
         self.audit
             .lock()
             .unwrap()
             .iter()
             .filter(|(wid, _)| wid == id)
-            .map(|(_, r)| (r.sequence, r.state.clone()))
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+
+    /// `(sequence, state, task_id)` of every row ever appended for `id`, in append order.
+    pub fn audit(&self, id: &str) -> Vec<(u64, String, String)> {
+        self.audit_rows(id)
+            .into_iter()
+            .map(|r| (r.sequence, r.state, r.task_id))
             .collect()
     }
 
@@ -283,4 +291,12 @@ impl CheckpointStore for TestStore {
         self.live.lock().unwrap().remove(workflow_id);
         Ok(())
     }
+}
+
+/// Owned `(sequence, state, task_id)` triples, for comparing with [`TestStore::summary`]
+/// and [`TestStore::audit`].
+pub fn triples(rows: &[(u64, &str, &str)]) -> Vec<(u64, String, String)> {
+    rows.iter()
+        .map(|(seq, state, task)| (*seq, state.to_string(), task.to_string()))
+        .collect()
 }
