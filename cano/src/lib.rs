@@ -6,6 +6,7 @@ pub mod error;
 pub mod observer;
 pub mod recovery;
 pub mod resource;
+pub mod saga;
 pub mod store;
 pub mod task;
 pub mod workflow;
@@ -19,7 +20,18 @@ pub use observer::TracingObserver;
 pub use observer::WorkflowObserver;
 pub use recovery::{CheckpointRow, CheckpointStore, RowKind};
 pub use resource::{HealthStatus, Resource, Resources};
+pub use saga::{CompensatableTask, ErasedCompensatable};
 pub use store::MemoryStore;
+pub use task::batch::{
+    BatchTask, BatchTaskObject, DefaultBatchItem, DefaultBatchItemOutput, DynBatchTask, run_batch,
+};
+pub use task::poll::{
+    DynPollTask, PollErrorPolicy, PollOutcome, PollTask, PollTaskObject, run_poll_loop,
+};
+pub use task::router::{DynRouterTask, RouterTask, RouterTaskObject};
+pub use task::stepped::{
+    DefaultStepCursor, DynSteppedTask, StepOutcome, SteppedTask, SteppedTaskObject, run_stepped,
+};
 pub use task::{DynTask, RetryMode, Task, TaskConfig, TaskObject, TaskResult};
 pub use workflow::{JoinConfig, JoinStrategy, SplitResult, SplitTaskResult, Workflow};
 
@@ -38,6 +50,7 @@ pub mod prelude {
     pub use crate::TracingObserver;
 
     pub use crate::FromResources;
+    pub use crate::saga;
     pub use crate::Resource as ResourceDerive;
     pub use crate::{checkpoint_store, resource, task};
 }

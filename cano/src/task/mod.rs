@@ -46,9 +46,26 @@ use std::hash::Hash;
 use std::pin::Pin;
 use std::sync::Arc;
 
+pub mod batch;
+pub mod poll;
 mod retry;
+pub mod router;
+pub mod stepped;
 
+pub use batch::{
+    BatchTask, BatchTaskObject, DefaultBatchItem, DefaultBatchItemOutput, DynBatchTask, run_batch,
+};
+pub use poll::{DynPollTask, PollErrorPolicy, PollOutcome, PollTask, PollTaskObject, run_poll_loop};
 pub use retry::{RetryMode, TaskConfig, run_with_retries};
+pub use router::{DynRouterTask, RouterTask, RouterTaskObject};
+pub use stepped::{
+    DefaultStepCursor, DynSteppedTask, StepOutcome, SteppedTask, SteppedTaskObject, run_stepped,
+};
+
+//TMP pub use cano_macros::batch_task as batch;
+//TMP pub use cano_macros::poll_task as poll;
+//TMP pub use cano_macros::router_task as router;
+//TMP pub use cano_macros::stepped_task as stepped;
 
 /// What a task returns: the next state, or (for split states) several.
 #[derive(Debug, Clone, PartialEq, Eq)]

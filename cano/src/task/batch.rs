@@ -1,0 +1,203 @@
+//! [`BatchTask`]: load items, process each (concurrently, with per-item retries), finish.
+//!
+//! The engine runs [`BatchTask::load`], then [`BatchTask::process_item`] on every item
+//! with at most [`BatchTask::concurrency`] in flight (all inside the state's own task,
+//! not spawned), retrying each item per [`BatchTask::item_retry`], and finally
+//! [`BatchTask::finish`] with one result per item, in input order. A failing item does
+//! not fail the batch: `finish` decides. Only a `load` or `finish` error fails the state
+//! (and is retried per [`BatchTask::config`], re-running the whole batch).
+//!
+//! ```
+//! use cano::prelude::*;
+//!
+//! #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+//! enum S { Resize, Done }
+//!
+//! struct Resize;
+//! #[task::batch(state = S)]
+//! impl Resize {
+//!     fn concurrency(&self) -> usize { 4 }
+//!     async fn load(&self, _res: &Resources) -> Result<Vec<u32>, CanoError> {
+//!         Ok((1..=10).collect())
+//!     }
+//!     async fn process_item(&self, item: &u32) -> Result<u32, CanoError> {
+//!         Ok(item * 2)
+//!     }
+//!     async fn finish(&self, res: &Resources, outputs: Vec<Result<u32, CanoError>>)
+//!         -> Result<TaskResult<S>, CanoError>
+//!     {
+//!         let total: u32 = outputs.into_iter().filter_map(Result::ok).sum();
+//!         res.get::<MemoryStore, _>("store")?.put("total", total)?;
+//!         Ok(TaskResult::Single(S::Done))
+//!     }
+//! }
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), CanoError> {
+//! let store = MemoryStore::new();
+//! let wf = Workflow::new(Resources::new().insert("store", store.clone()))
+//!     .register(S::Resize, Resize)
+//!     .add_exit_state(S::Done);
+//! wf.orchestrate(S::Resize).await?;
+//! assert_eq!(store.get::<u32>("total")?, 110);
+//! # Ok(()) }
+//! ```
+
+use crate::error::CanoError;
+use crate::resource::Resources;
+use crate::task::{RetryMode, TaskConfig, TaskResult};
+use futures_util::StreamExt;
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::hash::Hash;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// The item type of [`DynBatchTask`].
+pub type DefaultBatchItem = Box<dyn std::any::Any + Send + Sync>;
+/// The output type of [`DynBatchTask`].
+pub type DefaultBatchItemOutput = Box<dyn std::any::Any + Send>;
+
+/// A task that fans out over data items inside one state. Write it with `#[task::batch]`.
+pub trait BatchTask<TState, TResourceKey = Cow<'static, str>>: Send + Sync
+where
+    TState: Clone + fmt::Debug + Send + Sync + 'static,
+    TResourceKey: Hash + Eq + Send + Sync + 'static,
+{
+    /// One unit of input.
+    type Item: Send + Sync + 'static;
+    /// What processing one item yields.
+    type ItemOutput: Send + 'static;
+
+    /// Items processed at once (0 is treated as 1). Default: 1.
+    fn concurrency(&self) -> usize {
+        1
+    }
+
+    /// Retry policy for each item. Default: [`RetryMode::None`].
+    fn item_retry(&self) -> RetryMode {
+        RetryMode::None
+    }
+
+    /// Settings for the whole batch (load → process → finish). Default: [`TaskConfig::default`].
+    fn config(&self) -> TaskConfig {
+        TaskConfig::default()
+    }
+
+    /// The task's name. Default: the type's path.
+    fn name(&self) -> Cow<'static, str> {
+        Cow::Borrowed(std::any::type_name::<Self>())
+    }
+
+    /// Produce the items to process.
+    fn load<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        res: &'life1 Resources<TResourceKey>,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Self::Item>, CanoError>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: Sync + 'async_trait;
+
+    /// Process one item.
+    fn process_item<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        item: &'life1 Self::Item,
+    ) -> Pin<Box<dyn Future<Output = Result<Self::ItemOutput, CanoError>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: Sync + 'async_trait;
+
+    /// Combine the per-item results (in input order) and choose the next state.
+    fn finish<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        res: &'life1 Resources<TResourceKey>,
+        outputs: Vec<Result<Self::ItemOutput, CanoError>>,
+    ) -> Pin<Box<dyn Future<Output = Result<TaskResult<TState>, CanoError>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: Sync + 'async_trait;
+}
+
+/// A type-erased batch task over boxed items.
+pub type DynBatchTask<TState, TResourceKey = Cow<'static, str>> = dyn BatchTask<
+        TState,
+        TResourceKey,
+        Item = DefaultBatchItem,
+        ItemOutput = DefaultBatchItemOutput,
+    > + Send
+    + Sync;
+
+/// A shared, type-erased batch task.
+pub type BatchTaskObject<TState, TResourceKey = Cow<'static, str>> =
+    Arc<DynBatchTask<TState, TResourceKey>>;
+
+/// Run a batch: load, process every item with bounded concurrency and per-item retries,
+/// then finish with the results in input order.
+///
+/// Memory stays proportional to the items themselves: at most `concurrency` items are
+/// in flight, and results go straight into their input slot.
+///
+/// # Errors
+/// A `load` or `finish` error (item errors are handed to `finish`).
+pub async fn run_batch<B, S, K>(b: &B, res: &Resources<K>) -> Result<TaskResult<S>, CanoError>
+where
+    B: BatchTask<S, K> + ?Sized,
+    S: Clone + fmt::Debug + Send + Sync + 'static,
+    K: Hash + Eq + Send + Sync + 'static,
+{
+    let items = b.load(res).await?;
+    let retry = b.item_retry();
+    let concurrency = b.concurrency().max(1);
+    let mut slots: Vec<Option<Result<B::ItemOutput, CanoError>>> =
+        std::iter::repeat_with(|| None).take(items.len()).collect();
+    {
+        let retry = &retry;
+        let mut results = futures_util::stream::iter(items.iter().enumerate())
+            .map(|(i, item)| async move { (i, process_with_retry(b, item, retry).await) })
+            .buffer_unordered(concurrency);
+        while let Some((i, result)) = results.next().await {
+            slots[i] = Some(result);
+        }
+    }
+    drop(items);
+    let outputs = slots
+        .into_iter()
+        .map(|slot| {
+            slot.unwrap_or_else(|| Err(CanoError::task_execution("batch item produced no result")))
+        })
+        .collect();
+    b.finish(res, outputs).await
+}
+
+/// One item under the item retry policy. The last error is returned unwrapped.
+async fn process_with_retry<B, S, K>(
+    b: &B,
+    item: &B::Item,
+    retry: &RetryMode,
+) -> Result<B::ItemOutput, CanoError>
+where
+    B: BatchTask<S, K> + ?Sized,
+    S: Clone + fmt::Debug + Send + Sync + 'static,
+    K: Hash + Eq + Send + Sync + 'static,
+{
+    let max_attempts = retry.max_attempts();
+    let mut attempt = 0usize;
+    loop {
+        match b.process_item(item).await {
+            Ok(out) => return Ok(out),
+            Err(e) => {
+                attempt += 1;
+                if attempt >= max_attempts {
+                    return Err(e);
+                }
+                if let Some(delay) = retry.delay_for_attempt(attempt - 1)
+                    && !delay.is_zero()
+                {
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+}
