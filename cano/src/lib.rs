@@ -33,7 +33,7 @@ pub use task::stepped::{
     DefaultStepCursor, DynSteppedTask, StepOutcome, SteppedTask, SteppedTaskObject, run_stepped,
 };
 pub use task::{DynTask, RetryMode, Task, TaskConfig, TaskObject, TaskResult};
-pub use workflow::{JoinConfig, JoinStrategy, SplitResult, SplitTaskResult, Workflow};
+pub use workflow::{JoinConfig, JoinStrategy, SplitResult, SplitTaskResult, StateEntry, Workflow};
 
 pub use cano_macros::{FromResources, Resource, checkpoint_store, resource, task};
 
@@ -50,7 +50,7 @@ pub mod prelude {
     pub use crate::TracingObserver;
 
     pub use crate::FromResources;
-    pub use crate::saga;
     pub use crate::Resource as ResourceDerive;
+    pub use crate::saga;
     pub use crate::{checkpoint_store, resource, task};
 }

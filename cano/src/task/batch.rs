@@ -121,12 +121,8 @@ where
 }
 
 /// A type-erased batch task over boxed items.
-pub type DynBatchTask<TState, TResourceKey = Cow<'static, str>> = dyn BatchTask<
-        TState,
-        TResourceKey,
-        Item = DefaultBatchItem,
-        ItemOutput = DefaultBatchItemOutput,
-    > + Send
+pub type DynBatchTask<TState, TResourceKey = Cow<'static, str>> = dyn BatchTask<TState, TResourceKey, Item = DefaultBatchItem, ItemOutput = DefaultBatchItemOutput>
+    + Send
     + Sync;
 
 /// A shared, type-erased batch task.

@@ -55,7 +55,9 @@ pub mod stepped;
 pub use batch::{
     BatchTask, BatchTaskObject, DefaultBatchItem, DefaultBatchItemOutput, DynBatchTask, run_batch,
 };
-pub use poll::{DynPollTask, PollErrorPolicy, PollOutcome, PollTask, PollTaskObject, run_poll_loop};
+pub use poll::{
+    DynPollTask, PollErrorPolicy, PollOutcome, PollTask, PollTaskObject, run_poll_loop,
+};
 pub use retry::{RetryMode, TaskConfig, run_with_retries};
 pub use router::{DynRouterTask, RouterTask, RouterTaskObject};
 pub use stepped::{

@@ -180,14 +180,16 @@ where
                 None => None,
             };
             match self.0.step(res, cursor).await? {
-                StepOutcome::More(next) => serde_json::to_vec(&next)
-                    .map(ErasedStep::More)
-                    .map_err(|e| {
-                        CanoError::task_execution(format!(
-                            "serialize cursor for `{}`: {e}",
-                            self.0.name()
-                        ))
-                    }),
+                StepOutcome::More(next) => {
+                    serde_json::to_vec(&next)
+                        .map(ErasedStep::More)
+                        .map_err(|e| {
+                            CanoError::task_execution(format!(
+                                "serialize cursor for `{}`: {e}",
+                                self.0.name()
+                            ))
+                        })
+                }
                 StepOutcome::Done(result) => Ok(ErasedStep::Done(result)),
             }
         })

@@ -10,12 +10,13 @@
 //! 3. ends the run if the state is an exit state (clearing the checkpoint log);
 //! 4. dispatches the state's [`Handler`](super::handler::Handler).
 //!
-//! Every error that ends a run after the loop started goes through [`Workflow::fail`].
+//! Every error that ends a run after the loop started goes through [`Workflow::fail`],
+//! which rolls back completed saga steps.
 
 use super::Workflow;
 use crate::error::CanoError;
 use crate::observer::WorkflowObserver;
-use crate::recovery::{CheckpointRow, CheckpointStore};
+use crate::recovery::{CheckpointRow, CheckpointStore, RowKind};
 use crate::task::{TaskConfig, run_with_retries};
 use crate::util::{CatchUnwind, panic_message};
 use std::borrow::Cow;
@@ -25,12 +26,17 @@ use std::hash::Hash;
 use std::pin::pin;
 use std::sync::Arc;
 
-/// Per-run bookkeeping: which log the run writes to and the next sequence number.
+/// Per-run bookkeeping.
 pub(crate) struct Run {
     /// The checkpoint log's id (`None` when the workflow has no id and this is not a resume).
-    workflow_id: Option<Arc<str>>,
+    pub(crate) workflow_id: Option<Arc<str>>,
     /// Sequence number of the next checkpoint row.
-    sequence: u64,
+    pub(crate) sequence: u64,
+    /// Completed saga steps, oldest first: `(task name, JSON output)`.
+    pub(crate) compensations: Vec<(String, Vec<u8>)>,
+    /// The cursor recorded at the resume point; only the first state of a resumed run
+    /// (the one whose cursor it is) may use it.
+    pub(crate) resume_cursor: Option<Vec<u8>>,
 }
 
 impl Run {
@@ -38,11 +44,36 @@ impl Run {
         Self {
             workflow_id,
             sequence: 0,
+            compensations: Vec::new(),
+            resume_cursor: None,
         }
     }
 }
 
 const MISSING_ID: &str = "checkpointing requires a workflow id (call with_workflow_id)";
+
+/// Observer bookkeeping for one unit of work: `on_task_start` when created,
+/// `on_task_success` / `on_task_failure` in [`TaskScope::end`], and the task config with
+/// the observers stamped in (so the retry loop reports retries and breaker rejections).
+pub(crate) struct TaskScope<'a> {
+    config: Cow<'a, TaskConfig>,
+    observed: Option<(&'a [Arc<dyn WorkflowObserver>], Cow<'static, str>)>,
+}
+
+impl TaskScope<'_> {
+    pub(crate) fn config(&self) -> &TaskConfig {
+        &self.config
+    }
+
+    pub(crate) fn end<R>(&self, outcome: &Result<R, CanoError>) {
+        if let Some((observers, name)) = &self.observed {
+            match outcome {
+                Ok(_) => observers.iter().for_each(|o| o.on_task_success(name)),
+                Err(e) => observers.iter().for_each(|o| o.on_task_failure(name, e)),
+            }
+        }
+    }
+}
 
 impl<TState, TResourceKey> Workflow<TState, TResourceKey>
 where
@@ -90,7 +121,9 @@ where
     ///
     /// The run re-enters the state of the log's last row (writing a new row for it and
     /// running its task again), so tasks at and after the resume point should be
-    /// idempotent. Resource setup/teardown and the global timeout apply as in
+    /// idempotent. A stepped state continues from the cursor recorded at the resume
+    /// point; saga steps completed before it are rolled back if the resumed run fails.
+    /// Resource setup/teardown and the global timeout apply as in
     /// [`orchestrate`](Self::orchestrate); `on_resume` fires before setup.
     ///
     /// # Errors
@@ -110,17 +143,9 @@ where
             let rows = store.load_run(&workflow_id).await.map_err(|e| {
                 CanoError::checkpoint_store(format!("load checkpoint run {workflow_id:?}: {e}"))
             })?;
-            let (state, last_sequence) = self.resume_point(&workflow_id, &rows)?;
-            let next_sequence = last_sequence.checked_add(1).ok_or_else(|| {
-                CanoError::checkpoint_store(format!(
-                    "checkpoint log {workflow_id:?} is full: its last sequence is u64::MAX"
-                ))
-            })?;
+            let (state, run) = self.plan_resume(workflow_id.clone(), &rows)?;
+            let last_sequence = run.sequence - 1;
             self.notify(|o| o.on_resume(&workflow_id, last_sequence));
-            let run = Run {
-                workflow_id: Some(Arc::clone(&workflow_id)),
-                sequence: next_sequence,
-            };
             self.with_resources(self.run_loop(run, state)).await
         };
         #[cfg(feature = "tracing")]
@@ -139,12 +164,19 @@ where
         fut.await
     }
 
-    /// The state to resume at and the last sequence number, from a run's rows.
-    fn resume_point(
+    /// Where a resumed run starts and what it carries over, from the run's rows:
+    ///
+    /// * the resume point is the state of the row with the highest sequence (of any kind);
+    /// * the next row gets that sequence + 1;
+    /// * saga steps recorded by completion rows before the resume point are put back on
+    ///   the compensation stack (the resume point's own completion row is not: that step
+    ///   runs again and records a fresh output);
+    /// * if the last row is a step cursor, the resumed stepped state starts from it.
+    fn plan_resume(
         &self,
-        workflow_id: &str,
+        workflow_id: Arc<str>,
         rows: &[CheckpointRow],
-    ) -> Result<(TState, u64), CanoError> {
+    ) -> Result<(TState, Run), CanoError> {
         let last = rows.iter().max_by_key(|r| r.sequence).ok_or_else(|| {
             CanoError::checkpoint_store(format!(
                 "no checkpoint rows for workflow id {workflow_id:?}"
@@ -162,7 +194,35 @@ where
                     last.state
                 ))
             })?;
-        Ok((state, last.sequence))
+        let sequence = last.sequence.checked_add(1).ok_or_else(|| {
+            CanoError::checkpoint_store(format!(
+                "checkpoint log {workflow_id:?} is full: its last sequence is u64::MAX"
+            ))
+        })?;
+        let mut completed: Vec<&CheckpointRow> = rows
+            .iter()
+            .filter(|r| {
+                r.kind == RowKind::CompensationCompletion
+                    && r.sequence != last.sequence
+                    && r.output_blob.is_some()
+            })
+            .collect();
+        completed.sort_by_key(|r| r.sequence);
+        let compensations = completed
+            .into_iter()
+            .filter_map(|r| Some((r.task_id.clone(), r.output_blob.clone()?)))
+            .collect();
+        let resume_cursor = match last.kind {
+            RowKind::StepCursor => last.output_blob.clone(),
+            _ => None,
+        };
+        let run = Run {
+            workflow_id: Some(workflow_id),
+            sequence,
+            compensations,
+            resume_cursor,
+        };
+        Ok((state, run))
     }
 
     /// Set up resources, run `fsm` under the global timeout, tear resources down.
@@ -208,22 +268,33 @@ where
             #[cfg(feature = "tracing")]
             tracing::debug!(current_state = ?current, "Executing state");
             let handler = self.states.get(&current);
+            let mut label = None;
             if labelled {
-                let label = format!("{current:?}");
-                self.notify(|o| o.on_state_enter(&label));
-                if let Some(store) = &self.checkpoint_store
-                    && handler.is_none_or(|h| h.is_checkpointed())
-                {
-                    let task_id = handler
-                        .and_then(|h| h.checkpoint_task_id())
-                        .unwrap_or(Cow::Borrowed(""));
-                    let row = CheckpointRow::new(run.sequence, label, task_id);
-                    if let Err(e) = self
-                        .append_row(store.as_ref(), &mut run, row, "append checkpoint")
-                        .await
-                    {
-                        return Err(self.fail(&mut run, e).await);
+                let text = format!("{current:?}");
+                self.notify(|o| o.on_state_enter(&text));
+                match &self.checkpoint_store {
+                    Some(store) if handler.is_none_or(|h| h.is_checkpointed()) => {
+                        if run.workflow_id.is_none() {
+                            let err = CanoError::checkpoint_store(MISSING_ID);
+                            return Err(self.fail(&mut run, err).await);
+                        }
+                        let task_id = handler
+                            .and_then(|h| h.checkpoint_task_id())
+                            .unwrap_or(Cow::Borrowed(""));
+                        let (row_label, kept) = if handler.is_some_and(|h| h.needs_label()) {
+                            (text.clone(), Some(text))
+                        } else {
+                            (text, None)
+                        };
+                        let row = CheckpointRow::new(run.sequence, row_label, task_id);
+                        if let Err(e) = self.append_row(store.as_ref(), &mut run, row).await {
+                            let err =
+                                CanoError::checkpoint_store(format!("append checkpoint: {e}"));
+                            return Err(self.fail(&mut run, err).await);
+                        }
+                        label = kept;
                     }
+                    _ => label = Some(text),
                 }
             }
             if self.exit_states.contains(&current) {
@@ -236,37 +307,36 @@ where
                 let err = CanoError::workflow(format!("No task registered for state: {current:?}"));
                 return Err(self.fail(&mut run, err).await);
             };
-            match handler.dispatch(self, &mut run).await {
+            let outcome = handler.dispatch(self, &mut run, label.as_deref()).await;
+            // A resume cursor belongs to the resume point only.
+            run.resume_cursor = None;
+            match outcome {
                 Ok(next) => current = next,
                 Err(e) => return Err(self.fail(&mut run, e).await),
             }
         }
     }
 
-    /// Append `row` to the run's log; on success fire `on_checkpoint` and advance the
-    /// sequence. `context` prefixes the error text (`append checkpoint: …`).
-    async fn append_row(
+    /// Append `row` to the run's log (which must have an id); on success fire
+    /// `on_checkpoint` and advance the sequence. Returns the store's error unchanged.
+    pub(crate) async fn append_row(
         &self,
         store: &dyn CheckpointStore,
         run: &mut Run,
         row: CheckpointRow,
-        context: &str,
     ) -> Result<(), CanoError> {
         let Some(id) = run.workflow_id.as_deref() else {
             return Err(CanoError::checkpoint_store(MISSING_ID));
         };
         let sequence = row.sequence;
-        store
-            .append(id, row)
-            .await
-            .map_err(|e| CanoError::checkpoint_store(format!("{context}: {e}")))?;
+        store.append(id, row).await?;
         self.notify(|o| o.on_checkpoint(id, sequence));
         run.sequence += 1;
         Ok(())
     }
 
-    /// Best-effort removal of the run's log after it succeeded. A failure is reported,
-    /// not returned: the run itself did succeed.
+    /// Best-effort removal of the run's log after it succeeded or rolled back cleanly. A
+    /// failure is reported, not returned.
     async fn clear_log(&self, run: &Run) {
         let (Some(store), Some(id)) = (&self.checkpoint_store, run.workflow_id.as_deref()) else {
             return;
@@ -279,12 +349,59 @@ where
         }
     }
 
-    /// The error a run ends with. Sagas roll back completed steps here; without
-    /// compensations the error is returned unchanged and the checkpoint log is kept for
-    /// `resume_from`.
+    /// The error a run ends with, after rolling back completed saga steps.
+    ///
+    /// * No completed steps: `err` unchanged; the checkpoint log is kept for `resume_from`.
+    /// * Every compensation succeeded: `err` unchanged; the log is cleared.
+    /// * Otherwise: [`CanoError::CompensationFailed`] with `err` first, then each
+    ///   compensation error (most recent step first); the log is kept.
+    ///
+    /// Each `compensate` runs once (no retries), bounded by its task's
+    /// `attempt_timeout`; a panic is caught and reported.
     async fn fail(&self, run: &mut Run, err: CanoError) -> CanoError {
-        let _ = run;
-        err
+        if run.compensations.is_empty() {
+            return err;
+        }
+        let mut errors = vec![err];
+        while let Some((task_id, blob)) = run.compensations.pop() {
+            if let Err(e) = self.compensate(&task_id, &blob).await {
+                errors.push(e);
+            }
+        }
+        if errors.len() == 1 {
+            self.clear_log(run).await;
+            return errors.remove(0);
+        }
+        CanoError::compensation_failed(errors)
+    }
+
+    /// Undo one saga step.
+    async fn compensate(&self, task_id: &str, blob: &[u8]) -> Result<(), CanoError> {
+        let Some(compensator) = self.compensators.get(task_id) else {
+            return Err(CanoError::workflow(format!(
+                "no compensator registered for task {task_id:?} \u{2014} cannot roll it back"
+            )));
+        };
+        let limit = compensator.config().attempt_timeout;
+        let undo = CatchUnwind::new(compensator.compensate(&self.resources, blob));
+        let outcome = match limit {
+            Some(d) => match tokio::time::timeout(d, undo).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    return Err(CanoError::timeout(format!(
+                        "compensate for {task_id:?} exceeded attempt_timeout {d:?}"
+                    )));
+                }
+            },
+            None => undo.await,
+        };
+        match outcome {
+            Ok(result) => result,
+            Err(payload) => Err(CanoError::task_execution(format!(
+                "compensate for {task_id:?} panicked: {}",
+                panic_message(&*payload)
+            ))),
+        }
     }
 
     /// Call `f` on every observer.
@@ -297,47 +414,39 @@ where
         }
     }
 
-    /// Run one unit of work through the shared machinery: `on_task_start`, the retry
-    /// loop (retries, attempt timeout, circuit breaker, `on_retry`/`on_circuit_open`),
-    /// panic capture, `finish` (which turns the task's output into the dispatch result),
-    /// then `on_task_success` / `on_task_failure`.
-    ///
-    /// `name` is only called when observers are attached.
-    pub(crate) async fn attempt<T, R, Fut>(
-        &self,
-        config: &TaskConfig,
+    /// Start observing one unit of work: fires `on_task_start(name())` and stamps the
+    /// observers into a copy of `config`. Without observers nothing is formatted or copied.
+    pub(crate) fn begin_task<'a>(
+        &'a self,
+        config: &'a TaskConfig,
         name: impl FnOnce() -> Cow<'static, str>,
-        run_fn: impl Fn() -> Fut,
-        finish: impl FnOnce(T) -> Result<R, CanoError>,
-    ) -> Result<R, CanoError>
-    where
-        T: Send + Sync,
-        Fut: Future<Output = Result<T, CanoError>>,
-    {
+    ) -> TaskScope<'a> {
         let Some(observers) = &self.observers else {
-            return guarded(config, run_fn).await.and_then(finish);
+            return TaskScope {
+                config: Cow::Borrowed(config),
+                observed: None,
+            };
         };
         let name = name();
-        for o in observers.iter() {
-            o.on_task_start(&name);
-        }
+        observers.iter().for_each(|o| o.on_task_start(&name));
         let stamped = TaskConfig {
             observers: Some(Arc::clone(observers)),
             task_name: Some(name.clone()),
             ..config.clone()
         };
-        let outcome = guarded(&stamped, run_fn).await.and_then(finish);
-        match &outcome {
-            Ok(_) => observers.iter().for_each(|o| o.on_task_success(&name)),
-            Err(e) => observers.iter().for_each(|o| o.on_task_failure(&name, e)),
+        TaskScope {
+            config: Cow::Owned(stamped),
+            observed: Some((&observers[..], name)),
         }
-        outcome
     }
 }
 
 /// The retry loop with panics turned into `TaskExecution("panic: …")`. A panic ends the
 /// loop: the attempt is not retried.
-async fn guarded<T, Fut>(config: &TaskConfig, run_fn: impl Fn() -> Fut) -> Result<T, CanoError>
+pub(crate) async fn guarded<T, Fut>(
+    config: &TaskConfig,
+    run_fn: impl Fn() -> Fut,
+) -> Result<T, CanoError>
 where
     T: Send + Sync,
     Fut: Future<Output = Result<T, CanoError>>,

@@ -1,16 +1,19 @@
 //! [`Handler`]: what the run loop does in a registered state.
 //!
-//! Every kind of state (plain task, router, and later split, stepped, compensatable)
-//! is one variant here. The run loop in `execution.rs` is the only caller: it writes the
+//! Every kind of state (plain task, router, split, stepped, compensatable) is one
+//! variant here. The run loop in `execution.rs` is the only caller: it writes the
 //! state-entry checkpoint row (using [`Handler::checkpoint_task_id`]) and then calls
-//! [`Handler::dispatch`]. Each variant runs its work through the same
-//! [`attempt`](super::execution) helper, which owns retries, timeouts, the circuit
-//! breaker, panic capture and observer events.
+//! [`Handler::dispatch`]. Each variant runs its work through the shared
+//! [`TaskScope`](super::execution::TaskScope) and `guarded` retry loop, which own
+//! retries, timeouts, the circuit breaker, panic capture and observer events.
 
 use super::Workflow;
-use super::execution::Run;
+use super::execution::{Run, guarded};
 use super::join::JoinConfig;
 use crate::error::CanoError;
+use crate::recovery::CheckpointRow;
+use crate::saga::ErasedCompensatable;
+use crate::task::stepped::{ErasedStep, ErasedSteppedTask};
 use crate::task::{TaskConfig, TaskObject, TaskResult};
 use std::borrow::Cow;
 use std::fmt;
@@ -34,6 +37,16 @@ where
         tasks: Arc<[TaskObject<TState, TResourceKey>]>,
         configs: Arc<[Arc<TaskConfig>]>,
         join: Arc<JoinConfig<TState>>,
+    },
+    /// `register_stepped`: the engine drives the step loop and records cursors.
+    Stepped {
+        task: Arc<dyn ErasedSteppedTask<TState, TResourceKey>>,
+        config: Arc<TaskConfig>,
+    },
+    /// `register_with_compensation`: records its output for rollback.
+    Compensatable {
+        task: Arc<dyn ErasedCompensatable<TState, TResourceKey>>,
+        config: Arc<TaskConfig>,
     },
 }
 
@@ -62,6 +75,14 @@ where
                 configs: Arc::clone(configs),
                 join: Arc::clone(join),
             },
+            Self::Stepped { task, config } => Self::Stepped {
+                task: Arc::clone(task),
+                config: Arc::clone(config),
+            },
+            Self::Compensatable { task, config } => Self::Compensatable {
+                task: Arc::clone(task),
+                config: Arc::clone(config),
+            },
         }
     }
 }
@@ -71,23 +92,10 @@ where
     TState: Clone + fmt::Debug + Hash + Eq + Send + Sync + 'static,
     TResourceKey: Hash + Eq + Send + Sync + 'static,
 {
-    pub(crate) fn task(
-        task: TaskObject<TState, TResourceKey>,
-        config: Arc<TaskConfig>,
-        checkpointed: bool,
-    ) -> Self {
-        Self::Task {
-            task,
-            config,
-            checkpointed,
-        }
-    }
-
     /// Structural checks run by `Workflow::validate`; `known` says whether a state is
     /// registered or an exit state.
     pub(crate) fn validate(&self, known: impl Fn(&TState) -> bool) -> Result<(), CanoError> {
         match self {
-            Self::Task { .. } => Ok(()),
             Self::Split { join, .. } => {
                 join.check()?;
                 if known(&join.join_state) {
@@ -99,6 +107,7 @@ where
                     )))
                 }
             }
+            Self::Task { .. } | Self::Stepped { .. } | Self::Compensatable { .. } => Ok(()),
         }
     }
 
@@ -109,6 +118,8 @@ where
                 task, checkpointed, ..
             } => checkpointed.then(|| task.name()),
             Self::Split { .. } => Some(Cow::Borrowed("")),
+            Self::Stepped { task, .. } => Some(task.name()),
+            Self::Compensatable { task, .. } => Some(task.name()),
         }
     }
 
@@ -116,35 +127,81 @@ where
     pub(crate) fn is_checkpointed(&self) -> bool {
         match self {
             Self::Task { checkpointed, .. } => *checkpointed,
-            Self::Split { .. } => true,
+            Self::Split { .. } | Self::Stepped { .. } | Self::Compensatable { .. } => true,
         }
     }
 
-    /// Whether this state's task can be rolled back (sagas).
-    pub(crate) fn is_compensatable(&self) -> bool {
+    /// Whether dispatch writes further rows labelled with the state (so the loop must
+    /// keep the label after the entry row).
+    pub(crate) fn needs_label(&self) -> bool {
+        matches!(self, Self::Stepped { .. } | Self::Compensatable { .. })
+    }
+
+    /// The compensatable task behind this state, if any.
+    pub(crate) fn compensator(
+        &self,
+    ) -> Option<&Arc<dyn ErasedCompensatable<TState, TResourceKey>>> {
         match self {
-            Self::Task { .. } | Self::Split { .. } => false,
+            Self::Compensatable { task, .. } => Some(task),
+            _ => None,
         }
     }
 
-    /// Run the state's work and return the next state.
+    /// Run the state's work and return the next state. `label` is the state's `Debug`
+    /// text when the run is observed or checkpointed.
     pub(crate) async fn dispatch(
         &self,
         wf: &Workflow<TState, TResourceKey>,
         run: &mut Run,
+        label: Option<&str>,
     ) -> Result<TState, CanoError> {
-        let _ = run;
+        let resources = &*wf.resources;
         match self {
             Self::Task { task, config, .. } => {
-                let resources = &*wf.resources;
-                wf.attempt(config, || task.name(), || task.run(resources), single_next)
+                let scope = wf.begin_task(config, || task.name());
+                let outcome = guarded(scope.config(), || task.run(resources))
                     .await
+                    .and_then(single_next);
+                scope.end(&outcome);
+                outcome
             }
             Self::Split {
                 tasks,
                 configs,
                 join,
             } => wf.run_split(tasks, configs, join).await,
+            Self::Stepped { task, config } => {
+                wf.run_stepped(task.as_ref(), config, run, label).await
+            }
+            Self::Compensatable { task, config } => {
+                let scope = wf.begin_task(config, || task.name());
+                let outcome = guarded(scope.config(), || task.run(resources))
+                    .await
+                    .and_then(|(result, blob)| match result {
+                        TaskResult::Single(next) => Ok((next, blob)),
+                        TaskResult::Split(_) => Err(CanoError::workflow(
+                            "Compensatable task returned a split result \u{2014} split states cannot be compensatable",
+                        )),
+                    });
+                scope.end(&outcome);
+                let (next, blob) = outcome?;
+                let name = task.name().into_owned();
+                if let (Some(store), Some(label), true) =
+                    (&wf.checkpoint_store, label, run.workflow_id.is_some())
+                {
+                    let row = CheckpointRow::new(run.sequence, label, name.clone())
+                        .with_output(blob.clone());
+                    if let Err(e) = wf.append_row(store.as_ref(), run, row).await {
+                        // The step did happen: make sure the rollback undoes it.
+                        run.compensations.push((name, blob));
+                        return Err(CanoError::checkpoint_store(format!(
+                            "append compensation checkpoint: {e}"
+                        )));
+                    }
+                }
+                run.compensations.push((name, blob));
+                Ok(next)
+            }
         }
     }
 }
@@ -164,10 +221,48 @@ where
     TState: Clone + fmt::Debug + Hash + Eq + Send + Sync + 'static,
     TResourceKey: Hash + Eq + Send + Sync + 'static,
 {
-    pub(crate) fn compensator_count(&self) -> usize {
-        self.states
-            .iter()
-            .filter(|(_, h)| h.is_compensatable())
-            .count()
+    /// The engine-driven step loop of a `register_stepped` state.
+    ///
+    /// Each step runs under the task's retry policy (a retry reuses the cursor). With a
+    /// checkpoint store, each new cursor is appended before the next step runs. A resumed
+    /// run starts from the cursor recorded at the resume point.
+    async fn run_stepped(
+        &self,
+        task: &dyn ErasedSteppedTask<TState, TResourceKey>,
+        config: &TaskConfig,
+        run: &mut Run,
+        label: Option<&str>,
+    ) -> Result<TState, CanoError> {
+        let resources = &*self.resources;
+        let scope = self.begin_task(config, || task.name());
+        let mut cursor = run.resume_cursor.take();
+        let outcome = loop {
+            let step = guarded(scope.config(), || task.step(resources, cursor.clone())).await;
+            match step {
+                Err(e) => break Err(e),
+                Ok(ErasedStep::Done(TaskResult::Single(next))) => break Ok(next),
+                Ok(ErasedStep::Done(TaskResult::Split(_))) => {
+                    break Err(CanoError::workflow(
+                        "Stepped task returned split result \u{2014} split is not supported for Stepped states",
+                    ));
+                }
+                Ok(ErasedStep::More(bytes)) => {
+                    if let (Some(store), Some(label), true) =
+                        (&self.checkpoint_store, label, run.workflow_id.is_some())
+                    {
+                        let row = CheckpointRow::new(run.sequence, label, task.name())
+                            .with_cursor(bytes.clone());
+                        if let Err(e) = self.append_row(store.as_ref(), run, row).await {
+                            break Err(CanoError::checkpoint_store(format!(
+                                "append step cursor checkpoint: {e}"
+                            )));
+                        }
+                    }
+                    cursor = Some(bytes);
+                }
+            }
+        };
+        scope.end(&outcome);
+        outcome
     }
 }

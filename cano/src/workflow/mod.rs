@@ -40,19 +40,24 @@
 //! # }
 //! ```
 
+mod entry;
 mod execution;
 mod handler;
 mod join;
 mod split;
 mod table;
 
+pub use entry::StateEntry;
 pub use join::{JoinConfig, JoinStrategy, SplitResult, SplitTaskResult};
 
 use crate::error::CanoError;
 use crate::observer::WorkflowObserver;
 use crate::recovery::CheckpointStore;
 use crate::resource::Resources;
-use crate::task::{Task, TaskConfig};
+use crate::saga::{CompensatableAdapter, CompensatableTask, ErasedCompensatable};
+use crate::task::stepped::{ErasedSteppedTask, SteppedAdapter};
+use crate::task::{RouterTask, SteppedTask, Task, TaskConfig, TaskObject};
+use crate::util::FastMap;
 use handler::Handler;
 use std::borrow::Cow;
 use std::fmt;
@@ -83,6 +88,8 @@ where
     observers: Option<Arc<[Arc<dyn WorkflowObserver>]>>,
     checkpoint_store: Option<Arc<dyn CheckpointStore>>,
     workflow_id: Option<Arc<str>>,
+    /// Saga compensators by task name (how completion rows refer to them).
+    compensators: FastMap<String, Arc<dyn ErasedCompensatable<TState, TResourceKey>>>,
     #[cfg(feature = "tracing")]
     tracing_span: Option<tracing::Span>,
 }
@@ -113,6 +120,7 @@ where
             observers: None,
             checkpoint_store: None,
             workflow_id: None,
+            compensators: FastMap::default(),
             #[cfg(feature = "tracing")]
             tracing_span: None,
         }
@@ -138,7 +146,62 @@ where
         T: Task<TState, TResourceKey> + Send + Sync + 'static,
     {
         let config = Arc::new(task.config());
-        self.with_handler(state, Handler::task(Arc::new(task), config, true))
+        self.with_handler(
+            state,
+            Handler::Task {
+                task: Arc::new(task),
+                config,
+                checkpointed: true,
+            },
+        )
+    }
+
+    /// Register a [`RouterTask`] for `state`. Unlike [`register`](Self::register), the
+    /// state writes no checkpoint row and consumes no sequence number: a router has no
+    /// side effects, so on resume it simply routes again.
+    pub fn register_router<T>(self, state: TState, task: T) -> Self
+    where
+        T: RouterTask<TState, TResourceKey> + Task<TState, TResourceKey> + 'static,
+    {
+        let config = Arc::new(Task::config(&task));
+        self.with_handler(
+            state,
+            Handler::Task {
+                task: Arc::new(task),
+                config,
+                checkpointed: false,
+            },
+        )
+    }
+
+    /// Register a [`SteppedTask`] for `state`, driven step by step by the engine: each
+    /// step runs under the task's retry policy (reusing its cursor), and with a
+    /// checkpoint store every new cursor is recorded before the next step, so
+    /// [`resume_from`](Self::resume_from) continues from the last one.
+    pub fn register_stepped<T>(self, state: TState, task: T) -> Self
+    where
+        T: SteppedTask<TState, TResourceKey> + 'static,
+    {
+        let config = Arc::new(SteppedTask::config(&task));
+        let task: Arc<dyn ErasedSteppedTask<TState, TResourceKey>> =
+            Arc::new(SteppedAdapter(Arc::new(task)));
+        self.with_handler(state, Handler::Stepped { task, config })
+    }
+
+    /// Register a [`CompensatableTask`] for `state`: after it succeeds, its output goes
+    /// on the run's compensation stack (and into the checkpoint log), and if a later
+    /// state fails, its `compensate` runs, most recent step first.
+    ///
+    /// Compensations are looked up by the task's [`name`](CompensatableTask::name); two
+    /// steps with the same name share one compensator (the last registered).
+    pub fn register_with_compensation<T>(self, state: TState, task: T) -> Self
+    where
+        T: CompensatableTask<TState, TResourceKey> + 'static,
+    {
+        let config = Arc::new(task.config());
+        let task: Arc<dyn ErasedCompensatable<TState, TResourceKey>> =
+            Arc::new(CompensatableAdapter(Arc::new(task)));
+        self.with_handler(state, Handler::Compensatable { task, config })
     }
 
     /// Run every task in `tasks` concurrently whenever the workflow enters `state`, then
@@ -189,9 +252,9 @@ where
         T: Task<TState, TResourceKey> + Send + Sync + 'static,
     {
         let configs: Arc<[Arc<TaskConfig>]> = tasks.iter().map(|t| Arc::new(t.config())).collect();
-        let tasks: Arc<[crate::task::TaskObject<TState, TResourceKey>]> = tasks
+        let tasks: Arc<[TaskObject<TState, TResourceKey>]> = tasks
             .into_iter()
-            .map(|t| Arc::new(t) as crate::task::TaskObject<TState, TResourceKey>)
+            .map(|t| Arc::new(t) as TaskObject<TState, TResourceKey>)
             .collect();
         self.with_handler(
             state,
@@ -203,11 +266,16 @@ where
         )
     }
 
-    pub(crate) fn with_handler(
-        mut self,
-        state: TState,
-        handler: Handler<TState, TResourceKey>,
-    ) -> Self {
+    /// Install `handler` for `state`, replacing the old one. A replaced compensatable
+    /// task's compensator is forgotten (by name) before the new one is recorded.
+    fn with_handler(mut self, state: TState, handler: Handler<TState, TResourceKey>) -> Self {
+        if let Some(old) = self.states.get(&state).and_then(Handler::compensator) {
+            self.compensators.remove(old.name().as_ref());
+        }
+        if let Some(new) = handler.compensator() {
+            self.compensators
+                .insert(new.name().into_owned(), Arc::clone(new));
+        }
         self.states.insert(state, handler);
         self.edited()
     }
@@ -326,6 +394,7 @@ where
             observers: self.observers.clone(),
             checkpoint_store: self.checkpoint_store.clone(),
             workflow_id: self.workflow_id.clone(),
+            compensators: self.compensators.clone(),
             #[cfg(feature = "tracing")]
             tracing_span: self.tracing_span.clone(),
         }
@@ -347,7 +416,7 @@ where
             .field("checkpoint_store", &self.checkpoint_store.is_some())
             .field(
                 "compensators",
-                &format!("{} compensators", self.compensator_count()),
+                &format!("{} compensators", self.compensators.len()),
             )
             .finish()
     }
