@@ -53,6 +53,16 @@ impl StateKeyArgs {
         }
     }
 
+    /// Records the error for arguments on a trait definition, which take none.
+    pub(crate) fn reject_on_trait_def(&self, attr: &str, errors: &mut Errors) {
+        if !self.is_empty() {
+            errors.spanned(
+                &self.raw,
+                format!("#[cano::{attr}]: no attribute args are accepted on a trait definition"),
+            );
+        }
+    }
+
     /// The path of the trait an inherent impl becomes: `trait_path<S>` or
     /// `trait_path<S, K>`. Without `state`, records an error (pointing at the arguments, or
     /// at `header` when there are none) and returns `trait_path` alone.

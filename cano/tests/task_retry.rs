@@ -1,6 +1,6 @@
 //! `RetryMode`, `TaskConfig` and the shared retry loop `run_with_retries`, including its
 //! per-attempt timeout and circuit-breaker integration (core spec §5.3–§5.5, §6.5,
-//! checklist §11.6).
+//! checklist §11.6); then the `Task` trait's defaults (§5.2, checklist §11.5).
 //!
 //! Timer-heavy tests run on tokio's paused clock: sleeps complete instantly in real time
 //! while `tokio::time::Instant` advances exactly by the slept amounts.
@@ -764,4 +764,203 @@ async fn the_retry_future_is_send_and_can_be_spawned() {
         .await
     });
     assert_eq!(handle.await.unwrap(), Ok(2));
+}
+
+// ---------------------------------------------------------------------------------------
+// The Task trait's defaults (core spec §5.2, checklist §11.5)
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Step {
+    Go,
+    Done,
+}
+
+struct BareOnly;
+
+#[task(state = Step)]
+impl BareOnly {
+    async fn run_bare(&self) -> Result<TaskResult<Step>, CanoError> {
+        Ok(TaskResult::Single(Step::Done))
+    }
+}
+
+struct Neither;
+
+impl Task<Step> for Neither {}
+
+struct RunOnly {
+    bare_calls: AtomicUsize,
+}
+
+#[task]
+impl Task<Step> for RunOnly {
+    async fn run(&self, res: &Resources) -> Result<TaskResult<Step>, CanoError> {
+        res.get::<MemoryStore, _>("store")?.put("ran", true)?;
+        Ok(TaskResult::Single(Step::Done))
+    }
+    async fn run_bare(&self) -> Result<TaskResult<Step>, CanoError> {
+        self.bare_calls.fetch_add(1, Ordering::SeqCst);
+        Ok(TaskResult::Single(Step::Go))
+    }
+}
+
+struct Renamed;
+
+#[task(state = Step)]
+impl Renamed {
+    fn name(&self) -> std::borrow::Cow<'static, str> {
+        "renamed-task".into()
+    }
+    fn config(&self) -> TaskConfig {
+        TaskConfig::minimal()
+    }
+    async fn run_bare(&self) -> Result<TaskResult<Step>, CanoError> {
+        Ok(TaskResult::Single(Step::Done))
+    }
+}
+
+struct TraitRenamed;
+
+#[task]
+impl Task<Step> for TraitRenamed {
+    fn name(&self) -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Owned(String::from("trait-renamed"))
+    }
+    async fn run_bare(&self) -> Result<TaskResult<Step>, CanoError> {
+        Ok(TaskResult::Single(Step::Done))
+    }
+}
+
+#[tokio::test]
+async fn run_delegates_to_run_bare_by_default() {
+    let res: Resources = Resources::new();
+    assert_eq!(BareOnly.run(&res).await, Ok(TaskResult::Single(Step::Done)));
+    assert_eq!(
+        BareOnly.run_bare().await,
+        Ok(TaskResult::Single(Step::Done))
+    );
+}
+
+#[tokio::test]
+async fn a_task_overriding_run_never_calls_run_bare_through_run() {
+    let task = RunOnly {
+        bare_calls: AtomicUsize::new(0),
+    };
+    let store = MemoryStore::new();
+    let res: Resources = Resources::new().insert("store", store.clone());
+    assert_eq!(task.run(&res).await, Ok(TaskResult::Single(Step::Done)));
+    assert_eq!(task.bare_calls.load(Ordering::SeqCst), 0);
+    assert!(store.get::<bool>("ran").unwrap());
+}
+
+#[tokio::test]
+async fn a_task_implementing_neither_method_fails_at_runtime_naming_its_type() {
+    let res: Resources = Resources::new();
+    let err = Neither.run(&res).await.unwrap_err();
+    assert_eq!(err.category(), "configuration");
+    assert!(err.message().contains("Neither"), "{err}");
+    assert_eq!(
+        err,
+        CanoError::configuration(format!(
+            "Task<{}>: neither `run` nor `run_bare` was implemented; override one of them",
+            std::any::type_name::<Neither>()
+        ))
+    );
+    assert_eq!(Neither.run_bare().await, Err(err));
+}
+
+#[test]
+fn the_default_name_is_the_type_name_and_overrides_are_verbatim() {
+    assert_eq!(
+        Task::<Step>::name(&BareOnly),
+        std::any::type_name::<BareOnly>()
+    );
+    assert!(Task::<Step>::name(&BareOnly).contains("BareOnly"));
+    assert_eq!(Task::<Step>::name(&Renamed), "renamed-task");
+    assert_eq!(Task::<Step>::name(&TraitRenamed), "trait-renamed");
+}
+
+#[test]
+fn the_default_config_has_retries_and_overrides_are_used() {
+    assert_eq!(Task::<Step>::config(&BareOnly).retry_mode.max_attempts(), 4);
+    assert_eq!(Task::<Step>::config(&Renamed).retry_mode.max_attempts(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_bare_can_be_called_concurrently_through_an_arc() {
+    struct Counting(AtomicUsize);
+    #[task(state = Step)]
+    impl Counting {
+        async fn run_bare(&self) -> Result<TaskResult<Step>, CanoError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            tokio::task::yield_now().await;
+            Ok(TaskResult::Single(Step::Done))
+        }
+    }
+    let task = Arc::new(Counting(AtomicUsize::new(0)));
+    let handles: Vec<_> = (0..10)
+        .map(|_| {
+            let task = Arc::clone(&task);
+            tokio::spawn(async move { task.run_bare().await })
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.await.unwrap(), Ok(TaskResult::Single(Step::Done)));
+    }
+    assert_eq!(task.0.load(Ordering::SeqCst), 10);
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Store,
+}
+
+struct Keyed(&'static str);
+
+#[task(state = Step, key = Key)]
+impl Keyed {
+    async fn run(&self, res: &Resources<Key>) -> Result<TaskResult<Step>, CanoError> {
+        res.get::<MemoryStore, _>(&Key::Store)?
+            .append("order", self.0)?;
+        Ok(TaskResult::Single(Step::Done))
+    }
+}
+
+#[tokio::test]
+async fn task_objects_with_a_custom_key_run_through_dynamic_dispatch() {
+    let store = MemoryStore::new();
+    let res = Resources::<Key>::new().insert(Key::Store, store.clone());
+    let objects: Vec<cano::TaskObject<Step, Key>> =
+        vec![Arc::new(Keyed("a")), Arc::new(Keyed("b"))];
+    for obj in &objects {
+        assert_eq!(obj.run(&res).await, Ok(TaskResult::Single(Step::Done)));
+    }
+    assert_eq!(store.get::<Vec<&str>>("order").unwrap(), ["a", "b"]);
+    assert!(objects[0].name().ends_with("Keyed"));
+}
+
+#[tokio::test]
+async fn task_objects_with_the_default_key() {
+    let objects: Vec<TaskObject<Step>> = vec![Arc::new(BareOnly), Arc::new(Renamed)];
+    let res: Resources = Resources::new();
+    let names: Vec<String> = objects.iter().map(|t| t.name().into_owned()).collect();
+    assert_eq!(names[1], "renamed-task");
+    for obj in objects {
+        assert_eq!(obj.run(&res).await, Ok(TaskResult::Single(Step::Done)));
+    }
+    let boxed: Box<cano::DynTask<Step>> = Box::new(BareOnly);
+    assert_eq!(boxed.run_bare().await, Ok(TaskResult::Single(Step::Done)));
+}
+
+#[test]
+fn task_results_compare_and_clone() {
+    let single = TaskResult::Single(Step::Go);
+    assert_eq!(single.clone(), TaskResult::Single(Step::Go));
+    assert_ne!(single, TaskResult::Single(Step::Done));
+    assert_ne!(
+        TaskResult::Split(vec![Step::Go]),
+        TaskResult::Single(Step::Go)
+    );
+    assert_eq!(format!("{single:?}"), "Single(Go)");
 }
