@@ -18,7 +18,8 @@ mod root_names {
     use cano::{
         CanoError, CanoResult, CheckpointRow, CheckpointStore, CircuitBreaker, CircuitPermit,
         CircuitPolicy, CircuitState, DynTask, HealthStatus, MemoryStore, Resource, Resources,
-        RetryMode, RowKind, Task, TaskConfig, TaskObject, TaskResult, Workflow, WorkflowObserver,
+        RetryMode, RowKind, StateEntry, Task, TaskConfig, TaskObject, TaskResult, Workflow,
+        WorkflowObserver,
     };
     // Macros, in the macro namespace of the root.
     use cano::{FromResources, checkpoint_store, resource, task};
@@ -55,7 +56,7 @@ mod module_paths {
     use cano::task::{
         DynTask, RetryMode, Task, TaskConfig, TaskObject, TaskResult, run_with_retries,
     };
-    use cano::workflow::Workflow;
+    use cano::workflow::{StateEntry, Workflow};
 
     #[cfg(feature = "tracing")]
     use cano::observer::TracingObserver;

@@ -586,6 +586,26 @@ async fn a_flaky_task_succeeds_within_its_retries() {
     assert_eq!(wf.orchestrate(S::Start).await, Ok(S::Done));
 }
 
+#[tokio::test(start_paused = true)]
+async fn zero_retry_delays_in_a_workflow_do_not_wait_for_a_timer() {
+    // Between two millisecond ticks, any timer would have to move the paused clock.
+    tokio::time::advance(Duration::from_micros(500)).await;
+    let before = Instant::now();
+    let ran = counter();
+    let wf = Workflow::bare()
+        .register(
+            S::Start,
+            Step::acting(Act::Fail("again"))
+                .counted(&ran)
+                .with_config(TaskConfig::new().with_fixed_retry(3, Duration::ZERO)),
+        )
+        .add_exit_state(S::Done);
+    let err = wf.orchestrate(S::Start).await.unwrap_err();
+    assert_eq!(err.category(), "retry_exhausted");
+    assert_eq!(calls(&ran), 4);
+    assert_eq!(Instant::now(), before, "the paused clock did not move");
+}
+
 struct Neither;
 
 impl Task<S> for Neither {}
