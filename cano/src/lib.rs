@@ -18,6 +18,8 @@ pub use error::{CanoError, CanoResult};
 #[cfg(feature = "tracing")]
 pub use observer::TracingObserver;
 pub use observer::WorkflowObserver;
+#[cfg(feature = "recovery")]
+pub use recovery::RedbCheckpointStore;
 pub use recovery::{CheckpointRow, CheckpointStore, RowKind};
 pub use resource::{HealthStatus, Resource, Resources};
 pub use saga::{CompensatableTask, ErasedCompensatable};
@@ -46,6 +48,8 @@ pub mod prelude {
         TaskResult, Workflow, WorkflowObserver,
     };
 
+    #[cfg(feature = "recovery")]
+    pub use crate::RedbCheckpointStore;
     #[cfg(feature = "tracing")]
     pub use crate::TracingObserver;
 

@@ -43,8 +43,8 @@ use std::hash::Hash;
 use std::pin::Pin;
 use std::sync::Arc;
 
-//TMP #[doc(inline)]
-//TMP pub use cano_macros::compensatable_task as task;
+#[doc(inline)]
+pub use cano_macros::compensatable_task as task;
 
 /// A step that can be undone: `run` returns an `Output`, `compensate` reverses it.
 ///

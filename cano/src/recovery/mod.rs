@@ -43,6 +43,12 @@
 //! }
 //! ```
 
+#[cfg(feature = "recovery")]
+mod redb;
+
+#[cfg(feature = "recovery")]
+pub use self::redb::RedbCheckpointStore;
+
 use crate::error::CanoError;
 use serde::{Deserialize, Serialize};
 use std::future::Future;

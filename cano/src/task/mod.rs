@@ -64,10 +64,10 @@ pub use stepped::{
     DefaultStepCursor, DynSteppedTask, StepOutcome, SteppedTask, SteppedTaskObject, run_stepped,
 };
 
-//TMP pub use cano_macros::batch_task as batch;
-//TMP pub use cano_macros::poll_task as poll;
-//TMP pub use cano_macros::router_task as router;
-//TMP pub use cano_macros::stepped_task as stepped;
+pub use cano_macros::batch_task as batch;
+pub use cano_macros::poll_task as poll;
+pub use cano_macros::router_task as router;
+pub use cano_macros::stepped_task as stepped;
 
 /// What a task returns: the next state, or (for split states) several.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,393 @@
+//! [`RedbCheckpointStore`]: checkpoint logs in an embedded [redb](https://docs.rs/redb) file.
+//!
+//! On-disk layout (compatible with files written by cano 0.12.0): one table
+//! `"cano_checkpoints"` keyed by `(workflow_id, sequence)`, whose values are the postcard
+//! encoding of `{ state, task_id, output_blob, kind }`.
+//!
+//! Writes go through one dedicated writer thread. Appends that arrive while a commit is
+//! in flight are committed together in the next transaction (group commit), so many
+//! concurrent runs share disk syncs, while each `append` still returns only once its
+//! row is durable. Reads run on tokio's blocking pool. No disk work happens on the
+//! async runtime's worker threads.
+
+use super::{CheckpointRow, CheckpointStore, RowKind};
+use crate::error::CanoError;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use tokio::sync::oneshot;
+
+const TABLE: TableDefinition<'static, (&'static str, u64), &'static [u8]> =
+    TableDefinition::new("cano_checkpoints");
+
+/// Most requests committed in one transaction.
+const MAX_BATCH: usize = 1024;
+
+/// The stored value: everything of a [`CheckpointRow`] but its sequence (the key holds it).
+#[derive(Serialize, Deserialize)]
+struct StoredRow {
+    state: String,
+    task_id: String,
+    output_blob: Option<Vec<u8>>,
+    kind: RowKind,
+}
+
+/// A durable [`CheckpointStore`] in one redb database file.
+///
+/// ```no_run
+/// use cano::prelude::*;
+/// use std::sync::Arc;
+///
+/// # #[derive(Debug, Clone, PartialEq, Eq, Hash)] enum S { A, Done }
+/// # fn wf() -> Workflow<S> { Workflow::bare() }
+/// let store = Arc::new(RedbCheckpointStore::new("checkpoints.redb")?);
+/// let workflow = wf()
+///     .with_checkpoint_store(store)
+///     .with_workflow_id("nightly-2026-11-26");
+/// # Ok::<(), CanoError>(())
+/// ```
+///
+/// `Clone` shares one open database. redb allows one open handle per file: opening the
+/// same path again, in this or another process, fails until every clone is dropped.
+#[derive(Clone)]
+pub struct RedbCheckpointStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Arc<Database>,
+    path: PathBuf,
+    requests: Mutex<Option<Sender<Request>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+enum Request {
+    Append {
+        workflow_id: String,
+        sequence: u64,
+        value: Vec<u8>,
+        reply: oneshot::Sender<Result<(), CanoError>>,
+    },
+    Clear {
+        workflow_id: String,
+        reply: oneshot::Sender<Result<(), CanoError>>,
+    },
+}
+
+/// What to check when redb cannot open a file.
+fn open_hint(e: &redb::DatabaseError) -> &'static str {
+    use redb::{DatabaseError, StorageError};
+    match e {
+        DatabaseError::DatabaseAlreadyOpen => {
+            "it is already open; redb allows one handle per file, so drop the other store or stop the other process first"
+        }
+        DatabaseError::UpgradeRequired(_) => "it was written in an older redb file format",
+        DatabaseError::Storage(StorageError::Io(io))
+            if io.kind() == std::io::ErrorKind::NotFound =>
+        {
+            "its directory does not exist"
+        }
+        DatabaseError::Storage(StorageError::Io(io))
+            if io.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            "permission denied"
+        }
+        DatabaseError::Storage(StorageError::Io(_) | StorageError::Corrupted(_)) => {
+            "the file is not a redb checkpoint database, or it is damaged; nothing was changed"
+        }
+        _ => "the file could not be opened as a checkpoint database",
+    }
+}
+
+fn redb_error(e: impl std::fmt::Display) -> CanoError {
+    CanoError::checkpoint_store(format!("redb: {e}"))
+}
+
+impl RedbCheckpointStore {
+    /// Open the database at `path`, creating it (and the checkpoint table) if needed.
+    ///
+    /// # Errors
+    /// [`CanoError::CheckpointStore`] naming the file when it cannot be opened: it is not a
+    /// redb database, is damaged, belongs to an incompatible version, or is already open
+    /// (redb allows one open handle per file).
+    pub fn new(path: impl AsRef<Path>) -> Result<Self, CanoError> {
+        let path = path.as_ref().to_path_buf();
+        let open_error = |e: &dyn std::fmt::Display, hint: &str| {
+            CanoError::checkpoint_store(format!(
+                "redb: {e} (checkpoint database {}: {hint})",
+                path.display()
+            ))
+        };
+        let db = Database::create(&path).map_err(|e| open_error(&e, open_hint(&e)))?;
+        let table_hint = "could not create the `cano_checkpoints` table; the file may hold \
+                          another application's table of that name";
+        let txn = db.begin_write().map_err(|e| open_error(&e, table_hint))?;
+        txn.open_table(TABLE)
+            .map_err(|e| open_error(&e, table_hint))?;
+        txn.commit().map_err(|e| open_error(&e, table_hint))?;
+        let db = Arc::new(db);
+
+        let (tx, rx) = mpsc::channel();
+        let writer_db = Arc::clone(&db);
+        let writer = std::thread::Builder::new()
+            .name("cano-redb-writer".into())
+            .spawn(move || writer_loop(&writer_db, &rx))
+            .map_err(|e| open_error(&e, "could not start the writer thread"))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                path,
+                requests: Mutex::new(Some(tx)),
+                writer: Mutex::new(Some(writer)),
+            }),
+        })
+    }
+
+    /// The database file this store writes to.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    async fn submit(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<(), CanoError>>) -> Request,
+    ) -> Result<(), CanoError> {
+        let (reply, answer) = oneshot::channel();
+        let sent = {
+            let requests = self
+                .inner
+                .requests
+                .lock()
+                .map_err(|_| CanoError::checkpoint_store("redb: writer channel poisoned"))?;
+            match requests.as_ref() {
+                Some(tx) => tx.send(make(reply)).is_ok(),
+                None => false,
+            }
+        };
+        if !sent {
+            return Err(CanoError::checkpoint_store(format!(
+                "redb: the writer thread of {} has stopped; reopen the store",
+                self.inner.path.display()
+            )));
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(CanoError::checkpoint_store(format!(
+                "redb: the writer thread of {} stopped before confirming the write; reopen the store",
+                self.inner.path.display()
+            )))
+        })
+    }
+
+    fn read_rows(db: &Database, workflow_id: &str) -> Result<Vec<CheckpointRow>, CanoError> {
+        let txn = db.begin_read().map_err(redb_error)?;
+        let table = txn.open_table(TABLE).map_err(redb_error)?;
+        let range = table
+            .range((workflow_id, u64::MIN)..=(workflow_id, u64::MAX))
+            .map_err(redb_error)?;
+        let mut rows = Vec::new();
+        for item in range {
+            let (key, value) = item.map_err(redb_error)?;
+            let (_, sequence) = key.value();
+            let stored: StoredRow = postcard::from_bytes(value.value()).map_err(|e| {
+                CanoError::checkpoint_store(format!(
+                    "decode checkpoint row: {e} (workflow {workflow_id:?}, sequence {sequence})"
+                ))
+            })?;
+            rows.push(CheckpointRow {
+                sequence,
+                state: stored.state,
+                task_id: stored.task_id,
+                output_blob: stored.output_blob,
+                kind: stored.kind,
+            });
+        }
+        Ok(rows)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the channel ends the writer loop; wait for it so the file lock is
+        // released when the last handle is gone (a new store may open the file at once).
+        if let Ok(mut requests) = self.requests.lock() {
+            requests.take();
+        }
+        if let Ok(mut writer) = self.writer.lock()
+            && let Some(handle) = writer.take()
+        {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// The writer thread: take every request that is waiting, commit them in one write
+/// transaction, answer each.
+fn writer_loop(db: &Database, rx: &Receiver<Request>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commit_batch(db, &batch)));
+        let results = match outcome {
+            Ok(Ok(results)) => results,
+            Ok(Err(e)) => vec![Err(e); batch.len()],
+            Err(payload) => {
+                let e = CanoError::checkpoint_store(format!(
+                    "redb: write transaction panicked: {}",
+                    crate::util::panic_message(&*payload)
+                ));
+                vec![Err(e); batch.len()]
+            }
+        };
+        for (request, result) in batch.into_iter().zip(results) {
+            let reply = match request {
+                Request::Append { reply, .. } | Request::Clear { reply, .. } => reply,
+            };
+            let _ = reply.send(result);
+        }
+    }
+}
+
+/// Apply `batch` in one transaction. A duplicate `(workflow_id, sequence)` rejects only
+/// that request; a redb failure fails the whole batch (and nothing of it is stored).
+fn commit_batch(db: &Database, batch: &[Request]) -> Result<Vec<Result<(), CanoError>>, CanoError> {
+    let txn = db.begin_write().map_err(redb_error)?;
+    let mut results = Vec::with_capacity(batch.len());
+    {
+        let mut table = txn.open_table(TABLE).map_err(redb_error)?;
+        for request in batch {
+            match request {
+                Request::Append {
+                    workflow_id,
+                    sequence,
+                    value,
+                    ..
+                } => {
+                    let key = (workflow_id.as_str(), *sequence);
+                    if table.get(key).map_err(redb_error)?.is_some() {
+                        results.push(Err(CanoError::checkpoint_store(format!(
+                            "checkpoint conflict: workflow {workflow_id:?} already has a row at sequence {sequence}; resume the existing run or clear it before starting a new one"
+                        ))));
+                        continue;
+                    }
+                    table.insert(key, value.as_slice()).map_err(redb_error)?;
+                    results.push(Ok(()));
+                }
+                Request::Clear { workflow_id, .. } => {
+                    let id = workflow_id.as_str();
+                    table
+                        .retain_in((id, u64::MIN)..=(id, u64::MAX), |_, _| false)
+                        .map_err(redb_error)?;
+                    results.push(Ok(()));
+                }
+            }
+        }
+    }
+    txn.commit().map_err(redb_error)?;
+    Ok(results)
+}
+
+impl CheckpointStore for RedbCheckpointStore {
+    fn append<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        workflow_id: &'life1 str,
+        row: CheckpointRow,
+    ) -> Pin<Box<dyn Future<Output = Result<(), CanoError>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: Sync + 'async_trait,
+    {
+        Box::pin(async move {
+            let sequence = row.sequence;
+            let stored = StoredRow {
+                state: row.state,
+                task_id: row.task_id,
+                output_blob: row.output_blob,
+                kind: row.kind,
+            };
+            let value = postcard::to_stdvec(&stored)
+                .map_err(|e| CanoError::checkpoint_store(format!("encode checkpoint row: {e}")))?;
+            let workflow_id = workflow_id.to_owned();
+            self.submit(|reply| Request::Append {
+                workflow_id,
+                sequence,
+                value,
+                reply,
+            })
+            .await
+        })
+    }
+
+    fn load_run<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        workflow_id: &'life1 str,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<CheckpointRow>, CanoError>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: Sync + 'async_trait,
+    {
+        Box::pin(async move {
+            let db = Arc::clone(&self.inner.db);
+            let id = workflow_id.to_owned();
+            match tokio::runtime::Handle::try_current() {
+                Ok(handle) => handle
+                    .spawn_blocking(move || Self::read_rows(&db, &id))
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(CanoError::checkpoint_store(format!(
+                            "redb: read task failed: {e}"
+                        )))
+                    }),
+                // Not inside a tokio runtime: nothing to block but the caller.
+                Err(_) => Self::read_rows(&db, &id),
+            }
+        })
+    }
+
+    fn clear<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        workflow_id: &'life1 str,
+    ) -> Pin<Box<dyn Future<Output = Result<(), CanoError>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: Sync + 'async_trait,
+    {
+        Box::pin(async move {
+            let workflow_id = workflow_id.to_owned();
+            self.submit(|reply| Request::Clear { workflow_id, reply })
+                .await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_encoding_matches_the_reference_layout() {
+        let stored = StoredRow {
+            state: "A".into(),
+            task_id: "t".into(),
+            output_blob: Some(vec![7]),
+            kind: RowKind::StepCursor,
+        };
+        assert_eq!(
+            postcard::to_stdvec(&stored).unwrap(),
+            vec![1, 65, 1, 116, 1, 1, 7, 2]
+        );
+    }
+}
