@@ -42,10 +42,12 @@ pub use cano_macros::{FromResources, Resource, checkpoint_store, resource, task}
 /// Everything most programs need: `use cano::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        CanoError, CanoResult, CheckpointRow, CheckpointStore, CircuitBreaker, CircuitPermit,
-        CircuitPolicy, CircuitState, HealthStatus, JoinConfig, JoinStrategy, MemoryStore, Resource,
-        Resources, RetryMode, RowKind, SplitResult, SplitTaskResult, Task, TaskConfig, TaskObject,
-        TaskResult, Workflow, WorkflowObserver,
+        BatchTask, CanoError, CanoResult, CheckpointRow, CheckpointStore, CircuitBreaker,
+        CircuitPermit, CircuitPolicy, CircuitState, CompensatableTask, HealthStatus, JoinConfig,
+        JoinStrategy, MemoryStore, PollErrorPolicy, PollOutcome, PollTask, Resource, Resources,
+        RetryMode, RouterTask, RowKind, SplitResult, SplitTaskResult, StateEntry, StepOutcome,
+        SteppedTask, Task, TaskConfig, TaskObject, TaskResult, Workflow, WorkflowObserver,
+        run_stepped,
     };
 
     #[cfg(feature = "recovery")]

@@ -72,6 +72,7 @@ where
     }
 
     /// Do the step; return the next state and what was done.
+    #[allow(clippy::type_complexity)] // the boxed async-fn shape of the contract
     fn run<'life0, 'life1, 'async_trait>(
         &'life0 self,
         res: &'life1 Resources<TResourceKey>,

@@ -58,6 +58,7 @@ pub type DefaultBatchItem = Box<dyn std::any::Any + Send + Sync>;
 pub type DefaultBatchItemOutput = Box<dyn std::any::Any + Send>;
 
 /// A task that fans out over data items inside one state. Write it with `#[task::batch]`.
+#[allow(clippy::type_complexity)] // the boxed async-fn signatures are fixed by the contract
 pub trait BatchTask<TState, TResourceKey = Cow<'static, str>>: Send + Sync
 where
     TState: Clone + fmt::Debug + Send + Sync + 'static,
@@ -146,7 +147,8 @@ where
     let items = b.load(res).await?;
     let retry = b.item_retry();
     let concurrency = b.concurrency().max(1);
-    let mut slots: Vec<Option<Result<B::ItemOutput, CanoError>>> =
+    type Slot<T> = Option<Result<T, CanoError>>;
+    let mut slots: Vec<Slot<B::ItemOutput>> =
         std::iter::repeat_with(|| None).take(items.len()).collect();
     {
         let retry = &retry;

@@ -70,6 +70,7 @@ where
     }
 
     /// Do one step from `cursor` (`None` on the first step).
+    #[allow(clippy::type_complexity)] // the boxed async-fn shape of the contract
     fn step<'life0, 'life1, 'async_trait>(
         &'life0 self,
         res: &'life1 Resources<TResourceKey>,

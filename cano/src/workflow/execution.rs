@@ -57,7 +57,13 @@ const MISSING_ID: &str = "checkpointing requires a workflow id (call with_workfl
 /// the observers stamped in (so the retry loop reports retries and breaker rejections).
 pub(crate) struct TaskScope<'a> {
     config: Cow<'a, TaskConfig>,
-    observed: Option<(&'a [Arc<dyn WorkflowObserver>], Cow<'static, str>)>,
+    observed: Option<Observed<'a>>,
+}
+
+/// The observers of a unit of work and the name they know it by.
+struct Observed<'a> {
+    observers: &'a [Arc<dyn WorkflowObserver>],
+    name: Cow<'static, str>,
 }
 
 impl TaskScope<'_> {
@@ -66,7 +72,7 @@ impl TaskScope<'_> {
     }
 
     pub(crate) fn end<R>(&self, outcome: &Result<R, CanoError>) {
-        if let Some((observers, name)) = &self.observed {
+        if let Some(Observed { observers, name }) = &self.observed {
             match outcome {
                 Ok(_) => observers.iter().for_each(|o| o.on_task_success(name)),
                 Err(e) => observers.iter().for_each(|o| o.on_task_failure(name, e)),
@@ -436,7 +442,10 @@ where
         };
         TaskScope {
             config: Cow::Owned(stamped),
-            observed: Some((&observers[..], name)),
+            observed: Some(Observed {
+                observers: &observers[..],
+                name,
+            }),
         }
     }
 }
