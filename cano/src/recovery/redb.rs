@@ -79,6 +79,51 @@ enum Request {
     },
 }
 
+/// Create the checkpoint table if the database does not have it yet.
+fn ensure_table(db: &Database) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    txn.open_table(TABLE)?;
+    txn.commit()?;
+    Ok(())
+}
+
+/// Create a new, initialised database file at `path` so that a crash at any moment
+/// leaves either no file or a complete one: the database is built under a temporary
+/// name in the same directory and then linked into place (never over an existing file).
+fn create_atomically(path: &Path) -> Result<(), String> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "checkpoints.redb".to_string());
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let tmp = dir.join(format!(".{file_name}.init-{}-{nonce}", std::process::id()));
+    let built = (|| -> Result<(), String> {
+        let db = Database::create(&tmp).map_err(|e| e.to_string())?;
+        ensure_table(&db).map_err(|e| e.to_string())?;
+        drop(db);
+        match std::fs::hard_link(&tmp, path) {
+            Ok(()) => {}
+            // Someone else created it first: use theirs.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(format!("I/O error: {e}")),
+        }
+        // Make the new directory entry durable.
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    built
+}
+
 /// What to check when redb cannot open a file.
 fn open_hint(e: &redb::DatabaseError) -> &'static str {
     use redb::{DatabaseError, StorageError};
@@ -123,13 +168,17 @@ impl RedbCheckpointStore {
                 path.display()
             ))
         };
+        if !path.exists() {
+            create_atomically(&path).map_err(|e| open_error(&e, "could not create it"))?;
+        }
         let db = Database::create(&path).map_err(|e| open_error(&e, open_hint(&e)))?;
-        let table_hint = "could not create the `cano_checkpoints` table; the file may hold \
-                          another application's table of that name";
-        let txn = db.begin_write().map_err(|e| open_error(&e, table_hint))?;
-        txn.open_table(TABLE)
-            .map_err(|e| open_error(&e, table_hint))?;
-        txn.commit().map_err(|e| open_error(&e, table_hint))?;
+        ensure_table(&db).map_err(|e| {
+            open_error(
+                &e,
+                "could not create the `cano_checkpoints` table; the file may hold another \
+                 application's table of that name",
+            )
+        })?;
         let db = Arc::new(db);
 
         let (tx, rx) = mpsc::channel();
