@@ -17,6 +17,7 @@ use super::Workflow;
 use crate::error::CanoError;
 use crate::observer::WorkflowObserver;
 use crate::recovery::{CheckpointRow, CheckpointStore, RowKind};
+use crate::resource::Resources;
 use crate::task::{TaskConfig, run_with_retries};
 use crate::util::{CatchUnwind, panic_message};
 use std::borrow::Cow;
@@ -240,29 +241,52 @@ where
         if lifecycle {
             self.resources.setup_all().await?;
         }
-        let result = match self.timeout {
-            // Boxed so the timer does not inflate the future of runs without a timeout.
-            Some(limit) => match Box::pin(tokio::time::timeout(limit, fsm)).await {
-                Ok(r) => r,
-                Err(_) => Err(CanoError::workflow("Workflow timeout exceeded")),
-            },
-            None => fsm.await,
-        };
+        let result = self.with_timeout_limit(fsm).await;
         if lifecycle {
             self.resources.teardown_all().await;
         }
         result
     }
 
-    /// The bare state machine from `initial_state`: no validation, no resource
-    /// lifecycle, no global timeout. Used by the scheduler.
+    /// One scheduled run: the state machine from `initial_state` under the workflow's
+    /// global timeout, recording its checkpoint log (if a store is attached) under
+    /// `workflow_id`. No validation and no resource lifecycle: the scheduler validates
+    /// and sets resources up once, at start.
     #[allow(dead_code)] // the scheduler's entry point
-    pub(crate) async fn execute_workflow(
+    pub(crate) async fn run_scheduled(
         &self,
         initial_state: TState,
+        workflow_id: Option<Arc<str>>,
     ) -> Result<TState, CanoError> {
-        self.run_loop(Run::fresh(self.workflow_id.clone()), initial_state)
+        self.with_timeout_limit(self.run_loop(Run::fresh(workflow_id), initial_state))
             .await
+    }
+
+    /// `fsm` under the workflow's global timeout, if one is set.
+    async fn with_timeout_limit(
+        &self,
+        fsm: impl Future<Output = Result<TState, CanoError>>,
+    ) -> Result<TState, CanoError> {
+        match self.timeout {
+            // Boxed so the timer does not inflate the future of runs without a timeout.
+            Some(limit) => match Box::pin(tokio::time::timeout(limit, fsm)).await {
+                Ok(r) => r,
+                Err(_) => Err(CanoError::workflow("Workflow timeout exceeded")),
+            },
+            None => fsm.await,
+        }
+    }
+
+    /// The workflow's resources (the scheduler sets them up and tears them down).
+    #[allow(dead_code)] // used by the scheduler
+    pub(crate) fn resources(&self) -> &Arc<Resources<TResourceKey>> {
+        &self.resources
+    }
+
+    /// The id set with `with_workflow_id`, and whether a checkpoint store is attached.
+    #[allow(dead_code)] // used by the scheduler
+    pub(crate) fn checkpoint_identity(&self) -> (Option<&str>, bool) {
+        (self.workflow_id.as_deref(), self.checkpoint_store.is_some())
     }
 
     /// The run loop. See the module docs for the steps per state.
