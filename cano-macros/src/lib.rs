@@ -15,14 +15,20 @@
 //! still emitted next to the errors, so no follow-up errors pile up.
 
 mod args;
+mod batch;
 mod checkpoint_store;
 mod derive_resource;
 mod errors;
 mod fallback;
 mod from_resources;
 mod inherent;
+mod model;
+mod poll;
 mod resource;
 mod rewrite;
+mod router;
+mod saga;
+mod stepped;
 mod task;
 
 use proc_macro::TokenStream;
@@ -151,6 +157,177 @@ pub fn derive_from_resources(input: TokenStream) -> TokenStream {
         let input = from_resources::parse(input.into())?;
         let plan = from_resources::validate(input)?;
         Ok(from_resources::expand(&plan))
+    })
+}
+
+/// Implements `cano::RouterTask` (and `cano::Task` for it): `#[cano::task::router]`.
+///
+/// * On a trait definition: the async rewrite alone. No arguments.
+/// * On `impl RouterTask<S[, K]> for T` (the trait named bare, as `cano::RouterTask` or as
+///   `::cano::RouterTask`): the async rewrite, plus `impl Task<S[, K]> for T` naming cano
+///   items with the same prefix (bare names must be in scope, e.g. via `cano::prelude::*`).
+///   No arguments.
+/// * On an inherent impl, `#[task::router(state = S[, key = K])]`: `route` is required,
+///   `config` and `name` are optional (the trait's defaults are filled in); anything else is
+///   an error. Writes `impl ::cano::RouterTask<S[, K]> for T` and the `Task` impl.
+///
+/// The `Task` impl forwards `config` and `name` and runs `route`.
+///
+/// ```ignore
+/// use cano::prelude::*;
+///
+/// #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// enum Step { Triage, Small, Large }
+///
+/// struct BySize;
+///
+/// #[task::router(state = Step)]
+/// impl BySize {
+///     async fn route(&self, res: &Resources) -> Result<TaskResult<Step>, CanoError> {
+///         let n = res.get::<MemoryStore, _>("store")?.get::<u32>("items")?;
+///         Ok(TaskResult::Single(if n > 100 { Step::Large } else { Step::Small }))
+///     }
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn router_task(args: TokenStream, item: TokenStream) -> TokenStream {
+    emit_model(&router::MODEL, args, item)
+}
+
+/// Implements `cano::PollTask` (and `cano::Task` for it): `#[cano::task::poll]`.
+///
+/// The forms are those of [`macro@router_task`]. An inherent impl requires `poll` and may
+/// define `config` (default `TaskConfig::minimal()`), `name` and `on_poll_error` (default
+/// `PollErrorPolicy::FailFast`). The `Task` impl runs `cano::task::poll::run_poll_loop`.
+///
+/// ```ignore
+/// use cano::prelude::*;
+///
+/// #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// enum Step { Wait, Done }
+///
+/// struct JobFinished;
+///
+/// #[task::poll(state = Step)]
+/// impl JobFinished {
+///     async fn poll(&self, _res: &Resources) -> Result<PollOutcome<Step>, CanoError> {
+///         Ok(PollOutcome::Ready(TaskResult::Single(Step::Done)))
+///     }
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn poll_task(args: TokenStream, item: TokenStream) -> TokenStream {
+    emit_model(&poll::MODEL, args, item)
+}
+
+/// Implements `cano::BatchTask` (and `cano::Task` for it): `#[cano::task::batch]`.
+///
+/// The forms are those of [`macro@router_task`]. An inherent impl requires `load`,
+/// `process_item` and `finish`, and may define `concurrency` (default 1), `item_retry`
+/// (default `RetryMode::None`), `config` and `name`. `type Item` and `type ItemOutput` may
+/// be declared; otherwise they are inferred from `process_item(&self, item: &Item)` and its
+/// `Result<ItemOutput, _>` (or `CanoResult<ItemOutput>`) return type. The `Task` impl runs
+/// `cano::task::batch::run_batch`.
+///
+/// ```ignore
+/// use cano::prelude::*;
+///
+/// #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// enum Step { Resize, Done }
+///
+/// struct Double;
+///
+/// #[task::batch(state = Step)]
+/// impl Double {
+///     async fn load(&self, _res: &Resources) -> Result<Vec<u32>, CanoError> {
+///         Ok(vec![1, 2, 3])
+///     }
+///     async fn process_item(&self, item: &u32) -> Result<u32, CanoError> {
+///         Ok(item * 2)
+///     }
+///     async fn finish(&self, _res: &Resources, outputs: Vec<Result<u32, CanoError>>)
+///         -> Result<TaskResult<Step>, CanoError>
+///     {
+///         Ok(TaskResult::Single(Step::Done))
+///     }
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn batch_task(args: TokenStream, item: TokenStream) -> TokenStream {
+    emit_model(&batch::MODEL, args, item)
+}
+
+/// Implements `cano::SteppedTask` (and `cano::Task` for it): `#[cano::task::stepped]`.
+///
+/// The forms are those of [`macro@router_task`]. An inherent impl requires `step` and may
+/// define `config` and `name`. `type Cursor` may be declared; otherwise it is inferred from
+/// the `cursor: Option<Cursor>` parameter of `step`. The `Task` impl runs the steps in
+/// memory with `cano::task::stepped::run_stepped`.
+///
+/// ```ignore
+/// use cano::prelude::*;
+///
+/// #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// enum Step { Count, Done }
+///
+/// struct CountTo(u32);
+///
+/// #[task::stepped(state = Step)]
+/// impl CountTo {
+///     async fn step(&self, _res: &Resources, cursor: Option<u32>)
+///         -> Result<StepOutcome<u32, Step>, CanoError>
+///     {
+///         let n = cursor.unwrap_or(0) + 1;
+///         Ok(if n >= self.0 { StepOutcome::Done(TaskResult::Single(Step::Done)) } else { StepOutcome::More(n) })
+///     }
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn stepped_task(args: TokenStream, item: TokenStream) -> TokenStream {
+    emit_model(&stepped::MODEL, args, item)
+}
+
+/// Implements `cano::CompensatableTask`: `#[cano::saga::task]`.
+///
+/// * On a trait definition or on `impl CompensatableTask<S[, K]> for T`: the async rewrite
+///   alone. No arguments.
+/// * On an inherent impl, `#[saga::task(state = S[, key = K])]`: `type Output`, `run` and
+///   `compensate` are required, `config` and `name` are optional; anything else is an error.
+///   Writes `impl ::cano::CompensatableTask<S[, K]> for T`.
+///
+/// No `Task` impl is generated: register the type with
+/// `Workflow::register_with_compensation`.
+///
+/// ```ignore
+/// use cano::prelude::*;
+///
+/// #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// enum Step { Reserve, Done }
+///
+/// struct Reserve;
+///
+/// #[saga::task(state = Step)]
+/// impl Reserve {
+///     type Output = String;
+///     async fn run(&self, _res: &Resources) -> Result<(TaskResult<Step>, String), CanoError> {
+///         Ok((TaskResult::Single(Step::Done), "R-1".to_string()))
+///     }
+///     async fn compensate(&self, _res: &Resources, reservation: String) -> Result<(), CanoError> {
+///         Ok(())
+///     }
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn compensatable_task(args: TokenStream, item: TokenStream) -> TokenStream {
+    emit_model(&saga::MODEL, args, item)
+}
+
+/// Runs a model attribute (`router_task`, …, `compensatable_task`).
+fn emit_model(model: &model::Model, args: TokenStream, item: TokenStream) -> TokenStream {
+    emit_attribute(item.clone(), || {
+        let input = model::parse(args.into(), item.into())?;
+        let plan = model::validate(model, input)?;
+        model::expand(model, plan)
     })
 }
 
