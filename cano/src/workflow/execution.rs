@@ -57,26 +57,39 @@ const MISSING_ID: &str = "checkpointing requires a workflow id (call with_workfl
 /// `on_task_success` / `on_task_failure` in [`TaskScope::end`], and the task config with
 /// the observers stamped in (so the retry loop reports retries and breaker rejections).
 pub(crate) struct TaskScope<'a> {
-    config: Cow<'a, TaskConfig>,
-    observed: Option<Observed<'a>>,
+    config: &'a TaskConfig,
+    /// Boxed: only observed runs pay for it, and it keeps every run's future small.
+    observed: Option<Box<Observed<'a>>>,
 }
 
-/// The observers of a unit of work and the name they know it by.
+/// The observers of a unit of work, the name they know it by, and the task config with
+/// the observers stamped in.
 struct Observed<'a> {
     observers: &'a [Arc<dyn WorkflowObserver>],
     name: Cow<'static, str>,
+    config: TaskConfig,
 }
 
 impl TaskScope<'_> {
     pub(crate) fn config(&self) -> &TaskConfig {
-        &self.config
+        match &self.observed {
+            Some(observed) => &observed.config,
+            None => self.config,
+        }
     }
 
     pub(crate) fn end<R>(&self, outcome: &Result<R, CanoError>) {
-        if let Some(Observed { observers, name }) = &self.observed {
+        if let Some(observed) = &self.observed {
+            let name = &observed.name;
             match outcome {
-                Ok(_) => observers.iter().for_each(|o| o.on_task_success(name)),
-                Err(e) => observers.iter().for_each(|o| o.on_task_failure(name, e)),
+                Ok(_) => observed
+                    .observers
+                    .iter()
+                    .for_each(|o| o.on_task_success(name)),
+                Err(e) => observed
+                    .observers
+                    .iter()
+                    .for_each(|o| o.on_task_failure(name, e)),
             }
         }
     }
@@ -106,7 +119,7 @@ where
             self.validated()?;
             self.validate_initial_state(&initial_state)?;
             let run = Run::fresh(self.workflow_id.clone());
-            self.with_resources(self.run_loop(run, initial_state)).await
+            self.with_resources(run, initial_state).await
         };
         #[cfg(feature = "tracing")]
         {
@@ -153,7 +166,7 @@ where
             let (state, run) = self.plan_resume(workflow_id.clone(), &rows)?;
             let last_sequence = run.sequence - 1;
             self.notify(|o| o.on_resume(&workflow_id, last_sequence));
-            self.with_resources(self.run_loop(run, state)).await
+            self.with_resources(run, state).await
         };
         #[cfg(feature = "tracing")]
         {
@@ -232,16 +245,14 @@ where
         Ok((state, run))
     }
 
-    /// Set up resources, run `fsm` under the global timeout, tear resources down.
-    async fn with_resources(
-        &self,
-        fsm: impl Future<Output = Result<TState, CanoError>>,
-    ) -> Result<TState, CanoError> {
+    /// Set up resources, run the state machine under the global timeout, tear resources
+    /// down.
+    async fn with_resources(&self, run: Run, initial_state: TState) -> Result<TState, CanoError> {
         let lifecycle = self.resources.has_lifecycle();
         if lifecycle {
             self.resources.setup_all().await?;
         }
-        let result = self.with_timeout_limit(fsm).await;
+        let result = self.run_with_limit(run, initial_state).await;
         if lifecycle {
             self.resources.teardown_all().await;
         }
@@ -258,22 +269,30 @@ where
         initial_state: TState,
         workflow_id: Option<Arc<str>>,
     ) -> Result<TState, CanoError> {
-        self.with_timeout_limit(self.run_loop(Run::fresh(workflow_id), initial_state))
+        self.run_with_limit(Run::fresh(workflow_id), initial_state)
             .await
     }
 
-    /// `fsm` under the workflow's global timeout, if one is set.
-    async fn with_timeout_limit(
-        &self,
-        fsm: impl Future<Output = Result<TState, CanoError>>,
-    ) -> Result<TState, CanoError> {
+    /// The run loop under the workflow's global timeout, if one is set.
+    ///
+    /// The loop's future is created right here, at its await, and never passed through
+    /// another `async fn` by value: each such hop would store it once more in every run's
+    /// future.
+    async fn run_with_limit(&self, run: Run, initial_state: TState) -> Result<TState, CanoError> {
         match self.timeout {
             // Boxed so the timer does not inflate the future of runs without a timeout.
-            Some(limit) => match Box::pin(tokio::time::timeout(limit, fsm)).await {
-                Ok(r) => r,
-                Err(_) => Err(CanoError::workflow("Workflow timeout exceeded")),
-            },
-            None => fsm.await,
+            Some(limit) => {
+                match Box::pin(tokio::time::timeout(
+                    limit,
+                    self.run_loop(run, initial_state),
+                ))
+                .await
+                {
+                    Ok(r) => r,
+                    Err(_) => Err(CanoError::workflow("Workflow timeout exceeded")),
+                }
+            }
+            None => self.run_loop(run, initial_state).await,
         }
     }
 
@@ -392,6 +411,12 @@ where
         if run.compensations.is_empty() {
             return err;
         }
+        // Boxed: rollbacks are rare and their future is large.
+        Box::pin(self.roll_back(run, err)).await
+    }
+
+    /// Compensate every completed step, most recent first. See [`Workflow::fail`].
+    async fn roll_back(&self, run: &mut Run, err: CanoError) -> CanoError {
         let mut errors = vec![err];
         while let Some((task_id, blob)) = run.compensations.pop() {
             if let Err(e) = self.compensate(&task_id, &blob).await {
@@ -453,7 +478,7 @@ where
     ) -> TaskScope<'a> {
         let Some(observers) = &self.observers else {
             return TaskScope {
-                config: Cow::Borrowed(config),
+                config,
                 observed: None,
             };
         };
@@ -465,11 +490,12 @@ where
             ..config.clone()
         };
         TaskScope {
-            config: Cow::Owned(stamped),
-            observed: Some(Observed {
+            config,
+            observed: Some(Box::new(Observed {
                 observers: &observers[..],
                 name,
-            }),
+                config: stamped,
+            })),
         }
     }
 }

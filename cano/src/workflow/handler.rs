@@ -169,40 +169,61 @@ where
                 tasks,
                 configs,
                 join,
-            } => wf.run_split(tasks, configs, join).await,
+                // The less common kinds run boxed, so that their larger futures do not
+                // inflate the run loop's future (and so every spawned run) for all workflows.
+            } => Box::pin(wf.run_split(tasks, configs, join)).await,
             Self::Stepped { task, config } => {
-                wf.run_stepped(task.as_ref(), config, run, label).await
+                Box::pin(wf.run_stepped(task.as_ref(), config, run, label)).await
             }
             Self::Compensatable { task, config } => {
-                let scope = wf.begin_task(config, || task.name());
-                let outcome = guarded(scope.config(), || task.run(resources))
-                    .await
-                    .and_then(|(result, blob)| match result {
-                        TaskResult::Single(next) => Ok((next, blob)),
-                        TaskResult::Split(_) => Err(CanoError::workflow(
-                            "Compensatable task returned a split result \u{2014} split states cannot be compensatable",
-                        )),
-                    });
-                scope.end(&outcome);
-                let (next, blob) = outcome?;
-                let name = task.name().into_owned();
-                if let (Some(store), Some(label), true) =
-                    (&wf.checkpoint_store, label, run.workflow_id.is_some())
-                {
-                    let row = CheckpointRow::new(run.sequence, label, name.clone())
-                        .with_output(blob.clone());
-                    if let Err(e) = wf.append_row(store.as_ref(), run, row).await {
-                        // The step did happen: make sure the rollback undoes it.
-                        run.compensations.push((name, blob));
-                        return Err(CanoError::checkpoint_store(format!(
-                            "append compensation checkpoint: {e}"
-                        )));
-                    }
-                }
-                run.compensations.push((name, blob));
-                Ok(next)
+                Box::pin(wf.run_compensatable(task.as_ref(), config, run, label)).await
             }
         }
+    }
+}
+
+impl<TState, TResourceKey> Workflow<TState, TResourceKey>
+where
+    TState: Clone + fmt::Debug + Hash + Eq + Send + Sync + 'static,
+    TResourceKey: Hash + Eq + Send + Sync + 'static,
+{
+    /// A compensatable state: run forward, then record the output (checkpoint row and
+    /// compensation stack) so a later failure can undo it.
+    async fn run_compensatable(
+        &self,
+        task: &dyn ErasedCompensatable<TState, TResourceKey>,
+        config: &TaskConfig,
+        run: &mut Run,
+        label: Option<&str>,
+    ) -> Result<TState, CanoError> {
+        let resources = &*self.resources;
+        let scope = self.begin_task(config, || task.name());
+        let outcome = guarded(scope.config(), || task.run(resources))
+            .await
+            .and_then(|(result, blob)| match result {
+                TaskResult::Single(next) => Ok((next, blob)),
+                TaskResult::Split(_) => Err(CanoError::workflow(
+                    "Compensatable task returned a split result \u{2014} split states cannot be compensatable",
+                )),
+            });
+        scope.end(&outcome);
+        let (next, blob) = outcome?;
+        let name = task.name().into_owned();
+        if let (Some(store), Some(label), true) =
+            (&self.checkpoint_store, label, run.workflow_id.is_some())
+        {
+            let row =
+                CheckpointRow::new(run.sequence, label, name.clone()).with_output(blob.clone());
+            if let Err(e) = self.append_row(store.as_ref(), run, row).await {
+                // The step did happen: make sure the rollback undoes it.
+                run.compensations.push((name, blob));
+                return Err(CanoError::checkpoint_store(format!(
+                    "append compensation checkpoint: {e}"
+                )));
+            }
+        }
+        run.compensations.push((name, blob));
+        Ok(next)
     }
 }
 
