@@ -973,3 +973,462 @@ fn public_items_generate_task_impls() {
     assert_task::<u8, Cow<'static, str>, _>(&api::PublicRouter);
     assert_task::<u8, Cow<'static, str>, _>(&api::PublicStepped);
 }
+
+// ---------------------------------------------------------------------------------------
+// Batch
+// ---------------------------------------------------------------------------------------
+
+mod batch {
+    //! `#[task::batch]`: the companion runs load → process → finish.
+    use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+
+    /// Doubles items 1..=6; later items finish first; item 3 fails.
+    #[derive(Default)]
+    struct Doubler {
+        concurrency: usize,
+        in_flight: AtomicUsize,
+        max_in_flight: AtomicUsize,
+        completed: Mutex<Vec<u32>>,
+        outputs: Mutex<Vec<Result<u32, String>>>,
+    }
+
+    impl Doubler {
+        fn with_concurrency(concurrency: usize) -> Self {
+            Self {
+                concurrency,
+                ..Self::default()
+            }
+        }
+    }
+
+    #[task::batch(state = Step)]
+    impl Doubler {
+        fn concurrency(&self) -> usize {
+            self.concurrency
+        }
+
+        async fn load(&self, _res: &Resources) -> Result<Vec<u32>, CanoError> {
+            Ok((1..=6).collect())
+        }
+
+        async fn process_item(&self, item: &u32) -> Result<u32, CanoError> {
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(u64::from(7 - *item) * 10)).await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            self.completed.lock().unwrap().push(*item);
+            if *item == 3 {
+                Err(CanoError::task_execution("item 3 failed"))
+            } else {
+                Ok(item * 2)
+            }
+        }
+
+        async fn finish(
+            &self,
+            _res: &Resources,
+            outputs: Vec<Result<u32, CanoError>>,
+        ) -> Result<TaskResult<Step>, CanoError> {
+            *self.outputs.lock().unwrap() = outputs
+                .into_iter()
+                .map(|output| output.map_err(|e| e.message().to_string()))
+                .collect();
+            Ok(TaskResult::Single(Step::Done))
+        }
+    }
+
+    fn doubled_with_failure() -> Vec<Result<u32, String>> {
+        vec![
+            Ok(2),
+            Ok(4),
+            Err("item 3 failed".to_string()),
+            Ok(8),
+            Ok(10),
+            Ok(12),
+        ]
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn batch_outputs_keep_input_order_under_concurrency() {
+        let batch = Doubler::with_concurrency(4);
+        // A failing item does not fail the batch.
+        assert!(is_done(run_task(&batch).await));
+        assert_eq!(*batch.outputs.lock().unwrap(), doubled_with_failure());
+        assert_eq!(batch.max_in_flight.load(Ordering::SeqCst), 4);
+        let completed = batch.completed.lock().unwrap().clone();
+        assert_ne!(
+            completed,
+            vec![1, 2, 3, 4, 5, 6],
+            "later items finish first"
+        );
+        assert_eq!(completed.len(), 6);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn batch_sequential_and_zero_concurrency() {
+        for concurrency in [1, 0] {
+            let batch = Doubler::with_concurrency(concurrency);
+            assert!(is_done(run_task(&batch).await));
+            assert_eq!(*batch.outputs.lock().unwrap(), doubled_with_failure());
+            assert_eq!(batch.max_in_flight.load(Ordering::SeqCst), 1);
+            assert_eq!(*batch.completed.lock().unwrap(), vec![1, 2, 3, 4, 5, 6]);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn batch_runner_and_dyn_task() {
+        let batch = Doubler::with_concurrency(2);
+        let res = Resources::new();
+        assert!(is_done(
+            cano::run_batch::<Doubler, Step, _>(&batch, &res).await
+        ));
+        assert_eq!(*batch.outputs.lock().unwrap(), doubled_with_failure());
+        let object: Arc<dyn Task<Step>> = Arc::new(Doubler::with_concurrency(3));
+        assert!(is_done(object.run(&res).await));
+    }
+
+    /// Item 1 fails `fail_times` times before succeeding; item 2 always fails.
+    struct Flaky {
+        fail_times: u32,
+        calls: [AtomicU32; 2],
+        outputs: Mutex<Vec<Result<String, CanoError>>>,
+    }
+
+    #[task::batch(state = Step)]
+    impl Flaky {
+        fn item_retry(&self) -> RetryMode {
+            RetryMode::fixed(2, Duration::from_millis(1))
+        }
+
+        async fn load(&self, _res: &Resources) -> Result<Vec<usize>, CanoError> {
+            Ok(vec![0, 1])
+        }
+
+        async fn process_item(&self, item: &usize) -> Result<String, CanoError> {
+            let call = self.calls[*item].fetch_add(1, Ordering::SeqCst) + 1;
+            if *item == 0 && call > self.fail_times {
+                Ok(format!("ok after {call}"))
+            } else {
+                Err(CanoError::task_execution(format!(
+                    "item {item} call {call}"
+                )))
+            }
+        }
+
+        async fn finish(
+            &self,
+            _res: &Resources,
+            outputs: Vec<Result<String, CanoError>>,
+        ) -> Result<TaskResult<Step>, CanoError> {
+            *self.outputs.lock().unwrap() = outputs;
+            Ok(TaskResult::Single(Step::Done))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn batch_item_retries() {
+        let flaky = Flaky {
+            fail_times: 2,
+            calls: [AtomicU32::new(0), AtomicU32::new(0)],
+            outputs: Mutex::new(Vec::new()),
+        };
+        assert_eq!(flaky.item_retry().max_attempts(), 3);
+        assert!(is_done(run_task(&flaky).await));
+        assert_eq!(flaky.calls[0].load(Ordering::SeqCst), 3);
+        assert_eq!(flaky.calls[1].load(Ordering::SeqCst), 3);
+        let outputs = std::mem::take(&mut *flaky.outputs.lock().unwrap());
+        assert_eq!(
+            outputs,
+            vec![
+                Ok("ok after 3".to_string()),
+                // The raw last error, not a `RetryExhausted` wrapper.
+                Err(CanoError::task_execution("item 1 call 3")),
+            ]
+        );
+    }
+
+    /// `load` or `finish` fails, as configured.
+    struct Failing {
+        load_fails: bool,
+        finish_called: AtomicBool,
+    }
+
+    #[task::batch(state = Step)]
+    impl Failing {
+        async fn load(&self, _res: &Resources) -> Result<Vec<u8>, CanoError> {
+            if self.load_fails {
+                Err(CanoError::task_execution("load failed"))
+            } else {
+                Ok(Vec::new())
+            }
+        }
+
+        async fn process_item(&self, _item: &u8) -> cano::CanoResult<()> {
+            Ok(())
+        }
+
+        async fn finish(
+            &self,
+            _res: &Resources,
+            outputs: Vec<Result<(), CanoError>>,
+        ) -> Result<TaskResult<Step>, CanoError> {
+            self.finish_called.store(true, Ordering::SeqCst);
+            assert!(outputs.is_empty());
+            Err(CanoError::workflow("finish failed"))
+        }
+    }
+
+    #[tokio::test]
+    async fn batch_load_and_finish_errors() {
+        let load_fails = Failing {
+            load_fails: true,
+            finish_called: AtomicBool::new(false),
+        };
+        let err = run_task(&load_fails).await.unwrap_err();
+        assert_eq!(err, CanoError::task_execution("load failed"));
+        assert!(!load_fails.finish_called.load(Ordering::SeqCst));
+
+        // No items: `finish` still runs, and its error propagates.
+        let finish_fails = Failing {
+            load_fails: false,
+            finish_called: AtomicBool::new(false),
+        };
+        let err = run_task(&finish_fails).await.unwrap_err();
+        assert_eq!(err, CanoError::workflow("finish failed"));
+        assert!(finish_fails.finish_called.load(Ordering::SeqCst));
+    }
+
+    fn assert_types<B, I, O>(_: &B)
+    where
+        B: BatchTask<Step, Key, Item = I, ItemOutput = O>,
+    {
+    }
+
+    /// Inferred `Item = u32` and `ItemOutput = String`, with enum keys; writes to the store.
+    struct Render;
+
+    #[task::batch(state = Step, key = Key)]
+    impl Render {
+        async fn load(&self, res: &Resources<Key>) -> Result<Vec<u32>, CanoError> {
+            Ok(res.get::<MemoryStore, _>(&Key::Store)?.get("input")?)
+        }
+
+        async fn process_item(&self, item: &u32) -> Result<String, CanoError> {
+            Ok((item * 2).to_string())
+        }
+
+        async fn finish(
+            &self,
+            res: &Resources<Key>,
+            outputs: Vec<Result<String, CanoError>>,
+        ) -> Result<TaskResult<Step>, CanoError> {
+            let doubled = outputs.into_iter().collect::<Result<Vec<_>, _>>()?;
+            res.get::<MemoryStore, _>(&Key::Store)?
+                .put("output", doubled)?;
+            Ok(TaskResult::Single(Step::Done))
+        }
+    }
+
+    /// Declared associated types, generic `Item`.
+    struct Declared<T>(Vec<T>);
+
+    #[task::batch(state = Step, key = Key)]
+    impl<T: Clone + Send + Sync + 'static> Declared<T> {
+        type Item = T;
+        type ItemOutput = ();
+
+        fn concurrency(&self) -> usize {
+            4
+        }
+
+        fn item_retry(&self) -> RetryMode {
+            RetryMode::fixed(2, Duration::from_millis(5))
+        }
+
+        async fn load(&self, _res: &Resources<Key>) -> Result<Vec<T>, CanoError> {
+            Ok(self.0.clone())
+        }
+
+        async fn process_item(&self, _item: &Self::Item) -> Result<(), CanoError> {
+            Ok(())
+        }
+
+        async fn finish(
+            &self,
+            _res: &Resources<Key>,
+            outputs: Vec<Result<(), CanoError>>,
+        ) -> Result<TaskResult<Step>, CanoError> {
+            Ok(TaskResult::Single(if outputs.len() == self.0.len() {
+                Step::Done
+            } else {
+                Step::Left
+            }))
+        }
+    }
+
+    #[tokio::test]
+    async fn batch_inherent_types_keys_defaults_and_overrides() {
+        assert_types::<_, u32, String>(&Render);
+        assert_types::<_, &'static str, ()>(&Declared(vec!["a"]));
+
+        assert_eq!(BatchTask::<Step, Key>::concurrency(&Render), 1);
+        assert_eq!(
+            BatchTask::<Step, Key>::item_retry(&Render).max_attempts(),
+            1
+        );
+        assert_eq!(Task::config(&Render).retry_mode.max_attempts(), 4);
+        assert!(Task::name(&Render).contains("Render"));
+
+        let declared = Declared(vec![1u8, 2, 3]);
+        assert_eq!(declared.concurrency(), 4);
+        assert_eq!(declared.item_retry().max_attempts(), 3);
+        let (_, res) = keyed_resources();
+        assert!(is_done(Task::run(&declared, &res).await));
+
+        let (store, res) = keyed_resources();
+        store.put("input", vec![1u32, 2, 3]).unwrap();
+        let workflow = Workflow::new(res)
+            .register(Step::Start, Render)
+            .add_exit_state(Step::Done);
+        assert_eq!(workflow.orchestrate(Step::Start).await.unwrap(), Step::Done);
+        assert_eq!(store.get::<Vec<String>>("output").unwrap(), ["2", "4", "6"]);
+    }
+
+    /// Generic over the state, through the trait-impl form.
+    struct Count<S>(S);
+
+    #[task::batch]
+    impl<S: Clone + fmt::Debug + Send + Sync + 'static> BatchTask<S> for Count<S> {
+        type Item = u8;
+        type ItemOutput = u8;
+
+        async fn load(&self, _res: &Resources) -> Result<Vec<u8>, CanoError> {
+            Ok(vec![1, 2, 3])
+        }
+
+        async fn process_item(&self, item: &u8) -> Result<u8, CanoError> {
+            Ok(*item)
+        }
+
+        async fn finish(
+            &self,
+            _res: &Resources,
+            outputs: Vec<Result<u8, CanoError>>,
+        ) -> Result<TaskResult<S>, CanoError> {
+            assert_eq!(outputs.len(), 3);
+            Ok(TaskResult::Single(self.0.clone()))
+        }
+    }
+
+    #[tokio::test]
+    async fn batch_generic_state() {
+        assert!(is_done(run_task(&Count(Step::Done)).await));
+        let numbers: Arc<dyn Task<i64>> = Arc::new(Count(-1i64));
+        assert_eq!(
+            numbers.run(&Resources::new()).await.unwrap(),
+            TaskResult::Single(-1)
+        );
+    }
+
+    mod bare_headers {
+        use super::super::Step;
+        use cano::prelude::*;
+
+        pub(crate) struct Batch;
+
+        #[task::batch]
+        impl BatchTask<Step> for Batch {
+            type Item = u32;
+            type ItemOutput = u32;
+
+            async fn load(&self, _res: &Resources) -> Result<Vec<u32>, CanoError> {
+                Ok(vec![1, 2])
+            }
+
+            async fn process_item(&self, item: &u32) -> Result<u32, CanoError> {
+                Ok(*item)
+            }
+
+            async fn finish(
+                &self,
+                _res: &Resources,
+                outputs: Vec<Result<u32, CanoError>>,
+            ) -> Result<TaskResult<Step>, CanoError> {
+                assert_eq!(outputs.len(), 2);
+                Ok(TaskResult::Single(Step::Done))
+            }
+        }
+    }
+
+    mod crate_headers {
+        use super::super::Step;
+
+        pub(crate) struct Batch;
+
+        #[cano::task::batch]
+        impl cano::BatchTask<Step> for Batch {
+            type Item = ();
+            type ItemOutput = ();
+
+            async fn load(&self, _res: &cano::Resources) -> Result<Vec<()>, cano::CanoError> {
+                Ok(vec![()])
+            }
+
+            async fn process_item(&self, _item: &()) -> Result<(), cano::CanoError> {
+                Ok(())
+            }
+
+            async fn finish(
+                &self,
+                _res: &cano::Resources,
+                _outputs: Vec<Result<(), cano::CanoError>>,
+            ) -> Result<cano::TaskResult<Step>, cano::CanoError> {
+                Ok(cano::TaskResult::Single(Step::Done))
+            }
+        }
+    }
+
+    mod absolute_headers {
+        use super::super::{Key, Step};
+
+        pub(crate) struct Batch;
+
+        #[::cano::task::batch]
+        impl ::cano::BatchTask<Step, Key> for Batch {
+            type Item = u8;
+            type ItemOutput = u8;
+
+            async fn load(&self, _res: &::cano::Resources<Key>) -> ::cano::CanoResult<Vec<u8>> {
+                Ok(vec![1])
+            }
+
+            async fn process_item(&self, item: &u8) -> ::cano::CanoResult<u8> {
+                Ok(*item)
+            }
+
+            async fn finish(
+                &self,
+                _res: &::cano::Resources<Key>,
+                _outputs: Vec<::cano::CanoResult<u8>>,
+            ) -> ::cano::CanoResult<::cano::TaskResult<Step>> {
+                Ok(::cano::TaskResult::Single(Step::Done))
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn trait_impl_forms_under_every_prefix() {
+        assert!(is_done(run_task(&bare_headers::Batch).await));
+        assert!(is_done(run_task(&crate_headers::Batch).await));
+        let res = keyed_resources().1;
+        assert!(is_done(Task::run(&absolute_headers::Batch, &res).await));
+        assert!(Task::name(&absolute_headers::Batch).contains("absolute_headers::Batch"));
+        assert_eq!(
+            Task::config(&crate_headers::Batch)
+                .retry_mode
+                .max_attempts(),
+            4
+        );
+    }
+}
