@@ -150,15 +150,22 @@ where
     type Slot<T> = Option<Result<T, CanoError>>;
     let mut slots: Vec<Slot<B::ItemOutput>> =
         std::iter::repeat_with(|| None).take(items.len()).collect();
-    {
-        let retry = &retry;
-        let mut results = futures_util::stream::iter(items.iter().enumerate())
-            .map(|(i, item)| async move { (i, process_with_retry(b, item, retry).await) })
-            .buffer_unordered(concurrency);
-        while let Some((i, result)) = results.next().await {
-            slots[i] = Some(result);
+    // At most `concurrency` item futures in flight, all polled by this task.
+    let mut pending = items.iter().enumerate();
+    let mut in_flight = futures_util::stream::FuturesUnordered::new();
+    loop {
+        while in_flight.len() < concurrency {
+            let Some((i, item)) = pending.next() else {
+                break;
+            };
+            in_flight.push(indexed(i, process_with_retry(b, item, &retry)));
         }
+        let Some((i, result)) = in_flight.next().await else {
+            break;
+        };
+        slots[i] = Some(result);
     }
+    drop(in_flight);
     drop(items);
     let outputs = slots
         .into_iter()
@@ -167,6 +174,11 @@ where
         })
         .collect();
     b.finish(res, outputs).await
+}
+
+/// `fut`'s output tagged with the item index.
+async fn indexed<T>(i: usize, fut: impl Future<Output = T>) -> (usize, T) {
+    (i, fut.await)
 }
 
 /// One item under the item retry policy. The last error is returned unwrapped.
