@@ -7,6 +7,8 @@ pub mod observer;
 pub mod recovery;
 pub mod resource;
 pub mod saga;
+#[cfg(feature = "scheduler")]
+pub mod scheduler;
 pub mod store;
 pub mod task;
 pub mod workflow;
@@ -23,6 +25,8 @@ pub use recovery::RedbCheckpointStore;
 pub use recovery::{CheckpointRow, CheckpointStore, RowKind};
 pub use resource::{HealthStatus, Resource, Resources};
 pub use saga::{CompensatableTask, ErasedCompensatable};
+#[cfg(feature = "scheduler")]
+pub use scheduler::{BackoffPolicy, FlowInfo, RunningScheduler, Schedule, Scheduler, Status};
 pub use store::MemoryStore;
 pub use task::batch::{
     BatchTask, BatchTaskObject, DefaultBatchItem, DefaultBatchItemOutput, DynBatchTask, run_batch,
@@ -54,6 +58,8 @@ pub mod prelude {
     pub use crate::RedbCheckpointStore;
     #[cfg(feature = "tracing")]
     pub use crate::TracingObserver;
+    #[cfg(feature = "scheduler")]
+    pub use crate::{BackoffPolicy, FlowInfo, RunningScheduler, Schedule, Scheduler, Status};
 
     pub use crate::FromResources;
     pub use crate::Resource as ResourceDerive;

@@ -261,7 +261,7 @@ where
     }
 
     /// Number of resources with a lifecycle (every inserted resource).
-    #[allow(dead_code)] // used by the scheduler
+    #[cfg_attr(not(feature = "scheduler"), allow(dead_code))] // used by the scheduler
     pub(crate) fn lifecycle_len(&self) -> usize {
         self.lifecycle.len()
     }

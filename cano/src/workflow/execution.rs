@@ -263,7 +263,7 @@ where
     /// global timeout, recording its checkpoint log (if a store is attached) under
     /// `workflow_id`. No validation and no resource lifecycle: the scheduler validates
     /// and sets resources up once, at start.
-    #[allow(dead_code)] // the scheduler's entry point
+    #[cfg_attr(not(feature = "scheduler"), allow(dead_code))] // the scheduler's entry point
     pub(crate) async fn run_scheduled(
         &self,
         initial_state: TState,
@@ -297,13 +297,13 @@ where
     }
 
     /// The workflow's resources (the scheduler sets them up and tears them down).
-    #[allow(dead_code)] // used by the scheduler
+    #[cfg_attr(not(feature = "scheduler"), allow(dead_code))] // used by the scheduler
     pub(crate) fn resources(&self) -> &Arc<Resources<TResourceKey>> {
         &self.resources
     }
 
     /// The id set with `with_workflow_id`, and whether a checkpoint store is attached.
-    #[allow(dead_code)] // used by the scheduler
+    #[cfg_attr(not(feature = "scheduler"), allow(dead_code))] // used by the scheduler
     pub(crate) fn checkpoint_identity(&self) -> (Option<&str>, bool) {
         (self.workflow_id.as_deref(), self.checkpoint_store.is_some())
     }
