@@ -34,7 +34,8 @@
 //! [`BackoffPolicy`] has passed — or, once the streak reaches the policy's limit, in
 //! [`Status::Tripped`], where it stays until [`RunningScheduler::reset_flow`]. A manual
 //! trigger runs a flow in backoff at once, but is refused for a tripped flow. A successful
-//! run clears the streak.
+//! run clears the streak. A panic that escapes a run (the engine already turns task panics
+//! into errors; an observer callback can still panic) counts as a failed run.
 //!
 //! # Shutdown
 //!

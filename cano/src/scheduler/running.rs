@@ -271,11 +271,15 @@ where
     }
 
     /// A snapshot of flow `id`, or `None` if no flow has that id. Works after a stop too.
+    ///
+    /// Completes without waiting; dropping the future has no effect.
     pub async fn status(&self, id: &str) -> Option<FlowInfo> {
         self.handle.core.flow(id).map(|f| f.snapshot())
     }
 
     /// Snapshots of every flow, in registration order.
+    ///
+    /// Completes without waiting; dropping the future has no effect.
     pub async fn list(&self) -> Vec<FlowInfo> {
         self.handle
             .core
@@ -286,6 +290,8 @@ where
     }
 
     /// Whether any flow is running.
+    ///
+    /// Completes without waiting; dropping the future has no effect.
     pub async fn has_running_flows(&self) -> bool {
         self.handle.core.flows.iter().any(|f| f.is_running())
     }
