@@ -120,8 +120,9 @@ async fn a_per_second_cron_fires_on_each_second_across_minute_boundaries() {
 
     let thrice = running.status("thrice").await.unwrap();
     assert!((3..=4).contains(&thrice.run_count), "{thrice:?}");
+    // 125 s hold six or seven ticks, depending on the wall-clock phase at start.
     let times = run_times(&running, "thrice", secs(5), secs(125)).await;
-    assert_eq!(times.len(), 6, "{times:?}");
+    assert!((6..=7).contains(&times.len()), "{times:?}");
     assert!(
         times
             .iter()
