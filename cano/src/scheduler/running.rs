@@ -481,3 +481,32 @@ fn report_cancelled(id: &str, timeout: Duration) {
         "cano: scheduler stop: cancelled the run of flow '{id}' after the stop timeout ({timeout:?})"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workflow::Workflow;
+
+    #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    enum S {
+        Done,
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn finished_runs_are_reaped_on_each_trigger() {
+        // Starts in its exit state: every run succeeds at once.
+        let workflow = Workflow::bare().add_exit_state(S::Done);
+        let running =
+            RunningScheduler::launch(vec![Flow::new("m", workflow, S::Done, Cadence::Manual)]);
+        for _ in 0..20 {
+            running.trigger("m").await.unwrap();
+            while running.has_running_flows().await {
+                tokio::task::yield_now().await;
+            }
+        }
+        assert_eq!(running.status("m").await.unwrap().run_count, 20);
+        let tracked = running.handle.core.control.tasks.lock().len();
+        assert!(tracked <= 1, "{tracked} handles tracked");
+        running.stop().await.unwrap();
+    }
+}
