@@ -154,6 +154,27 @@ impl CanoError {
     }
 }
 
+impl CanoError {
+    /// Rebuild an error from its [`category`](Self::category) and raw message (used to
+    /// restore an error recorded in a checkpoint log). Unknown categories become `Generic`.
+    pub(crate) fn from_category(category: &str, message: String) -> Self {
+        match category {
+            "task_execution" => Self::TaskExecution(message),
+            "store" => Self::Store(message),
+            "workflow" => Self::Workflow(message),
+            "configuration" => Self::Configuration(message),
+            "retry_exhausted" => Self::RetryExhausted(message),
+            "timeout" => Self::Timeout(message),
+            "circuit_open" => Self::CircuitOpen(message),
+            "checkpoint_store" => Self::CheckpointStore(message),
+            "resource_not_found" => Self::ResourceNotFound(message),
+            "resource_type_mismatch" => Self::ResourceTypeMismatch(message),
+            "resource_duplicate_key" => Self::ResourceDuplicateKey(message),
+            _ => Self::Generic(message),
+        }
+    }
+}
+
 impl PartialEq for CanoError {
     fn eq(&self, other: &Self) -> bool {
         use CanoError as E;

@@ -13,13 +13,19 @@
 //! * the checkpoint log is empty afterwards.
 #![cfg(all(unix, feature = "recovery"))]
 
+mod crash;
+
 use cano::prelude::*;
+use crash::{
+    Rng, folded, record, run_and_kill, run_and_kill_after, run_length_after, run_to_end,
+    side_effects,
+};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+const ENTRY: &str = "crash_driver_entry";
 const RUN_ID: &str = "crash-run";
 const STEPS: u32 = 6;
 
@@ -34,21 +40,9 @@ enum Step {
     Done,
 }
 
-/// Appends one line per side effect to a file.
+/// Where side effects are recorded.
 #[derive(Resource)]
 struct SideEffects(PathBuf);
-
-impl SideEffects {
-    fn record(&self, what: &str) -> Result<(), CanoError> {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.0)?;
-        // One write call per line, so a kill never leaves half a line.
-        f.write_all(format!("{what}\n").as_bytes())?;
-        Ok(())
-    }
-}
 
 struct Plain {
     name: &'static str,
@@ -61,7 +55,7 @@ impl Plain {
         TaskConfig::minimal()
     }
     async fn run(&self, res: &Resources) -> Result<TaskResult<Step>, CanoError> {
-        res.get::<SideEffects, _>("sidefx")?.record(self.name)?;
+        record(&res.get::<SideEffects, _>("sidefx")?.0, self.name)?;
         tokio::time::sleep(Duration::from_micros(300)).await;
         Ok(TaskResult::Single(self.next.clone()))
     }
@@ -80,8 +74,7 @@ impl Crunch {
         cursor: Option<u32>,
     ) -> Result<StepOutcome<u32, Step>, CanoError> {
         let n = cursor.unwrap_or(0);
-        res.get::<SideEffects, _>("sidefx")?
-            .record(&format!("C{n}"))?;
+        record(&res.get::<SideEffects, _>("sidefx")?.0, &format!("C{n}"))?;
         tokio::time::sleep(Duration::from_micros(300)).await;
         Ok(if n + 1 >= STEPS {
             StepOutcome::Done(TaskResult::Single(Step::S3))
@@ -91,46 +84,17 @@ impl Crunch {
     }
 }
 
-fn workflow(db: &Path, sidefx: &Path) -> Result<Workflow<Step>, CanoError> {
-    let store = Arc::new(RedbCheckpointStore::new(db)?);
+fn workflow(dir: &Path) -> Result<Workflow<Step>, CanoError> {
+    let store = Arc::new(RedbCheckpointStore::new(dir.join("ckpt.redb"))?);
+    let plain = |name, next| Plain { name, next };
     Ok(
-        Workflow::new(Resources::new().insert("sidefx", SideEffects(sidefx.to_path_buf())))
-            .register(
-                Step::S0,
-                Plain {
-                    name: "S0",
-                    next: Step::S1,
-                },
-            )
-            .register(
-                Step::S1,
-                Plain {
-                    name: "S1",
-                    next: Step::S2,
-                },
-            )
-            .register(
-                Step::S2,
-                Plain {
-                    name: "S2",
-                    next: Step::Crunch,
-                },
-            )
+        Workflow::new(Resources::new().insert("sidefx", SideEffects(dir.to_path_buf())))
+            .register(Step::S0, plain("S0", Step::S1))
+            .register(Step::S1, plain("S1", Step::S2))
+            .register(Step::S2, plain("S2", Step::Crunch))
             .register_stepped(Step::Crunch, Crunch)
-            .register(
-                Step::S3,
-                Plain {
-                    name: "S3",
-                    next: Step::S4,
-                },
-            )
-            .register(
-                Step::S4,
-                Plain {
-                    name: "S4",
-                    next: Step::Done,
-                },
-            )
+            .register(Step::S3, plain("S3", Step::S4))
+            .register(Step::S4, plain("S4", Step::Done))
             .add_exit_state(Step::Done)
             .with_checkpoint_store(store)
             .with_workflow_id(RUN_ID),
@@ -148,23 +112,20 @@ fn full_sequence() -> Vec<String> {
 /// The driver, run inside a child process.
 #[test]
 fn crash_driver_entry() {
-    let Ok(mode) = std::env::var("CANO_CRASH_MODE") else {
+    let Ok(mode) = std::env::var(crash::MODE_VAR) else {
         return;
     };
-    let db = PathBuf::from(std::env::var("CANO_CRASH_DB").expect("CANO_CRASH_DB"));
-    let sidefx = PathBuf::from(std::env::var("CANO_CRASH_SIDEFX").expect("CANO_CRASH_SIDEFX"));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let code = runtime.block_on(async {
-        let wf = match workflow(&db, &sidefx) {
+    let dir = PathBuf::from(std::env::var(crash::DIR_VAR).expect("crash dir"));
+    let code = crash::runtime().block_on(async {
+        let wf = match workflow(&dir) {
             Ok(wf) => wf,
             Err(e) => {
                 println!("OPEN_FAILED {e}");
                 return 3;
             }
         };
+        println!("STARTED");
+        let _ = std::io::stdout().flush();
         let outcome = if mode == "resume" {
             wf.resume_from(RUN_ID).await
         } else {
@@ -189,73 +150,6 @@ fn crash_driver_entry() {
     std::process::exit(code);
 }
 
-fn driver(mode: &str, dir: &Path) -> Command {
-    let mut cmd = Command::new(std::env::current_exe().expect("test binary"));
-    cmd.args([
-        "--exact",
-        "crash_driver_entry",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env("CANO_CRASH_MODE", mode)
-    .env("CANO_CRASH_DB", dir.join("ckpt.redb"))
-    .env("CANO_CRASH_SIDEFX", dir.join("sidefx.log"))
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null());
-    cmd
-}
-
-/// Run the driver to completion; returns its stdout.
-fn run_to_end(mode: &str, dir: &Path) -> String {
-    let out = driver(mode, dir).output().expect("run driver");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{mode} driver failed: {stdout}");
-    stdout
-}
-
-fn side_effects(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string(dir.join("sidefx.log"))
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
-/// Fold adjacent repeats: the state (or step) at the crash point runs again on resume.
-fn folded(lines: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for l in lines {
-        if out.last() != Some(l) {
-            out.push(l.clone());
-        }
-    }
-    out
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
-fn seed() -> u64 {
-    std::env::var("CANO_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-                | 1
-        })
-}
-
 /// Where a kill landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Landed {
@@ -264,18 +158,19 @@ enum Landed {
     AfterEnd,
 }
 
-/// One trial: start a run, SIGKILL it after `delay`, then finish it.
-fn trial(delay: Duration) -> Landed {
+/// One trial: start a run, SIGKILL it `delay` after it started (from spawn, or from when
+/// it had opened the store), then finish it.
+fn trial(delay: Duration, from_spawn: bool) -> Landed {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = driver("fresh", dir.path()).spawn().expect("spawn");
-    std::thread::sleep(delay);
-    let _ = child.kill(); // SIGKILL on unix; the child may already have exited
-    let out = child.wait_with_output().expect("wait");
-    let first_stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let mut completions = usize::from(first_stdout.contains("COMPLETED Done"));
+    let first = if from_spawn {
+        run_and_kill(ENTRY, "fresh", dir.path(), delay)
+    } else {
+        run_and_kill_after(ENTRY, "fresh", dir.path(), "STARTED", delay)
+    };
+    let mut completions = usize::from(first.contains("COMPLETED Done"));
     let before = side_effects(dir.path());
 
-    let resumed = run_to_end("resume", dir.path());
+    let resumed = run_to_end(ENTRY, "resume", dir.path());
     let landed;
     if resumed.contains("COMPLETED Done") {
         completions += 1;
@@ -287,7 +182,7 @@ fn trial(delay: Duration) -> Landed {
         );
         if before.is_empty() {
             // Killed before the first row: nothing ran, start it now.
-            let fresh = run_to_end("fresh", dir.path());
+            let fresh = run_to_end(ENTRY, "fresh", dir.path());
             assert!(fresh.contains("COMPLETED Done"), "{fresh}");
             completions += 1;
             landed = Landed::BeforeStart;
@@ -318,11 +213,7 @@ fn trial(delay: Duration) -> Landed {
         "a state was skipped or repeated: {after:?}"
     );
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
+    crash::runtime().block_on(async {
         let store = RedbCheckpointStore::new(dir.path().join("ckpt.redb")).expect("reopen");
         assert!(store.load_run(RUN_ID).await.expect("load").is_empty());
     });
@@ -330,13 +221,22 @@ fn trial(delay: Duration) -> Landed {
 }
 
 fn kill_many(trials: u32, salt: u64) {
-    let seed = seed() ^ salt;
-    eprintln!("crash suite seed {seed} (set CANO_CRASH_SEED to repeat)");
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::from_env(salt);
     let mut landed = Vec::new();
-    for _ in 0..trials {
-        let delay = Duration::from_micros(rng.below(40_000));
-        landed.push(trial(delay));
+    let run_us = run_length_after(ENTRY, "fresh", "STARTED").as_micros() as u64;
+    eprintln!("one run takes {run_us} us after start");
+    for t in 0..trials {
+        // Most kills are timed from the moment the run started; every fifth from the
+        // spawn, to also hit process start and store creation.
+        let from_spawn = t % 5 == 0;
+        let span = if from_spawn {
+            run_us * 2
+        } else {
+            run_us + run_us / 5
+        }
+        .max(1);
+        let delay = Duration::from_micros(rng.below(span));
+        landed.push(trial(delay, from_spawn));
     }
     let count = |l| landed.iter().filter(|x| **x == l).count();
     eprintln!(

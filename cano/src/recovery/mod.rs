@@ -65,6 +65,14 @@ pub enum RowKind {
     CompensationCompletion,
     /// A stepped task produced a cursor; `output_blob` holds it.
     StepCursor,
+    /// A saga rollback began: `output_blob` holds (as JSON) the error that caused it and
+    /// the completed steps to undo, so a crash during the rollback can be resumed.
+    /// (Not written by cano 0.12.0.)
+    RollbackStarted,
+    /// One step of a rollback was compensated: `output_blob` holds (as JSON) its index
+    /// in the `RollbackStarted` row's list, so a resumed rollback never undoes it twice.
+    /// (Not written by cano 0.12.0.)
+    Compensated,
 }
 
 /// One entry of a run's checkpoint log.

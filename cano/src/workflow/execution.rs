@@ -14,6 +14,7 @@
 //! which rolls back completed saga steps.
 
 use super::Workflow;
+use super::compensation::{PendingRollback, pending_rollback};
 use crate::error::CanoError;
 use crate::observer::WorkflowObserver;
 use crate::recovery::{CheckpointRow, CheckpointStore, RowKind};
@@ -33,8 +34,8 @@ pub(crate) struct Run {
     pub(crate) workflow_id: Option<Arc<str>>,
     /// Sequence number of the next checkpoint row.
     pub(crate) sequence: u64,
-    /// Completed saga steps, oldest first: `(task name, JSON output)`.
-    pub(crate) compensations: Vec<(String, Vec<u8>)>,
+    /// Completed saga steps, oldest first.
+    pub(crate) compensations: Vec<Completed>,
     /// The cursor recorded at the resume point; only the first state of a resumed run
     /// (the one whose cursor it is) may use it.
     pub(crate) resume_cursor: Option<Vec<u8>>,
@@ -49,6 +50,23 @@ impl Run {
             resume_cursor: None,
         }
     }
+}
+
+/// A completed saga step on the compensation stack.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Completed {
+    /// The compensatable task's name (how its compensator is found).
+    pub(crate) task_id: String,
+    /// Its output, as JSON.
+    pub(crate) output: Vec<u8>,
+}
+
+/// Where a run begins.
+enum Start<TState> {
+    /// Enter this state.
+    At(TState),
+    /// Finish a rollback that a previous process started.
+    Rollback(PendingRollback),
 }
 
 const MISSING_ID: &str = "checkpointing requires a workflow id (call with_workflow_id)";
@@ -119,7 +137,7 @@ where
             self.validated()?;
             self.validate_initial_state(&initial_state)?;
             let run = Run::fresh(self.workflow_id.clone());
-            self.with_resources(run, initial_state).await
+            self.with_resources(run, Start::At(initial_state)).await
         };
         #[cfg(feature = "tracing")]
         {
@@ -163,10 +181,18 @@ where
             let rows = store.load_run(&workflow_id).await.map_err(|e| {
                 CanoError::checkpoint_store(format!("load checkpoint run {workflow_id:?}: {e}"))
             })?;
+            if let Some(pending) = pending_rollback(&rows)? {
+                // The run died while rolling back: finish the rollback.
+                let last_sequence = rows.iter().map(|r| r.sequence).max().unwrap_or(0);
+                let mut run = Run::fresh(Some(workflow_id.clone()));
+                run.sequence = last_sequence.saturating_add(1);
+                self.notify(|o| o.on_resume(&workflow_id, last_sequence));
+                return self.with_resources(run, Start::Rollback(pending)).await;
+            }
             let (state, run) = self.plan_resume(workflow_id.clone(), &rows)?;
             let last_sequence = run.sequence - 1;
             self.notify(|o| o.on_resume(&workflow_id, last_sequence));
-            self.with_resources(run, state).await
+            self.with_resources(run, Start::At(state)).await
         };
         #[cfg(feature = "tracing")]
         {
@@ -230,7 +256,12 @@ where
         completed.sort_by_key(|r| r.sequence);
         let compensations = completed
             .into_iter()
-            .filter_map(|r| Some((r.task_id.clone(), r.output_blob.clone()?)))
+            .filter_map(|r| {
+                Some(Completed {
+                    task_id: r.task_id.clone(),
+                    output: r.output_blob.clone()?,
+                })
+            })
             .collect();
         let resume_cursor = match last.kind {
             RowKind::StepCursor => last.output_blob.clone(),
@@ -247,12 +278,12 @@ where
 
     /// Set up resources, run the state machine under the global timeout, tear resources
     /// down.
-    async fn with_resources(&self, run: Run, initial_state: TState) -> Result<TState, CanoError> {
+    async fn with_resources(&self, run: Run, start: Start<TState>) -> Result<TState, CanoError> {
         let lifecycle = self.resources.has_lifecycle();
         if lifecycle {
             self.resources.setup_all().await?;
         }
-        let result = self.run_with_limit(run, initial_state).await;
+        let result = self.run_with_limit(run, start).await;
         if lifecycle {
             self.resources.teardown_all().await;
         }
@@ -263,36 +294,38 @@ where
     /// global timeout, recording its checkpoint log (if a store is attached) under
     /// `workflow_id`. No validation and no resource lifecycle: the scheduler validates
     /// and sets resources up once, at start.
-    #[cfg_attr(not(feature = "scheduler"), allow(dead_code))] // the scheduler's entry point
+    #[allow(dead_code)] // the scheduler's entry point
     pub(crate) async fn run_scheduled(
         &self,
         initial_state: TState,
         workflow_id: Option<Arc<str>>,
     ) -> Result<TState, CanoError> {
-        self.run_with_limit(Run::fresh(workflow_id), initial_state)
+        self.run_with_limit(Run::fresh(workflow_id), Start::At(initial_state))
             .await
     }
 
-    /// The run loop under the workflow's global timeout, if one is set.
+    /// The run under the workflow's global timeout, if one is set.
     ///
-    /// The loop's future is created right here, at its await, and never passed through
-    /// another `async fn` by value: each such hop would store it once more in every run's
-    /// future.
-    async fn run_with_limit(&self, run: Run, initial_state: TState) -> Result<TState, CanoError> {
+    /// The run loop's future is created at its await (in [`Workflow::begin`]) and never
+    /// passed through another `async fn` by value: each such hop would store it once
+    /// more in every run's future.
+    async fn run_with_limit(&self, run: Run, start: Start<TState>) -> Result<TState, CanoError> {
         match self.timeout {
             // Boxed so the timer does not inflate the future of runs without a timeout.
             Some(limit) => {
-                match Box::pin(tokio::time::timeout(
-                    limit,
-                    self.run_loop(run, initial_state),
-                ))
-                .await
-                {
+                match Box::pin(tokio::time::timeout(limit, self.begin(run, start))).await {
                     Ok(r) => r,
                     Err(_) => Err(CanoError::workflow("Workflow timeout exceeded")),
                 }
             }
-            None => self.run_loop(run, initial_state).await,
+            None => self.begin(run, start).await,
+        }
+    }
+
+    async fn begin(&self, run: Run, start: Start<TState>) -> Result<TState, CanoError> {
+        match start {
+            Start::At(state) => self.run_loop(run, state).await,
+            Start::Rollback(pending) => Err(self.resume_rollback(run, pending).await),
         }
     }
 
@@ -386,7 +419,7 @@ where
 
     /// Best-effort removal of the run's log after it succeeded or rolled back cleanly. A
     /// failure is reported, not returned.
-    async fn clear_log(&self, run: &Run) {
+    pub(crate) async fn clear_log(&self, run: &Run) {
         let (Some(store), Some(id)) = (&self.checkpoint_store, run.workflow_id.as_deref()) else {
             return;
         };
@@ -395,67 +428,6 @@ where
             tracing::warn!(workflow_id = id, error = %e, "could not clear the checkpoint log");
             #[cfg(not(feature = "tracing"))]
             eprintln!("cano: could not clear the checkpoint log of {id:?}: {e}");
-        }
-    }
-
-    /// The error a run ends with, after rolling back completed saga steps.
-    ///
-    /// * No completed steps: `err` unchanged; the checkpoint log is kept for `resume_from`.
-    /// * Every compensation succeeded: `err` unchanged; the log is cleared.
-    /// * Otherwise: [`CanoError::CompensationFailed`] with `err` first, then each
-    ///   compensation error (most recent step first); the log is kept.
-    ///
-    /// Each `compensate` runs once (no retries), bounded by its task's
-    /// `attempt_timeout`; a panic is caught and reported.
-    async fn fail(&self, run: &mut Run, err: CanoError) -> CanoError {
-        if run.compensations.is_empty() {
-            return err;
-        }
-        // Boxed: rollbacks are rare and their future is large.
-        Box::pin(self.roll_back(run, err)).await
-    }
-
-    /// Compensate every completed step, most recent first. See [`Workflow::fail`].
-    async fn roll_back(&self, run: &mut Run, err: CanoError) -> CanoError {
-        let mut errors = vec![err];
-        while let Some((task_id, blob)) = run.compensations.pop() {
-            if let Err(e) = self.compensate(&task_id, &blob).await {
-                errors.push(e);
-            }
-        }
-        if errors.len() == 1 {
-            self.clear_log(run).await;
-            return errors.remove(0);
-        }
-        CanoError::compensation_failed(errors)
-    }
-
-    /// Undo one saga step.
-    async fn compensate(&self, task_id: &str, blob: &[u8]) -> Result<(), CanoError> {
-        let Some(compensator) = self.compensators.get(task_id) else {
-            return Err(CanoError::workflow(format!(
-                "no compensator registered for task {task_id:?} \u{2014} cannot roll it back"
-            )));
-        };
-        let limit = compensator.config().attempt_timeout;
-        let undo = CatchUnwind::new(compensator.compensate(&self.resources, blob));
-        let outcome = match limit {
-            Some(d) => match tokio::time::timeout(d, undo).await {
-                Ok(outcome) => outcome,
-                Err(_) => {
-                    return Err(CanoError::timeout(format!(
-                        "compensate for {task_id:?} exceeded attempt_timeout {d:?}"
-                    )));
-                }
-            },
-            None => undo.await,
-        };
-        match outcome {
-            Ok(result) => result,
-            Err(payload) => Err(CanoError::task_execution(format!(
-                "compensate for {task_id:?} panicked: {}",
-                panic_message(&*payload)
-            ))),
         }
     }
 

@@ -8,7 +8,7 @@
 //! retries, timeouts, the circuit breaker, panic capture and observer events.
 
 use super::Workflow;
-use super::execution::{Run, guarded};
+use super::execution::{Completed, Run, guarded};
 use super::join::JoinConfig;
 use crate::error::CanoError;
 use crate::recovery::CheckpointRow;
@@ -216,13 +216,19 @@ where
                 CheckpointRow::new(run.sequence, label, name.clone()).with_output(blob.clone());
             if let Err(e) = self.append_row(store.as_ref(), run, row).await {
                 // The step did happen: make sure the rollback undoes it.
-                run.compensations.push((name, blob));
+                run.compensations.push(Completed {
+                    task_id: name,
+                    output: blob,
+                });
                 return Err(CanoError::checkpoint_store(format!(
                     "append compensation checkpoint: {e}"
                 )));
             }
         }
-        run.compensations.push((name, blob));
+        run.compensations.push(Completed {
+            task_id: name,
+            output: blob,
+        });
         Ok(next)
     }
 }

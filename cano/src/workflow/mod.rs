@@ -40,6 +40,7 @@
 //! # }
 //! ```
 
+mod compensation;
 mod entry;
 mod execution;
 mod handler;

@@ -1,0 +1,221 @@
+//! Saga rollback: undoing completed compensatable steps when a run fails.
+//!
+//! Every error that ends a run goes through [`Workflow::fail`]. With completed saga steps
+//! on the run's stack, it compensates them, most recent first. With a checkpoint store,
+//! the rollback is recorded as it goes — a `RollbackStarted` row listing the steps to
+//! undo, then a `Compensated` row after each step undone — so that if the process dies
+//! mid-rollback, [`Workflow::resume_from`] finishes the rollback instead of running the
+//! failed state again, and never compensates a step twice.
+
+use super::Workflow;
+use super::execution::{Completed, Run};
+use crate::error::CanoError;
+use crate::recovery::{CheckpointRow, RowKind};
+use crate::util::{CatchUnwind, panic_message};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::hash::Hash;
+
+/// The payload of a `RollbackStarted` row.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct RollbackRecord {
+    /// Category of the error that caused the rollback.
+    category: String,
+    /// Its raw message.
+    message: String,
+    /// The steps to undo, oldest first (undone last to first).
+    steps: Vec<Completed>,
+}
+
+impl RollbackRecord {
+    /// The error the rollback started from, rebuilt from its category and message.
+    pub(crate) fn original(&self) -> CanoError {
+        CanoError::from_category(&self.category, self.message.clone())
+    }
+}
+
+/// A rollback found in a checkpoint log: what caused it and the steps still to undo,
+/// each with its index in the record.
+pub(crate) struct PendingRollback {
+    pub(crate) original: CanoError,
+    pub(crate) remaining: Vec<(usize, Completed)>,
+}
+
+/// If `rows` record a rollback, the steps it has not undone yet.
+///
+/// # Errors
+/// A `RollbackStarted` row whose payload cannot be decoded.
+pub(crate) fn pending_rollback(
+    rows: &[CheckpointRow],
+) -> Result<Option<PendingRollback>, CanoError> {
+    let Some(started) = rows
+        .iter()
+        .filter(|r| r.kind == RowKind::RollbackStarted)
+        .max_by_key(|r| r.sequence)
+    else {
+        return Ok(None);
+    };
+    let record: RollbackRecord = started
+        .output_blob
+        .as_deref()
+        .ok_or_else(|| CanoError::checkpoint_store("rollback row without a payload"))
+        .and_then(|blob| {
+            serde_json::from_slice(blob).map_err(|e| {
+                CanoError::checkpoint_store(format!(
+                    "decode rollback row at sequence {}: {e}",
+                    started.sequence
+                ))
+            })
+        })?;
+    let done: Vec<usize> = rows
+        .iter()
+        .filter(|r| r.kind == RowKind::Compensated && r.sequence > started.sequence)
+        .filter_map(|r| serde_json::from_slice::<usize>(r.output_blob.as_deref()?).ok())
+        .collect();
+    let original = record.original();
+    let remaining = record
+        .steps
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| !done.contains(i))
+        .collect();
+    Ok(Some(PendingRollback {
+        original,
+        remaining,
+    }))
+}
+
+impl<TState, TResourceKey> Workflow<TState, TResourceKey>
+where
+    TState: Clone + fmt::Debug + Hash + Eq + Send + Sync + 'static,
+    TResourceKey: Hash + Eq + Send + Sync + 'static,
+{
+    /// The error a run ends with, after rolling back completed saga steps.
+    ///
+    /// * No completed steps: `err` unchanged; the checkpoint log is kept for `resume_from`.
+    /// * Every compensation succeeded: `err` unchanged; the log is cleared.
+    /// * Otherwise: [`CanoError::CompensationFailed`] with `err` first, then each
+    ///   compensation error (most recent step first); the log is kept.
+    ///
+    /// Each `compensate` runs once (no retries), bounded by its task's
+    /// `attempt_timeout`; a panic is caught and reported.
+    pub(crate) async fn fail(&self, run: &mut Run, err: CanoError) -> CanoError {
+        if run.compensations.is_empty() {
+            return err;
+        }
+        // Boxed: rollbacks are rare and their future is large.
+        Box::pin(self.roll_back(run, err)).await
+    }
+
+    async fn roll_back(&self, run: &mut Run, err: CanoError) -> CanoError {
+        let steps = std::mem::take(&mut run.compensations);
+        let mut errors = vec![err];
+        let recorded = self.record_rollback_start(run, &errors[0], &steps).await;
+        if let Err(e) = recorded {
+            errors.push(e);
+        }
+        let remaining = steps.into_iter().enumerate().collect();
+        self.undo(run, remaining, errors).await
+    }
+
+    /// Finish a rollback found in the log by `resume_from`.
+    pub(crate) async fn resume_rollback(
+        &self,
+        mut run: Run,
+        pending: PendingRollback,
+    ) -> CanoError {
+        Box::pin(self.undo(&mut run, pending.remaining, vec![pending.original])).await
+    }
+
+    /// Compensate `remaining` (index in the rollback record, step), last first, recording
+    /// each success; then clear the log if nothing failed.
+    async fn undo(
+        &self,
+        run: &mut Run,
+        mut remaining: Vec<(usize, Completed)>,
+        mut errors: Vec<CanoError>,
+    ) -> CanoError {
+        while let Some((index, step)) = remaining.pop() {
+            match self.compensate(&step.task_id, &step.output).await {
+                Ok(()) => {
+                    if let Err(e) = self.record_compensated(run, index).await {
+                        errors.push(e);
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if errors.len() == 1 {
+            self.clear_log(run).await;
+            return errors.remove(0);
+        }
+        CanoError::compensation_failed(errors)
+    }
+
+    async fn record_rollback_start(
+        &self,
+        run: &mut Run,
+        original: &CanoError,
+        steps: &[Completed],
+    ) -> Result<(), CanoError> {
+        let (Some(store), true) = (&self.checkpoint_store, run.workflow_id.is_some()) else {
+            return Ok(());
+        };
+        let record = RollbackRecord {
+            category: original.category().to_string(),
+            message: original.message().to_string(),
+            steps: steps.to_vec(),
+        };
+        let blob = serde_json::to_vec(&record)
+            .map_err(|e| CanoError::checkpoint_store(format!("encode rollback row: {e}")))?;
+        let mut row = CheckpointRow::new(run.sequence, "", "");
+        row.output_blob = Some(blob);
+        row.kind = RowKind::RollbackStarted;
+        self.append_row(store.as_ref(), run, row)
+            .await
+            .map_err(|e| CanoError::checkpoint_store(format!("append rollback checkpoint: {e}")))
+    }
+
+    async fn record_compensated(&self, run: &mut Run, index: usize) -> Result<(), CanoError> {
+        let (Some(store), true) = (&self.checkpoint_store, run.workflow_id.is_some()) else {
+            return Ok(());
+        };
+        let mut row = CheckpointRow::new(run.sequence, "", "");
+        row.output_blob = Some(index.to_string().into_bytes());
+        row.kind = RowKind::Compensated;
+        self.append_row(store.as_ref(), run, row)
+            .await
+            .map_err(|e| {
+                CanoError::checkpoint_store(format!("append compensation checkpoint: {e}"))
+            })
+    }
+
+    /// Undo one saga step.
+    async fn compensate(&self, task_id: &str, blob: &[u8]) -> Result<(), CanoError> {
+        let Some(compensator) = self.compensators.get(task_id) else {
+            return Err(CanoError::workflow(format!(
+                "no compensator registered for task {task_id:?} \u{2014} cannot roll it back"
+            )));
+        };
+        let limit = compensator.config().attempt_timeout;
+        let undo = CatchUnwind::new(compensator.compensate(&self.resources, blob));
+        let outcome = match limit {
+            Some(d) => match tokio::time::timeout(d, undo).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    return Err(CanoError::timeout(format!(
+                        "compensate for {task_id:?} exceeded attempt_timeout {d:?}"
+                    )));
+                }
+            },
+            None => undo.await,
+        };
+        match outcome {
+            Ok(result) => result,
+            Err(payload) => Err(CanoError::task_execution(format!(
+                "compensate for {task_id:?} panicked: {}",
+                panic_message(&*payload)
+            ))),
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Process-level crash testing: the test binary re-executes itself as a child driver,
+//! which the test kills with SIGKILL at random points.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// Set in the child: which role it plays (`fresh`, `resume`, …).
+pub const MODE_VAR: &str = "CANO_CRASH_MODE";
+/// Set in the child: the directory holding the database and the side-effect log.
+pub const DIR_VAR: &str = "CANO_CRASH_DIR";
+
+/// A command re-running this test binary as a driver: only the test named `entry` runs,
+/// with `mode` and `dir` in its environment.
+pub fn driver(entry: &str, mode: &str, dir: &Path) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().expect("test binary"));
+    cmd.args(["--exact", entry, "--nocapture", "--test-threads=1"])
+        .env(MODE_VAR, mode)
+        .env(DIR_VAR, dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    cmd
+}
+
+/// Run the driver to completion; returns its stdout. Panics if it exits non-zero.
+pub fn run_to_end(entry: &str, mode: &str, dir: &Path) -> String {
+    let out = driver(entry, mode, dir).output().expect("run driver");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{mode} driver failed: {stdout}");
+    stdout
+}
+
+/// Start the driver, SIGKILL it after `delay`, and return what it printed.
+pub fn run_and_kill(entry: &str, mode: &str, dir: &Path, delay: std::time::Duration) -> String {
+    let mut child = driver(entry, mode, dir).spawn().expect("spawn");
+    std::thread::sleep(delay);
+    let _ = child.kill(); // SIGKILL on unix; the child may already have exited
+    let out = child.wait_with_output().expect("wait");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Start the driver, wait until it prints a line containing `marker` (or ends), then
+/// SIGKILL it after `delay`; returns everything it printed.
+pub fn run_and_kill_after(
+    entry: &str,
+    mode: &str,
+    dir: &Path,
+    marker: &str,
+    delay: std::time::Duration,
+) -> String {
+    use std::io::{BufRead, BufReader, Read};
+    let mut child = driver(entry, mode, dir).spawn().expect("spawn");
+    let mut printed = String::new();
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    while stdout.read_line(&mut line).unwrap_or(0) > 0 {
+        printed.push_str(&line);
+        let seen = line.contains(marker);
+        line.clear();
+        if seen {
+            break;
+        }
+    }
+    std::thread::sleep(delay);
+    let _ = child.kill();
+    let _ = stdout.read_to_string(&mut printed);
+    let _ = child.wait();
+    printed
+}
+
+/// How long a whole run takes after the driver printed `marker`: used to spread kill
+/// delays over the run on this machine, however fast its disk is.
+pub fn run_length_after(entry: &str, mode: &str, marker: &str) -> std::time::Duration {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = driver(entry, mode, dir.path()).spawn().expect("spawn");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    let mut started = None;
+    while stdout.read_line(&mut line).unwrap_or(0) > 0 {
+        if started.is_none() && line.contains(marker) {
+            started = Some(std::time::Instant::now());
+        }
+        line.clear();
+    }
+    let _ = child.wait();
+    started.map_or(std::time::Duration::from_millis(20), |t| t.elapsed())
+}
+
+/// Append one line to the side-effect log, in one write call (a kill never leaves half
+/// a line).
+pub fn record(dir: &Path, line: &str) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("sidefx.log"))?;
+    f.write_all(format!("{line}\n").as_bytes())
+}
+
+/// The side-effect log, one entry per line.
+pub fn side_effects(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("sidefx.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Fold adjacent repeats (the state at a crash point runs again on resume).
+pub fn folded(lines: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for l in lines {
+        if out.last() != Some(l) {
+            out.push(l.clone());
+        }
+    }
+    out
+}
+
+/// A small xorshift generator: random kill delays, reproducible from a seed.
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeded from `CANO_CRASH_SEED` if set, else the clock; `salt` separates tests.
+    pub fn from_env(salt: u64) -> Self {
+        let seed = std::env::var("CANO_CRASH_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(1)
+            })
+            ^ salt;
+        eprintln!("crash suite seed {seed} (set CANO_CRASH_SEED to repeat)");
+        Self(seed | 1)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// A current-thread runtime for driver bodies and post-crash checks.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
