@@ -48,7 +48,7 @@ use std::sync::Arc;
 
 pub mod batch;
 pub mod poll;
-mod retry;
+pub(crate) mod retry;
 pub mod router;
 pub mod stepped;
 

@@ -253,9 +253,83 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = Result<TState, CanoError>>,
 {
+    retry_loop(config, run_fn, None).await
+}
+
+/// Whether an attempt needs nothing around it: no breaker, no timeout, no observers.
+/// The engine then makes the first attempt directly and only enters the retry loop
+/// (through [`retry_after_failure`]) if it fails.
+pub(crate) fn is_plain(config: &TaskConfig) -> bool {
+    config.circuit_breaker.is_none()
+        && config.attempt_timeout.is_none()
+        && config.observers.is_none()
+}
+
+/// Continue the retry loop after a first attempt, made by the caller, failed with `first`.
+/// Same results and events as if [`run_with_retries`] had made that attempt.
+pub(crate) async fn retry_after_failure<TState, F, Fut>(
+    config: &TaskConfig,
+    run_fn: F,
+    first: CanoError,
+) -> Result<TState, CanoError>
+where
+    TState: Send + Sync,
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<TState, CanoError>>,
+{
+    retry_loop(config, run_fn, Some(first)).await
+}
+
+async fn retry_loop<TState, F, Fut>(
+    config: &TaskConfig,
+    run_fn: F,
+    mut first_failure: Option<CanoError>,
+) -> Result<TState, CanoError>
+where
+    TState: Send + Sync,
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<TState, CanoError>>,
+{
     let max = config.retry_mode.max_attempts();
     let mut failures: usize = 0;
     loop {
+        let err = match first_failure.take() {
+            Some(err) => err,
+            None => match attempt_once(config, &run_fn).await? {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            },
+        };
+        failures += 1;
+        if failures >= max {
+            if max <= 1 {
+                return Err(err);
+            }
+            return Err(CanoError::retry_exhausted(format!(
+                "Task failed after {failures} attempt(s): {err}"
+            )));
+        }
+        let attempt = u32::try_from(failures).unwrap_or(u32::MAX);
+        config.notify(|o, name| o.on_retry(name, attempt));
+        if let Some(delay) = config.retry_mode.delay_for_attempt(failures - 1)
+            && !delay.is_zero()
+        {
+            Box::pin(tokio::time::sleep(delay)).await;
+        }
+    }
+}
+
+/// One attempt: breaker permit, attempt timeout, breaker outcome. The outer `Err` is an
+/// open breaker, which ends the whole loop with its raw error.
+async fn attempt_once<TState, F, Fut>(
+    config: &TaskConfig,
+    run_fn: &F,
+) -> Result<Result<TState, CanoError>, CanoError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<TState, CanoError>>,
+{
+    {
         let permit = match &config.circuit_breaker {
             Some(breaker) => match breaker.try_acquire() {
                 Ok(p) => Some(p),
@@ -280,26 +354,7 @@ where
                 Err(_) => breaker.record_failure(permit),
             }
         }
-        let err = match outcome {
-            Ok(v) => return Ok(v),
-            Err(e) => e,
-        };
-        failures += 1;
-        if failures >= max {
-            if max <= 1 {
-                return Err(err);
-            }
-            return Err(CanoError::retry_exhausted(format!(
-                "Task failed after {failures} attempt(s): {err}"
-            )));
-        }
-        let attempt = u32::try_from(failures).unwrap_or(u32::MAX);
-        config.notify(|o, name| o.on_retry(name, attempt));
-        if let Some(delay) = config.retry_mode.delay_for_attempt(failures - 1)
-            && !delay.is_zero()
-        {
-            Box::pin(tokio::time::sleep(delay)).await;
-        }
+        Ok(outcome)
     }
 }
 

@@ -19,7 +19,7 @@ use crate::error::CanoError;
 use crate::observer::WorkflowObserver;
 use crate::recovery::{CheckpointRow, CheckpointStore, RowKind};
 use crate::resource::Resources;
-use crate::task::{TaskConfig, run_with_retries};
+use crate::task::{TaskConfig, retry, run_with_retries};
 use crate::util::{CatchUnwind, panic_message};
 use std::borrow::Cow;
 use std::fmt;
@@ -485,9 +485,28 @@ where
     let retried = pin!(run_with_retries(config, run_fn));
     match CatchUnwind::new(retried).await {
         Ok(outcome) => outcome,
-        Err(payload) => Err(CanoError::task_execution(format!(
-            "panic: {}",
-            panic_message(&*payload)
-        ))),
+        Err(payload) => Err(panicked(&*payload)),
     }
+}
+
+/// [`guarded`] for a loop whose first attempt, made by the caller, failed with `first`.
+pub(crate) async fn guarded_retry<T, Fut>(
+    config: &TaskConfig,
+    run_fn: impl Fn() -> Fut,
+    first: CanoError,
+) -> Result<T, CanoError>
+where
+    T: Send + Sync,
+    Fut: Future<Output = Result<T, CanoError>>,
+{
+    let retried = pin!(retry::retry_after_failure(config, run_fn, first));
+    match CatchUnwind::new(retried).await {
+        Ok(outcome) => outcome,
+        Err(payload) => Err(panicked(&*payload)),
+    }
+}
+
+/// The error a caught panic becomes.
+pub(crate) fn panicked(payload: &(dyn std::any::Any + Send)) -> CanoError {
+    CanoError::task_execution(format!("panic: {}", panic_message(payload)))
 }

@@ -8,13 +8,15 @@
 //! retries, timeouts, the circuit breaker, panic capture and observer events.
 
 use super::Workflow;
-use super::execution::{Completed, Run, guarded};
+use super::execution::{Completed, Run, guarded, guarded_retry, panicked};
 use super::join::JoinConfig;
 use crate::error::CanoError;
 use crate::recovery::CheckpointRow;
 use crate::saga::ErasedCompensatable;
+use crate::task::retry;
 use crate::task::stepped::{ErasedStep, ErasedSteppedTask};
 use crate::task::{TaskConfig, TaskObject, TaskResult};
+use crate::util::CatchUnwind;
 use std::borrow::Cow;
 use std::fmt;
 use std::hash::Hash;
@@ -158,6 +160,17 @@ where
         let resources = &*wf.resources;
         match self {
             Self::Task { task, config, .. } => {
+                if wf.observers.is_none() && retry::is_plain(config) {
+                    // The common case: the first attempt runs without the retry machinery
+                    // around it, which only starts if that attempt fails.
+                    return match CatchUnwind::new(task.run(resources)).await {
+                        Ok(Ok(result)) => single_next(result),
+                        Ok(Err(first)) => guarded_retry(config, || task.run(resources), first)
+                            .await
+                            .and_then(single_next),
+                        Err(payload) => Err(panicked(&*payload)),
+                    };
+                }
                 let scope = wf.begin_task(config, || task.name());
                 let outcome = guarded(scope.config(), || task.run(resources))
                     .await
