@@ -15,6 +15,7 @@
 
 use super::Workflow;
 use super::compensation::{PendingRollback, pending_rollback};
+use super::handler::single_next;
 use crate::error::CanoError;
 use crate::observer::WorkflowObserver;
 use crate::recovery::{CheckpointRow, CheckpointStore, RowKind};
@@ -389,7 +390,24 @@ where
                 let err = CanoError::workflow(format!("No task registered for state: {current:?}"));
                 return Err(self.fail(&mut run, err).await);
             };
-            let outcome = handler.dispatch(self, &mut run, label.as_deref()).await;
+            let outcome = match handler.plain_task().filter(|_| self.observers.is_none()) {
+                // The common case, inline: the first attempt runs without the retry
+                // machinery (or a dispatch future) around it; the retry loop, boxed,
+                // starts only if that attempt fails.
+                Some((task, config)) => {
+                    let resources = &*self.resources;
+                    match CatchUnwind::new(task.run(resources)).await {
+                        Ok(Ok(result)) => single_next(result),
+                        Ok(Err(first)) => {
+                            Box::pin(guarded_retry(config, || task.run(resources), first))
+                                .await
+                                .and_then(single_next)
+                        }
+                        Err(payload) => Err(panicked(&*payload)),
+                    }
+                }
+                None => handler.dispatch(self, &mut run, label.as_deref()).await,
+            };
             // A resume cursor belongs to the resume point only.
             run.resume_cursor = None;
             match outcome {

@@ -8,15 +8,13 @@
 //! retries, timeouts, the circuit breaker, panic capture and observer events.
 
 use super::Workflow;
-use super::execution::{Completed, Run, guarded, guarded_retry, panicked};
+use super::execution::{Completed, Run, guarded};
 use super::join::JoinConfig;
 use crate::error::CanoError;
 use crate::recovery::CheckpointRow;
 use crate::saga::ErasedCompensatable;
-use crate::task::retry;
 use crate::task::stepped::{ErasedStep, ErasedSteppedTask};
 use crate::task::{TaskConfig, TaskObject, TaskResult};
-use crate::util::CatchUnwind;
 use std::borrow::Cow;
 use std::fmt;
 use std::hash::Hash;
@@ -125,6 +123,17 @@ where
         }
     }
 
+    /// The task of a plain single-task state whose config needs nothing around an
+    /// attempt (no breaker, no timeout), for the run loop's fast path.
+    pub(crate) fn plain_task(&self) -> Option<(&TaskObject<TState, TResourceKey>, &TaskConfig)> {
+        match self {
+            Self::Task { task, config, .. } if crate::task::retry::is_plain(config) => {
+                Some((task, config))
+            }
+            _ => None,
+        }
+    }
+
     /// Whether entering this state writes an entry row.
     pub(crate) fn is_checkpointed(&self) -> bool {
         match self {
@@ -160,17 +169,6 @@ where
         let resources = &*wf.resources;
         match self {
             Self::Task { task, config, .. } => {
-                if wf.observers.is_none() && retry::is_plain(config) {
-                    // The common case: the first attempt runs without the retry machinery
-                    // around it, which only starts if that attempt fails.
-                    return match CatchUnwind::new(task.run(resources)).await {
-                        Ok(Ok(result)) => single_next(result),
-                        Ok(Err(first)) => guarded_retry(config, || task.run(resources), first)
-                            .await
-                            .and_then(single_next),
-                        Err(payload) => Err(panicked(&*payload)),
-                    };
-                }
                 let scope = wf.begin_task(config, || task.name());
                 let outcome = guarded(scope.config(), || task.run(resources))
                     .await
@@ -247,7 +245,7 @@ where
 }
 
 /// The next state of a single-task state; a split result is a usage error.
-fn single_next<TState>(result: TaskResult<TState>) -> Result<TState, CanoError> {
+pub(crate) fn single_next<TState>(result: TaskResult<TState>) -> Result<TState, CanoError> {
     match result {
         TaskResult::Single(next) => Ok(next),
         TaskResult::Split(_) => Err(CanoError::workflow(
