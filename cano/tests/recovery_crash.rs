@@ -160,7 +160,10 @@ enum Landed {
 
 /// One trial: start a run, SIGKILL it `delay` after it started (from spawn, or from when
 /// it had opened the store), then finish it.
-fn trial(delay: Duration, from_spawn: bool) -> Landed {
+///
+/// With `second`, the first resume is killed too (that long after it started), and a
+/// further resume finishes the run: a resumed run must itself be resumable.
+fn trial(delay: Duration, from_spawn: bool, second: Option<Duration>) -> Landed {
     let dir = tempfile::tempdir().expect("tempdir");
     let first = if from_spawn {
         run_and_kill(ENTRY, "fresh", dir.path(), delay)
@@ -169,6 +172,17 @@ fn trial(delay: Duration, from_spawn: bool) -> Landed {
     };
     let mut completions = usize::from(first.contains("COMPLETED Done"));
     let before = side_effects(dir.path());
+    let mut latest = before.clone();
+    if let Some(d) = second {
+        let out = run_and_kill_after(ENTRY, "resume", dir.path(), "STARTED", d);
+        completions += usize::from(out.contains("COMPLETED Done"));
+        let now = side_effects(dir.path());
+        assert!(
+            now.starts_with(&latest),
+            "side effects lost: {latest:?} -> {now:?}"
+        );
+        latest = now;
+    }
 
     let resumed = run_to_end(ENTRY, "resume", dir.path());
     let landed;
@@ -180,7 +194,7 @@ fn trial(delay: Duration, from_spawn: bool) -> Landed {
             resumed.contains("NO_ROWS"),
             "unexpected resume output: {resumed}"
         );
-        if before.is_empty() {
+        if latest.is_empty() {
             // Killed before the first row: nothing ran, start it now.
             let fresh = run_to_end(ENTRY, "fresh", dir.path());
             assert!(fresh.contains("COMPLETED Done"), "{fresh}");
@@ -189,7 +203,7 @@ fn trial(delay: Duration, from_spawn: bool) -> Landed {
         } else {
             // No rows but side effects: the first run finished and cleared its log.
             assert_eq!(
-                folded(&before),
+                folded(&latest),
                 full_sequence(),
                 "log cleared before the run ended"
             );
@@ -236,7 +250,9 @@ fn kill_many(trials: u32, salt: u64) {
         }
         .max(1);
         let delay = Duration::from_micros(rng.below(span));
-        landed.push(trial(delay, from_spawn));
+        // Every third trial also kills the first resume.
+        let second = (t % 3 == 1).then(|| Duration::from_micros(rng.below(run_us.max(1))));
+        landed.push(trial(delay, from_spawn, second));
     }
     let count = |l| landed.iter().filter(|x| **x == l).count();
     eprintln!(

@@ -913,15 +913,39 @@ async fn resume_continues_from_the_last_persisted_cursor() {
     assert_eq!(wf.resume_from("s3").await.unwrap(), S::Complete);
 
     assert_eq!(calls_of(&calls), [Some(2), Some(3)]);
+    // The re-entry is recorded as a cursor row carrying the resumed cursor (so a second
+    // crash before the next step still resumes from it; COMPATIBILITY.md).
     assert_eq!(
         store.audit_rows("s3")[3..],
         [
-            CheckpointRow::new(3, "Start", "counter"),
+            CheckpointRow::new(3, "Start", "counter").with_cursor(json(&2u32)),
             CheckpointRow::new(4, "Start", "counter").with_cursor(json(&3u32)),
             CheckpointRow::new(5, "Complete", ""),
         ]
     );
     assert!(store.rows("s3").is_empty());
+}
+
+#[tokio::test]
+async fn a_second_resume_before_the_next_step_keeps_the_cursor() {
+    let (calls, store) = (Calls::default(), TestStore::new());
+    seed(
+        &store,
+        "s3b",
+        vec![
+            CheckpointRow::new(0, "Start", "counter"),
+            CheckpointRow::new(1, "Start", "counter").with_cursor(json(&1u32)),
+            CheckpointRow::new(2, "Start", "counter").with_cursor(json(&2u32)),
+            // A first resume re-entered `Start` (recording its cursor), then died.
+            CheckpointRow::new(3, "Start", "counter").with_cursor(json(&2u32)),
+        ],
+    )
+    .await;
+    let wf = stepped(Counter::new(4, S::Complete, &calls)).with_checkpoint_store(store.clone());
+
+    assert_eq!(wf.resume_from("s3b").await.unwrap(), S::Complete);
+    assert_eq!(calls_of(&calls), [Some(2), Some(3)]);
+    assert!(store.rows("s3b").is_empty());
 }
 
 #[tokio::test]

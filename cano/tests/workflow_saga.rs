@@ -864,6 +864,35 @@ fn abc(books: &Books, store: &Arc<TestStore>) -> Workflow<S> {
 }
 
 #[tokio::test]
+async fn a_second_resume_does_not_compensate_a_superseded_completion() {
+    let (books, store) = (Books::default(), TestStore::new());
+    seed(
+        &store,
+        "g2",
+        vec![
+            CheckpointRow::new(0, "A", "A"),
+            CheckpointRow::new(1, "A", "A").with_output(json(&1u32)),
+            CheckpointRow::new(2, "B", "B"),
+            CheckpointRow::new(3, "B", "B").with_output(json(&2u32)),
+            // A first resume re-entered B (superseding row 3) and died inside B.
+            CheckpointRow {
+                output_blob: Some(b"3".to_vec()),
+                ..CheckpointRow::new(4, "B", "B")
+            },
+        ],
+    )
+    .await;
+
+    let err = abc(&books, &store).resume_from("g2").await.unwrap_err();
+
+    assert_eq!(err.message(), "C forward failed");
+    assert_eq!(books.forward.entries(), ["B", "C"]);
+    // B's superseded output (row 3) is not compensated; its fresh run is, once.
+    assert_eq!(books.undone(), pairs(&[("B", 2), ("A", 1)]));
+    assert!(store.rows("g2").is_empty());
+}
+
+#[tokio::test]
 async fn resume_rehydrates_the_stack_without_double_compensating_the_resume_point() {
     let (books, store) = (Books::default(), TestStore::new());
     seed(
@@ -889,7 +918,11 @@ async fn resume_rehydrates_the_stack_without_double_compensating_the_resume_poin
     assert_eq!(
         audit(&store, "g")[4..],
         [
-            CheckpointRow::new(4, "B", "B"),
+            // The re-entry row names the completion row it supersedes (COMPATIBILITY.md).
+            CheckpointRow {
+                output_blob: Some(b"3".to_vec()),
+                ..CheckpointRow::new(4, "B", "B")
+            },
             CheckpointRow::new(5, "B", "B").with_output(json(&2u32)),
             CheckpointRow::new(6, "C", "C"),
         ]

@@ -121,10 +121,11 @@ where
     /// Finish a rollback found in the log by `resume_from`.
     pub(crate) async fn resume_rollback(
         &self,
-        mut run: Run,
+        run: &mut Run,
         pending: PendingRollback,
     ) -> CanoError {
-        Box::pin(self.undo(&mut run, pending.remaining, vec![pending.original])).await
+        self.undo(run, pending.remaining, vec![pending.original])
+            .await
     }
 
     /// Compensate `remaining` (index in the rollback record, step), last first, recording

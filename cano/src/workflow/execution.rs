@@ -40,6 +40,10 @@ pub(crate) struct Run {
     /// The cursor recorded at the resume point; only the first state of a resumed run
     /// (the one whose cursor it is) may use it.
     pub(crate) resume_cursor: Option<Vec<u8>>,
+    /// The completion row at the resume point, which the resumed state's re-run replaces.
+    /// The re-entry row names it (in its `output_blob`), so a later resume never
+    /// compensates that superseded run of the step as well as the new one.
+    pub(crate) supersedes: Option<u64>,
 }
 
 impl Run {
@@ -49,6 +53,7 @@ impl Run {
             sequence: 0,
             compensations: Vec::new(),
             resume_cursor: None,
+            supersedes: None,
         }
     }
 }
@@ -67,7 +72,7 @@ enum Start<TState> {
     /// Enter this state.
     At(TState),
     /// Finish a rollback that a previous process started.
-    Rollback(PendingRollback),
+    Rollback(Box<PendingRollback>),
 }
 
 const MISSING_ID: &str = "checkpointing requires a workflow id (call with_workflow_id)";
@@ -138,7 +143,12 @@ where
             self.validated()?;
             self.validate_initial_state(&initial_state)?;
             let run = Run::fresh(self.workflow_id.clone());
-            self.with_resources(run, Start::At(initial_state)).await
+            self.execute(
+                run,
+                Start::At(initial_state),
+                self.resources.has_lifecycle(),
+            )
+            .await
         };
         #[cfg(feature = "tracing")]
         {
@@ -188,12 +198,19 @@ where
                 let mut run = Run::fresh(Some(workflow_id.clone()));
                 run.sequence = last_sequence.saturating_add(1);
                 self.notify(|o| o.on_resume(&workflow_id, last_sequence));
-                return self.with_resources(run, Start::Rollback(pending)).await;
+                return self
+                    .execute(
+                        run,
+                        Start::Rollback(Box::new(pending)),
+                        self.resources.has_lifecycle(),
+                    )
+                    .await;
             }
             let (state, run) = self.plan_resume(workflow_id.clone(), &rows)?;
             let last_sequence = run.sequence - 1;
             self.notify(|o| o.on_resume(&workflow_id, last_sequence));
-            self.with_resources(run, Start::At(state)).await
+            self.execute(run, Start::At(state), self.resources.has_lifecycle())
+                .await
         };
         #[cfg(feature = "tracing")]
         {
@@ -246,11 +263,24 @@ where
                 "checkpoint log {workflow_id:?} is full: its last sequence is u64::MAX"
             ))
         })?;
+        // Completion rows replaced by a re-run after an earlier resume: the re-entry row of
+        // that resume names them.
+        let superseded: Vec<u64> = rows
+            .iter()
+            .filter(|r| r.kind == RowKind::StateEntry)
+            .filter_map(|r| {
+                std::str::from_utf8(r.output_blob.as_deref()?)
+                    .ok()?
+                    .parse()
+                    .ok()
+            })
+            .collect();
         let mut completed: Vec<&CheckpointRow> = rows
             .iter()
             .filter(|r| {
                 r.kind == RowKind::CompensationCompletion
                     && r.sequence != last.sequence
+                    && !superseded.contains(&r.sequence)
                     && r.output_blob.is_some()
             })
             .collect();
@@ -273,20 +303,40 @@ where
             sequence,
             compensations,
             resume_cursor,
+            supersedes: (last.kind == RowKind::CompensationCompletion).then_some(last.sequence),
         };
         Ok((state, run))
     }
 
-    /// Set up resources, run the state machine under the global timeout, tear resources
-    /// down.
-    async fn with_resources(&self, run: Run, start: Start<TState>) -> Result<TState, CanoError> {
-        let lifecycle = self.resources.has_lifecycle();
+    /// One run: set up resources (if `lifecycle`), run the state machine under the global
+    /// timeout, tear resources down.
+    ///
+    /// Each `async fn` layer between a public entry point and [`Workflow::run_loop`] keeps
+    /// its own copy of its arguments in every run's future, so this is the only layer, and
+    /// the run's bookkeeping lives here and is lent to the loop.
+    async fn execute(
+        &self,
+        mut run: Run,
+        start: Start<TState>,
+        lifecycle: bool,
+    ) -> Result<TState, CanoError> {
+        // Setup and teardown are boxed: they run once per run, and inline they would
+        // add their futures' size to every run.
         if lifecycle {
-            self.resources.setup_all().await?;
+            Box::pin(self.resources.setup_all()).await?;
         }
-        let result = self.run_with_limit(run, start).await;
+        let result = match self.timeout {
+            // Boxed so the timer does not inflate the future of runs without a timeout.
+            Some(limit) => {
+                match Box::pin(tokio::time::timeout(limit, self.run_loop(&mut run, start))).await {
+                    Ok(r) => r,
+                    Err(_) => Err(CanoError::workflow("Workflow timeout exceeded")),
+                }
+            }
+            None => self.run_loop(&mut run, start).await,
+        };
         if lifecycle {
-            self.resources.teardown_all().await;
+            Box::pin(self.resources.teardown_all()).await;
         }
         result
     }
@@ -295,39 +345,14 @@ where
     /// global timeout, recording its checkpoint log (if a store is attached) under
     /// `workflow_id`. No validation and no resource lifecycle: the scheduler validates
     /// and sets resources up once, at start.
-    #[allow(dead_code)] // the scheduler's entry point
+    #[cfg_attr(not(feature = "scheduler"), allow(dead_code))] // the scheduler's entry point
     pub(crate) async fn run_scheduled(
         &self,
         initial_state: TState,
         workflow_id: Option<Arc<str>>,
     ) -> Result<TState, CanoError> {
-        self.run_with_limit(Run::fresh(workflow_id), Start::At(initial_state))
+        self.execute(Run::fresh(workflow_id), Start::At(initial_state), false)
             .await
-    }
-
-    /// The run under the workflow's global timeout, if one is set.
-    ///
-    /// The run loop's future is created at its await (in [`Workflow::begin`]) and never
-    /// passed through another `async fn` by value: each such hop would store it once
-    /// more in every run's future.
-    async fn run_with_limit(&self, run: Run, start: Start<TState>) -> Result<TState, CanoError> {
-        match self.timeout {
-            // Boxed so the timer does not inflate the future of runs without a timeout.
-            Some(limit) => {
-                match Box::pin(tokio::time::timeout(limit, self.begin(run, start))).await {
-                    Ok(r) => r,
-                    Err(_) => Err(CanoError::workflow("Workflow timeout exceeded")),
-                }
-            }
-            None => self.begin(run, start).await,
-        }
-    }
-
-    async fn begin(&self, run: Run, start: Start<TState>) -> Result<TState, CanoError> {
-        match start {
-            Start::At(state) => self.run_loop(run, state).await,
-            Start::Rollback(pending) => Err(self.resume_rollback(run, pending).await),
-        }
     }
 
     /// The workflow's resources (the scheduler sets them up and tears them down).
@@ -343,7 +368,13 @@ where
     }
 
     /// The run loop. See the module docs for the steps per state.
-    async fn run_loop(&self, mut run: Run, mut current: TState) -> Result<TState, CanoError> {
+    async fn run_loop(&self, run: &mut Run, start: Start<TState>) -> Result<TState, CanoError> {
+        let mut current = match start {
+            Start::At(state) => state,
+            Start::Rollback(pending) => {
+                return Err(Box::pin(self.resume_rollback(run, *pending)).await);
+            }
+        };
         let labelled = self.observers.is_some() || self.checkpoint_store.is_some();
         #[cfg(feature = "tracing")]
         tracing::info!(initial_state = ?current, "Starting workflow execution");
@@ -359,7 +390,7 @@ where
                     Some(store) if handler.is_none_or(|h| h.is_checkpointed()) => {
                         if run.workflow_id.is_none() {
                             let err = CanoError::checkpoint_store(MISSING_ID);
-                            return Err(self.fail(&mut run, err).await);
+                            return Err(self.fail(run, err).await);
                         }
                         let task_id = handler
                             .and_then(|h| h.checkpoint_task_id())
@@ -369,11 +400,24 @@ where
                         } else {
                             (text, None)
                         };
-                        let row = CheckpointRow::new(run.sequence, row_label, task_id);
-                        if let Err(e) = self.append_row(store.as_ref(), &mut run, row).await {
+                        let mut row = CheckpointRow::new(run.sequence, row_label, task_id);
+                        // A stepped state resumed mid-way records its re-entry as a cursor
+                        // row carrying the cursor it continues from: the log's last row then
+                        // always says where the visit stands, even if the process dies again
+                        // before the next step.
+                        if let (Some(cursor), true) =
+                            (&run.resume_cursor, handler.is_some_and(|h| h.is_stepped()))
+                        {
+                            row = row.with_cursor(cursor.clone());
+                        }
+                        if let Some(superseded) = run.supersedes.take() {
+                            row.output_blob = Some(superseded.to_string().into_bytes());
+                        }
+                        // Boxed: only checkpointed runs pay for the append future.
+                        if let Err(e) = Box::pin(self.append_row(store.as_ref(), run, row)).await {
                             let err =
                                 CanoError::checkpoint_store(format!("append checkpoint: {e}"));
-                            return Err(self.fail(&mut run, err).await);
+                            return Err(self.fail(run, err).await);
                         }
                         label = kept;
                     }
@@ -383,12 +427,12 @@ where
             if self.exit_states.contains(&current) {
                 #[cfg(feature = "tracing")]
                 tracing::info!(final_state = ?current, "Workflow completed successfully");
-                self.clear_log(&run).await;
+                self.clear_log(run).await;
                 return Ok(current);
             }
             let Some(handler) = handler else {
                 let err = CanoError::workflow(format!("No task registered for state: {current:?}"));
-                return Err(self.fail(&mut run, err).await);
+                return Err(self.fail(run, err).await);
             };
             let outcome = match handler.plain_task().filter(|_| self.observers.is_none()) {
                 // The common case, inline: the first attempt runs without the retry
@@ -406,13 +450,14 @@ where
                         Err(payload) => Err(panicked(&*payload)),
                     }
                 }
-                None => handler.dispatch(self, &mut run, label.as_deref()).await,
+                // Boxed: the other kinds' futures are large, and only they pay for it.
+                None => Box::pin(handler.dispatch(self, run, label.as_deref())).await,
             };
             // A resume cursor belongs to the resume point only.
             run.resume_cursor = None;
             match outcome {
                 Ok(next) => current = next,
-                Err(e) => return Err(self.fail(&mut run, e).await),
+                Err(e) => return Err(self.fail(run, e).await),
             }
         }
     }
@@ -527,4 +572,29 @@ where
 /// The error a caught panic becomes.
 pub(crate) fn panicked(payload: &(dyn std::any::Any + Send)) -> CanoError {
     CanoError::task_execution(format!("panic: {}", panic_message(payload)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::Task;
+
+    #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    enum S {
+        A,
+        Done,
+    }
+    struct T;
+    impl Task<S> for T {}
+
+    /// Every spawned run holds one of these futures: its size is memory per concurrent
+    /// run. It was 3.7 KB before the run loop was laid out to avoid double-stored state.
+    #[test]
+    fn a_run_future_stays_small() {
+        let wf = Workflow::bare().register(S::A, T).add_exit_state(S::Done);
+        let size = std::mem::size_of_val(&wf.orchestrate(S::A));
+        assert!(size <= 800, "orchestrate future grew to {size} bytes");
+        let size = std::mem::size_of_val(&wf.resume_from("id"));
+        assert!(size <= 1000, "resume_from future grew to {size} bytes");
+    }
 }

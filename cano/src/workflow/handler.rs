@@ -142,6 +142,11 @@ where
         }
     }
 
+    /// Whether this is an engine-driven stepped state.
+    pub(crate) fn is_stepped(&self) -> bool {
+        matches!(self, Self::Stepped { .. })
+    }
+
     /// Whether dispatch writes further rows labelled with the state (so the loop must
     /// keep the label after the entry row).
     pub(crate) fn needs_label(&self) -> bool {
