@@ -4,17 +4,47 @@ use super::Workflow;
 use super::join::{JoinConfig, JoinStrategy, SplitResult, SplitTaskResult};
 use crate::error::CanoError;
 use crate::resource::Resources;
-use crate::task::{TaskConfig, TaskObject, TaskResult, run_with_retries};
+use crate::task::{TaskConfig, TaskObject, TaskResult, retry, run_with_retries};
 use crate::util::{CatchUnwind, panic_message};
 use std::borrow::Cow;
 use std::fmt;
 use std::hash::Hash;
 use std::pin::pin;
 use std::sync::Arc;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinHandle;
 
 type MemberOutcome<TState> = (usize, Result<TaskResult<TState>, CanoError>);
+
+/// What every member of one split shares (one `Arc` clone per member).
+struct Members<TState, TResourceKey>
+where
+    TState: Clone + fmt::Debug + Send + Sync + 'static,
+    TResourceKey: Hash + Eq + Send + Sync + 'static,
+{
+    tasks: Arc<[TaskObject<TState, TResourceKey>]>,
+    /// The registered configs, or copies with the observers stamped in.
+    configs: Arc<[Arc<TaskConfig>]>,
+    resources: Arc<Resources<TResourceKey>>,
+    bulkhead: Option<Semaphore>,
+}
+
+/// Aborts the members still running when the split ends early or is dropped.
+struct AbortOnDrop(Vec<JoinHandle<()>>);
+
+impl AbortOnDrop {
+    fn abort_all(&mut self) {
+        for handle in self.0.drain(..) {
+            handle.abort();
+        }
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.abort_all();
+    }
+}
 
 impl<TState, TResourceKey> Workflow<TState, TResourceKey>
 where
@@ -29,18 +59,20 @@ where
     /// future aborts every member still running.
     pub(crate) async fn run_split(
         &self,
-        tasks: &[TaskObject<TState, TResourceKey>],
-        configs: &[Arc<TaskConfig>],
+        tasks: &Arc<[TaskObject<TState, TResourceKey>]>,
+        configs: &Arc<[Arc<TaskConfig>]>,
         join: &JoinConfig<TState>,
     ) -> Result<TState, CanoError> {
         join.check()?;
-        let bulkhead = join.bulkhead.map(|n| Arc::new(Semaphore::new(n)));
+        let total = tasks.len();
         let mut ids: Vec<String> = Vec::new();
-        let mut members = JoinSet::new();
-        for (idx, (task, config)) in tasks.iter().zip(configs).enumerate() {
-            let config = match &self.observers {
-                None => Arc::clone(config),
-                Some(observers) => {
+        let configs = match &self.observers {
+            None => Arc::clone(configs),
+            Some(observers) => tasks
+                .iter()
+                .zip(configs.iter())
+                .enumerate()
+                .map(|(idx, (task, config))| {
                     let id = format!("{}[{idx}]", task.name());
                     observers.iter().for_each(|o| o.on_task_start(&id));
                     let stamped = TaskConfig {
@@ -50,19 +82,26 @@ where
                     };
                     ids.push(id);
                     Arc::new(stamped)
-                }
-            };
-            members.spawn(member(
-                idx,
-                Arc::clone(task),
-                Arc::clone(&self.resources),
-                config,
-                bulkhead.clone(),
-            ));
+                })
+                .collect(),
+        };
+        let shared = Arc::new(Members {
+            tasks: Arc::clone(tasks),
+            configs,
+            resources: Arc::clone(&self.resources),
+            bulkhead: join.bulkhead.map(Semaphore::new),
+        });
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut running = AbortOnDrop(Vec::with_capacity(total));
+        for idx in 0..total {
+            running
+                .0
+                .push(tokio::spawn(member(idx, Arc::clone(&shared), tx.clone())));
         }
+        // Each member holds a sender: the channel closes when the last one is done.
+        drop(tx);
 
-        let total = tasks.len();
-        let outcome = collect(&mut members, total, join).await?;
+        let outcome = collect(&mut rx, &mut running, total, join).await?;
         if let Some(observers) = &self.observers {
             for s in &outcome.successes {
                 if let Some(id) = ids.get(s.task_index) {
@@ -80,22 +119,77 @@ where
     }
 }
 
-/// One member: wait for a bulkhead permit (held until the member finishes), then run
-/// the task under its retry policy. A panic becomes an error for this index only.
+/// One member: run the task under its retry policy (after taking a bulkhead permit, if
+/// there is a bulkhead) and report `(index, outcome)`. A panic becomes an error for this
+/// index only.
+///
+/// Every member is a spawned tokio task whose future is copied into the task's memory:
+/// the common case (no bulkhead, a first attempt that needs nothing around it) keeps
+/// that future a few dozen bytes; everything else runs boxed.
 async fn member<TState, TResourceKey>(
     idx: usize,
-    task: TaskObject<TState, TResourceKey>,
-    resources: Arc<Resources<TResourceKey>>,
-    config: Arc<TaskConfig>,
-    bulkhead: Option<Arc<Semaphore>>,
-) -> MemberOutcome<TState>
+    shared: Arc<Members<TState, TResourceKey>>,
+    report: mpsc::UnboundedSender<MemberOutcome<TState>>,
+) where
+    TState: Clone + fmt::Debug + Send + Sync + 'static,
+    TResourceKey: Hash + Eq + Send + Sync + 'static,
+{
+    let (task, config, resources) = (
+        &shared.tasks[idx],
+        &*shared.configs[idx],
+        &*shared.resources,
+    );
+    let outcome = if shared.bulkhead.is_none() && retry::is_plain(config) {
+        match CatchUnwind::new(task.run(resources)).await {
+            Ok(Ok(result)) => Ok(result),
+            Ok(Err(first)) => Box::pin(member_retry(idx, &shared, first)).await,
+            Err(payload) => Err(member_panicked(idx, &*payload)),
+        }
+    } else {
+        Box::pin(member_guarded(idx, &shared)).await
+    };
+    // The collector may have stopped listening (early stop): nothing to do then.
+    let _ = report.send((idx, outcome));
+}
+
+/// A member's retry loop after its first attempt failed with `first`.
+async fn member_retry<TState, TResourceKey>(
+    idx: usize,
+    shared: &Members<TState, TResourceKey>,
+    first: CanoError,
+) -> Result<TaskResult<TState>, CanoError>
+where
+    TState: Clone + fmt::Debug + Send + Sync + 'static,
+    TResourceKey: Hash + Eq + Send + Sync + 'static,
+{
+    let (task, config, resources) = (
+        &shared.tasks[idx],
+        &*shared.configs[idx],
+        &*shared.resources,
+    );
+    let retried = pin!(retry::retry_after_failure(
+        config,
+        || task.run(resources),
+        first
+    ));
+    match CatchUnwind::new(retried).await {
+        Ok(result) => result,
+        Err(payload) => Err(member_panicked(idx, &*payload)),
+    }
+}
+
+/// A member with a bulkhead or a config that needs the full retry loop.
+async fn member_guarded<TState, TResourceKey>(
+    idx: usize,
+    shared: &Members<TState, TResourceKey>,
+) -> Result<TaskResult<TState>, CanoError>
 where
     TState: Clone + fmt::Debug + Send + Sync + 'static,
     TResourceKey: Hash + Eq + Send + Sync + 'static,
 {
     let work = async {
-        let _permit = match bulkhead {
-            Some(semaphore) => match semaphore.acquire_owned().await {
+        let _permit = match &shared.bulkhead {
+            Some(semaphore) => match semaphore.acquire().await {
                 Ok(permit) => Some(permit),
                 Err(e) => {
                     return Err(CanoError::task_execution(format!(
@@ -105,24 +199,32 @@ where
             },
             None => None,
         };
-        run_with_retries(&config, || task.run(&resources)).await
+        let (task, config, resources) = (
+            &shared.tasks[idx],
+            &*shared.configs[idx],
+            &*shared.resources,
+        );
+        run_with_retries(config, || task.run(resources)).await
     };
     match CatchUnwind::new(pin!(work)).await {
-        Ok(result) => (idx, result),
-        Err(payload) => (
-            idx,
-            Err(CanoError::task_execution(format!(
-                "panic in split task {idx}: {}",
-                panic_message(&*payload)
-            ))),
-        ),
+        Ok(result) => result,
+        Err(payload) => Err(member_panicked(idx, &*payload)),
     }
 }
 
+fn member_panicked(idx: usize, payload: &(dyn std::any::Any + Send)) -> CanoError {
+    CanoError::task_execution(format!(
+        "panic in split task {idx}: {}",
+        panic_message(payload)
+    ))
+}
+
 /// Gather member outcomes until every member reported, the strategy allows an early
-/// stop, or the split's deadline passes.
+/// stop, or the split's deadline passes. Members still running at an early stop or at
+/// the deadline are aborted.
 async fn collect<TState: Send + 'static>(
-    members: &mut JoinSet<MemberOutcome<TState>>,
+    outcomes: &mut mpsc::UnboundedReceiver<MemberOutcome<TState>>,
+    running: &mut AbortOnDrop,
     total: usize,
     join: &JoinConfig<TState>,
 ) -> Result<SplitResult<TState>, CanoError> {
@@ -132,12 +234,12 @@ async fn collect<TState: Send + 'static>(
     let mut deadline = join.timeout.map(|t| Box::pin(tokio::time::sleep(t)));
     loop {
         let next = match deadline.as_mut() {
-            None => members.join_next().await,
+            None => outcomes.recv().await,
             Some(deadline) => tokio::select! {
                 biased;
-                next = members.join_next() => next,
+                next = outcomes.recv() => next,
                 () = deadline => {
-                    members.abort_all();
+                    running.abort_all();
                     if join.strategy == JoinStrategy::PartialTimeout {
                         break;
                     }
@@ -145,26 +247,22 @@ async fn collect<TState: Send + 'static>(
                 }
             },
         };
-        match next {
-            None => break,
-            Some(Ok((idx, result))) => {
-                if let Some(slot) = finished.get_mut(idx) {
-                    *slot = true;
-                }
-                let entry = SplitTaskResult {
-                    task_index: idx,
-                    result,
-                };
-                if entry.result.is_ok() {
-                    outcome.successes.push(entry);
-                } else {
-                    outcome.errors.push(entry);
-                }
-            }
-            Some(Err(join_error)) => outcome.errors.push(SplitTaskResult {
-                task_index: usize::MAX,
-                result: Err(CanoError::workflow(format!("Task panic: {join_error:?}"))),
-            }),
+        let Some((idx, result)) = next else {
+            // Every member finished: nothing left to abort.
+            running.0.clear();
+            break;
+        };
+        if let Some(slot) = finished.get_mut(idx) {
+            *slot = true;
+        }
+        let entry = SplitTaskResult {
+            task_index: idx,
+            result,
+        };
+        if entry.result.is_ok() {
+            outcome.successes.push(entry);
+        } else {
+            outcome.errors.push(entry);
         }
         let stop = match join.strategy {
             JoinStrategy::Any => !outcome.successes.is_empty(),
@@ -172,7 +270,7 @@ async fn collect<TState: Send + 'static>(
             _ => false,
         };
         if stop {
-            members.abort_all();
+            running.abort_all();
             break;
         }
     }
