@@ -413,12 +413,18 @@ where
                         if let Some(superseded) = run.supersedes.take() {
                             row.output_blob = Some(superseded.to_string().into_bytes());
                         }
-                        // Boxed: only checkpointed runs pay for the append future.
-                        if let Err(e) = Box::pin(self.append_row(store.as_ref(), run, row)).await {
+                        // Inline rather than through `append_row`: the store's future is
+                        // already boxed, so this keeps every run's future small without a
+                        // second allocation per row.
+                        let sequence = row.sequence;
+                        let id = run.workflow_id.clone().unwrap_or_else(|| Arc::from(""));
+                        if let Err(e) = store.append(&id, row).await {
                             let err =
                                 CanoError::checkpoint_store(format!("append checkpoint: {e}"));
                             return Err(self.fail(run, err).await);
                         }
+                        self.notify(|o| o.on_checkpoint(&id, sequence));
+                        run.sequence += 1;
                         label = kept;
                     }
                     _ => label = Some(text),
@@ -592,9 +598,11 @@ mod tests {
     #[test]
     fn a_run_future_stays_small() {
         let wf = Workflow::bare().register(S::A, T).add_exit_state(S::Done);
+        // The `tracing` feature wraps runs in a span (a few dozen bytes more).
+        let slack = if cfg!(feature = "tracing") { 128 } else { 0 };
         let size = std::mem::size_of_val(&wf.orchestrate(S::A));
-        assert!(size <= 800, "orchestrate future grew to {size} bytes");
+        assert!(size <= 800 + slack, "orchestrate future grew to {size} bytes");
         let size = std::mem::size_of_val(&wf.resume_from("id"));
-        assert!(size <= 1000, "resume_from future grew to {size} bytes");
+        assert!(size <= 1000 + slack, "resume_from future grew to {size} bytes");
     }
 }
