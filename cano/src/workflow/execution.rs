@@ -601,8 +601,14 @@ mod tests {
         // The `tracing` feature wraps runs in a span (a few dozen bytes more).
         let slack = if cfg!(feature = "tracing") { 128 } else { 0 };
         let size = std::mem::size_of_val(&wf.orchestrate(S::A));
-        assert!(size <= 800 + slack, "orchestrate future grew to {size} bytes");
+        assert!(
+            size <= 800 + slack,
+            "orchestrate future grew to {size} bytes"
+        );
         let size = std::mem::size_of_val(&wf.resume_from("id"));
-        assert!(size <= 1000 + slack, "resume_from future grew to {size} bytes");
+        assert!(
+            size <= 1000 + slack,
+            "resume_from future grew to {size} bytes"
+        );
     }
 }
