@@ -3,6 +3,7 @@
 
 pub mod circuit;
 pub mod error;
+pub mod guide;
 pub mod observer;
 pub mod recovery;
 pub mod resource;

@@ -1,0 +1,138 @@
+//! Observers and tracing: watching what runs do.
+//!
+//! Examples: `cano/examples/observer_metrics.rs`
+//! (`cargo run -p cano --example observer_metrics`) counts events over 50 concurrent runs
+//! and prints the event order of one; `cano/examples/tracing_spans.rs`
+//! (`cargo run -p cano --example tracing_spans --features tracing`) shows the spans and
+//! `TracingObserver` events in a `tracing-subscriber` log.
+//!
+//! # Observers
+//!
+//! A [`WorkflowObserver`](crate::WorkflowObserver) is a set of callbacks, each with a
+//! do-nothing default; implement the ones you need and attach the observer with
+//! [`with_observer`](crate::Workflow::with_observer). A workflow may have several; each
+//! receives every event, in the order they were attached.
+//!
+//! ```
+//! use cano::prelude::*;
+//! use std::sync::atomic::{AtomicU64, Ordering};
+//! use std::sync::Arc;
+//!
+//! /// Counts failures per run, e.g. to export as a metric.
+//! #[derive(Default)]
+//! struct FailureCounter {
+//!     failures: AtomicU64,
+//!     retries: AtomicU64,
+//! }
+//!
+//! impl WorkflowObserver for FailureCounter {
+//!     fn on_task_failure(&self, task_id: &str, err: &CanoError) {
+//!         self.failures.fetch_add(1, Ordering::Relaxed);
+//!         eprintln!("{task_id} failed: {err}");
+//!     }
+//!     fn on_retry(&self, _task_id: &str, _attempt: u32) {
+//!         self.retries.fetch_add(1, Ordering::Relaxed);
+//!     }
+//! }
+//! # #[derive(Debug, Clone, PartialEq, Eq, Hash)] enum Step { Work, Done }
+//! # struct Work;
+//! # #[task(state = Step)]
+//! # impl Work { async fn run_bare(&self) -> Result<TaskResult<Step>, CanoError> { Ok(TaskResult::Single(Step::Done)) } }
+//!
+//! let counter = Arc::new(FailureCounter::default());
+//! let workflow = Workflow::bare()
+//!     .register(Step::Work, Work)
+//!     .add_exit_state(Step::Done)
+//!     .with_observer(counter.clone()); // keep a handle to read the counts
+//! ```
+//!
+//! The callbacks and what they receive:
+//!
+//! | callback | fires when | arguments |
+//! |---|---|---|
+//! | `on_state_enter` | the run enters a state (including the first and the exit state) | the state's `Debug` text |
+//! | `on_task_start` | a task is about to run | the task's `name()`; split members are `"{name}[{index}]"` |
+//! | `on_retry` | an attempt failed and will be retried | the task, the number of the attempt that failed (from 1) |
+//! | `on_circuit_open` | a circuit breaker rejected the task | the task |
+//! | `on_task_success` / `on_task_failure` | the task is done (after its retries) | the task (and the final error) |
+//! | `on_checkpoint` | a checkpoint row was stored | the workflow id, the row's sequence number |
+//! | `on_resume` | `resume_from` starts, before resource setup | the workflow id, the sequence of the last row found |
+//!
+//! For a run `Start → Done` whose task fails once and then succeeds, the events are:
+//!
+//! ```text
+//! on_state_enter("Start")
+//! on_task_start("my_app::StartTask")
+//! on_retry("my_app::StartTask", 1)
+//! on_task_success("my_app::StartTask")
+//! on_state_enter("Done")
+//! ```
+//!
+//! For a split state, every member's `on_task_start` fires as the members start; their
+//! retries arrive as they happen; the successes and then the failures are reported after
+//! the join. Saga compensations fire no observer events.
+//!
+//! Callbacks are plain synchronous functions, called inline on the run's task (split
+//! members may call them from several tasks at once), so keep them short: bump a counter,
+//! push to a channel. Do not block in them, and do not panic: a panic in an observer is
+//! not caught by the engine. Give tasks a short [`name`](crate::Task::name) if the type
+//! path is too long for your dashboards.
+//!
+//! Observers change nothing about a run: attaching one never alters results, and a
+//! workflow without observers does not even format state names.
+//!
+//! # Tracing (feature `tracing`)
+//!
+//! With the `tracing` feature the engine emits `tracing` spans and events, and two more
+//! things become available:
+//!
+//! * `TracingObserver`, an observer that turns every callback into an event with target
+//!   `cano::observer` (`workflow entered state`, `task started`, `task retry`,
+//!   `task failed`, `circuit breaker rejected task`, `checkpoint appended`,
+//!   `workflow resumed from checkpoint`), with the state or task id as a field;
+//! * `Workflow::with_tracing_span(span)`, which runs every `orchestrate` and
+//!   `resume_from` of the workflow inside your span instead of the default
+//!   `workflow_orchestrate` / `workflow_resume` spans, so the run's events carry your
+//!   fields (an order id, a batch number).
+//!
+//! You need a subscriber to see anything, e.g. `tracing-subscriber` in your own
+//! dependencies:
+//!
+//! ```
+//! use cano::prelude::*;
+//! use std::sync::Arc;
+//! # #[derive(Debug, Clone, PartialEq, Eq, Hash)] enum Step { Import, Done }
+//! # struct Import;
+//! # #[task(state = Step)]
+//! # impl Import { async fn run_bare(&self) -> Result<TaskResult<Step>, CanoError> { Ok(TaskResult::Single(Step::Done)) } }
+//!
+//! # #[cfg(feature = "tracing")]
+//! #[tokio::main]
+//! async fn main() -> Result<(), CanoError> {
+//!     tracing_subscriber::fmt().with_max_level(tracing::Level::DEBUG).init();
+//!
+//!     let workflow = Workflow::bare()
+//!         .register(Step::Import, Import)
+//!         .add_exit_state(Step::Done)
+//!         .with_observer(Arc::new(TracingObserver::new()))
+//!         .with_tracing_span(tracing::info_span!("nightly_import", batch = 42));
+//!
+//!     workflow.orchestrate(Step::Import).await?;
+//!     Ok(())
+//! }
+//! # #[cfg(not(feature = "tracing"))]
+//! # fn main() {}
+//! ```
+//!
+//! The engine's own spans and events (`single_task_execution`, `split_task`,
+//! `task_attempt`, `Task execution failed, will retry`, …) are for reading logs, not a
+//! stable interface; filter on the `cano::observer` target for events you rely on. Without
+//! the feature, the few things the engine must report outside a return value (a resource
+//! `teardown` that failed, a checkpoint log it could not clear) go to standard error.
+//!
+//! # Which to use
+//!
+//! * Metrics and alerting: a small observer with counters (see `observer_metrics`).
+//! * Logs for people: `TracingObserver` plus a span per run with your identifiers.
+//! * Tests: an observer that records events as strings is the easiest way to assert what
+//!   happened, and in what order (see [`testing`](super::testing)).

@@ -1,0 +1,146 @@
+//! Retries and timeouts.
+//!
+//! Examples: `cano/examples/checkout.rs` (`cargo run -p cano --example checkout`) retries
+//! a flaky payment call; `cano/examples/poll_task.rs`
+//! (`cargo run -p cano --example poll_task`) bounds a wait with an attempt timeout.
+//!
+//! # The default is four attempts
+//!
+//! Every task has a [`TaskConfig`](crate::TaskConfig), returned by its `config` method
+//! and read once, when the task is registered. **If you do not write `config`, the task
+//! gets `TaskConfig::default()`: up to four attempts with exponential backoff (about 100,
+//! 200 and 400 ms between them, with 10 % jitter).** So a failing task fails after
+//! roughly 0.7 s, and its error arrives wrapped:
+//!
+//! ```text
+//! Retry exhausted: Task failed after 4 attempt(s): Task execution error: card declined
+//! ```
+//!
+//! That is the right default for calls to the outside world, and the wrong one for a step
+//! whose failure means "this input is bad" — retrying a declined card or a missing
+//! resource only delays the error. Say what each task needs:
+//!
+//! | you want | write |
+//! |---|---|
+//! | one attempt, the error as is | `TaskConfig::minimal()` |
+//! | `n` retries after a fixed delay | `TaskConfig::new().with_fixed_retry(n, delay)` |
+//! | `n` retries with exponential backoff (100 ms, doubling, capped at 30 s, 10 % jitter) | `TaskConfig::new().with_exponential_retry(n)` |
+//! | your own backoff curve | `TaskConfig::new().with_retry(RetryMode::exponential_custom(n, base, factor, cap, jitter))` |
+//! | a time limit per attempt | `.with_attempt_timeout(d)` on any of the above |
+//!
+//! ```
+//! use cano::prelude::*;
+//! use std::sync::atomic::{AtomicU32, Ordering};
+//! use std::time::Duration;
+//!
+//! #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+//! enum Step { Charge, Done }
+//!
+//! /// The payment gateway times out twice, then answers.
+//! struct Charge {
+//!     calls: AtomicU32,
+//! }
+//!
+//! #[task(state = Step)]
+//! impl Charge {
+//!     fn config(&self) -> TaskConfig {
+//!         TaskConfig::new()
+//!             .with_fixed_retry(3, Duration::from_millis(10))
+//!             .with_attempt_timeout(Duration::from_secs(2))
+//!     }
+//!
+//!     async fn run_bare(&self) -> Result<TaskResult<Step>, CanoError> {
+//!         if self.calls.fetch_add(1, Ordering::SeqCst) < 2 {
+//!             return Err(CanoError::task_execution("gateway timed out"));
+//!         }
+//!         Ok(TaskResult::Single(Step::Done))
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), CanoError> {
+//! let workflow = Workflow::bare()
+//!     .register(Step::Charge, Charge { calls: AtomicU32::new(0) })
+//!     .add_exit_state(Step::Done);
+//! assert_eq!(workflow.orchestrate(Step::Charge).await?, Step::Done);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! How the retry loop behaves:
+//!
+//! * Each attempt calls `run` afresh; there is no delay before the first attempt and none
+//!   after the last.
+//! * When every attempt fails, the error is `RetryExhausted` with the text
+//!   `Task failed after {n} attempt(s): {last error}` — unless only one attempt was
+//!   allowed, in which case the task's own error comes back unchanged. Match on
+//!   [`CanoError::category`](crate::CanoError::category) or the variant rather than on the
+//!   text.
+//! * A panic is not retried: it ends the loop at once as `TaskExecution("panic: …")`.
+//! * A delay of zero retries immediately. (cano 0.12.0 waited for the next timer tick,
+//!   about 1 ms, even then; see `COMPATIBILITY.md`.)
+//! * Observers hear about every retry (`on_retry`, with the number of the attempt that
+//!   failed), then the final `on_task_success` or `on_task_failure`.
+//!
+//! Processing models have their own defaults: poll tasks default to
+//! `TaskConfig::minimal()`; router, batch, stepped and saga tasks to the four-attempt
+//! default. See [`processing_models`](super::processing_models) for what one "attempt" is
+//! for each.
+//!
+//! # Three kinds of timeout
+//!
+//! | level | set with | bounds | error when it fires |
+//! |---|---|---|---|
+//! | attempt | `TaskConfig::with_attempt_timeout(d)` | one call of the task's `run`; each retry gets a fresh `d` | `Timeout error: task attempt exceeded attempt_timeout` (inside `RetryExhausted` when retries were allowed) |
+//! | split | `JoinConfig::with_timeout(d)` | the whole fan-out of one split state | `Workflow error: Split task timeout exceeded` |
+//! | run | `Workflow::with_timeout(d)` | the state machine of one `orchestrate` or `resume_from` (not resource setup and teardown) | `Workflow error: Workflow timeout exceeded` |
+//!
+//! A timeout cancels the work it bounds: the task's future is dropped at its next
+//! `.await` (a task that blocks its thread without awaiting cannot be cancelled). What the
+//! task did before that stays done. A timed-out attempt counts as a failure for retries
+//! and for a circuit breaker.
+//!
+//! When the run timeout fires, the run stops where it is: no saga compensation runs and
+//! the checkpoint log is kept, so the run can be resumed; resources are still torn down.
+//!
+//! ```
+//! use cano::prelude::*;
+//! use std::time::Duration;
+//!
+//! #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+//! enum Step { Export, Done }
+//!
+//! struct Export;
+//!
+//! #[task(state = Step)]
+//! impl Export {
+//!     fn config(&self) -> TaskConfig {
+//!         TaskConfig::minimal().with_attempt_timeout(Duration::from_millis(20))
+//!     }
+//!     async fn run_bare(&self) -> Result<TaskResult<Step>, CanoError> {
+//!         tokio::time::sleep(Duration::from_secs(60)).await; // a hung upstream
+//!         Ok(TaskResult::Single(Step::Done))
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let workflow = Workflow::bare().register(Step::Export, Export).add_exit_state(Step::Done);
+//! let err = workflow.orchestrate(Step::Export).await.unwrap_err();
+//! assert!(matches!(err, CanoError::Timeout(_)));
+//! assert_eq!(err.to_string(), "Timeout error: task attempt exceeded attempt_timeout");
+//! # }
+//! ```
+//!
+//! There is no per-state timeout on the workflow itself: bound a state with its task's
+//! attempt timeout (and its retries), a split state with its join timeout.
+//!
+//! # Things the retry loop does not do
+//!
+//! * It does not retry a step of work *inside* a task: one attempt is one whole call of
+//!   `run`. Make the call idempotent, or split the work into states.
+//! * It does not spread retries over time beyond the delays you set; if a dependency
+//!   needs minutes to recover, a [circuit breaker](super::circuit_breakers) or the
+//!   scheduler's [backoff](super::scheduler) fits better than long retry delays.
+//! * A compensation (see [`sagas`](super::sagas)) is never retried; only the task's
+//!   attempt timeout applies to it.
