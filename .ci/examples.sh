@@ -5,7 +5,8 @@
 #   bash .ci/examples.sh checkout ... # only these
 #
 # The examples are built once, with every feature on, and each binary then runs on its
-# own with a time limit (EXAMPLE_TIMEOUT seconds, default 120). The script also checks
+# own with a time limit (EXAMPLE_TIMEOUT seconds, default 120). The examples that need
+# no feature are also checked without features. The script also checks
 # that each example opens with a `//!` header whose `cargo run` line names the example
 # and exactly the features cano/Cargo.toml requires for it, so the line a reader copies
 # from the header is the line that works.
@@ -66,6 +67,15 @@ for name in "${names[@]}"; do
     failed+=("$name (header run line)")
   fi
 done
+
+# An example that uses a feature-gated API must list the feature in required-features;
+# without features cargo skips the gated examples and checks the rest.
+printf '==> checking the examples without features (each needs only its required-features)\n'
+if ! cargo check -p cano --examples; then
+  echo "examples: an example without required-features does not compile without features;" \
+    "add the feature it uses to its [[example]] entry in $manifest" >&2
+  exit 1
+fi
 
 printf '==> building the examples (--features all)\n'
 if ! cargo build -p cano --examples --features all; then
