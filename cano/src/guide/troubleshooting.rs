@@ -47,7 +47,7 @@
 //! | `Percentage strategy requires a finite value in (0.0, 1.0], got p` | Use a fraction: `Percentage(0.75)`, not `Percentage(75.0)`. |
 //! | `bulkhead requires a positive permit count, got 0` | `with_bulkhead(n)` needs `n ≥ 1`; leave it out for no limit. |
 //! | `resume_from requires a checkpoint store (call with_checkpoint_store)` | Attach the store the run was recorded in. |
-//! | `Task<T>: neither `run` nor `run_bare` was implemented; override one of them` | A hand-written `impl Task` has neither method. Implement one (the inherent `#[task(state = …)]` form checks this at compile time). Usually seen wrapped in `Retry exhausted`. |
+//! | ``Task<T>: neither `run` nor `run_bare` was implemented; override one of them`` | A hand-written `impl Task` has neither method. Implement one (the inherent `#[task(state = …)]` form checks this at compile time). Usually seen wrapped in `Retry exhausted`. |
 //! | `Invalid cron expression: …` (scheduler) | Cron needs six or seven fields, seconds first: `0 */5 * * * *`, not `*/5 * * * *`. The message points at the bad field. |
 //! | `Flow 'id' already exists` (scheduler) | Flow ids are unique within a scheduler. |
 //! | `Flow 'id' not found — cannot set backoff` (scheduler) | Register the flow before `set_backoff`, with the same id. |
@@ -131,12 +131,12 @@
 //! * `compensate for "name" exceeded attempt_timeout …` (a `Timeout`): the step's
 //!   `compensate` ran longer than the task's attempt timeout and was cancelled;
 //! * `compensate for "name" panicked: …`;
-//! * `deserialize compensation output for `name`: …` (a `Generic`): the recorded output
+//! * ``deserialize compensation output for `name`: …`` (a `Generic`): the recorded output
 //!   does not parse as the task's `Output` type — it changed between the process that ran
 //!   the step and the one compensating it. Keep `Output` types backward compatible
 //!   (`#[serde(default)]` on new fields).
 //!
-//! Likewise `deserialize cursor for `name`: …` (a `TaskExecution` error) means a stepped
+//! Likewise ``deserialize cursor for `name`: …`` (a `TaskExecution` error) means a stepped
 //! task's cursor type changed between the run that recorded the cursor and the resume.
 //!
 //! # Compile errors
@@ -146,11 +146,13 @@
 //! * `method takes 2 generic arguments but 1 generic argument was supplied` on
 //!   `res.get::<T>("key")`: the second parameter is the key's borrowed type; write
 //!   `res.get::<T, _>("key")`.
-//! * `#[cano::task] on an inherent impl T { ... } block requires state = T`: write
+//! * ``#[cano::task] on an inherent `impl T { ... }` block requires `state = T` ``: write
 //!   `#[task(state = MyState)]` on an inherent `impl`, or implement the trait:
 //!   `#[task] impl Task<MyState> for T`.
-//! * `unexpected method … in inherent impl`: a `#[task]` block may only contain `run` or
-//!   `run_bare`, plus `config` and `name`; move helpers to another `impl` block. Each
-//!   processing model lists its own allowed methods in the message.
+//! * ``#[cano::task] requires exactly one of `run` / `run_bare` ``: the block must define
+//!   one of the two (with the signature the message shows), not both.
+//! * ``unexpected method `helper` in inherent impl``: a `#[task]` block may only contain
+//!   `run` or `run_bare`, plus `config` and `name`; move helpers to another `impl` block.
+//!   Each processing model lists its own allowed methods in the message.
 //! * The trait bound `MyState: Hash` (or `Eq`, `Debug`, `Clone`) is not satisfied: derive
 //!   `Debug, Clone, PartialEq, Eq, Hash` on the state type.
