@@ -78,8 +78,9 @@
 //! not caught by the engine. Give tasks a short [`name`](crate::Task::name) if the type
 //! path is too long for your dashboards.
 //!
-//! Observers change nothing about a run: attaching one never alters results, and a
-//! workflow without observers does not even format state names.
+//! Observers change nothing about a run: attaching one never alters results. Without
+//! observers (and without a checkpoint store) the engine does not even format state
+//! names, so an unobserved run pays nothing for them.
 //!
 //! # Tracing (feature `tracing`)
 //!
