@@ -15,7 +15,7 @@
 
 use super::Workflow;
 use super::compensation::{PendingRollback, pending_rollback};
-use super::handler::single_next;
+use super::handler::{Handler, single_next};
 use crate::error::CanoError;
 use crate::observer::WorkflowObserver;
 use crate::recovery::{CheckpointRow, CheckpointStore, RowKind};
@@ -382,54 +382,14 @@ where
             #[cfg(feature = "tracing")]
             tracing::debug!(current_state = ?current, "Executing state");
             let handler = self.states.get(&current);
-            let mut label = None;
-            if labelled {
-                let text = format!("{current:?}");
-                self.notify(|o| o.on_state_enter(&text));
-                match &self.checkpoint_store {
-                    Some(store) if handler.is_none_or(|h| h.is_checkpointed()) => {
-                        if run.workflow_id.is_none() {
-                            let err = CanoError::checkpoint_store(MISSING_ID);
-                            return Err(self.fail(run, err).await);
-                        }
-                        let task_id = handler
-                            .and_then(|h| h.checkpoint_task_id())
-                            .unwrap_or(Cow::Borrowed(""));
-                        let (row_label, kept) = if handler.is_some_and(|h| h.needs_label()) {
-                            (text.clone(), Some(text))
-                        } else {
-                            (text, None)
-                        };
-                        let mut row = CheckpointRow::new(run.sequence, row_label, task_id);
-                        // A stepped state resumed mid-way records its re-entry as a cursor
-                        // row carrying the cursor it continues from: the log's last row then
-                        // always says where the visit stands, even if the process dies again
-                        // before the next step.
-                        if let (Some(cursor), true) =
-                            (&run.resume_cursor, handler.is_some_and(|h| h.is_stepped()))
-                        {
-                            row = row.with_cursor(cursor.clone());
-                        }
-                        if let Some(superseded) = run.supersedes.take() {
-                            row.output_blob = Some(superseded.to_string().into_bytes());
-                        }
-                        // Inline rather than through `append_row`: the store's future is
-                        // already boxed, so this keeps every run's future small without a
-                        // second allocation per row.
-                        let sequence = row.sequence;
-                        let id = run.workflow_id.clone().unwrap_or_else(|| Arc::from(""));
-                        if let Err(e) = store.append(&id, row).await {
-                            let err =
-                                CanoError::checkpoint_store(format!("append checkpoint: {e}"));
-                            return Err(self.fail(run, err).await);
-                        }
-                        self.notify(|o| o.on_checkpoint(&id, sequence));
-                        run.sequence += 1;
-                        label = kept;
-                    }
-                    _ => label = Some(text),
+            let label = if labelled {
+                match self.enter(run, &current, handler).await {
+                    Ok(label) => label,
+                    Err(err) => return Err(Box::pin(self.fail(run, err)).await),
                 }
-            }
+            } else {
+                None
+            };
             if self.exit_states.contains(&current) {
                 #[cfg(feature = "tracing")]
                 tracing::info!(final_state = ?current, "Workflow completed successfully");
@@ -438,7 +398,7 @@ where
             }
             let Some(handler) = handler else {
                 let err = CanoError::workflow(format!("No task registered for state: {current:?}"));
-                return Err(self.fail(run, err).await);
+                return Err(Box::pin(self.fail(run, err)).await);
             };
             let outcome = match handler.plain_task().filter(|_| self.observers.is_none()) {
                 // The common case, inline: the first attempt runs without the retry
@@ -463,9 +423,58 @@ where
             run.resume_cursor = None;
             match outcome {
                 Ok(next) => current = next,
-                Err(e) => return Err(self.fail(run, e).await),
+                Err(e) => return Err(Box::pin(self.fail(run, e)).await),
             }
         }
+    }
+
+    /// Entering `current` in an observed or checkpointed run: fire `on_state_enter` and
+    /// append the state-entry row (before the state's task runs). Returns the state's label
+    /// when dispatch needs it for further rows (stepped cursors, saga completions).
+    async fn enter(
+        &self,
+        run: &mut Run,
+        current: &TState,
+        handler: Option<&Handler<TState, TResourceKey>>,
+    ) -> Result<Option<String>, CanoError> {
+        let text = format!("{current:?}");
+        self.notify(|o| o.on_state_enter(&text));
+        let store = match &self.checkpoint_store {
+            Some(store) if handler.is_none_or(|h| h.is_checkpointed()) => store,
+            _ => return Ok(Some(text)),
+        };
+        let Some(id) = run.workflow_id.clone() else {
+            return Err(CanoError::checkpoint_store(MISSING_ID));
+        };
+        let task_id = handler
+            .and_then(|h| h.checkpoint_task_id())
+            .unwrap_or(Cow::Borrowed(""));
+        let (row_label, kept) = if handler.is_some_and(|h| h.needs_label()) {
+            (text.clone(), Some(text))
+        } else {
+            (text, None)
+        };
+        let mut row = CheckpointRow::new(run.sequence, row_label, task_id);
+        // A stepped state resumed mid-way records its re-entry as a cursor row carrying the
+        // cursor it continues from: the log's last row then always says where the visit
+        // stands, even if the process dies again before the next step.
+        if let (Some(cursor), true) = (&run.resume_cursor, handler.is_some_and(|h| h.is_stepped()))
+        {
+            row = row.with_cursor(cursor.clone());
+        }
+        if let Some(superseded) = run.supersedes.take() {
+            row.output_blob = Some(superseded.to_string().into_bytes());
+        }
+        // Not through `append_row`: the store's future is already boxed, and this keeps
+        // the entry path free of a second allocation per row.
+        let sequence = row.sequence;
+        store
+            .append(&id, row)
+            .await
+            .map_err(|e| CanoError::checkpoint_store(format!("append checkpoint: {e}")))?;
+        self.notify(|o| o.on_checkpoint(&id, sequence));
+        run.sequence += 1;
+        Ok(kept)
     }
 
     /// Append `row` to the run's log (which must have an id); on success fire
