@@ -54,7 +54,7 @@
 //! }
 //!
 //! # #[cfg(feature = "scheduler")]
-//! # #[tokio::main(flavor = "current_thread")]
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() -> Result<(), CanoError> {
 //! let mut scheduler = Scheduler::new();
 //! scheduler.every("sync", sync_workflow(), Sync::Pull, Duration::from_millis(20))?;
