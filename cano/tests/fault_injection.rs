@@ -24,7 +24,9 @@
 //! rollback, no resource teardown (as when the future is dropped); the file keeps every
 //! row that was durable, and `resume_from` continues like after a crash.
 //!
-//! Findings are pinned by the `#[ignore = "engine bug: …"]` tests at the end.
+//! Engine bugs this suite found (now fixed) are pinned by the regression tests at the end:
+//! a failed `RollbackStarted` row no longer leaves orphan `Compensated` rows, and a
+//! failed append's sequence is never reused (a lost acknowledgement stored it anyway).
 #![cfg(feature = "recovery")]
 
 mod fault;
@@ -550,9 +552,10 @@ async fn a_failed_completion_row_surfaces_and_rolls_the_saga_back() {
         tail,
         [
             (Op::Append, Some(7), Some(RowKind::CompensationCompletion)),
-            (Op::Append, Some(7), Some(RowKind::RollbackStarted)),
-            (Op::Append, Some(8), Some(RowKind::Compensated)),
+            // The failed append's sequence is never reused (it may have been stored).
+            (Op::Append, Some(8), Some(RowKind::RollbackStarted)),
             (Op::Append, Some(9), Some(RowKind::Compensated)),
+            (Op::Append, Some(10), Some(RowKind::Compensated)),
             (Op::Clear, None, None),
         ]
     );
@@ -622,17 +625,40 @@ async fn a_failed_load_surfaces_with_the_run_id_and_changes_nothing() {
     assert!(t.check_disk().await.is_empty());
 }
 
-/// A `Compensated` row that cannot be written: the rollback goes on, the error joins
-/// the `CompensationFailed` list, and the log is kept. `resume_from` finishes the
-/// rollback; the step whose record was lost is compensated a second time (its
-/// compensation did run — at-least-once at the fault point, as after a crash), and only
-/// that step.
+/// A `Compensated` row that cannot be written: the rollback goes on and every step is
+/// compensated once. A record is only needed while the log exists: the rollback was
+/// clean, so the log is cleared and the original error returned.
 #[tokio::test]
-async fn a_failed_compensated_row_surfaces_in_compensation_failed_and_resume_finishes() {
+async fn a_failed_compensated_row_is_harmless_once_the_clean_rollback_clears_the_log() {
     let t = Fixture::new().ship_fails(u32::MAX);
     t.store.inject(
         Trigger::kind(RowKind::Compensated).nth(0),
         Fault::fail("disk full"),
+    );
+    let err = t.orchestrate().await.err();
+    assert_eq!(err, CanoError::task_execution("ship failed"));
+    assert_eq!(t.effects(), strings(&ROLLED_BACK));
+    assert!(
+        t.check_disk().await.is_empty(),
+        "a clean rollback clears the log"
+    );
+}
+
+/// A `Compensated` row that cannot be written, and then the log cannot be cleared
+/// either: the bookkeeping errors are reported (`CompensationFailed`) and the log is
+/// kept. `resume_from` finishes the rollback: the step whose record was lost is
+/// compensated a second time (its compensation did run — at-least-once at the fault
+/// point, as after a crash), and only that step.
+#[tokio::test]
+async fn a_failed_compensated_row_and_clear_surface_and_resume_finishes() {
+    let t = Fixture::new().ship_fails(u32::MAX);
+    t.store.inject(
+        Trigger::kind(RowKind::Compensated).nth(0),
+        Fault::fail("disk full"),
+    );
+    t.store.inject(
+        Trigger::op(Op::Clear).times(1),
+        Fault::fail("clear refused"),
     );
     let err = t.orchestrate().await.err();
     assert_eq!(
@@ -640,6 +666,9 @@ async fn a_failed_compensated_row_surfaces_in_compensation_failed_and_resume_fin
         CanoError::compensation_failed(vec![
             CanoError::task_execution("ship failed"),
             store_error("append compensation checkpoint: Checkpoint store error: disk full"),
+            store_error(
+                "clear checkpoint log after a rollback: Checkpoint store error: clear refused"
+            ),
         ])
     );
     assert_eq!(t.effects(), strings(&ROLLED_BACK));
@@ -663,27 +692,20 @@ async fn a_failed_compensated_row_surfaces_in_compensation_failed_and_resume_fin
     assert!(t.check_disk().await.is_empty());
 }
 
-/// The `RollbackStarted` row cannot be written: the error joins the `CompensationFailed`
-/// list; every step is still compensated exactly once. (What `resume_from` then does
-/// with the log is the subject of an engine-bug test below.)
+/// The `RollbackStarted` row cannot be written: every step is still compensated exactly
+/// once, no `Compensated` rows are written (they would refer to nothing), and the clean
+/// rollback clears the log.
 #[tokio::test]
-async fn a_failed_rollback_row_surfaces_as_append_rollback_checkpoint() {
+async fn a_failed_rollback_row_still_rolls_back_once_and_clears() {
     let t = Fixture::new().ship_fails(u32::MAX);
     t.store.inject(
         Trigger::kind(RowKind::RollbackStarted),
         Fault::fail("disk full"),
     );
     let err = t.orchestrate().await.err();
-    assert_eq!(
-        err,
-        CanoError::compensation_failed(vec![
-            CanoError::task_execution("ship failed"),
-            store_error("append rollback checkpoint: Checkpoint store error: disk full"),
-        ])
-    );
+    assert_eq!(err, CanoError::task_execution("ship failed"));
     assert_eq!(t.effects(), strings(&ROLLED_BACK));
-    let rows = t.check_disk().await;
-    assert_eq!(rows[..9], reference_rows()[..9]);
+    assert!(t.check_disk().await.is_empty());
 }
 
 /// `clear` errors are ignored by design (recovery spec §10.2 step 5, §10.7): the run
@@ -1154,7 +1176,7 @@ async fn random_single_faults_never_lose_or_corrupt_a_run() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Engine bugs found by the fault injection (kept failing, ignored)
+// Regression tests for engine bugs the fault injection found (fixed)
 // ---------------------------------------------------------------------------------------
 
 /// The `RollbackStarted` row fails (cleanly: nothing written) and the store recovers:
@@ -1162,12 +1184,10 @@ async fn random_single_faults_never_lose_or_corrupt_a_run() {
 /// belong to. `resume_from` on that log does not see a rollback and takes the last row's
 /// state `""` as the resume point.
 ///
-/// Expected: the log stays resumable — `resume_from` finishes (every step was already
-/// compensated once; none is compensated again, nothing runs forward) and clears it.
-/// Actual: `Err(Workflow("checkpoint state \"\" is not a registered or exit state of this
-/// workflow"))` on every attempt; the run can never be resumed or cleared.
+/// Was: `Err(Workflow("checkpoint state \"\" is not a registered or exit state of this
+/// workflow"))` on every resume. Now: no `Compensated` rows are written without their
+/// `RollbackStarted` row, and the clean rollback clears the log.
 #[tokio::test]
-#[ignore = "engine bug: Compensated rows written after a failed RollbackStarted row make the log unresumable"]
 async fn a_run_whose_rollback_row_failed_can_be_resumed() {
     let t = Fixture::new().ship_fails(u32::MAX);
     t.store.inject(
@@ -1194,16 +1214,15 @@ async fn a_run_whose_rollback_row_failed_can_be_resumed() {
 /// at the sequence the lost row already holds: every one conflicts, so the log ends at
 /// `Ship`'s entry row with no trace of the rollback although both steps were undone.
 ///
-/// Expected: the rollback is recorded (or at least not lost), so `resume_from` does not
+/// Must hold: the rollback is recorded (or at least not lost), so `resume_from` does not
 /// run the saga forward after compensating it, and no step is compensated twice.
-/// Actual: `orchestrate` → `CompensationFailed [append checkpoint: ack lost,
+/// Was (before the fix that never reuses a failed append's sequence): `orchestrate` → `CompensationFailed [append checkpoint: ack lost,
 /// append rollback checkpoint: … checkpoint conflict …, append compensation checkpoint:
 /// … conflict …, … conflict …]`; `resume_from` re-enters `Ship` with both (already
 /// undone) steps rehydrated, runs it and returns `Ok(Done)`: the order ships after its
 /// payment and reservation were refunded. (Had `Ship` failed again, both steps would have
 /// been compensated a second time.)
 #[tokio::test]
-#[ignore = "engine bug: after a lost append ack the rollback rows reuse its sequence and conflict; resume runs forward after compensating"]
 async fn a_lost_ack_during_a_saga_never_resumes_forward_after_compensating() {
     let t = Fixture::new();
     t.store
@@ -1221,35 +1240,31 @@ async fn a_lost_ack_during_a_saga_never_resumes_forward_after_compensating() {
     assert!(t.check_disk().await.is_empty());
 }
 
-/// A lost acknowledgement on a `Compensated` row: that row is on disk, but the next
-/// `Compensated` row reuses its sequence and conflicts, and so does every later one.
-///
-/// Expected: only a step whose compensation could not be recorded may be compensated
-/// again by `resume_from`.
-/// Actual: Charge's `Compensated` row landed, Reserve's was rejected (conflict); resume
-/// compensates Reserve a second time although its compensation was not at the fault
-/// point. With n steps, a lost ack on the first record makes every later step (n−1 of
-/// them) be compensated twice.
+/// A lost acknowledgement on a `Compensated` row: the row is on disk although the
+/// append failed. The engine never reuses that sequence, so the later rows land; every
+/// step is compensated once and the clean rollback clears the log — nothing to resume.
 #[tokio::test]
-#[ignore = "engine bug: after a lost append ack every later rollback row conflicts; resume compensates those steps twice"]
 async fn a_lost_ack_on_a_rollback_row_compensates_no_other_step_twice() {
     let t = Fixture::new().ship_fails(u32::MAX);
     t.store.inject(
         Trigger::kind(RowKind::Compensated).nth(0),
         Fault::fail_after("ack lost"),
     );
-    t.orchestrate().await.err();
-    t.check_disk().await;
+    assert_eq!(
+        t.orchestrate().await.err(),
+        CanoError::task_execution("ship failed")
+    );
+    assert_eq!(t.effects(), strings(&ROLLED_BACK), "each step undone once");
+    assert!(t.check_disk().await.is_empty());
     assert_eq!(
         t.resume().await.err(),
-        CanoError::task_execution("ship failed")
+        store_error(&format!("no checkpoint rows for workflow id {ID:?}"))
     );
     assert_eq!(
         t.effects(),
         strings(&ROLLED_BACK),
-        "Charge's record is on disk, Reserve's compensation was recorded-or-retried at most once"
+        "nothing compensated again"
     );
-    assert!(t.check_disk().await.is_empty());
 }
 
 /// The full fault model on the rollback path: `Ship` fails on its first run, so every
@@ -1258,7 +1273,6 @@ async fn a_lost_ack_on_a_rollback_row_compensates_no_other_step_twice() {
 /// nothing may run forward after the first compensation; a step may be compensated
 /// again only if a fault kept its `Compensated` row from being written.
 #[tokio::test(start_paused = true)]
-#[ignore = "engine bug: the rollback-row and lost-ack bugs above (seeds 0..80 include both)"]
 async fn random_faults_on_the_rollback_path_never_lose_a_run_or_undo_a_step_twice() {
     let faults = [
         Fault::fail("flaky disk"),

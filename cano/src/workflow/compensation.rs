@@ -109,13 +109,17 @@ where
 
     async fn roll_back(&self, run: &mut Run, err: CanoError) -> CanoError {
         let steps = std::mem::take(&mut run.compensations);
-        let mut errors = vec![err];
-        let recorded = self.record_rollback_start(run, &errors[0], &steps).await;
-        if let Err(e) = recorded {
-            errors.push(e);
-        }
+        let mut bookkeeping = Vec::new();
+        // Record progress only if the start is recorded: `Compensated` rows refer to it.
+        let recording = match self.record_rollback_start(run, &err, &steps).await {
+            Ok(()) => true,
+            Err(e) => {
+                bookkeeping.push(e);
+                false
+            }
+        };
         let remaining = steps.into_iter().enumerate().collect();
-        self.undo(run, remaining, errors).await
+        self.undo(run, remaining, err, recording, bookkeeping).await
     }
 
     /// Finish a rollback found in the log by `resume_from`.
@@ -124,33 +128,56 @@ where
         run: &mut Run,
         pending: PendingRollback,
     ) -> CanoError {
-        self.undo(run, pending.remaining, vec![pending.original])
+        self.undo(run, pending.remaining, pending.original, true, Vec::new())
             .await
     }
 
     /// Compensate `remaining` (index in the rollback record, step), last first, recording
-    /// each success; then clear the log if nothing failed.
+    /// each success when `recording`; then settle the log:
+    ///
+    /// * every compensation succeeded: clear the log and return `original` — even if some
+    ///   bookkeeping row could not be written, since a cleared log needs none; only if the
+    ///   log cannot be cleared either are those errors reported (`CompensationFailed`);
+    /// * a compensation failed: keep the log (`resume_from` continues the rollback) and
+    ///   return `CompensationFailed` with `original` first.
     async fn undo(
         &self,
         run: &mut Run,
         mut remaining: Vec<(usize, Completed)>,
-        mut errors: Vec<CanoError>,
+        original: CanoError,
+        recording: bool,
+        mut bookkeeping: Vec<CanoError>,
     ) -> CanoError {
+        let mut errors = vec![original];
         while let Some((index, step)) = remaining.pop() {
             match self.compensate(&step.task_id, &step.output).await {
-                Ok(()) => {
+                Ok(()) if recording => {
                     if let Err(e) = self.record_compensated(run, index).await {
-                        errors.push(e);
+                        bookkeeping.push(e);
                     }
                 }
+                Ok(()) => {}
                 Err(e) => errors.push(e),
             }
         }
-        if errors.len() == 1 {
+        if errors.len() > 1 {
+            errors.extend(bookkeeping);
+            return CanoError::compensation_failed(errors);
+        }
+        if bookkeeping.is_empty() {
             self.clear_log(run).await;
             return errors.remove(0);
         }
-        CanoError::compensation_failed(errors)
+        match self.try_clear_log(run).await {
+            Ok(()) => errors.remove(0),
+            Err(e) => {
+                errors.extend(bookkeeping);
+                errors.push(CanoError::checkpoint_store(format!(
+                    "clear checkpoint log after a rollback: {e}"
+                )));
+                CanoError::compensation_failed(errors)
+            }
+        }
     }
 
     async fn record_rollback_start(

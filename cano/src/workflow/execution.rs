@@ -468,12 +468,13 @@ where
         // Not through `append_row`: the store's future is already boxed, and this keeps
         // the entry path free of a second allocation per row.
         let sequence = row.sequence;
+        // Never reuse the sequence of a failed append: it may have been stored anyway.
+        run.sequence = next_sequence(&id, sequence)?;
         store
             .append(&id, row)
             .await
             .map_err(|e| CanoError::checkpoint_store(format!("append checkpoint: {e}")))?;
         self.notify(|o| o.on_checkpoint(&id, sequence));
-        run.sequence += 1;
         Ok(kept)
     }
 
@@ -489,23 +490,32 @@ where
             return Err(CanoError::checkpoint_store(MISSING_ID));
         };
         let sequence = row.sequence;
+        // A failed append may still have stored its row (a lost acknowledgement): never
+        // reuse its sequence number. A gap is harmless; a duplicate would make every later
+        // row of the run conflict.
+        run.sequence = next_sequence(id, sequence)?;
         store.append(id, row).await?;
         self.notify(|o| o.on_checkpoint(id, sequence));
-        run.sequence += 1;
         Ok(())
     }
 
     /// Best-effort removal of the run's log after it succeeded or rolled back cleanly. A
     /// failure is reported, not returned.
     pub(crate) async fn clear_log(&self, run: &Run) {
-        let (Some(store), Some(id)) = (&self.checkpoint_store, run.workflow_id.as_deref()) else {
-            return;
-        };
-        if let Err(e) = store.clear(id).await {
+        if let Err(e) = self.try_clear_log(run).await {
+            let id = run.workflow_id.as_deref().unwrap_or_default();
             #[cfg(feature = "tracing")]
             tracing::warn!(workflow_id = id, error = %e, "could not clear the checkpoint log");
             #[cfg(not(feature = "tracing"))]
             eprintln!("cano: could not clear the checkpoint log of {id:?}: {e}");
+        }
+    }
+
+    /// Remove the run's log (no-op without a store or an id).
+    pub(crate) async fn try_clear_log(&self, run: &Run) -> Result<(), CanoError> {
+        match (&self.checkpoint_store, run.workflow_id.as_deref()) {
+            (Some(store), Some(id)) => store.clear(id).await,
+            _ => Ok(()),
         }
     }
 
@@ -547,6 +557,17 @@ where
                 config: stamped,
             })),
         }
+    }
+}
+
+/// The sequence after `sequence`. The last number, `u64::MAX`, is never used for a row,
+/// so that there is always a next one to resume at.
+fn next_sequence(workflow_id: &str, sequence: u64) -> Result<u64, CanoError> {
+    match sequence.checked_add(1) {
+        Some(next) if next < u64::MAX => Ok(next),
+        _ => Err(CanoError::checkpoint_store(format!(
+            "checkpoint log {workflow_id:?} is full: no sequence number is left for another row"
+        ))),
     }
 }
 
