@@ -18,7 +18,8 @@ use std::fmt;
 /// Errors produced by tasks, the workflow engine, stores and resources.
 ///
 /// The set of variants is fixed (the enum is not `#[non_exhaustive]`), so an
-/// exhaustive `match` is allowed.
+/// exhaustive `match` is allowed. What each message means and what to do about it:
+/// [`guide::troubleshooting`](crate::guide::troubleshooting).
 #[derive(Debug, Clone)]
 pub enum CanoError {
     /// A task's own logic failed (also used for caught panics).
@@ -45,7 +46,8 @@ pub enum CanoError {
     },
     /// Any other error.
     Generic(String),
-    /// [`Resources::get`](crate::Resources::get) found no resource under the key.
+    /// [`Resources::get`](crate::Resources::get) found no resource under the key. The
+    /// message names the requested type, not the key: check the key's spelling.
     ResourceNotFound(String),
     /// [`Resources::get`](crate::Resources::get) found a resource of another type.
     ResourceTypeMismatch(String),

@@ -665,7 +665,7 @@ async fn a_failed_compensated_row_and_clear_surface_and_resume_finishes() {
         err,
         CanoError::compensation_failed(vec![
             CanoError::task_execution("ship failed"),
-            store_error("append compensation checkpoint: Checkpoint store error: disk full"),
+            store_error("append compensated checkpoint: Checkpoint store error: disk full"),
             store_error(
                 "clear checkpoint log after a rollback: Checkpoint store error: clear refused"
             ),

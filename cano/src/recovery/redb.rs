@@ -169,7 +169,12 @@ impl RedbCheckpointStore {
             ))
         };
         if !path.exists() {
-            create_atomically(&path).map_err(|e| open_error(&e, "could not create it"))?;
+            create_atomically(&path).map_err(|e| {
+                open_error(
+                    &e,
+                    "could not create it; check that its directory exists and is writable",
+                )
+            })?;
         }
         let db = Database::create(&path).map_err(|e| open_error(&e, open_hint(&e)))?;
         ensure_table(&db).map_err(|e| {

@@ -213,9 +213,7 @@ where
         row.kind = RowKind::Compensated;
         self.append_row(store.as_ref(), run, row)
             .await
-            .map_err(|e| {
-                CanoError::checkpoint_store(format!("append compensation checkpoint: {e}"))
-            })
+            .map_err(|e| CanoError::checkpoint_store(format!("append compensated checkpoint: {e}")))
     }
 
     /// Undo one saga step.
