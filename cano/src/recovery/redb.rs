@@ -4,11 +4,18 @@
 //! `"cano_checkpoints"` keyed by `(workflow_id, sequence)`, whose values are the postcard
 //! encoding of `{ state, task_id, output_blob, kind }`.
 //!
-//! Writes go through one dedicated writer thread. Appends that arrive while a commit is
-//! in flight are committed together in the next transaction (group commit), so many
-//! concurrent runs share disk syncs, while each `append` still returns only once its
-//! row is durable. Reads run on tokio's blocking pool. No disk work happens on the
-//! async runtime's worker threads.
+//! Writes that arrive while a commit is in flight are committed together in the next
+//! transaction (group commit), so many concurrent runs share disk syncs, while each
+//! `append` still returns only once its row is durable. No async task is ever blocked
+//! behind disk work:
+//!
+//! * on a multi-thread tokio runtime, one waiting writer at a time commits the queue on
+//!   its own thread inside `tokio::task::block_in_place` (the runtime hands that
+//!   worker's other tasks to another thread for the duration), then passes the lead on;
+//!   a single run thus commits with no thread hop at all;
+//! * elsewhere (a current-thread runtime, no runtime), a dedicated writer thread commits.
+//!
+//! Reads run on tokio's blocking pool.
 
 use super::{CheckpointRow, CheckpointStore, RowKind};
 use crate::error::CanoError;
@@ -64,19 +71,53 @@ struct Inner {
     path: PathBuf,
     requests: Mutex<Option<Sender<Request>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    leading: Mutex<Leading>,
 }
 
-enum Request {
+/// One write.
+enum Op {
     Append {
         workflow_id: String,
         sequence: u64,
         value: Vec<u8>,
-        reply: oneshot::Sender<Result<(), CanoError>>,
     },
     Clear {
         workflow_id: String,
-        reply: oneshot::Sender<Result<(), CanoError>>,
     },
+}
+
+/// A write for the writer thread, with where to send its result.
+struct Request {
+    op: Op,
+    reply: oneshot::Sender<Result<(), CanoError>>,
+}
+
+/// A write waiting for the current leader (multi-thread runtimes; see [`Leading`]).
+struct Waiting {
+    op: Op,
+    /// `None` for the leader's own write, whose result the leader keeps.
+    reply: Option<oneshot::Sender<Handoff>>,
+}
+
+/// What a waiting writer is told.
+enum Handoff {
+    /// Its write was committed (or failed) by the leader.
+    Done(Result<(), CanoError>),
+    /// It is the leader now: commit the queue, its own write included.
+    Lead,
+}
+
+/// The write queue of a store used from multi-thread runtimes.
+///
+/// The first writer to find no leader becomes the leader: it commits every queued write
+/// in one transaction on its own thread (inside `tokio::task::block_in_place`, so the
+/// runtime moves its other tasks to another thread), answers the others, and hands the
+/// lead to the first writer that queued up meanwhile. A single run thus commits without
+/// any thread hop, and concurrent runs share commits.
+#[derive(Default)]
+struct Leading {
+    queue: std::collections::VecDeque<Waiting>,
+    leading: bool,
 }
 
 /// Create the checkpoint table if the database does not have it yet.
@@ -198,6 +239,7 @@ impl RedbCheckpointStore {
                 path,
                 requests: Mutex::new(Some(tx)),
                 writer: Mutex::new(Some(writer)),
+                leading: Mutex::new(Leading::default()),
             }),
         })
     }
@@ -207,10 +249,59 @@ impl RedbCheckpointStore {
         &self.inner.path
     }
 
-    async fn submit(
-        &self,
-        make: impl FnOnce(oneshot::Sender<Result<(), CanoError>>) -> Request,
-    ) -> Result<(), CanoError> {
+    /// Commit `op` durably: inline with group commit on a multi-thread runtime, else
+    /// through the writer thread.
+    async fn submit(&self, op: Op) -> Result<(), CanoError> {
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if multi_thread {
+            self.submit_led(op).await
+        } else {
+            self.submit_to_writer(op).await
+        }
+    }
+
+    async fn submit_led(&self, op: Op) -> Result<(), CanoError> {
+        let poisoned =
+            || CanoError::checkpoint_store("redb: write queue poisoned; reopen the store");
+        let (reply, answer) = oneshot::channel();
+        let lead_now = {
+            let mut q = self.inner.leading.lock().map_err(|_| poisoned())?;
+            if q.leading {
+                q.queue.push_back(Waiting {
+                    op,
+                    reply: Some(reply),
+                });
+                false
+            } else {
+                q.leading = true;
+                q.queue.push_back(Waiting { op, reply: None });
+                true
+            }
+        };
+        if !lead_now {
+            let mut waiting = Follower {
+                inner: &self.inner,
+                answer,
+                settled: false,
+            };
+            let handoff = (&mut waiting.answer).await;
+            waiting.settled = true;
+            match handoff {
+                Ok(Handoff::Done(result)) => return result,
+                Ok(Handoff::Lead) => {}
+                Err(_) => {
+                    return Err(CanoError::checkpoint_store(
+                        "redb: the write was dropped before it was committed; retry it",
+                    ));
+                }
+            }
+        }
+        let inner = &self.inner;
+        tokio::task::block_in_place(|| lead(inner))
+    }
+
+    async fn submit_to_writer(&self, op: Op) -> Result<(), CanoError> {
         let (reply, answer) = oneshot::channel();
         let sent = {
             let requests = self
@@ -219,7 +310,7 @@ impl RedbCheckpointStore {
                 .lock()
                 .map_err(|_| CanoError::checkpoint_store("redb: writer channel poisoned"))?;
             match requests.as_ref() {
-                Some(tx) => tx.send(make(reply)).is_ok(),
+                Some(tx) => tx.send(Request { op, reply }).is_ok(),
                 None => false,
             }
         };
@@ -290,42 +381,111 @@ fn writer_loop(db: &Database, rx: &Receiver<Request>) {
                 Err(_) => break,
             }
         }
-        let outcome =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commit_batch(db, &batch)));
-        let results = match outcome {
-            Ok(Ok(results)) => results,
-            Ok(Err(e)) => vec![Err(e); batch.len()],
-            Err(payload) => {
-                let e = CanoError::checkpoint_store(format!(
-                    "redb: write transaction panicked: {}",
-                    crate::util::panic_message(&*payload)
-                ));
-                vec![Err(e); batch.len()]
-            }
-        };
+        let ops: Vec<&Op> = batch.iter().map(|r| &r.op).collect();
+        let results = commit_guarded(db, &ops);
         for (request, result) in batch.into_iter().zip(results) {
-            let reply = match request {
-                Request::Append { reply, .. } | Request::Clear { reply, .. } => reply,
-            };
-            let _ = reply.send(result);
+            let _ = request.reply.send(result);
+        }
+    }
+}
+
+/// The leader's work: commit the queue (up to [`MAX_BATCH`] writes) in one transaction,
+/// answer every other writer in it, hand the lead to the next writer waiting (if any),
+/// and return the leader's own result.
+fn lead(inner: &Inner) -> Result<(), CanoError> {
+    let poisoned = || CanoError::checkpoint_store("redb: write queue poisoned; reopen the store");
+    let batch: Vec<Waiting> = {
+        let mut q = inner.leading.lock().map_err(|_| poisoned())?;
+        let n = q.queue.len().min(MAX_BATCH);
+        q.queue.drain(..n).collect()
+    };
+    let ops: Vec<&Op> = batch.iter().map(|w| &w.op).collect();
+    let results = commit_guarded(&inner.db, &ops);
+    let mut own = Err(CanoError::checkpoint_store(
+        "redb: the leader's write was missing from its batch",
+    ));
+    for (waiting, result) in batch.into_iter().zip(results) {
+        match waiting.reply {
+            Some(reply) => {
+                let _ = reply.send(Handoff::Done(result));
+            }
+            None => own = result,
+        }
+    }
+    let mut q = inner.leading.lock().map_err(|_| poisoned())?;
+    hand_off(&mut q);
+    own
+}
+
+/// Pass the lead to the first writer still waiting, or end the leadership if none is.
+/// Writers that gave up (their future was dropped) are skipped, their writes dropped.
+fn hand_off(q: &mut Leading) {
+    loop {
+        let Some(next) = q.queue.front_mut() else {
+            q.leading = false;
+            return;
+        };
+        let handed = next
+            .reply
+            .take()
+            .is_some_and(|reply| reply.send(Handoff::Lead).is_ok());
+        if handed {
+            return;
+        }
+        // A writer that gave up, or the write of one that gave up after being handed the
+        // lead (only the lead's own write has no reply).
+        q.queue.pop_front();
+    }
+}
+
+/// A writer waiting for the leader. If its future is dropped just after the lead was
+/// handed to it, it passes the lead on, so the queue never stalls.
+struct Follower<'a> {
+    inner: &'a Inner,
+    answer: oneshot::Receiver<Handoff>,
+    settled: bool,
+}
+
+impl Drop for Follower<'_> {
+    fn drop(&mut self) {
+        if !self.settled
+            && let Ok(Handoff::Lead) = self.answer.try_recv()
+            && let Ok(mut q) = self.inner.leading.lock()
+        {
+            hand_off(&mut q);
+        }
+    }
+}
+
+/// [`commit_batch`], with a failure or a panic turned into the same error for every write.
+fn commit_guarded(db: &Database, ops: &[&Op]) -> Vec<Result<(), CanoError>> {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commit_batch(db, ops)));
+    match outcome {
+        Ok(Ok(results)) => results,
+        Ok(Err(e)) => vec![Err(e); ops.len()],
+        Err(payload) => {
+            let e = CanoError::checkpoint_store(format!(
+                "redb: write transaction panicked: {}; nothing of this batch was stored",
+                crate::util::panic_message(&*payload)
+            ));
+            vec![Err(e); ops.len()]
         }
     }
 }
 
 /// Apply `batch` in one transaction. A duplicate `(workflow_id, sequence)` rejects only
 /// that request; a redb failure fails the whole batch (and nothing of it is stored).
-fn commit_batch(db: &Database, batch: &[Request]) -> Result<Vec<Result<(), CanoError>>, CanoError> {
+fn commit_batch(db: &Database, ops: &[&Op]) -> Result<Vec<Result<(), CanoError>>, CanoError> {
     let txn = db.begin_write().map_err(redb_error)?;
-    let mut results = Vec::with_capacity(batch.len());
+    let mut results = Vec::with_capacity(ops.len());
     {
         let mut table = txn.open_table(TABLE).map_err(redb_error)?;
-        for request in batch {
-            match request {
-                Request::Append {
+        for op in ops {
+            match op {
+                Op::Append {
                     workflow_id,
                     sequence,
                     value,
-                    ..
                 } => {
                     let key = (workflow_id.as_str(), *sequence);
                     if table.get(key).map_err(redb_error)?.is_some() {
@@ -337,7 +497,7 @@ fn commit_batch(db: &Database, batch: &[Request]) -> Result<Vec<Result<(), CanoE
                     table.insert(key, value.as_slice()).map_err(redb_error)?;
                     results.push(Ok(()));
                 }
-                Request::Clear { workflow_id, .. } => {
+                Op::Clear { workflow_id } => {
                     let id = workflow_id.as_str();
                     table
                         .retain_in((id, u64::MIN)..=(id, u64::MAX), |_, _| false)
@@ -372,12 +532,10 @@ impl CheckpointStore for RedbCheckpointStore {
             };
             let value = postcard::to_stdvec(&stored)
                 .map_err(|e| CanoError::checkpoint_store(format!("encode checkpoint row: {e}")))?;
-            let workflow_id = workflow_id.to_owned();
-            self.submit(|reply| Request::Append {
-                workflow_id,
+            self.submit(Op::Append {
+                workflow_id: workflow_id.to_owned(),
                 sequence,
                 value,
-                reply,
             })
             .await
         })
@@ -420,9 +578,10 @@ impl CheckpointStore for RedbCheckpointStore {
         Self: Sync + 'async_trait,
     {
         Box::pin(async move {
-            let workflow_id = workflow_id.to_owned();
-            self.submit(|reply| Request::Clear { workflow_id, reply })
-                .await
+            self.submit(Op::Clear {
+                workflow_id: workflow_id.to_owned(),
+            })
+            .await
         })
     }
 }
