@@ -363,8 +363,7 @@ fn task_id() -> impl Strategy<Value = String> {
 fn sequence() -> impl Strategy<Value = u64> {
     prop_oneof![
         10 => 0..12u64,
-        // Not `u64::MAX - 1` and the like: see `resume_near_the_top_of_the_sequence_space`.
-        1 => prop::sample::select(vec![u64::MAX, u64::MAX / 2]),
+        1 => prop::sample::select(vec![u64::MAX, u64::MAX - 1, u64::MAX - 2, u64::MAX / 2]),
     ]
 }
 
@@ -549,15 +548,22 @@ enum Plan {
     Rollback {
         original: CanoError,
         steps: Vec<(usize, String, Option<u32>)>,
+        /// Whether the log has room for `Compensated` rows.
+        room: bool,
     },
-    /// No exact expectation (see `rollback_at_the_top_of_the_sequence_space_undoes_once`).
-    Unchecked,
     /// Re-enter `state` (the last row's) with this rehydrated saga stack (oldest first).
     Resume {
         state: St,
         last: CheckpointRow,
         stack: Vec<(String, Option<u32>)>,
     },
+}
+
+/// Whether a run resumed from a log whose last sequence is `last` can append a row: its
+/// first row takes `last + 1`, and no row takes a number without a next one below
+/// `u64::MAX` (COMPATIBILITY.md, "sequence number of a failed append").
+fn has_room(last: u64) -> bool {
+    last <= u64::MAX - 3
 }
 
 fn as_u32(blob: &[u8]) -> Option<u32> {
@@ -579,9 +585,6 @@ fn plan(rows: &[CheckpointRow]) -> Plan {
         let Ok(record) = serde_json::from_slice::<Record>(blob) else {
             return Plan::StoreError("rollback row");
         };
-        if last.sequence == u64::MAX {
-            return Plan::Unchecked;
-        }
         let done: Vec<usize> = rows
             .iter()
             .filter(|r| r.kind == RowKind::Compensated && r.sequence > started.sequence)
@@ -598,6 +601,7 @@ fn plan(rows: &[CheckpointRow]) -> Plan {
         return Plan::Rollback {
             original: from_category(&record.category, &record.message),
             steps,
+            room: has_room(last.sequence),
         };
     }
     let Some(state) = known_states()
@@ -707,11 +711,13 @@ fn check_any(setup: &Setup, out: &Outcome) -> Result<(), TestCaseError> {
         prop_assert!(!e.to_string().is_empty());
     }
     // Rows continue the log: dense from its last sequence + 1.
-    // (A log ending at u64::MAX has no room: nothing can be appended.)
+    // (A log ending at u64::MAX has no room: nothing can be appended; no row ever takes
+    // u64::MAX itself.)
     let last = setup.rows.iter().map(|r| r.sequence).max();
     for (i, r) in out.appended.iter().enumerate() {
         let want = last.and_then(|s| s.checked_add(1 + i as u64));
         prop_assert_eq!(Some(r.sequence), want, "appended {:?}", r);
+        prop_assert!(r.sequence < u64::MAX, "a row took the last sequence number");
     }
     // Never compensate a step that is neither in the log nor done by this run.
     let mut available: Vec<(String, u32)> = out.forward.clone();
@@ -780,7 +786,6 @@ fn check_plan(setup: &Setup, out: &Outcome) -> Result<(), TestCaseError> {
     };
     let last_sequence = setup.rows.iter().map(|r| r.sequence).max();
     match plan(&setup.rows) {
-        Plan::Unchecked => {}
         Plan::StoreError(needle) => {
             let e = out
                 .result
@@ -805,7 +810,11 @@ fn check_plan(setup: &Setup, out: &Outcome) -> Result<(), TestCaseError> {
                 "a log that cannot be resumed ran something"
             );
         }
-        Plan::Rollback { original, steps } => {
+        Plan::Rollback {
+            original,
+            steps,
+            room,
+        } => {
             let last = last_sequence.unwrap();
             prop_assert_eq!(&out.events[..1], &[format!("resume:{WF}:{last}")][..]);
             let pairs: Vec<(String, Option<u32>)> =
@@ -825,7 +834,8 @@ fn check_plan(setup: &Setup, out: &Outcome) -> Result<(), TestCaseError> {
                 prop_assert_eq!(&errors[0], &original);
                 prop_assert!(!out.cleared, "a dirty rollback cleared the log");
             }
-            // One `Compensated` row per step undone, naming its index in the record.
+            // One `Compensated` row per step undone, naming its index in the record (if
+            // the log has room for them).
             let undone_ok: Vec<String> = steps
                 .iter()
                 .filter(|(_, task, output)| {
@@ -846,7 +856,7 @@ fn check_plan(setup: &Setup, out: &Outcome) -> Result<(), TestCaseError> {
                     String::from_utf8(r.output_blob.clone().unwrap()).unwrap()
                 })
                 .collect();
-            prop_assert_eq!(written, undone_ok);
+            prop_assert_eq!(written, if room { undone_ok } else { Vec::new() });
         }
         Plan::Resume { state, last, stack } => {
             prop_assert_eq!(
@@ -854,50 +864,67 @@ fn check_plan(setup: &Setup, out: &Outcome) -> Result<(), TestCaseError> {
                 &[format!("resume:{WF}:{}", last.sequence)][..]
             );
             prop_assert_eq!(&out.events[1], &format!("enter:{}", last.state));
-            // The re-entry row (routers write none).
-            if state != St(2) {
-                let entry = &out.appended[0];
-                prop_assert_eq!(&entry.state, &last.state);
-                // A resumed stepped state records its re-entry as the cursor it continues from.
-                let resumed_cursor = state == St(3)
-                    && last.kind == RowKind::StepCursor
-                    && last.output_blob.is_some();
-                if last.kind == RowKind::CompensationCompletion {
-                    prop_assert_eq!(
-                        entry.output_blob.clone(),
-                        Some(last.sequence.to_string().into_bytes()),
-                        "the re-entry row names the completion it supersedes"
-                    );
-                } else if resumed_cursor {
-                    prop_assert_eq!(entry.kind, RowKind::StepCursor);
-                    prop_assert_eq!(&entry.output_blob, &last.output_blob);
-                } else {
-                    prop_assert_eq!(entry.kind, RowKind::StateEntry);
-                    prop_assert_eq!(&entry.output_blob, &None);
-                }
-            }
-            // Only the resume point's own cursor is used, and only by the resumed state.
-            let resumed_cursor = match (&state, last.kind, &last.output_blob) {
-                (St(3), RowKind::StepCursor, Some(b)) => Some(as_u32(b)),
-                _ => None,
-            };
-            match resumed_cursor {
-                Some(Some(c)) => prop_assert_eq!(out.cursors.first(), Some(&Some(c))),
-                Some(None) => {
-                    prop_assert!(
-                        out.cursors.is_empty(),
-                        "t3 ran from a cursor that does not decode"
-                    );
-                    let e = out.result.as_ref().expect_err("a bad cursor was accepted");
-                    prop_assert!(e.message().contains("deserialize cursor"), "{}", e);
-                }
-                None => {
-                    if let Some(first) = out.cursors.first() {
+            if !has_room(last.sequence) {
+                // Not even the re-entry row fits: the run ends before any task runs.
+                prop_assert!(
+                    out.appended.is_empty(),
+                    "appended past the end: {:?}",
+                    out.appended
+                );
+                prop_assert!(out.forward.is_empty() && out.cursors.is_empty());
+                let e = out.result.as_ref().expect_err("a full log was resumed");
+                let root = match e {
+                    CanoError::CompensationFailed { errors } => &errors[0],
+                    e => e,
+                };
+                prop_assert_eq!(root.category(), "checkpoint_store", "{}", e);
+                prop_assert!(root.message().contains("is full"), "{}", e);
+            } else {
+                // The re-entry row (routers write none).
+                if state != St(2) {
+                    let entry = &out.appended[0];
+                    prop_assert_eq!(&entry.state, &last.state);
+                    // A resumed stepped state records its re-entry as the cursor it continues from.
+                    let resumed_cursor = state == St(3)
+                        && last.kind == RowKind::StepCursor
+                        && last.output_blob.is_some();
+                    if last.kind == RowKind::CompensationCompletion {
                         prop_assert_eq!(
-                            *first,
-                            None,
-                            "a stepped state started from a stale cursor"
+                            entry.output_blob.clone(),
+                            Some(last.sequence.to_string().into_bytes()),
+                            "the re-entry row names the completion it supersedes"
                         );
+                    } else if resumed_cursor {
+                        prop_assert_eq!(entry.kind, RowKind::StepCursor);
+                        prop_assert_eq!(&entry.output_blob, &last.output_blob);
+                    } else {
+                        prop_assert_eq!(entry.kind, RowKind::StateEntry);
+                        prop_assert_eq!(&entry.output_blob, &None);
+                    }
+                }
+                // Only the resume point's own cursor is used, and only by the resumed state.
+                let resumed_cursor = match (&state, last.kind, &last.output_blob) {
+                    (St(3), RowKind::StepCursor, Some(b)) => Some(as_u32(b)),
+                    _ => None,
+                };
+                match resumed_cursor {
+                    Some(Some(c)) => prop_assert_eq!(out.cursors.first(), Some(&Some(c))),
+                    Some(None) => {
+                        prop_assert!(
+                            out.cursors.is_empty(),
+                            "t3 ran from a cursor that does not decode"
+                        );
+                        let e = out.result.as_ref().expect_err("a bad cursor was accepted");
+                        prop_assert!(e.message().contains("deserialize cursor"), "{}", e);
+                    }
+                    None => {
+                        if let Some(first) = out.cursors.first() {
+                            prop_assert_eq!(
+                                *first,
+                                None,
+                                "a stepped state started from a stale cursor"
+                            );
+                        }
                     }
                 }
             }
@@ -937,19 +964,18 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------------------
-// Engine bugs found by the generator, kept as regression tests until they are fixed
+// Regressions: engine bugs this generator found (fixed by "a full sequence space is an
+// error instead of an overflow" and "clean rollbacks clear the log even if bookkeeping
+// failed")
 // ---------------------------------------------------------------------------------------
 
-/// A log whose last sequence is `u64::MAX - 1`: the re-entry row takes `u64::MAX`, and
-/// the next row has no sequence left. The resume must end with a clear error, not a panic
-/// (debug builds: `attempt to add with overflow` at the `run.sequence += 1` after the
-/// state-entry append in `workflow/execution.rs`) nor a wrap to sequence 0 (release
-/// builds: the run goes on appending rows 0, 1, … below the log's last row, so a crash
-/// would make a later resume start from the stale row at `u64::MAX`).
+/// A log whose last sequence is `u64::MAX - 1`: the re-entry row would take `u64::MAX`,
+/// after which no sequence is left. The resume must end with a clear error. It used to
+/// panic with `attempt to add with overflow` (`run.sequence += 1` after the state-entry
+/// append) in debug builds, and to wrap to sequence 0 in release builds (the run went on
+/// appending rows below the log's last row, so a crash made a later resume start from
+/// the stale row at the top).
 #[test]
-#[ignore = "engine bug: resume_from on a log ending at sequence u64::MAX - 1 panics with \
-            `attempt to add with overflow` (workflow/execution.rs, `run.sequence += 1` after \
-            the state-entry append); release builds wrap the sequence to 0"]
 fn resume_near_the_top_of_the_sequence_space() {
     quiet_panics();
     let setup = Setup {
@@ -966,15 +992,11 @@ fn resume_near_the_top_of_the_sequence_space() {
     assert_eq!(e.category(), "checkpoint_store", "{e}");
 }
 
-/// A recorded rollback in a log that ends at `u64::MAX`: the resumed rollback cannot
-/// append its `Compensated` rows (no sequence left), so today it compensates the step,
-/// fails to record it, returns `CompensationFailed` — and the next resume compensates the
-/// same step again. A log with no room should be refused before anything is undone (as a
-/// non-rollback resume of such a log is: "its last sequence is u64::MAX").
+/// A recorded rollback in a log that ends at `u64::MAX`: the resumed rollback has no room
+/// for its `Compensated` rows. It used to compensate the step, fail to record it, return
+/// `CompensationFailed` and keep the log — so the next resume compensated the same step
+/// again. Every step must be undone once, however often the log is resumed.
 #[test]
-#[ignore = "engine bug: resume_from finishing a rollback in a log that ends at u64::MAX \
-            compensates the step, cannot append its Compensated row, and the next resume \
-            compensates it again"]
 fn rollback_at_the_top_of_the_sequence_space_undoes_once() {
     quiet_panics();
     let record = json!({
@@ -995,13 +1017,16 @@ fn rollback_at_the_top_of_the_sequence_space_undoes_once() {
     let first = resume_in(&setup, &store);
     let second = resume_in(&setup, &store);
     let undone: Vec<(String, u32)> = first.undone.into_iter().chain(second.undone).collect();
-    assert!(
-        undone.len() <= 1,
-        "c1 was compensated {} times: {undone:?} (results: {:?}, {:?})",
-        undone.len(),
+    assert_eq!(
+        undone,
+        vec![("c1".to_string(), 7)],
+        "results: {:?}, {:?}",
         first.result,
         second.result
     );
+    // The rollback was clean: the original error, the log cleared.
+    assert_eq!(first.result, Err(CanoError::task_execution("p6 failed")));
+    assert!(first.cleared);
 }
 
 /// What the generated logs cover. Diagnostic only:
@@ -1024,7 +1049,6 @@ fn generator_coverage() {
         } else {
             match plan(&setup.rows) {
                 Plan::StoreError(n) | Plan::WorkflowError(n) => format!("error: {n}"),
-                Plan::Unchecked => "unchecked".to_string(),
                 Plan::Rollback { steps, .. } => format!("rollback of {} step(s)", steps.len()),
                 Plan::Resume { state, last, stack } => {
                     format!(
