@@ -7,33 +7,14 @@
 //! may not).
 
 use cano::circuit::Permit;
+mod support;
+
 use cano::prelude::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::{breaker, fail_once, succeed_once};
 
 const LONG: Duration = Duration::from_secs(3600);
-
-fn breaker(
-    failure_threshold: u32,
-    reset_timeout: Duration,
-    half_open_max_calls: u32,
-) -> Arc<CircuitBreaker> {
-    Arc::new(CircuitBreaker::new(CircuitPolicy {
-        failure_threshold,
-        reset_timeout,
-        half_open_max_calls,
-    }))
-}
-
-fn fail(b: &Arc<CircuitBreaker>) {
-    let permit = b.try_acquire().expect("breaker should admit the call");
-    b.record_failure(permit);
-}
-
-fn succeed(b: &Arc<CircuitBreaker>) {
-    let permit = b.try_acquire().expect("breaker should admit the call");
-    b.record_success(permit);
-}
 
 fn is_open(b: &CircuitBreaker) -> bool {
     matches!(b.state(), CircuitState::Open { .. })
@@ -56,7 +37,7 @@ fn a_new_breaker_is_closed_and_admits_calls() {
     let b = breaker(3, LONG, 1);
     assert_eq!(b.state(), CircuitState::Closed);
     for _ in 0..10 {
-        succeed(&b);
+        succeed_once(&b);
     }
     assert_eq!(b.state(), CircuitState::Closed);
 }
@@ -64,11 +45,11 @@ fn a_new_breaker_is_closed_and_admits_calls() {
 #[test]
 fn consecutive_failures_up_to_the_threshold_open_the_breaker() {
     let b = breaker(3, LONG, 1);
-    fail(&b);
-    fail(&b);
+    fail_once(&b);
+    fail_once(&b);
     assert_eq!(b.state(), CircuitState::Closed, "two of three failures");
     let before = Instant::now();
-    fail(&b);
+    fail_once(&b);
     match b.state() {
         CircuitState::Open { until } => {
             assert!(until >= before + LONG, "open until now + reset_timeout");
@@ -81,7 +62,7 @@ fn consecutive_failures_up_to_the_threshold_open_the_breaker() {
 #[test]
 fn an_open_breaker_rejects_with_a_circuit_open_error() {
     let b = breaker(1, LONG, 1);
-    fail(&b);
+    fail_once(&b);
     for _ in 0..3 {
         let err = b.try_acquire().unwrap_err();
         assert_eq!(err.category(), "circuit_open");
@@ -96,17 +77,17 @@ fn an_open_breaker_rejects_with_a_circuit_open_error() {
 #[test]
 fn a_success_resets_the_consecutive_failure_count() {
     let b = breaker(3, LONG, 1);
-    fail(&b);
-    fail(&b);
-    succeed(&b);
-    fail(&b);
-    fail(&b);
+    fail_once(&b);
+    fail_once(&b);
+    succeed_once(&b);
+    fail_once(&b);
+    fail_once(&b);
     assert_eq!(
         b.state(),
         CircuitState::Closed,
         "count restarted after success"
     );
-    fail(&b);
+    fail_once(&b);
     assert!(is_open(&b));
 }
 
@@ -114,13 +95,13 @@ fn a_success_resets_the_consecutive_failure_count() {
 fn open_turns_half_open_only_when_try_acquire_runs_after_the_reset_timeout() {
     // Not yet elapsed: still rejected, still Open.
     let waiting = breaker(1, LONG, 1);
-    fail(&waiting);
+    fail_once(&waiting);
     assert!(waiting.try_acquire().is_err());
     assert!(is_open(&waiting));
 
     // Elapsed (zero timeout): `state()` does not promote by itself...
     let elapsed = breaker(1, Duration::ZERO, 1);
-    fail(&elapsed);
+    fail_once(&elapsed);
     assert!(
         is_open(&elapsed),
         "state() reports Open until someone asks for a permit"
@@ -138,7 +119,7 @@ fn open_turns_half_open_only_when_try_acquire_runs_after_the_reset_timeout() {
 #[test]
 fn half_open_admits_max_calls_probes_and_closes_after_that_many_successes() {
     let b = breaker(1, Duration::ZERO, 2);
-    fail(&b);
+    fail_once(&b);
     let p1 = b.try_acquire().expect("first probe");
     let p2 = b.try_acquire().expect("second probe");
     let third = b.try_acquire().unwrap_err();
@@ -157,7 +138,7 @@ fn half_open_admits_max_calls_probes_and_closes_after_that_many_successes() {
 #[test]
 fn a_probe_success_frees_its_slot_for_another_probe() {
     let b = breaker(1, Duration::ZERO, 2);
-    fail(&b);
+    fail_once(&b);
     let p1 = b.try_acquire().unwrap();
     let p2 = b.try_acquire().unwrap();
     assert!(b.try_acquire().is_err());
@@ -173,7 +154,7 @@ fn a_probe_success_frees_its_slot_for_another_probe() {
 #[test]
 fn a_probe_failure_reopens_the_breaker() {
     let b = breaker(1, Duration::from_millis(0), 2);
-    fail(&b);
+    fail_once(&b);
     let p1 = b.try_acquire().unwrap();
     let p2 = b.try_acquire().unwrap();
     b.record_failure(p1);
@@ -193,7 +174,7 @@ fn a_probe_failure_reopens_for_a_fresh_reset_timeout() {
         reset_timeout: Duration::ZERO,
         half_open_max_calls: 1,
     }));
-    fail(&b);
+    fail_once(&b);
     let probe = b.try_acquire().unwrap();
     let before = Instant::now();
     b.record_failure(probe);
@@ -220,7 +201,7 @@ fn dropped_permits_count_as_failures() {
 #[test]
 fn a_dropped_half_open_probe_reopens_the_breaker() {
     let b = breaker(1, Duration::ZERO, 1);
-    fail(&b);
+    fail_once(&b);
     let probe = b.try_acquire().unwrap();
     assert_eq!(b.state(), CircuitState::HalfOpen);
     drop(probe);
@@ -231,7 +212,7 @@ fn a_dropped_half_open_probe_reopens_the_breaker() {
 fn a_stale_permit_from_before_a_trip_does_not_close_a_later_half_open() {
     let b = breaker(1, Duration::ZERO, 1);
     let stale = b.try_acquire().unwrap(); // Closed era
-    fail(&b); // trips
+    fail_once(&b); // trips
     let probe = b.try_acquire().unwrap(); // HalfOpen era
     assert_eq!(b.state(), CircuitState::HalfOpen);
 
@@ -249,12 +230,12 @@ fn a_stale_permit_from_before_a_trip_does_not_close_a_later_half_open() {
 fn a_stale_failure_does_not_count_against_a_closed_breaker() {
     let b = breaker(2, Duration::ZERO, 1);
     let stale = b.try_acquire().unwrap();
-    fail(&b);
-    fail(&b); // Open
-    succeed(&b); // HalfOpen probe succeeds: Closed again, count 0
+    fail_once(&b);
+    fail_once(&b); // Open
+    succeed_once(&b); // HalfOpen probe succeeds: Closed again, count 0
     assert_eq!(b.state(), CircuitState::Closed);
     b.record_failure(stale);
-    fail(&b);
+    fail_once(&b);
     assert_eq!(
         b.state(),
         CircuitState::Closed,
@@ -265,8 +246,8 @@ fn a_stale_failure_does_not_count_against_a_closed_breaker() {
 #[test]
 fn full_round_trip_through_every_state() {
     let b = breaker(2, Duration::ZERO, 1);
-    fail(&b);
-    fail(&b);
+    fail_once(&b);
+    fail_once(&b);
     assert!(is_open(&b), "Closed -> Open");
 
     let probe = b.try_acquire().unwrap();
@@ -279,13 +260,13 @@ fn full_round_trip_through_every_state() {
     b.record_success(probe);
     assert_eq!(b.state(), CircuitState::Closed, "HalfOpen -> Closed");
 
-    fail(&b);
+    fail_once(&b);
     assert_eq!(
         b.state(),
         CircuitState::Closed,
         "closing reset the count: a full threshold is needed again"
     );
-    fail(&b);
+    fail_once(&b);
     assert!(is_open(&b), "Closed -> Open with a fresh threshold");
 }
 
@@ -344,8 +325,8 @@ fn debug_formats_of_state_and_permit() {
 fn clones_share_state() {
     let original = breaker(2, LONG, 1);
     let clone = Arc::new((*original).clone());
-    fail(&clone);
-    fail(&original);
+    fail_once(&clone);
+    fail_once(&original);
     assert!(is_open(&original));
     assert!(is_open(&clone));
     assert!(clone.try_acquire().is_err());
@@ -356,8 +337,8 @@ fn a_breaker_stored_in_resources_shares_state_with_the_original() {
     let original = breaker(2, LONG, 1);
     let res: Resources = Resources::new().insert("breaker", (*original).clone());
     let from_res = res.get::<CircuitBreaker, _>("breaker").unwrap();
-    fail(&from_res);
-    fail(&from_res);
+    fail_once(&from_res);
+    fail_once(&from_res);
     assert!(
         is_open(&original),
         "tripped through Resources, seen via the original"

@@ -13,7 +13,7 @@ use cano::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
-use support::Recorder;
+use support::{Recorder, breaker, fail_once, succeed_once};
 use tokio::sync::{Semaphore, mpsc};
 
 const LONG: Duration = Duration::from_secs(3600);
@@ -21,28 +21,6 @@ const LONG: Duration = Duration::from_secs(3600);
 const SHORT: Duration = Duration::from_millis(30);
 /// Upper bound for waits in multi-thread tests, so a bug hangs nothing.
 const GUARD: Duration = Duration::from_secs(20);
-
-fn breaker(
-    failure_threshold: u32,
-    reset_timeout: Duration,
-    half_open_max_calls: u32,
-) -> Arc<CircuitBreaker> {
-    Arc::new(CircuitBreaker::new(CircuitPolicy {
-        failure_threshold,
-        reset_timeout,
-        half_open_max_calls,
-    }))
-}
-
-fn fail_once(b: &Arc<CircuitBreaker>) {
-    let permit = b.try_acquire().expect("the breaker admits this call");
-    b.record_failure(permit);
-}
-
-fn succeed_once(b: &Arc<CircuitBreaker>) {
-    let permit = b.try_acquire().expect("the breaker admits this call");
-    b.record_success(permit);
-}
 
 fn open_until(b: &CircuitBreaker) -> Instant {
     match b.state() {

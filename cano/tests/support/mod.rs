@@ -300,3 +300,28 @@ pub fn triples(rows: &[(u64, &str, &str)]) -> Vec<(u64, String, String)> {
         .map(|(seq, state, task)| (*seq, state.to_string(), task.to_string()))
         .collect()
 }
+
+/// A shared circuit breaker with the given policy.
+pub fn breaker(
+    failure_threshold: u32,
+    reset_timeout: std::time::Duration,
+    half_open_max_calls: u32,
+) -> Arc<CircuitBreaker> {
+    Arc::new(CircuitBreaker::new(CircuitPolicy {
+        failure_threshold,
+        reset_timeout,
+        half_open_max_calls,
+    }))
+}
+
+/// Make one call through `b` and report it failed.
+pub fn fail_once(b: &Arc<CircuitBreaker>) {
+    let permit = b.try_acquire().expect("the breaker admits this call");
+    b.record_failure(permit);
+}
+
+/// Make one call through `b` and report it succeeded.
+pub fn succeed_once(b: &Arc<CircuitBreaker>) {
+    let permit = b.try_acquire().expect("the breaker admits this call");
+    b.record_success(permit);
+}
