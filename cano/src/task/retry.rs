@@ -377,6 +377,32 @@ mod tests {
     }
 
     #[test]
+    fn jitter_spreads_delays_and_zero_jitter_does_not() {
+        let jittered = RetryMode::exponential_custom(
+            3,
+            Duration::from_millis(1000),
+            2.0,
+            Duration::from_secs(10),
+            0.5,
+        );
+        let draws: Vec<Duration> = (0..100)
+            .map(|_| jittered.delay_for_attempt(0).unwrap())
+            .collect();
+        let lo = draws.iter().min().unwrap().as_millis();
+        let hi = draws.iter().max().unwrap().as_millis();
+        assert!(lo >= 500 && hi <= 1500, "{lo}..{hi}");
+        assert!(hi - lo >= 200, "jitter must spread delays: {lo}..{hi}");
+        let exact = RetryMode::exponential_custom(
+            3,
+            Duration::from_millis(1000),
+            2.0,
+            Duration::from_secs(10),
+            0.0,
+        );
+        assert!((0..20).all(|_| exact.delay_for_attempt(1) == Some(Duration::from_millis(2000))));
+    }
+
+    #[test]
     fn jitter_is_clamped_and_bounded() {
         let m = RetryMode::exponential_custom(
             3,
