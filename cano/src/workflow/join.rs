@@ -265,6 +265,16 @@ mod tests {
     }
 
     #[test]
+    fn counts_include_failures_and_cancellations() {
+        let mut r = outcome(2, 1);
+        r.cancelled = vec![3, 4];
+        assert_eq!(r.completed_count(), 3);
+        assert_eq!(r.total_count(), 5);
+        let empty = SplitResult::<u8>::with_capacity(8);
+        assert_eq!((empty.completed_count(), empty.total_count()), (0, 0));
+    }
+
+    #[test]
     fn strategy_table() {
         use JoinStrategy::*;
         assert!(All.is_satisfied(3, 3) && !All.is_satisfied(2, 3) && All.is_satisfied(0, 0));
