@@ -128,7 +128,6 @@ where
 }
 
 /// Adapts a typed [`CompensatableTask`] to [`ErasedCompensatable`] (JSON outputs).
-#[allow(dead_code)] // used by register_with_compensation
 pub(crate) struct CompensatableAdapter<T>(pub(crate) Arc<T>);
 
 impl<T, TState, TResourceKey> ErasedCompensatable<TState, TResourceKey> for CompensatableAdapter<T>
