@@ -1034,3 +1034,210 @@ async fn a_named_member_is_reported_as_name_and_index() {
         ]
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// On a multi-thread runtime: members that never wait, members that block their thread,
+// members that wait, and early stops with all of them in flight
+// ---------------------------------------------------------------------------------------
+
+/// A member for the multi-thread tests; what it does is in [`Act`].
+struct Worker {
+    act: Act,
+    /// Members whose body is running right now.
+    alive: Arc<AtomicUsize>,
+    /// Members whose body ran to its end.
+    done: Arc<AtomicUsize>,
+}
+
+#[derive(Clone)]
+enum Act {
+    /// Returns at once.
+    Instant,
+    /// Sleeps on the timer for this long.
+    Wait(Duration),
+    /// Keeps its thread busy until `flag` is set (or five seconds pass); `saw` tells
+    /// whether the flag came.
+    BlockUntil {
+        flag: Arc<AtomicBool>,
+        saw: Arc<AtomicBool>,
+    },
+    /// Sets `flag` and returns.
+    Set(Arc<AtomicBool>),
+    /// Sleeps on the timer, then sets `flag`.
+    WaitThenSet(Duration, Arc<AtomicBool>),
+    /// Never finishes.
+    Forever,
+}
+
+/// Decrements `alive` however the body ends (finished or aborted).
+struct Alive(Arc<AtomicUsize>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[task(state = S)]
+impl Worker {
+    fn config(&self) -> TaskConfig {
+        TaskConfig::minimal()
+    }
+
+    async fn run_bare(&self) -> Result<TaskResult<S>, CanoError> {
+        self.alive.fetch_add(1, Ordering::SeqCst);
+        let _alive = Alive(Arc::clone(&self.alive));
+        match &self.act {
+            Act::Instant => {}
+            Act::Wait(d) => tokio::time::sleep(*d).await,
+            Act::BlockUntil { flag, saw } => {
+                let start = std::time::Instant::now();
+                while !flag.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(5) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                saw.store(flag.load(Ordering::SeqCst), Ordering::SeqCst);
+            }
+            Act::Set(flag) => flag.store(true, Ordering::SeqCst),
+            Act::WaitThenSet(d, flag) => {
+                tokio::time::sleep(*d).await;
+                flag.store(true, Ordering::SeqCst);
+            }
+            Act::Forever => std::future::pending::<()>().await,
+        }
+        self.done.fetch_add(1, Ordering::SeqCst);
+        Ok(TaskResult::Single(S::Done))
+    }
+}
+
+/// Members doing `acts`, sharing one pair of (alive, done) counters.
+fn workers(acts: Vec<Act>) -> (Vec<Worker>, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let (alive, done) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let members = acts
+        .into_iter()
+        .map(|act| Worker {
+            act,
+            alive: Arc::clone(&alive),
+            done: Arc::clone(&done),
+        })
+        .collect();
+    (members, alive, done)
+}
+
+/// Wait (real time, up to two seconds) until no member body is alive.
+async fn until_none_alive(alive: &AtomicUsize) {
+    for _ in 0..200 {
+        if alive.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        tokio::time::sleep(ms(10)).await;
+    }
+    panic!(
+        "{} member(s) still running after the split ended",
+        alive.load(Ordering::SeqCst)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_blocks_its_thread_does_not_hold_up_the_others() {
+    let (flag, saw) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let blocker = Act::BlockUntil {
+        flag: Arc::clone(&flag),
+        saw: Arc::clone(&saw),
+    };
+    let (members, _, done) = workers(vec![blocker, Act::Instant, Act::Set(flag)]);
+    let wf = Workflow::bare()
+        .register_split(S::Fan, members, join(JoinStrategy::All))
+        .add_exit_state(S::Joined);
+    assert_eq!(wf.orchestrate(S::Fan).await, Ok(S::Joined));
+    assert!(
+        saw.load(Ordering::SeqCst),
+        "a later member ran while member 0 held its thread"
+    );
+    assert_eq!(done.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_member_does_not_hold_up_a_member_that_waited_before_it() {
+    // Member 0 waits on the timer first; member 1 then blocks a thread until member 0
+    // has finished. Member 0 must be able to finish on another thread.
+    let (flag, saw) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let blocker = Act::BlockUntil {
+        flag: Arc::clone(&flag),
+        saw: Arc::clone(&saw),
+    };
+    let (members, _, _) = workers(vec![Act::WaitThenSet(ms(20), flag), blocker]);
+    let wf = Workflow::bare()
+        .register_split(S::Fan, members, join(JoinStrategy::All))
+        .add_exit_state(S::Joined);
+    assert_eq!(wf.orchestrate(S::Fan).await, Ok(S::Joined));
+    assert!(
+        saw.load(Ordering::SeqCst),
+        "member 0 finished while member 1 blocked"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wide_split_of_instant_and_waiting_members_reports_every_one() {
+    let acts = (0..1000)
+        .map(|i| match i % 3 {
+            0 => Act::Wait(ms(1 + i % 7)),
+            _ => Act::Instant,
+        })
+        .collect();
+    let (members, alive, done) = workers(acts);
+    let wf = Workflow::bare()
+        .register_split(S::Fan, members, join(JoinStrategy::All))
+        .add_exit_state(S::Joined);
+    for _ in 0..5 {
+        assert_eq!(wf.orchestrate(S::Fan).await, Ok(S::Joined));
+    }
+    assert_eq!(done.load(Ordering::SeqCst), 5000);
+    assert_eq!(alive.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_stop_leaves_no_member_running() {
+    // A success at index 0, then members that never finish, mixed with instant ones:
+    // `Any` returns, and every member still running is aborted, on whichever thread and
+    // whether or not it already moved to a task of its own.
+    for round in 0..20 {
+        let acts = (0..200)
+            .map(|i| match (i + round) % 4 {
+                0 => Act::Instant,
+                _ => Act::Forever,
+            })
+            .collect();
+        let (members, alive, _) = workers(acts);
+        let wf = Workflow::bare()
+            .register_split(S::Fan, members, join(JoinStrategy::Any))
+            .add_exit_state(S::Joined);
+        assert_eq!(wf.orchestrate(S::Fan).await, Ok(S::Joined));
+        until_none_alive(&alive).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_wide_split_leaves_no_member_running() {
+    let acts = (0..300)
+        .map(|i| {
+            if i % 2 == 0 {
+                Act::Forever
+            } else {
+                Act::Wait(ms(5))
+            }
+        })
+        .collect();
+    let (members, alive, _) = workers(acts);
+    let wf = Workflow::bare()
+        .register_split(S::Fan, members, join(JoinStrategy::All))
+        .add_exit_state(S::Joined);
+    let out = tokio::time::timeout(ms(30), wf.orchestrate(S::Fan)).await;
+    assert!(out.is_err(), "the split never ends on its own");
+    until_none_alive(&alive).await;
+}

@@ -1,4 +1,4 @@
-//! Running a split state: spawn every member, collect outcomes per the join strategy.
+//! Running a split state: start every member, collect outcomes per the join strategy.
 
 use super::Workflow;
 use super::join::{JoinConfig, JoinStrategy, SplitResult, SplitTaskResult};
@@ -6,13 +6,18 @@ use crate::error::CanoError;
 use crate::resource::Resources;
 use crate::task::{TaskConfig, TaskObject, TaskResult, retry, run_with_retries};
 use crate::util::{CatchUnwind, panic_message};
+use parking_lot::Mutex;
 use std::borrow::Cow;
 use std::fmt;
+use std::future::{Future, poll_fn};
 use std::hash::Hash;
 use std::pin::pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::Poll;
+use tokio::runtime::Handle;
 use tokio::sync::{Semaphore, mpsc};
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 
 type MemberOutcome<TState> = (usize, Result<TaskResult<TState>, CanoError>);
 
@@ -27,22 +32,76 @@ where
     configs: Arc<[Arc<TaskConfig>]>,
     resources: Arc<Resources<TResourceKey>>,
     bulkhead: Option<Semaphore>,
+    /// The index of the next member a runner starts.
+    next: AtomicUsize,
+    /// Set when the split ends early or is dropped: runners start no more members.
+    stopped: AtomicBool,
+    /// Members that did not finish on their first poll and now run as their own tokio
+    /// task; `None` once the split was stopped (a member moved out after that is aborted
+    /// at once).
+    detached: Mutex<Option<Vec<AbortHandle>>>,
 }
 
-/// Aborts the members still running when the split ends early or is dropped.
-struct AbortOnDrop(Vec<JoinHandle<()>>);
+impl<TState, TResourceKey> Members<TState, TResourceKey>
+where
+    TState: Clone + fmt::Debug + Send + Sync + 'static,
+    TResourceKey: Hash + Eq + Send + Sync + 'static,
+{
+    /// Keep `handle` so that stopping the split aborts it (or abort it now if the split
+    /// was already stopped).
+    fn detach(&self, handle: AbortHandle) {
+        match self.detached.lock().as_mut() {
+            Some(handles) => handles.push(handle),
+            None => handle.abort(),
+        }
+    }
 
-impl AbortOnDrop {
-    fn abort_all(&mut self) {
-        for handle in self.0.drain(..) {
-            handle.abort();
+    /// Start no more members and abort every detached one.
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        if let Some(handles) = self.detached.lock().take() {
+            handles.iter().for_each(AbortHandle::abort);
         }
     }
 }
 
-impl Drop for AbortOnDrop {
+/// Stops the split's runners and members when it ends early or is dropped.
+struct Running<TState, TResourceKey>
+where
+    TState: Clone + fmt::Debug + Send + Sync + 'static,
+    TResourceKey: Hash + Eq + Send + Sync + 'static,
+{
+    runners: Vec<JoinHandle<()>>,
+    shared: Arc<Members<TState, TResourceKey>>,
+}
+
+impl<TState, TResourceKey> Running<TState, TResourceKey>
+where
+    TState: Clone + fmt::Debug + Send + Sync + 'static,
+    TResourceKey: Hash + Eq + Send + Sync + 'static,
+{
+    fn abort_all(&mut self) {
+        self.shared.stop();
+        for handle in self.runners.drain(..) {
+            handle.abort();
+        }
+    }
+
+    /// Every member reported: nothing is left to abort.
+    fn finished(&mut self) {
+        self.runners.clear();
+    }
+}
+
+impl<TState, TResourceKey> Drop for Running<TState, TResourceKey>
+where
+    TState: Clone + fmt::Debug + Send + Sync + 'static,
+    TResourceKey: Hash + Eq + Send + Sync + 'static,
+{
     fn drop(&mut self) {
-        self.abort_all();
+        if !self.runners.is_empty() {
+            self.abort_all();
+        }
     }
 }
 
@@ -53,8 +112,8 @@ where
 {
     /// Run a split state's members concurrently and join them.
     ///
-    /// Members start in index order (each as its own tokio task, all started before any
-    /// outcome is collected). `Any` and `PartialResults` stop early and cancel the rest;
+    /// Members start in index order, started by one runner task per worker thread (see
+    /// [`start_members`]). `Any` and `PartialResults` stop early and cancel the rest;
     /// the other strategies wait for every member or the timeout. Dropping the returned
     /// future aborts every member still running.
     pub(crate) async fn run_split(
@@ -90,15 +149,28 @@ where
             configs,
             resources: Arc::clone(&self.resources),
             bulkhead: join.bulkhead.map(Semaphore::new),
+            next: AtomicUsize::new(0),
+            stopped: AtomicBool::new(false),
+            detached: Mutex::new(Some(Vec::new())),
         });
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let mut running = AbortOnDrop(Vec::with_capacity(total));
-        for idx in 0..total {
-            running
-                .0
-                .push(tokio::spawn(member(idx, Arc::clone(&shared), tx.clone())));
+        // One runner per worker thread: together they start every member, in index
+        // order, as fast as the runtime can run them in parallel.
+        let runners = Handle::current()
+            .metrics()
+            .num_workers()
+            .clamp(1, total.max(1));
+        let mut running = Running {
+            runners: Vec::with_capacity(runners),
+            shared: Arc::clone(&shared),
+        };
+        if total > 0 {
+            for _ in 0..runners {
+                let runner = start_members(Arc::clone(&shared), tx.clone());
+                running.runners.push(tokio::spawn(runner));
+            }
         }
-        // Each member holds a sender: the channel closes when the last one is done.
+        // Runners and members hold the senders: the channel closes when the last is done.
         drop(tx);
 
         let outcome = collect(&mut rx, &mut running, total, join).await?;
@@ -119,13 +191,46 @@ where
     }
 }
 
+/// A runner: start members (taking the next index each time) until none is left or the
+/// split stopped.
+///
+/// Each member's first poll happens here. One that finishes in it (most do: a task that
+/// computes and returns) costs no tokio task of its own; one that waits (I/O, a timer, a
+/// bulkhead permit) moves to its own tokio task, so it runs and is stolen by idle workers
+/// exactly like a spawned member. A member that keeps a worker busy without waiting
+/// blocks only this runner: the others go on starting the remaining members.
+async fn start_members<TState, TResourceKey>(
+    shared: Arc<Members<TState, TResourceKey>>,
+    report: mpsc::UnboundedSender<MemberOutcome<TState>>,
+) where
+    TState: Clone + fmt::Debug + Send + Sync + 'static,
+    TResourceKey: Hash + Eq + Send + Sync + 'static,
+{
+    let total = shared.tasks.len();
+    while !shared.stopped.load(Ordering::Acquire) {
+        let idx = shared.next.fetch_add(1, Ordering::Relaxed);
+        if idx >= total {
+            break;
+        }
+        let mut started = Box::pin(member(idx, Arc::clone(&shared), report.clone()));
+        let waiting = poll_fn(|cx| Poll::Ready(started.as_mut().poll(cx).is_pending())).await;
+        if waiting {
+            shared.detach(tokio::spawn(started).abort_handle());
+            // Let this worker take up the new task (tokio keeps the latest spawn in a
+            // slot other workers cannot steal from): were the next member to block the
+            // thread, the detached one would otherwise be stuck behind it.
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
 /// One member: run the task under its retry policy (after taking a bulkhead permit, if
 /// there is a bulkhead) and report `(index, outcome)`. A panic becomes an error for this
 /// index only.
 ///
-/// Every member is a spawned tokio task whose future is copied into the task's memory:
+/// A member's future is boxed by its runner and, if it waits, moved into a tokio task:
 /// the common case (no bulkhead, a first attempt that needs nothing around it) keeps
-/// that future a few dozen bytes; everything else runs boxed.
+/// that future a few dozen bytes; everything else runs boxed inside it.
 async fn member<TState, TResourceKey>(
     idx: usize,
     shared: Arc<Members<TState, TResourceKey>>,
@@ -222,12 +327,16 @@ fn member_panicked(idx: usize, payload: &(dyn std::any::Any + Send)) -> CanoErro
 /// Gather member outcomes until every member reported, the strategy allows an early
 /// stop, or the split's deadline passes. Members still running at an early stop or at
 /// the deadline are aborted.
-async fn collect<TState: Send + 'static>(
+async fn collect<TState, TResourceKey>(
     outcomes: &mut mpsc::UnboundedReceiver<MemberOutcome<TState>>,
-    running: &mut AbortOnDrop,
+    running: &mut Running<TState, TResourceKey>,
     total: usize,
     join: &JoinConfig<TState>,
-) -> Result<SplitResult<TState>, CanoError> {
+) -> Result<SplitResult<TState>, CanoError>
+where
+    TState: Clone + fmt::Debug + Send + Sync + 'static,
+    TResourceKey: Hash + Eq + Send + Sync + 'static,
+{
     let mut outcome = SplitResult::with_capacity(total);
     let mut finished = vec![false; total];
     // One timer for the whole split, created after every member was spawned.
@@ -249,7 +358,7 @@ async fn collect<TState: Send + 'static>(
         };
         let Some((idx, result)) = next else {
             // Every member finished: nothing left to abort.
-            running.0.clear();
+            running.finished();
             break;
         };
         if let Some(slot) = finished.get_mut(idx) {
