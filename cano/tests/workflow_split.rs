@@ -1241,3 +1241,22 @@ async fn dropping_a_wide_split_leaves_no_member_running() {
     assert!(out.is_err(), "the split never ends on its own");
     until_none_alive(&alive).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn on_one_thread_every_member_starts_before_an_early_stop() {
+    // As when every member was spawned up front: on a current-thread runtime each member
+    // gets its first poll before the collector sees the first success.
+    let (members, alive, done) = workers(vec![Act::Instant, Act::Wait(ms(1)), Act::Instant]);
+    let wf = Workflow::bare()
+        .register_split(S::Fan, members, join(JoinStrategy::Any))
+        .add_exit_state(S::Joined);
+    assert_eq!(wf.orchestrate(S::Fan).await, Ok(S::Joined));
+    assert_eq!(
+        done.load(Ordering::SeqCst),
+        2,
+        "members 0 and 2 ran to their end"
+    );
+    let_stragglers_finish().await;
+    assert_eq!(alive.load(Ordering::SeqCst), 0, "member 1 was aborted");
+    assert_eq!(done.load(Ordering::SeqCst), 2);
+}

@@ -166,7 +166,7 @@ where
         };
         if total > 0 {
             for _ in 0..runners {
-                let runner = start_members(Arc::clone(&shared), tx.clone());
+                let runner = start_members(Arc::clone(&shared), tx.clone(), runners > 1);
                 running.runners.push(tokio::spawn(runner));
             }
         }
@@ -192,7 +192,7 @@ where
 }
 
 /// A runner: start members (taking the next index each time) until none is left or the
-/// split stopped.
+/// split stopped. `multi_thread`: there are other runners (and workers to steal work).
 ///
 /// Each member's first poll happens here. One that finishes in it (most do: a task that
 /// computes and returns) costs no tokio task of its own; one that waits (I/O, a timer, a
@@ -202,6 +202,7 @@ where
 async fn start_members<TState, TResourceKey>(
     shared: Arc<Members<TState, TResourceKey>>,
     report: mpsc::UnboundedSender<MemberOutcome<TState>>,
+    multi_thread: bool,
 ) where
     TState: Clone + fmt::Debug + Send + Sync + 'static,
     TResourceKey: Hash + Eq + Send + Sync + 'static,
@@ -216,10 +217,14 @@ async fn start_members<TState, TResourceKey>(
         let waiting = poll_fn(|cx| Poll::Ready(started.as_mut().poll(cx).is_pending())).await;
         if waiting {
             shared.detach(tokio::spawn(started).abort_handle());
-            // Let this worker take up the new task (tokio keeps the latest spawn in a
-            // slot other workers cannot steal from): were the next member to block the
-            // thread, the detached one would otherwise be stuck behind it.
-            tokio::task::yield_now().await;
+            if multi_thread {
+                // Let this worker take up the new task (tokio keeps the latest spawn in
+                // a slot other workers cannot steal from): were the next member to block
+                // the thread, the detached one would otherwise be stuck behind it. On a
+                // single thread there is nothing to steal, and not yielding gives every
+                // member its first poll before the collector runs, as spawning all did.
+                tokio::task::yield_now().await;
+            }
         }
     }
 }
