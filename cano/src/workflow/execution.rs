@@ -248,10 +248,10 @@ where
         })?;
         let state = self
             .states
-            .keys()
-            .chain(self.exit_states.keys())
-            .find(|s| format!("{s:?}") == last.state)
-            .cloned()
+            .labelled_keys()
+            .chain(self.exit_states.labelled_keys())
+            .find(|(_, label)| *label == last.state)
+            .map(|(s, _)| s.clone())
             .ok_or_else(|| {
                 CanoError::workflow(format!(
                     "checkpoint state {:?} is not a registered or exit state of this workflow",
@@ -381,15 +381,13 @@ where
         loop {
             #[cfg(feature = "tracing")]
             tracing::debug!(current_state = ?current, "Executing state");
-            let handler = self.states.get(&current);
-            let label = if labelled {
-                match self.enter(run, &current, handler).await {
-                    Ok(label) => label,
-                    Err(err) => return Err(Box::pin(self.fail(run, err)).await),
-                }
-            } else {
-                None
+            let (handler, label) = match self.states.get_labelled(&current) {
+                Some((handler, label)) => (Some(handler), Some(label)),
+                None => (None, None),
             };
+            if labelled && let Err(err) = self.enter(run, &current, handler, label).await {
+                return Err(Box::pin(self.fail(run, err)).await);
+            }
             if self.exit_states.contains(&current) {
                 #[cfg(feature = "tracing")]
                 tracing::info!(final_state = ?current, "Workflow completed successfully");
@@ -417,7 +415,7 @@ where
                     }
                 }
                 // Boxed: the other kinds' futures are large, and only they pay for it.
-                None => Box::pin(handler.dispatch(self, run, label.as_deref())).await,
+                None => Box::pin(handler.dispatch(self, run, label)).await,
             };
             // A resume cursor belongs to the resume point only.
             run.resume_cursor = None;
@@ -429,19 +427,25 @@ where
     }
 
     /// Entering `current` in an observed or checkpointed run: fire `on_state_enter` and
-    /// append the state-entry row (before the state's task runs). Returns the state's label
-    /// when dispatch needs it for further rows (stepped cursors, saga completions).
+    /// append the state-entry row (before the state's task runs). `label` is the state's
+    /// label from the state table, if it has a handler.
     async fn enter(
         &self,
         run: &mut Run,
         current: &TState,
         handler: Option<&Handler<TState, TResourceKey>>,
-    ) -> Result<Option<String>, CanoError> {
-        let text = format!("{current:?}");
+        label: Option<&str>,
+    ) -> Result<(), CanoError> {
+        // Exit states have their label in the exit table; a state that is neither (an
+        // error, reported after its row) is formatted here.
+        let text = match label.or_else(|| self.exit_states.label(current)) {
+            Some(label) => Cow::Borrowed(label),
+            None => Cow::Owned(format!("{current:?}")),
+        };
         self.notify(|o| o.on_state_enter(&text));
         let store = match &self.checkpoint_store {
             Some(store) if handler.is_none_or(|h| h.is_checkpointed()) => store,
-            _ => return Ok(Some(text)),
+            _ => return Ok(()),
         };
         let Some(id) = run.workflow_id.clone() else {
             return Err(CanoError::checkpoint_store(MISSING_ID));
@@ -449,12 +453,7 @@ where
         let task_id = handler
             .and_then(|h| h.checkpoint_task_id())
             .unwrap_or(Cow::Borrowed(""));
-        let (row_label, kept) = if handler.is_some_and(|h| h.needs_label()) {
-            (text.clone(), Some(text))
-        } else {
-            (text, None)
-        };
-        let mut row = CheckpointRow::new(run.sequence, row_label, task_id);
+        let mut row = CheckpointRow::new(run.sequence, text.into_owned(), task_id);
         // A stepped state resumed mid-way records its re-entry as a cursor row carrying the
         // cursor it continues from: the log's last row then always says where the visit
         // stands, even if the process dies again before the next step.
@@ -475,7 +474,7 @@ where
             .await
             .map_err(|e| CanoError::checkpoint_store(format!("append checkpoint: {e}")))?;
         self.notify(|o| o.on_checkpoint(&id, sequence));
-        Ok(kept)
+        Ok(())
     }
 
     /// Append `row` to the run's log (which must have an id); on success fire

@@ -147,12 +147,6 @@ where
         matches!(self, Self::Stepped { .. })
     }
 
-    /// Whether dispatch writes further rows labelled with the state (so the loop must
-    /// keep the label after the entry row).
-    pub(crate) fn needs_label(&self) -> bool {
-        matches!(self, Self::Stepped { .. } | Self::Compensatable { .. })
-    }
-
     /// The compensatable task behind this state, if any.
     pub(crate) fn compensator(
         &self,
@@ -164,7 +158,7 @@ where
     }
 
     /// Run the state's work and return the next state. `label` is the state's `Debug`
-    /// text when the run is observed or checkpointed.
+    /// text (from the state table).
     pub(crate) async fn dispatch(
         &self,
         wf: &Workflow<TState, TResourceKey>,

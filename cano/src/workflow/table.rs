@@ -3,8 +3,13 @@
 //! Workflows usually have a handful of states, and the run loop looks one up on every
 //! transition. For small tables a linear scan with `==` beats hashing; larger tables
 //! keep a hash index beside the entries.
+//!
+//! Each entry also keeps its state's label (its `Debug` text), formatted once at insert:
+//! observers and checkpoint rows name the state on every entry, and formatting it each
+//! time was a tenth of a checkpointed transition's cost.
 
 use crate::util::FastMap;
+use std::fmt;
 use std::hash::Hash;
 
 /// Above this many entries lookups go through the hash index.
@@ -13,13 +18,16 @@ const LINEAR_LIMIT: usize = 8;
 #[derive(Clone)]
 pub(crate) struct StateTable<S, V> {
     entries: Vec<(S, V)>,
+    /// `labels[i]` is `format!("{:?}", entries[i].0)`.
+    labels: Vec<Box<str>>,
     index: FastMap<S, usize>,
 }
 
-impl<S: Hash + Eq + Clone, V> StateTable<S, V> {
+impl<S: Hash + Eq + Clone + fmt::Debug, V> StateTable<S, V> {
     pub(crate) fn new() -> Self {
         Self {
             entries: Vec::new(),
+            labels: Vec::new(),
             index: FastMap::default(),
         }
     }
@@ -30,17 +38,36 @@ impl<S: Hash + Eq + Clone, V> StateTable<S, V> {
             return Some(std::mem::replace(&mut self.entries[i].1, value));
         }
         self.index.insert(key.clone(), self.entries.len());
+        self.labels.push(format!("{key:?}").into_boxed_str());
         self.entries.push((key, value));
         None
     }
 
     #[inline]
-    pub(crate) fn get(&self, key: &S) -> Option<&V> {
+    fn position(&self, key: &S) -> Option<usize> {
         if self.entries.len() <= LINEAR_LIMIT {
-            self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+            self.entries.iter().position(|(k, _)| k == key)
         } else {
-            self.index.get(key).map(|&i| &self.entries[i].1)
+            self.index.get(key).copied()
         }
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, key: &S) -> Option<&V> {
+        self.position(key).map(|i| &self.entries[i].1)
+    }
+
+    /// The entry's value and its state's label.
+    #[inline]
+    pub(crate) fn get_labelled(&self, key: &S) -> Option<(&V, &str)> {
+        self.position(key)
+            .map(|i| (&self.entries[i].1, &*self.labels[i]))
+    }
+
+    /// The state's label if `key` is in the table.
+    #[inline]
+    pub(crate) fn label(&self, key: &S) -> Option<&str> {
+        self.position(key).map(|i| &*self.labels[i])
     }
 
     #[inline]
@@ -59,6 +86,14 @@ impl<S: Hash + Eq + Clone, V> StateTable<S, V> {
     /// Entries in insertion order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&S, &V)> {
         self.entries.iter().map(|(k, v)| (k, v))
+    }
+
+    /// Keys and their labels, in insertion order.
+    pub(crate) fn labelled_keys(&self) -> impl Iterator<Item = (&S, &str)> {
+        self.entries
+            .iter()
+            .map(|(k, _)| k)
+            .zip(self.labels.iter().map(|l| &**l))
     }
 
     pub(crate) fn keys(&self) -> impl Iterator<Item = &S> {
@@ -82,6 +117,9 @@ mod tests {
         }
         assert_eq!(t.insert(3, 99), Some(30));
         assert_eq!(t.get(&3), Some(&99));
+        assert_eq!(t.get_labelled(&3), Some((&99, "3")));
+        assert_eq!(t.label(&39), Some("39"));
+        assert_eq!(t.label(&40), None);
         assert_eq!(t.len(), 40);
         assert_eq!(t.keys().copied().take(3).collect::<Vec<_>>(), vec![0, 1, 2]);
     }
