@@ -129,8 +129,78 @@ pub struct Resources<TResourceKey = Cow<'static, str>>
 where
     TResourceKey: Hash + Eq + Send + Sync + 'static,
 {
-    map: FastMap<TResourceKey, Arc<dyn Any + Send + Sync>>,
+    map: KeyMap<TResourceKey, Arc<dyn Any + Send + Sync>>,
     lifecycle: Vec<Arc<dyn Resource>>,
+}
+
+/// Maps of at most this many resources are searched linearly.
+const SMALL: usize = 8;
+
+/// The key → resource map. Most workflows have a handful of resources, looked up on every
+/// step: for those, comparing the keys one by one is faster than hashing the one asked
+/// for (`resources_get` in `cano/benches/engine.rs`). Larger maps are hashed.
+enum KeyMap<K, V> {
+    Small(Vec<(K, V)>),
+    Large(FastMap<K, V>),
+}
+
+impl<K: Hash + Eq, V> KeyMap<K, V> {
+    fn with_capacity(n: usize) -> Self {
+        if n <= SMALL {
+            Self::Small(Vec::with_capacity(n))
+        } else {
+            Self::Large(FastMap::with_capacity_and_hasher(n, Default::default()))
+        }
+    }
+
+    #[inline]
+    fn get<Q>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        match self {
+            Self::Small(entries) => entries
+                .iter()
+                .find(|(k, _)| k.borrow() == key)
+                .map(|(_, v)| v),
+            Self::Large(map) => map.get(key),
+        }
+    }
+
+    /// Add an entry whose key is not in the map yet.
+    fn insert_new(&mut self, key: K, value: V) {
+        match self {
+            Self::Small(entries) if entries.len() < SMALL => entries.push((key, value)),
+            Self::Small(entries) => {
+                let mut map = FastMap::with_capacity_and_hasher(SMALL * 2, Default::default());
+                map.extend(entries.drain(..));
+                map.insert(key, value);
+                *self = Self::Large(map);
+            }
+            Self::Large(map) => {
+                map.insert(key, value);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::Small(entries) => entries.len(),
+            Self::Large(map) => map.len(),
+        }
+    }
+
+    fn iter(&self) -> Box<dyn Iterator<Item = (&K, &V)> + Send + '_>
+    where
+        K: Sync,
+        V: Sync,
+    {
+        match self {
+            Self::Small(entries) => Box::new(entries.iter().map(|(k, v)| (k, v))),
+            Self::Large(map) => Box::new(map.iter()),
+        }
+    }
 }
 
 const DUPLICATE_KEY: &str = "duplicate resource key inserted into Resources";
@@ -143,7 +213,7 @@ where
     #[must_use]
     pub fn new() -> Self {
         Self {
-            map: FastMap::default(),
+            map: KeyMap::with_capacity(0),
             lifecycle: Vec::new(),
         }
     }
@@ -158,7 +228,7 @@ where
     #[must_use]
     pub fn with_capacity(n: usize) -> Self {
         Self {
-            map: FastMap::with_capacity_and_hasher(n, Default::default()),
+            map: KeyMap::with_capacity(n),
             lifecycle: Vec::with_capacity(n),
         }
     }
@@ -187,12 +257,12 @@ where
         resource: R,
     ) -> Result<Self, CanoError> {
         let key = key.into();
-        if self.map.contains_key(&key) {
+        if self.map.get(&key).is_some() {
             return Err(CanoError::resource_duplicate_key(DUPLICATE_KEY));
         }
         let resource = Arc::new(resource);
         self.lifecycle.push(resource.clone());
-        self.map.insert(key, resource);
+        self.map.insert_new(key, resource);
         Ok(self)
     }
 
@@ -277,7 +347,7 @@ where
         TResourceKey: Clone,
     {
         let mut report = HashMap::with_capacity(self.map.len());
-        for (key, value) in &self.map {
+        for (key, value) in self.map.iter() {
             if let Some(resource) = self.lifecycle.iter().find(|r| same_allocation(r, value)) {
                 report.insert(key.clone(), resource.health().await);
             }

@@ -387,3 +387,50 @@ fn resources_are_send_and_sync() {
     support::assert_send_sync::<Resources<String>>();
     support::assert_send_sync::<HealthStatus>();
 }
+
+#[derive(Debug, Resource)]
+struct Numbered(usize);
+
+#[tokio::test]
+async fn maps_of_every_size_find_every_key_and_reject_duplicates() {
+    // Small maps are searched linearly and larger ones hashed; the switch happens while
+    // inserting, so check every size across it, whatever the capacity hint.
+    for hint in [0, 4, 40] {
+        let mut res: Resources<String> = Resources::with_capacity(hint);
+        for n in 0..30 {
+            res = res.insert(format!("key-{n}"), Numbered(n));
+            for m in 0..=n {
+                let key = format!("key-{m}");
+                assert_eq!(
+                    res.get::<Numbered, str>(&key).unwrap().0,
+                    m,
+                    "size {}",
+                    n + 1
+                );
+                assert_eq!(
+                    res.get::<Config, str>(&key).unwrap_err().category(),
+                    "resource_type_mismatch"
+                );
+            }
+            let absent = format!("key-{}", n + 1);
+            let err = res.get::<Numbered, str>(&absent).unwrap_err();
+            assert_eq!(err.category(), "resource_not_found");
+            assert_eq!(
+                format!("{res:?}"),
+                format!("Resources {{ count: {} }}", n + 1)
+            );
+            let dup = res.try_insert(format!("key-{}", n / 2), Other);
+            let Err(err) = dup else {
+                panic!("key-{} is taken at size {}", n / 2, n + 1);
+            };
+            assert_eq!(err.category(), "resource_duplicate_key");
+            // `try_insert` consumed the map: rebuild it up to this size.
+            res = (0..=n).fold(Resources::with_capacity(hint), |r, m| {
+                r.insert(format!("key-{m}"), Numbered(m))
+            });
+        }
+        assert_eq!(res.check_all_health().await.len(), 30);
+        res.setup_all().await.unwrap();
+        res.teardown_all().await;
+    }
+}
