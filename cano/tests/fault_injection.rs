@@ -128,6 +128,8 @@ struct Step {
     output: u32,
     next: S,
     fx: Log,
+    /// How many times `compensate` fails before it succeeds.
+    undo_failures: Arc<AtomicU32>,
 }
 
 #[saga::task(state = S)]
@@ -145,6 +147,14 @@ impl Step {
         Ok((TaskResult::Single(self.next.clone()), self.output))
     }
     async fn compensate(&self, _res: &Resources, output: u32) -> Result<(), CanoError> {
+        let failing = self
+            .undo_failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if failing {
+            self.fx.push(format!("undo-failed:{}", self.name));
+            return Err(CanoError::task_execution("refund service down"));
+        }
         self.fx.push(format!("undo:{}:{output}", self.name));
         Ok(())
     }
@@ -216,6 +226,8 @@ struct Fixture {
     resources: Log,
     /// How many times `Ship` fails before it succeeds.
     ship_failures: Arc<AtomicU32>,
+    /// How many times undoing `Charge` fails before it succeeds.
+    charge_undo_failures: Arc<AtomicU32>,
 }
 
 impl Fixture {
@@ -231,7 +243,14 @@ impl Fixture {
             fx: Log::new(),
             resources: Log::new(),
             ship_failures: Arc::default(),
+            charge_undo_failures: Arc::default(),
         }
+    }
+
+    /// Undoing `Charge` fails `n` times before it succeeds.
+    fn charge_undo_fails(self, n: u32) -> Self {
+        self.charge_undo_failures.store(n, Ordering::SeqCst);
+        self
     }
 
     /// `Ship` fails `n` times (`u32::MAX`: always) before it succeeds.
@@ -247,6 +266,11 @@ impl Fixture {
             output,
             next,
             fx: fx.clone(),
+            undo_failures: if name == "charge" {
+                self.charge_undo_failures.clone()
+            } else {
+                Arc::default()
+            },
         };
         Workflow::new(Resources::new().insert("probe", Probe::new("R", &self.resources)))
             .register(
@@ -310,6 +334,7 @@ impl Fixture {
             fx,
             resources,
             ship_failures,
+            charge_undo_failures,
         } = self;
         drop(store);
         assert_eq!(Arc::strong_count(&redb), 1, "a store handle is still alive");
@@ -334,6 +359,7 @@ impl Fixture {
             fx,
             resources,
             ship_failures,
+            charge_undo_failures,
         }
     }
 
@@ -1207,6 +1233,73 @@ async fn a_run_whose_rollback_row_failed_can_be_resumed() {
         "nothing runs or is undone again"
     );
     assert!(t.check_disk().await.is_empty());
+}
+
+/// The `RollbackStarted` row fails once and a compensation fails too: the rollback is
+/// dirty, so the log is kept. No `Compensated` rows may be written without the row that
+/// starts the rollback (they would refer to a rollback the log does not show); instead,
+/// once the rollback is over, the engine records it late, listing only the step still to
+/// undo. `resume_from` then finishes the rollback: `Ship` does not run again and `Reserve`
+/// is not compensated a second time.
+#[tokio::test]
+async fn a_rollback_whose_start_row_failed_is_recorded_late_if_it_stays_dirty() {
+    let t = Fixture::new().ship_fails(1).charge_undo_fails(1);
+    t.store.inject(
+        Trigger::kind(RowKind::RollbackStarted).nth(0),
+        Fault::fail("disk full"),
+    );
+    let err = t.orchestrate().await.err();
+    assert_eq!(err.category(), "compensation_failed", "{err}");
+    assert!(err.to_string().contains("refund service down"), "{err}");
+    assert!(err.to_string().contains("disk full"), "{err}");
+    let rows = t.check_disk().await;
+    assert!(
+        rows.iter().all(|r| r.kind != RowKind::Compensated),
+        "no Compensated row may refer to an unrecorded rollback: {rows:?}"
+    );
+    assert_eq!(rows.last().map(|r| r.kind), Some(RowKind::RollbackStarted));
+    let undone_first = [
+        "start",
+        "load:0",
+        "load:1",
+        "load:2",
+        "reserve",
+        "charge",
+        "undo-failed:charge",
+        "undo:reserve:7",
+    ];
+    assert_eq!(t.effects(), strings(&undone_first));
+    let resumed = t.resume().await.err();
+    assert_eq!(resumed.category(), "task_execution", "{resumed}");
+    let mut all = strings(&undone_first);
+    all.push("undo:charge:8".to_string());
+    assert_eq!(
+        t.effects(),
+        all,
+        "only Charge is undone again; Ship does not run"
+    );
+    assert!(t.check_disk().await.is_empty());
+}
+
+/// The same with the `RollbackStarted` row failing every time: nothing can be recorded,
+/// and `orchestrate`'s error says so (both the failed compensation and the failed row).
+#[tokio::test]
+async fn a_rollback_that_cannot_be_recorded_at_all_writes_no_compensated_rows() {
+    let t = Fixture::new().ship_fails(1).charge_undo_fails(1);
+    t.store.inject(
+        Trigger::kind(RowKind::RollbackStarted),
+        Fault::fail("disk full"),
+    );
+    let err = t.orchestrate().await.err();
+    assert_eq!(err.category(), "compensation_failed", "{err}");
+    assert!(err.to_string().contains("refund service down"), "{err}");
+    assert_eq!(err.to_string().matches("disk full").count(), 2, "{err}");
+    let rows = t.check_disk().await;
+    assert!(
+        rows.iter().all(|r| r.kind != RowKind::Compensated),
+        "{rows:?}"
+    );
+    assert_eq!(rows.last().map(|r| r.state.as_str()), Some("Ship"));
 }
 
 /// A lost acknowledgement (the row is written, `append` returns `Err`) on an entry row

@@ -5,7 +5,10 @@
 //! the rollback is recorded as it goes — a `RollbackStarted` row listing the steps to
 //! undo, then a `Compensated` row after each step undone — so that if the process dies
 //! mid-rollback, [`Workflow::resume_from`] finishes the rollback instead of running the
-//! failed state again, and never compensates a step twice.
+//! failed state again, and never compensates a step twice. If the `RollbackStarted` row
+//! cannot be written, no `Compensated` rows are (they would refer to it); should the
+//! rollback then end with a failed compensation, it is recorded after the fact, listing
+//! only the steps still to undo.
 
 use super::Workflow;
 use super::execution::{Completed, Run};
@@ -149,6 +152,8 @@ where
         mut bookkeeping: Vec<CanoError>,
     ) -> CanoError {
         let mut errors = vec![original];
+        // Steps whose compensation failed, newest first (kept only when not recording).
+        let mut failed = Vec::new();
         while let Some((index, step)) = remaining.pop() {
             match self.compensate(&step.task_id, &step.output).await {
                 Ok(()) if recording => {
@@ -157,10 +162,24 @@ where
                     }
                 }
                 Ok(()) => {}
-                Err(e) => errors.push(e),
+                Err(e) => {
+                    errors.push(e);
+                    if !recording {
+                        failed.push(step);
+                    }
+                }
             }
         }
         if errors.len() > 1 {
+            if !recording {
+                // The rollback's start could not be recorded, and the log is kept: record
+                // it now, listing only the steps still to undo, so that `resume_from`
+                // finishes the rollback instead of running the saga forward again.
+                failed.reverse();
+                if let Err(e) = self.record_rollback_start(run, &errors[0], &failed).await {
+                    bookkeeping.push(e);
+                }
+            }
             errors.extend(bookkeeping);
             return CanoError::compensation_failed(errors);
         }
