@@ -264,3 +264,87 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn started(sequence: u64, steps: &[&str]) -> CheckpointRow {
+        let record = RollbackRecord {
+            category: "task_execution".into(),
+            message: "boom".into(),
+            steps: steps
+                .iter()
+                .map(|s| Completed {
+                    task_id: (*s).to_string(),
+                    output: b"1".to_vec(),
+                })
+                .collect(),
+        };
+        let mut row = CheckpointRow::new(sequence, "", "");
+        row.output_blob = Some(serde_json::to_vec(&record).unwrap());
+        row.kind = RowKind::RollbackStarted;
+        row
+    }
+
+    fn compensated(sequence: u64, index: usize) -> CheckpointRow {
+        let mut row = CheckpointRow::new(sequence, "", "");
+        row.output_blob = Some(index.to_string().into_bytes());
+        row.kind = RowKind::Compensated;
+        row
+    }
+
+    fn remaining(rows: &[CheckpointRow]) -> Vec<(usize, String)> {
+        let pending = pending_rollback(rows).unwrap().expect("a rollback is pending");
+        assert_eq!(pending.original.category(), "task_execution");
+        pending
+            .remaining
+            .into_iter()
+            .map(|(i, step)| (i, step.task_id))
+            .collect()
+    }
+
+    #[test]
+    fn no_rollback_row_means_nothing_pending() {
+        let rows = [CheckpointRow::new(0, "A", "a"), compensated(1, 0)];
+        assert!(pending_rollback(&rows).unwrap().is_none());
+    }
+
+    #[test]
+    fn only_compensated_rows_after_the_latest_start_count() {
+        let rows = [
+            CheckpointRow::new(0, "A", "a"),
+            started(1, &["a", "b"]),
+            compensated(2, 1),
+            // A later record (written after the fact, say) lists the steps afresh: the
+            // Compensated row above belongs to the earlier record.
+            started(3, &["a", "b"]),
+            compensated(4, 0),
+        ];
+        assert_eq!(remaining(&rows), vec![(1, "b".to_string())]);
+    }
+
+    #[test]
+    fn rows_of_other_kinds_after_the_start_do_not_count() {
+        // An entry row whose output happens to read as an index is not a compensation.
+        let rows = [
+            started(0, &["a", "b"]),
+            CheckpointRow::new(1, "A", "a").with_output(b"0".to_vec()),
+            compensated(2, 1),
+        ];
+        assert_eq!(remaining(&rows), vec![(0, "a".to_string())]);
+    }
+
+    #[test]
+    fn a_start_row_without_a_readable_payload_is_an_error() {
+        let mut row = started(0, &["a"]);
+        row.output_blob = None;
+        assert_eq!(
+            pending_rollback(&[row.clone()]).err().map(|e| e.category()),
+            Some("checkpoint_store")
+        );
+        row.output_blob = Some(b"{not json".to_vec());
+        let err = pending_rollback(&[row]).err().unwrap();
+        assert!(err.message().contains("sequence 0"), "{err}");
+    }
+}
