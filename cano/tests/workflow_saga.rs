@@ -1312,3 +1312,65 @@ async fn a_resumed_stepped_state_failing_rolls_back_a_rehydrated_step_but_not_it
     assert_eq!(books.undone(), pairs(&[("A", 42)]));
     assert!(store.rows("sg").is_empty());
 }
+
+/// A compensatable task that keeps the trait's default `name` and `config`; its forward
+/// run fails `flaky` times before it succeeds.
+struct Defaults {
+    flaky: std::sync::atomic::AtomicU32,
+    calls: std::sync::atomic::AtomicU32,
+    undone: Arc<Mutex<Vec<u32>>>,
+}
+
+#[saga::task(state = S)]
+impl Defaults {
+    type Output = u32;
+
+    async fn run(&self, _res: &Resources) -> Result<(TaskResult<S>, u32), CanoError> {
+        use std::sync::atomic::Ordering;
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let failing = self
+            .flaky
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if failing {
+            return Err(CanoError::task_execution("not yet"));
+        }
+        Ok((TaskResult::Single(S::B), 41))
+    }
+
+    async fn compensate(&self, _res: &Resources, output: u32) -> Result<(), CanoError> {
+        self.undone.lock().unwrap().push(output);
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_step_without_name_or_config_uses_its_type_path_and_the_default_retries() {
+    let (books, store) = (Books::default(), TestStore::new());
+    let undone = Arc::new(Mutex::new(Vec::new()));
+    let step = Defaults {
+        // The default config allows three retries: two failures are absorbed.
+        flaky: 2.into(),
+        calls: 0.into(),
+        undone: undone.clone(),
+    };
+    let wf = Workflow::bare()
+        .register_with_compensation(S::A, step)
+        .register(S::B, books.plain("B", S::Done).failing())
+        .add_exit_state(S::Done)
+        .with_checkpoint_store(store.clone())
+        .with_workflow_id("defaults");
+    let err = wf.orchestrate(S::A).await.unwrap_err();
+    assert_eq!(err.message(), "B failed", "{err}");
+    let name = std::any::type_name::<Defaults>();
+    let rows = store.audit_rows("defaults");
+    assert_eq!(
+        rows[..2],
+        [
+            CheckpointRow::new(0, "A", name),
+            CheckpointRow::new(1, "A", name).with_output(json(&41u32)),
+        ]
+    );
+    // The compensator is found under the default name.
+    assert_eq!(*undone.lock().unwrap(), [41]);
+}
