@@ -1260,3 +1260,21 @@ async fn on_one_thread_every_member_starts_before_an_early_stop() {
     assert_eq!(alive.load(Ordering::SeqCst), 0, "member 1 was aborted");
     assert_eq!(done.load(Ordering::SeqCst), 2);
 }
+
+#[test]
+fn a_split_outside_a_tokio_runtime_is_an_error_not_a_panic() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    let (members, _, done) = workers(vec![Act::Instant, Act::Instant]);
+    let wf = Workflow::bare()
+        .register_split(S::Fan, members, join(JoinStrategy::All))
+        .add_exit_state(S::Joined);
+    let mut run = std::pin::pin!(wf.orchestrate(S::Fan));
+    let Poll::Ready(out) = run.as_mut().poll(&mut Context::from_waker(Waker::noop())) else {
+        panic!("nothing to wait for before the split");
+    };
+    let err = out.unwrap_err();
+    assert_eq!(err.category(), "workflow");
+    assert!(err.message().contains("tokio runtime"), "{err}");
+    assert_eq!(done.load(Ordering::SeqCst), 0);
+}

@@ -295,7 +295,9 @@ mod tests {
     }
 
     fn remaining(rows: &[CheckpointRow]) -> Vec<(usize, String)> {
-        let pending = pending_rollback(rows).unwrap().expect("a rollback is pending");
+        let pending = pending_rollback(rows)
+            .unwrap()
+            .expect("a rollback is pending");
         assert_eq!(pending.original.category(), "task_execution");
         pending
             .remaining

@@ -123,6 +123,11 @@ where
         join: &JoinConfig<TState>,
     ) -> Result<TState, CanoError> {
         join.check()?;
+        let Ok(runtime) = Handle::try_current() else {
+            return Err(CanoError::workflow(
+                "a split state must run inside a tokio runtime (its members are tokio tasks)",
+            ));
+        };
         let total = tasks.len();
         let mut ids: Vec<String> = Vec::new();
         let configs = match &self.observers {
@@ -156,10 +161,7 @@ where
         let (tx, mut rx) = mpsc::unbounded_channel();
         // One runner per worker thread: together they start every member, in index
         // order, as fast as the runtime can run them in parallel.
-        let runners = Handle::current()
-            .metrics()
-            .num_workers()
-            .clamp(1, total.max(1));
+        let runners = runtime.metrics().num_workers().clamp(1, total.max(1));
         let mut running = Running {
             runners: Vec::with_capacity(runners),
             shared: Arc::clone(&shared),
@@ -167,7 +169,7 @@ where
         if total > 0 {
             for _ in 0..runners {
                 let runner = start_members(Arc::clone(&shared), tx.clone(), runners > 1);
-                running.runners.push(tokio::spawn(runner));
+                running.runners.push(runtime.spawn(runner));
             }
         }
         // Runners and members hold the senders: the channel closes when the last is done.
