@@ -7,8 +7,10 @@
 //! # A split state
 //!
 //! [`Workflow::register_split`](crate::Workflow::register_split) registers a list of
-//! tasks for one state. Entering that state starts all of them at once, each as its own
-//! Tokio task, and waits for them according to a [`JoinConfig`](crate::JoinConfig): the
+//! tasks for one state. Entering that state starts all of them at once, in parallel on
+//! every worker thread of the Tokio runtime (a member that waits — for I/O, a timer, a
+//! bulkhead permit — runs as its own Tokio task; one that just computes and returns
+//! needs none), and waits for them according to a [`JoinConfig`](crate::JoinConfig): the
 //! [`JoinStrategy`](crate::JoinStrategy) says when the split succeeds, and the
 //! *join state* is where the run goes next. The members' own return values are ignored —
 //! the next state is always the join state — so members hand their results on through a

@@ -1,8 +1,9 @@
 //! Parallel split/join: [`JoinStrategy`], [`JoinConfig`], [`SplitResult`].
 //!
 //! A split state (registered with [`Workflow::register_split`](crate::Workflow::register_split))
-//! runs all of its tasks concurrently, each as its own tokio task with its own retry
-//! policy, then moves to the [`JoinConfig::join_state`] when the strategy is satisfied.
+//! runs all of its tasks concurrently, in parallel on the tokio runtime's worker threads,
+//! each with its own retry policy, then moves to the [`JoinConfig::join_state`] when the
+//! strategy is satisfied.
 
 use crate::error::CanoError;
 use crate::task::TaskResult;
