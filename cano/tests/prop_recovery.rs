@@ -992,6 +992,28 @@ fn resume_near_the_top_of_the_sequence_space() {
     assert_eq!(e.category(), "checkpoint_store", "{e}");
 }
 
+/// The last rows the sequence space allows: a log ending at `u64::MAX - 3` has room for
+/// the re-entry row (`u64::MAX - 2`) but not for the next state's row, which would take
+/// `u64::MAX - 1` and leave no number for a row after it. The run stops with a clear error
+/// before that row, and `u64::MAX - 1` and `u64::MAX` are never written.
+#[test]
+fn the_last_row_the_sequence_space_allows() {
+    quiet_panics();
+    let setup = Setup {
+        rows: vec![CheckpointRow::new(u64::MAX - 3, "St(0)", "p0")],
+        c1: Undo::Ok,
+        c5: Undo::Ok,
+        p6_fails: false,
+    };
+    let out = resume(&setup);
+    check_any(&setup, &out).unwrap();
+    let e = out.result.expect_err("no room for the second row");
+    assert_eq!(e.category(), "checkpoint_store", "{e}");
+    assert!(e.message().contains("full"), "{e}");
+    let sequences: Vec<u64> = out.appended.iter().map(|r| r.sequence).collect();
+    assert_eq!(sequences, vec![u64::MAX - 2]);
+}
+
 /// A recorded rollback in a log that ends at `u64::MAX`: the resumed rollback has no room
 /// for its `Compensated` rows. It used to compensate the step, fail to record it, return
 /// `CompensationFailed` and keep the log — so the next resume compensated the same step
