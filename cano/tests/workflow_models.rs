@@ -949,6 +949,37 @@ async fn a_second_resume_before_the_next_step_keeps_the_cursor() {
 }
 
 #[tokio::test]
+async fn a_cursor_left_by_a_stepped_state_is_not_given_to_a_plain_task_that_replaced_it() {
+    // The log was written while `Start` was a stepped state; the workflow now runs a
+    // plain task there. Its re-entry row is a plain entry row: no cursor is carried on.
+    let (log, store) = (Log::new(), TestStore::new());
+    seed(
+        &store,
+        "s5",
+        vec![
+            CheckpointRow::new(0, "Start", "counter"),
+            CheckpointRow::new(1, "Start", "counter").with_cursor(json(&1u32)),
+        ],
+    )
+    .await;
+    let wf = Workflow::bare()
+        .register(S::Start, Node::new("start", S::Complete, &log))
+        .add_exit_state(S::Complete)
+        .with_checkpoint_store(store.clone());
+
+    assert_eq!(wf.resume_from("s5").await.unwrap(), S::Complete);
+    assert_eq!(log.entries(), ["start"]);
+    assert_eq!(
+        store.audit_rows("s5")[2..],
+        [
+            CheckpointRow::new(2, "Start", "start"),
+            CheckpointRow::new(3, "Complete", ""),
+        ]
+    );
+    assert_eq!(store.audit_rows("s5")[2].kind, RowKind::StateEntry);
+}
+
+#[tokio::test]
 async fn resume_from_an_entry_row_without_cursors_starts_from_none() {
     let (calls, store) = (Calls::default(), TestStore::new());
     store.seed("s4", &[(0, "Start", "counter")]);
