@@ -103,7 +103,7 @@ where
     /// Each `compensate` runs once (no retries), bounded by its task's
     /// `attempt_timeout`; a panic is caught and reported.
     pub(crate) async fn fail(&self, run: &mut Run, err: CanoError) -> CanoError {
-        if run.compensations.is_empty() {
+        if run.compensations().is_empty() {
             return err;
         }
         // Boxed: rollbacks are rare and their future is large.
@@ -111,7 +111,7 @@ where
     }
 
     async fn roll_back(&self, run: &mut Run, err: CanoError) -> CanoError {
-        let steps = std::mem::take(&mut run.compensations);
+        let steps = run.take_compensations();
         let mut bookkeeping = Vec::new();
         // Record progress only if the start is recorded: `Compensated` rows refer to it.
         let recording = match self.record_rollback_start(run, &err, &steps).await {

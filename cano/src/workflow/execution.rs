@@ -30,20 +30,28 @@ use std::pin::{Pin, pin};
 use std::sync::Arc;
 
 /// Per-run bookkeeping.
+///
+/// Every run's future holds one, so what only sagas and resumed runs need lives behind a
+/// box that plain runs never allocate ([`Run::extra`]).
 pub(crate) struct Run {
     /// The checkpoint log's id (`None` when the workflow has no id and this is not a resume).
     pub(crate) workflow_id: Option<Arc<str>>,
     /// Sequence number of the next checkpoint row.
     pub(crate) sequence: u64,
+    extra: Option<Box<RunExtra>>,
+}
+
+#[derive(Default)]
+struct RunExtra {
     /// Completed saga steps, oldest first.
-    pub(crate) compensations: Vec<Completed>,
+    compensations: Vec<Completed>,
     /// The cursor recorded at the resume point; only the first state of a resumed run
     /// (the one whose cursor it is) may use it.
-    pub(crate) resume_cursor: Option<Vec<u8>>,
+    resume_cursor: Option<Vec<u8>>,
     /// The completion row at the resume point, which the resumed state's re-run replaces.
     /// The re-entry row names it (in its `output_blob`), so a later resume never
     /// compensates that superseded run of the step as well as the new one.
-    pub(crate) supersedes: Option<u64>,
+    supersedes: Option<u64>,
 }
 
 impl Run {
@@ -51,10 +59,45 @@ impl Run {
         Self {
             workflow_id,
             sequence: 0,
-            compensations: Vec::new(),
-            resume_cursor: None,
-            supersedes: None,
+            extra: None,
         }
+    }
+
+    fn extra(&mut self) -> &mut RunExtra {
+        self.extra.get_or_insert_with(Box::default)
+    }
+
+    /// Completed saga steps, oldest first.
+    pub(crate) fn compensations(&self) -> &[Completed] {
+        self.extra.as_ref().map_or(&[], |e| &e.compensations)
+    }
+
+    /// Push a completed saga step.
+    pub(crate) fn push_completed(&mut self, step: Completed) {
+        self.extra().compensations.push(step);
+    }
+
+    /// Take the compensation stack (leaving it empty).
+    pub(crate) fn take_compensations(&mut self) -> Vec<Completed> {
+        self.extra
+            .as_mut()
+            .map(|e| std::mem::take(&mut e.compensations))
+            .unwrap_or_default()
+    }
+
+    /// The cursor recorded at the resume point, if the run still has it.
+    pub(crate) fn resume_cursor(&self) -> Option<&Vec<u8>> {
+        self.extra.as_ref()?.resume_cursor.as_ref()
+    }
+
+    /// Take the resume point's cursor (a resume cursor is used once).
+    pub(crate) fn take_resume_cursor(&mut self) -> Option<Vec<u8>> {
+        self.extra.as_mut()?.resume_cursor.take()
+    }
+
+    /// Take the completion sequence the resumed state's re-entry supersedes.
+    fn take_supersedes(&mut self) -> Option<u64> {
+        self.extra.as_mut()?.supersedes.take()
     }
 }
 
@@ -142,17 +185,6 @@ where
     /// errors (after retries), `No task registered for state: …` when a task moves to an
     /// unknown state, `Workflow timeout exceeded`, and checkpoint store errors.
     pub async fn orchestrate(&self, initial_state: TState) -> Result<TState, CanoError> {
-        let fut = async {
-            self.validated()?;
-            self.validate_initial_state(&initial_state)?;
-            let run = Run::fresh(self.workflow_id.clone());
-            self.execute(
-                run,
-                Start::At(initial_state),
-                self.resources.has_lifecycle(),
-            )
-            .await
-        };
         #[cfg(feature = "tracing")]
         {
             use tracing::Instrument;
@@ -163,10 +195,35 @@ where
                     tracing::Span::none()
                 }
             });
-            fut.instrument(span).await
+            async {
+                let run = self.prepare(initial_state)?;
+                run.await
+            }
+            .instrument(span)
+            .await
         }
+        // Without a span, the run's future is awaited directly: no wrapper around it
+        // (see `a_run_future_stays_small`).
         #[cfg(not(feature = "tracing"))]
-        fut.await
+        {
+            let run = self.prepare(initial_state)?;
+            run.await
+        }
+    }
+
+    /// Validate, and create the future of a run from `initial_state`.
+    fn prepare(
+        &self,
+        initial_state: TState,
+    ) -> Result<impl Future<Output = Result<TState, CanoError>> + Send + '_, CanoError> {
+        self.validated()?;
+        self.validate_initial_state(&initial_state)?;
+        let run = Run::fresh(self.workflow_id.clone());
+        Ok(self.execute(
+            run,
+            Start::At(initial_state),
+            self.resources.has_lifecycle(),
+        ))
     }
 
     /// Continue the run recorded under `workflow_id` in the checkpoint store.
@@ -301,12 +358,15 @@ where
             RowKind::StepCursor => last.output_blob.clone(),
             _ => None,
         };
-        let run = Run {
-            workflow_id: Some(workflow_id),
-            sequence,
+        let extra = RunExtra {
             compensations,
             resume_cursor,
             supersedes: (last.kind == RowKind::CompensationCompletion).then_some(last.sequence),
+        };
+        let run = Run {
+            workflow_id: Some(workflow_id),
+            sequence,
+            extra: Some(Box::new(extra)),
         };
         Ok((state, run))
     }
@@ -344,7 +404,13 @@ where
                 None => self.run_loop(&mut run, start).await,
             };
             if lifecycle {
-                Box::pin(self.resources.teardown_all()).await;
+                // The result goes into the boxed future too: held across this await, it
+                // would take room in every run's future.
+                return Box::pin(async move {
+                    self.resources.teardown_all().await;
+                    result
+                })
+                .await;
             }
             result
         }
@@ -409,24 +475,26 @@ where
                 if labelled {
                     // The store's append is awaited here rather than inside a helper
                     // future, whose size every run's future would carry.
-                    let entry = match self.enter(run, &current, handler, label) {
+                    // (Awaited in place, through `&mut`: moving the parts out would store
+                    // them twice.)
+                    let mut entry = match self.enter(run, &current, handler, label) {
                         Ok(entry) => entry,
                         Err(err) => break err,
                     };
-                    if let Some((append, id, sequence)) = entry {
-                        if let Err(e) = append.await {
+                    if let Some(entry) = &mut entry {
+                        if let Err(e) = (&mut entry.0).await {
                             break CanoError::checkpoint_store(format!("append checkpoint: {e}"));
                         }
-                        self.notify(|o| o.on_checkpoint(id, sequence));
+                        self.notify(|o| o.on_checkpoint(entry.1, entry.2));
                     }
                 }
                 if self.exit_states.contains(&current) {
                     #[cfg(feature = "tracing")]
                     tracing::info!(final_state = ?current, "Workflow completed successfully");
-                    if let Some((clearing, id)) = self.start_clear(run)
-                        && let Err(e) = clearing.await
+                    if let Some(clearing) = &mut self.start_clear(run)
+                        && let Err(e) = (&mut clearing.0).await
                     {
-                        report_clear_failure(id, &e);
+                        report_clear_failure(clearing.1, &e);
                     }
                     return Ok(current);
                 }
@@ -455,7 +523,9 @@ where
                     None => Box::pin(handler.dispatch(self, run, label)).await,
                 };
                 // A resume cursor belongs to the resume point only.
-                run.resume_cursor = None;
+                if let Some(extra) = &mut run.extra {
+                    extra.resume_cursor = None;
+                }
                 match outcome {
                     Ok(next) => current = next,
                     Err(e) => break e,
@@ -500,11 +570,11 @@ where
         // A stepped state resumed mid-way records its re-entry as a cursor row carrying the
         // cursor it continues from: the log's last row then always says where the visit
         // stands, even if the process dies again before the next step.
-        if let (Some(cursor), true) = (&run.resume_cursor, handler.is_some_and(|h| h.is_stepped()))
+        if let (Some(cursor), true) = (run.resume_cursor(), handler.is_some_and(|h| h.is_stepped()))
         {
             row = row.with_cursor(cursor.clone());
         }
-        if let Some(superseded) = run.supersedes.take() {
+        if let Some(superseded) = run.take_supersedes() {
             row.output_blob = Some(superseded.to_string().into_bytes());
         }
         let sequence = row.sequence;
@@ -680,20 +750,24 @@ mod tests {
 
     /// Every spawned run holds one of these futures: its size is memory per concurrent
     /// run. It was 3.7 KB before the run loop was laid out to avoid double-stored state,
-    /// and 720 bytes before the loop awaited store calls itself and failed in one place.
+    /// and 720 bytes before the loop awaited store calls itself, failed in one place and
+    /// kept what only sagas and resumed runs need behind a box.
     #[test]
     fn a_run_future_stays_small() {
         let wf = Workflow::bare().register(S::A, T).add_exit_state(S::Done);
         // The `tracing` feature wraps runs in a span (a few dozen bytes more).
-        let slack = if cfg!(feature = "tracing") { 128 } else { 0 };
+        let slack = if cfg!(feature = "tracing") { 64 } else { 0 };
         let size = std::mem::size_of_val(&wf.orchestrate(S::A));
+        // At 272 bytes or less, `tokio::spawn(async move { wf.orchestrate(s).await })`
+        // fits a 384-byte tokio task (tasks are 128-byte aligned, with 104 bytes of
+        // their own): 512 above that.
         assert!(
-            size <= 400 + slack,
+            size <= 272 + slack,
             "orchestrate future grew to {size} bytes"
         );
         let size = std::mem::size_of_val(&wf.resume_from("id"));
         assert!(
-            size <= 1000 + slack,
+            size <= 480 + slack,
             "resume_from future grew to {size} bytes"
         );
     }

@@ -226,7 +226,7 @@ where
                 CheckpointRow::new(run.sequence, label, name.clone()).with_output(blob.clone());
             if let Err(e) = self.append_row(store.as_ref(), run, row).await {
                 // The step did happen: make sure the rollback undoes it.
-                run.compensations.push(Completed {
+                run.push_completed(Completed {
                     task_id: name,
                     output: blob,
                 });
@@ -235,7 +235,7 @@ where
                 )));
             }
         }
-        run.compensations.push(Completed {
+        run.push_completed(Completed {
             task_id: name,
             output: blob,
         });
@@ -272,7 +272,7 @@ where
     ) -> Result<TState, CanoError> {
         let resources = &*self.resources;
         let scope = self.begin_task(config, || task.name());
-        let mut cursor = run.resume_cursor.take();
+        let mut cursor = run.take_resume_cursor();
         let outcome = loop {
             let step = guarded(scope.config(), || task.step(resources, cursor.clone())).await;
             match step {
