@@ -1067,6 +1067,8 @@ enum Act {
     WaitThenSet(Duration, Arc<AtomicBool>),
     /// Never finishes.
     Forever,
+    /// Keeps its thread busy (no await) for this long.
+    Spin(Duration),
 }
 
 /// Decrements `alive` however the body ends (finished or aborted).
@@ -1103,6 +1105,7 @@ impl Worker {
                 flag.store(true, Ordering::SeqCst);
             }
             Act::Forever => std::future::pending::<()>().await,
+            Act::Spin(d) => std::thread::sleep(*d),
         }
         self.done.fetch_add(1, Ordering::SeqCst);
         Ok(TaskResult::Single(S::Done))
@@ -1277,4 +1280,41 @@ fn a_split_outside_a_tokio_runtime_is_an_error_not_a_panic() {
     assert_eq!(err.category(), "workflow");
     assert!(err.message().contains("tokio runtime"), "{err}");
     assert_eq!(done.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_split_deadline_holds_while_a_member_keeps_its_thread_busy() {
+    // The split runs in a spawned task (as in a server), so its collector shares the
+    // workers with the members. A member that blocks its thread for a second must not
+    // hold the collector back past a 150 ms deadline.
+    for strategy in [JoinStrategy::PartialTimeout, JoinStrategy::All] {
+        let (members, _, done) = workers(vec![Act::Instant, Act::Spin(Duration::from_secs(1))]);
+        let wf = Arc::new(
+            Workflow::bare()
+                .register_split(
+                    S::Fan,
+                    members,
+                    join(strategy.clone()).with_timeout(ms(150)),
+                )
+                .add_exit_state(S::Joined),
+        );
+        let started = std::time::Instant::now();
+        let run = tokio::spawn({
+            let wf = Arc::clone(&wf);
+            async move { wf.orchestrate(S::Fan).await }
+        });
+        let out = run.await.unwrap();
+        let took = started.elapsed();
+        match strategy {
+            JoinStrategy::PartialTimeout => assert_eq!(out, Ok(S::Joined)),
+            _ => assert_eq!(out.unwrap_err().message(), "Split task timeout exceeded"),
+        }
+        assert!(
+            took < ms(800),
+            "{strategy:?}: the split ended after {took:?}"
+        );
+        assert!(done.load(Ordering::SeqCst) >= 1);
+        // Let the spinning member finish before the next round.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
 }

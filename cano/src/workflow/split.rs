@@ -166,9 +166,15 @@ where
             runners: Vec::with_capacity(runners),
             shared: Arc::clone(&shared),
         };
+        // Strategies that can end before every member reported need each outcome as soon
+        // as it exists; the others only need them all, and take them in batches.
+        let batch = match join.strategy {
+            JoinStrategy::Any | JoinStrategy::PartialResults(_) | JoinStrategy::PartialTimeout => 1,
+            _ => REPORT_BATCH,
+        };
         if total > 0 {
             for _ in 0..runners {
-                let runner = start_members(Arc::clone(&shared), tx.clone(), runners > 1);
+                let runner = start_members(Arc::clone(&shared), tx.clone(), runners > 1, batch);
                 running.runners.push(runtime.spawn(runner));
             }
         }
@@ -194,7 +200,8 @@ where
 }
 
 /// A runner: start members (taking the next index each time) until none is left or the
-/// split stopped. `multi_thread`: there are other runners (and workers to steal work).
+/// split stopped. `multi_thread`: there are other runners (and workers to steal work);
+/// `batch`: how many outcomes to report at once.
 ///
 /// Each member's first poll happens here. One that finishes in it (most do: a task that
 /// computes and returns) costs no tokio task of its own; one that waits (I/O, a timer, a
@@ -203,36 +210,72 @@ where
 /// blocks only this runner: the others go on starting the remaining members.
 async fn start_members<TState, TResourceKey>(
     shared: Arc<Members<TState, TResourceKey>>,
-    report: mpsc::UnboundedSender<MemberOutcome<TState>>,
+    report: mpsc::UnboundedSender<Vec<MemberOutcome<TState>>>,
     multi_thread: bool,
+    batch: usize,
 ) where
     TState: Clone + fmt::Debug + Send + Sync + 'static,
     TResourceKey: Hash + Eq + Send + Sync + 'static,
 {
     let total = shared.tasks.len();
+    // Outcomes of members that finished here, reported together: one message (and one
+    // wake-up of the collector) per batch instead of per member.
+    let mut finished = Vec::new();
     while !shared.stopped.load(Ordering::Acquire) {
         let idx = shared.next.fetch_add(1, Ordering::Relaxed);
         if idx >= total {
             break;
         }
-        let mut started = Box::pin(member(idx, Arc::clone(&shared), report.clone()));
-        let waiting = poll_fn(|cx| Poll::Ready(started.as_mut().poll(cx).is_pending())).await;
-        if waiting {
-            shared.detach(tokio::spawn(started).abort_handle());
-            if multi_thread {
-                // Let this worker take up the new task (tokio keeps the latest spawn in
-                // a slot other workers cannot steal from): were the next member to block
-                // the thread, the detached one would otherwise be stuck behind it. On a
-                // single thread there is nothing to steal, and not yielding gives every
-                // member its first poll before the collector runs, as spawning all did.
-                tokio::task::yield_now().await;
+        let mut started = Box::pin(member(idx, Arc::clone(&shared)));
+        match poll_fn(|cx| Poll::Ready(started.as_mut().poll(cx))).await {
+            Poll::Ready(outcome) => {
+                finished.push(outcome);
+                if finished.len() >= batch {
+                    let _ = report.send(std::mem::take(&mut finished));
+                    if multi_thread {
+                        // The send may have woken the collector into this worker's
+                        // unstealable slot (see below): let it run before the next member,
+                        // which might keep this thread busy past the split's deadline.
+                        tokio::task::yield_now().await;
+                    }
+                }
+            }
+            Poll::Pending => {
+                let reporter = report.clone();
+                let detached = tokio::spawn(async move {
+                    let outcome = started.await;
+                    // The collector may have stopped listening (early stop): fine.
+                    let _ = reporter.send(vec![outcome]);
+                });
+                shared.detach(detached.abort_handle());
+                if !finished.is_empty() {
+                    let _ = report.send(std::mem::take(&mut finished));
+                }
+                if multi_thread {
+                    // Let this worker take up the new task (tokio keeps the latest spawn,
+                    // or the latest task woken from this thread, in a slot other workers
+                    // cannot steal from): were the next member to block the thread, the
+                    // detached one would otherwise be stuck behind it. On a single thread
+                    // there is nothing to steal, and not yielding gives every member its
+                    // first poll before the collector runs, as spawning all did.
+                    tokio::task::yield_now().await;
+                }
             }
         }
     }
+    if !finished.is_empty() {
+        let _ = report.send(finished);
+    }
 }
 
+/// How many outcomes a runner collects before reporting them, for strategies that wait
+/// for every member (`All`, `Quorum`, `Percentage`: until then, or a timeout that fails
+/// the split whatever the outcomes, nothing depends on them). A runner also reports
+/// whenever it moves a member to a task of its own, and when it is done.
+const REPORT_BATCH: usize = 32;
+
 /// One member: run the task under its retry policy (after taking a bulkhead permit, if
-/// there is a bulkhead) and report `(index, outcome)`. A panic becomes an error for this
+/// there is a bulkhead) and return `(index, outcome)`. A panic becomes an error for this
 /// index only.
 ///
 /// A member's future is boxed by its runner and, if it waits, moved into a tokio task:
@@ -241,8 +284,8 @@ async fn start_members<TState, TResourceKey>(
 async fn member<TState, TResourceKey>(
     idx: usize,
     shared: Arc<Members<TState, TResourceKey>>,
-    report: mpsc::UnboundedSender<MemberOutcome<TState>>,
-) where
+) -> MemberOutcome<TState>
+where
     TState: Clone + fmt::Debug + Send + Sync + 'static,
     TResourceKey: Hash + Eq + Send + Sync + 'static,
 {
@@ -260,8 +303,7 @@ async fn member<TState, TResourceKey>(
     } else {
         Box::pin(member_guarded(idx, &shared)).await
     };
-    // The collector may have stopped listening (early stop): nothing to do then.
-    let _ = report.send((idx, outcome));
+    (idx, outcome)
 }
 
 /// A member's retry loop after its first attempt failed with `first`.
@@ -335,7 +377,7 @@ fn member_panicked(idx: usize, payload: &(dyn std::any::Any + Send)) -> CanoErro
 /// stop, or the split's deadline passes. Members still running at an early stop or at
 /// the deadline are aborted.
 async fn collect<TState, TResourceKey>(
-    outcomes: &mut mpsc::UnboundedReceiver<MemberOutcome<TState>>,
+    outcomes: &mut mpsc::UnboundedReceiver<Vec<MemberOutcome<TState>>>,
     running: &mut Running<TState, TResourceKey>,
     total: usize,
     join: &JoinConfig<TState>,
@@ -346,9 +388,9 @@ where
 {
     let mut outcome = SplitResult::with_capacity(total);
     let mut finished = vec![false; total];
-    // One timer for the whole split, created after every member was spawned.
+    // One timer for the whole split, created after the runners were spawned.
     let mut deadline = join.timeout.map(|t| Box::pin(tokio::time::sleep(t)));
-    loop {
+    'collecting: loop {
         let next = match deadline.as_mut() {
             None => outcomes.recv().await,
             Some(deadline) => tokio::select! {
@@ -363,31 +405,34 @@ where
                 }
             },
         };
-        let Some((idx, result)) = next else {
+        let Some(batch) = next else {
             // Every member finished: nothing left to abort.
             running.finished();
             break;
         };
-        if let Some(slot) = finished.get_mut(idx) {
-            *slot = true;
-        }
-        let entry = SplitTaskResult {
-            task_index: idx,
-            result,
-        };
-        if entry.result.is_ok() {
-            outcome.successes.push(entry);
-        } else {
-            outcome.errors.push(entry);
-        }
-        let stop = match join.strategy {
-            JoinStrategy::Any => !outcome.successes.is_empty(),
-            JoinStrategy::PartialResults(min) => outcome.successes.len() >= min,
-            _ => false,
-        };
-        if stop {
-            running.abort_all();
-            break;
+        // One at a time, as if each had arrived alone: an early stop ignores the rest.
+        for (idx, result) in batch {
+            if let Some(slot) = finished.get_mut(idx) {
+                *slot = true;
+            }
+            let entry = SplitTaskResult {
+                task_index: idx,
+                result,
+            };
+            if entry.result.is_ok() {
+                outcome.successes.push(entry);
+            } else {
+                outcome.errors.push(entry);
+            }
+            let stop = match join.strategy {
+                JoinStrategy::Any => !outcome.successes.is_empty(),
+                JoinStrategy::PartialResults(min) => outcome.successes.len() >= min,
+                _ => false,
+            };
+            if stop {
+                running.abort_all();
+                break 'collecting;
+            }
         }
     }
     outcome.cancelled = finished
