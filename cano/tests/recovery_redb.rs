@@ -190,6 +190,7 @@ async fn a_second_handle_on_an_open_file_is_refused() {
     assert_eq!(err.category(), "checkpoint_store");
     assert!(err.message().starts_with("redb: "), "{err}");
     assert!(err.message().contains("ckpt.redb"), "{err}");
+    assert!(err.message().contains("it is already open"), "{err}");
 }
 
 #[tokio::test]
@@ -203,6 +204,11 @@ async fn a_foreign_file_is_refused_with_its_name_and_left_untouched() {
         .expect("a text file is not a database");
     assert_eq!(err.category(), "checkpoint_store");
     assert!(err.message().contains("notes.txt"), "{err}");
+    assert!(
+        err.message()
+            .contains("not a redb checkpoint database, or it is damaged"),
+        "{err}"
+    );
     assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
 }
 
@@ -238,6 +244,10 @@ async fn a_missing_directory_is_a_clear_error() {
     let path = dir.path().join("no/such/dir/ckpt.redb");
     let err = RedbCheckpointStore::new(&path).err().expect("must fail");
     assert!(err.message().contains("ckpt.redb"), "{err}");
+    assert!(
+        err.message().contains("check that its directory exists"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

@@ -132,19 +132,7 @@ fn ensure_table(db: &Database) -> Result<(), redb::Error> {
 /// leaves either no file or a complete one: the database is built under a temporary
 /// name in the same directory and then linked into place (never over an existing file).
 fn create_atomically(path: &Path) -> Result<(), String> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "checkpoints.redb".to_string());
-    let nonce = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let tmp = dir.join(format!(".{file_name}.init-{}-{nonce}", std::process::id()));
+    let (dir, tmp) = staging_paths(path);
     let built = (|| -> Result<(), String> {
         let db = Database::create(&tmp).map_err(|e| e.to_string())?;
         ensure_table(&db).map_err(|e| e.to_string())?;
@@ -163,6 +151,26 @@ fn create_atomically(path: &Path) -> Result<(), String> {
     })();
     let _ = std::fs::remove_file(&tmp);
     built
+}
+
+/// The directory of `path` (`.` for a bare file name) and a fresh temporary name in it,
+/// where [`create_atomically`] builds the file: the same directory, so that the final
+/// link never crosses file systems.
+fn staging_paths(path: &Path) -> (PathBuf, PathBuf) {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "checkpoints.redb".to_string());
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let tmp = dir.join(format!(".{file_name}.init-{}-{nonce}", std::process::id()));
+    (dir, tmp)
 }
 
 /// What to check when redb cannot open a file.
@@ -589,6 +597,31 @@ impl CheckpointStore for RedbCheckpointStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_file_is_built_beside_its_final_name() {
+        let (dir, tmp) = staging_paths(Path::new("/var/lib/app/ckpt.redb"));
+        assert_eq!(dir, Path::new("/var/lib/app"));
+        assert_eq!(tmp.parent(), Some(Path::new("/var/lib/app")));
+        let name = tmp.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with(".ckpt.redb.init-"), "{name}");
+        // A bare file name lives in the current directory.
+        let (dir, tmp) = staging_paths(Path::new("ckpt.redb"));
+        assert_eq!(dir, Path::new("."));
+        assert_eq!(tmp.parent(), Some(Path::new(".")));
+    }
+
+    #[test]
+    fn creating_a_file_that_appeared_meanwhile_keeps_the_existing_one() {
+        // Another process won the race: its (complete) file stays, and no error.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ckpt.redb");
+        std::fs::write(&path, b"theirs").unwrap();
+        assert_eq!(create_atomically(&path), Ok(()));
+        assert_eq!(std::fs::read(&path).unwrap(), b"theirs");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "the temporary file is removed");
+    }
 
     #[test]
     fn value_encoding_matches_the_reference_layout() {
