@@ -598,6 +598,35 @@ impl CheckpointStore for RedbCheckpointStore {
 mod tests {
     use super::*;
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_writer_dropped_just_after_being_handed_the_lead_passes_it_on() {
+        use std::future::Future;
+        use std::task::Poll;
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbCheckpointStore::new(dir.path().join("ckpt.redb")).unwrap();
+        // Another writer leads; this one queues up behind it.
+        store.inner.leading.lock().unwrap().leading = true;
+        let mut follower = Box::pin(store.append("run", CheckpointRow::new(0, "A", "a")));
+        let first = std::future::poll_fn(|cx| Poll::Ready(follower.as_mut().poll(cx))).await;
+        assert!(first.is_pending(), "it waits for the leader");
+        // The leader finishes and hands the lead on; the follower's future is dropped
+        // before it takes it up.
+        hand_off(&mut store.inner.leading.lock().unwrap());
+        drop(follower);
+        // The lead was passed on (here: given up, nobody else waits), so later writes
+        // are not stuck behind it; the dropped write was never stored.
+        let next = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            store.append("run", CheckpointRow::new(0, "A", "a")),
+        )
+        .await;
+        assert_eq!(next.expect("a later write must not wait forever"), Ok(()));
+        assert_eq!(
+            store.load_run("run").await.unwrap(),
+            [CheckpointRow::new(0, "A", "a")]
+        );
+    }
+
     #[test]
     fn the_file_is_built_beside_its_final_name() {
         let (dir, tmp) = staging_paths(Path::new("/var/lib/app/ckpt.redb"));
