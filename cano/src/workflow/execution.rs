@@ -523,9 +523,7 @@ where
                     None => Box::pin(handler.dispatch(self, run, label)).await,
                 };
                 // A resume cursor belongs to the resume point only.
-                if let Some(extra) = &mut run.extra {
-                    extra.resume_cursor = None;
-                }
+                run.take_resume_cursor();
                 match outcome {
                     Ok(next) => current = next,
                     Err(e) => break e,
@@ -629,9 +627,9 @@ where
 
     /// Remove the run's log (no-op without a store or an id).
     pub(crate) async fn try_clear_log(&self, run: &Run) -> Result<(), CanoError> {
-        match (&self.checkpoint_store, run.workflow_id.as_deref()) {
-            (Some(store), Some(id)) => store.clear(id).await,
-            _ => Ok(()),
+        match self.start_clear(run) {
+            Some((clearing, _)) => clearing.await,
+            None => Ok(()),
         }
     }
 
@@ -676,8 +674,6 @@ where
     }
 }
 
-/// The sequence after `sequence`. The last number, `u64::MAX`, is never used for a row,
-/// so that there is always a next one to resume at.
 /// A log that could not be cleared is reported (through `tracing` when enabled, else on
 /// stderr), not returned: the run itself succeeded.
 fn report_clear_failure(id: &str, e: &CanoError) {
@@ -687,6 +683,8 @@ fn report_clear_failure(id: &str, e: &CanoError) {
     eprintln!("cano: could not clear the checkpoint log of {id:?}: {e}");
 }
 
+/// The sequence after `sequence`. The last number, `u64::MAX`, is never used for a row,
+/// so that there is always a next one to resume at.
 fn next_sequence(workflow_id: &str, sequence: u64) -> Result<u64, CanoError> {
     match sequence.checked_add(1) {
         Some(next) if next < u64::MAX => Ok(next),
