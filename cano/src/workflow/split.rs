@@ -56,6 +56,18 @@ where
         }
     }
 
+    /// Member `idx`'s task, its config and the resources it runs with.
+    fn member(
+        &self,
+        idx: usize,
+    ) -> (
+        &TaskObject<TState, TResourceKey>,
+        &TaskConfig,
+        &Resources<TResourceKey>,
+    ) {
+        (&self.tasks[idx], &self.configs[idx], &self.resources)
+    }
+
     /// Start no more members and abort every detached one.
     fn stop(&self) {
         self.stopped.store(true, Ordering::Release);
@@ -289,11 +301,7 @@ where
     TState: Clone + fmt::Debug + Send + Sync + 'static,
     TResourceKey: Hash + Eq + Send + Sync + 'static,
 {
-    let (task, config, resources) = (
-        &shared.tasks[idx],
-        &*shared.configs[idx],
-        &*shared.resources,
-    );
+    let (task, config, resources) = shared.member(idx);
     let outcome = if shared.bulkhead.is_none() && retry::is_plain(config) {
         match CatchUnwind::new(task.run(resources)).await {
             Ok(Ok(result)) => Ok(result),
@@ -316,11 +324,7 @@ where
     TState: Clone + fmt::Debug + Send + Sync + 'static,
     TResourceKey: Hash + Eq + Send + Sync + 'static,
 {
-    let (task, config, resources) = (
-        &shared.tasks[idx],
-        &*shared.configs[idx],
-        &*shared.resources,
-    );
+    let (task, config, resources) = shared.member(idx);
     let retried = pin!(retry::retry_after_failure(
         config,
         || task.run(resources),
@@ -353,11 +357,7 @@ where
             },
             None => None,
         };
-        let (task, config, resources) = (
-            &shared.tasks[idx],
-            &*shared.configs[idx],
-            &*shared.resources,
-        );
+        let (task, config, resources) = shared.member(idx);
         run_with_retries(config, || task.run(resources)).await
     };
     match CatchUnwind::new(pin!(work)).await {
