@@ -17,9 +17,8 @@ const LINEAR_LIMIT: usize = 8;
 
 #[derive(Clone)]
 pub(crate) struct StateTable<S, V> {
-    entries: Vec<(S, V)>,
-    /// `labels[i]` is `format!("{:?}", entries[i].0)`.
-    labels: Vec<Box<str>>,
+    /// `(state, value, format!("{state:?}"))`, in insertion order.
+    entries: Vec<(S, V, Box<str>)>,
     index: FastMap<S, usize>,
 }
 
@@ -27,7 +26,6 @@ impl<S: Hash + Eq + Clone + fmt::Debug, V> StateTable<S, V> {
     pub(crate) fn new() -> Self {
         Self {
             entries: Vec::new(),
-            labels: Vec::new(),
             index: FastMap::default(),
         }
     }
@@ -38,15 +36,15 @@ impl<S: Hash + Eq + Clone + fmt::Debug, V> StateTable<S, V> {
             return Some(std::mem::replace(&mut self.entries[i].1, value));
         }
         self.index.insert(key.clone(), self.entries.len());
-        self.labels.push(format!("{key:?}").into_boxed_str());
-        self.entries.push((key, value));
+        let label = format!("{key:?}").into_boxed_str();
+        self.entries.push((key, value, label));
         None
     }
 
     #[inline]
     fn position(&self, key: &S) -> Option<usize> {
         if self.entries.len() <= LINEAR_LIMIT {
-            self.entries.iter().position(|(k, _)| k == key)
+            self.entries.iter().position(|(k, ..)| k == key)
         } else {
             self.index.get(key).copied()
         }
@@ -61,13 +59,13 @@ impl<S: Hash + Eq + Clone + fmt::Debug, V> StateTable<S, V> {
     #[inline]
     pub(crate) fn get_labelled(&self, key: &S) -> Option<(&V, &str)> {
         self.position(key)
-            .map(|i| (&self.entries[i].1, &*self.labels[i]))
+            .map(|i| (&self.entries[i].1, &*self.entries[i].2))
     }
 
     /// The state's label if `key` is in the table.
     #[inline]
     pub(crate) fn label(&self, key: &S) -> Option<&str> {
-        self.position(key).map(|i| &*self.labels[i])
+        self.position(key).map(|i| &*self.entries[i].2)
     }
 
     #[inline]
@@ -85,19 +83,16 @@ impl<S: Hash + Eq + Clone + fmt::Debug, V> StateTable<S, V> {
 
     /// Entries in insertion order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&S, &V)> {
-        self.entries.iter().map(|(k, v)| (k, v))
+        self.entries.iter().map(|(k, v, _)| (k, v))
     }
 
     /// Keys and their labels, in insertion order.
     pub(crate) fn labelled_keys(&self) -> impl Iterator<Item = (&S, &str)> {
-        self.entries
-            .iter()
-            .map(|(k, _)| k)
-            .zip(self.labels.iter().map(|l| &**l))
+        self.entries.iter().map(|(k, _, label)| (k, &**label))
     }
 
     pub(crate) fn keys(&self) -> impl Iterator<Item = &S> {
-        self.entries.iter().map(|(k, _)| k)
+        self.entries.iter().map(|(k, ..)| k)
     }
 }
 
