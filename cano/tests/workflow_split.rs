@@ -182,7 +182,7 @@ impl MergeTask {
 }
 
 /// A split at `Fan` joining into the exit state `Joined`.
-fn split(members: Vec<Member>, join: JoinConfig<S>) -> Workflow<S> {
+fn split<T: Task<S> + 'static>(members: Vec<T>, join: JoinConfig<S>) -> Workflow<S> {
     Workflow::bare()
         .register_split(S::Fan, members, join)
         .add_exit_state(S::Joined)
@@ -278,7 +278,7 @@ async fn a_single_member_split_joins() {
 #[tokio::test(start_paused = true)]
 async fn zero_members_all_and_percentage_succeed() {
     for strategy in [JoinStrategy::All, JoinStrategy::Percentage(0.5)] {
-        let (out, elapsed) = timed(&split(vec![], join(strategy.clone()))).await;
+        let (out, elapsed) = timed(&split::<Member>(vec![], join(strategy.clone()))).await;
         assert_eq!(out, Ok(S::Joined), "{strategy:?}");
         assert_eq!(elapsed, Duration::ZERO);
     }
@@ -286,7 +286,7 @@ async fn zero_members_all_and_percentage_succeed() {
 
 #[tokio::test(start_paused = true)]
 async fn zero_members_any_fails() {
-    let (out, _) = timed(&split(vec![], join(JoinStrategy::Any))).await;
+    let (out, _) = timed(&split::<Member>(vec![], join(JoinStrategy::Any))).await;
     assert_eq!(
         out.unwrap_err().to_string(),
         "Workflow error: Join condition not met: 0 of 0 tasks completed successfully, strategy: Any"
@@ -295,9 +295,9 @@ async fn zero_members_any_fails() {
 
 #[tokio::test(start_paused = true)]
 async fn zero_members_quorum_succeeds_only_for_zero() {
-    let (out, _) = timed(&split(vec![], join(JoinStrategy::Quorum(0)))).await;
+    let (out, _) = timed(&split::<Member>(vec![], join(JoinStrategy::Quorum(0)))).await;
     assert_eq!(out, Ok(S::Joined));
-    let (out, _) = timed(&split(vec![], join(JoinStrategy::Quorum(1)))).await;
+    let (out, _) = timed(&split::<Member>(vec![], join(JoinStrategy::Quorum(1)))).await;
     assert_eq!(
         out,
         Err(CanoError::workflow(
@@ -308,9 +308,17 @@ async fn zero_members_quorum_succeeds_only_for_zero() {
 
 #[tokio::test(start_paused = true)]
 async fn zero_members_partial_results_succeeds_only_for_zero() {
-    let (out, _) = timed(&split(vec![], join(JoinStrategy::PartialResults(0)))).await;
+    let (out, _) = timed(&split(
+        Vec::<Member>::new(),
+        join(JoinStrategy::PartialResults(0)),
+    ))
+    .await;
     assert_eq!(out, Ok(S::Joined));
-    let (out, _) = timed(&split(vec![], join(JoinStrategy::PartialResults(1)))).await;
+    let (out, _) = timed(&split(
+        Vec::<Member>::new(),
+        join(JoinStrategy::PartialResults(1)),
+    ))
+    .await;
     assert_eq!(
         out,
         Err(CanoError::workflow(
@@ -322,7 +330,7 @@ async fn zero_members_partial_results_succeeds_only_for_zero() {
 #[tokio::test(start_paused = true)]
 async fn zero_members_partial_timeout_fails() {
     let cfg = join(JoinStrategy::PartialTimeout).with_timeout(ms(50));
-    let (out, _) = timed(&split(vec![], cfg)).await;
+    let (out, _) = timed(&split::<Member>(vec![], cfg)).await;
     assert_eq!(
         out,
         Err(CanoError::workflow(
@@ -1151,9 +1159,7 @@ async fn a_member_that_blocks_its_thread_does_not_hold_up_the_others() {
         saw: Arc::clone(&saw),
     };
     let (members, _, done) = workers(vec![blocker, Act::Instant, Act::Set(flag)]);
-    let wf = Workflow::bare()
-        .register_split(S::Fan, members, join(JoinStrategy::All))
-        .add_exit_state(S::Joined);
+    let wf = split(members, join(JoinStrategy::All));
     assert_eq!(wf.orchestrate(S::Fan).await, Ok(S::Joined));
     assert!(
         saw.load(Ordering::SeqCst),
@@ -1175,9 +1181,7 @@ async fn a_blocked_member_does_not_hold_up_a_member_that_waited_before_it() {
         saw: Arc::clone(&saw),
     };
     let (members, _, _) = workers(vec![Act::WaitThenSet(ms(20), flag), blocker]);
-    let wf = Workflow::bare()
-        .register_split(S::Fan, members, join(JoinStrategy::All))
-        .add_exit_state(S::Joined);
+    let wf = split(members, join(JoinStrategy::All));
     assert_eq!(wf.orchestrate(S::Fan).await, Ok(S::Joined));
     assert!(
         saw.load(Ordering::SeqCst),
@@ -1194,9 +1198,7 @@ async fn a_wide_split_of_instant_and_waiting_members_reports_every_one() {
         })
         .collect();
     let (members, alive, done) = workers(acts);
-    let wf = Workflow::bare()
-        .register_split(S::Fan, members, join(JoinStrategy::All))
-        .add_exit_state(S::Joined);
+    let wf = split(members, join(JoinStrategy::All));
     for _ in 0..5 {
         assert_eq!(wf.orchestrate(S::Fan).await, Ok(S::Joined));
     }
@@ -1217,9 +1219,7 @@ async fn an_early_stop_leaves_no_member_running() {
             })
             .collect();
         let (members, alive, _) = workers(acts);
-        let wf = Workflow::bare()
-            .register_split(S::Fan, members, join(JoinStrategy::Any))
-            .add_exit_state(S::Joined);
+        let wf = split(members, join(JoinStrategy::Any));
         assert_eq!(wf.orchestrate(S::Fan).await, Ok(S::Joined));
         until_none_alive(&alive).await;
     }
@@ -1237,9 +1237,7 @@ async fn dropping_a_wide_split_leaves_no_member_running() {
         })
         .collect();
     let (members, alive, _) = workers(acts);
-    let wf = Workflow::bare()
-        .register_split(S::Fan, members, join(JoinStrategy::All))
-        .add_exit_state(S::Joined);
+    let wf = split(members, join(JoinStrategy::All));
     let out = tokio::time::timeout(ms(30), wf.orchestrate(S::Fan)).await;
     assert!(out.is_err(), "the split never ends on its own");
     until_none_alive(&alive).await;
@@ -1250,9 +1248,7 @@ async fn on_one_thread_every_member_starts_before_an_early_stop() {
     // As when every member was spawned up front: on a current-thread runtime each member
     // gets its first poll before the collector sees the first success.
     let (members, alive, done) = workers(vec![Act::Instant, Act::Wait(ms(1)), Act::Instant]);
-    let wf = Workflow::bare()
-        .register_split(S::Fan, members, join(JoinStrategy::Any))
-        .add_exit_state(S::Joined);
+    let wf = split(members, join(JoinStrategy::Any));
     assert_eq!(wf.orchestrate(S::Fan).await, Ok(S::Joined));
     assert_eq!(
         done.load(Ordering::SeqCst),
@@ -1269,9 +1265,7 @@ fn a_split_outside_a_tokio_runtime_is_an_error_not_a_panic() {
     use std::future::Future;
     use std::task::{Context, Poll, Waker};
     let (members, _, done) = workers(vec![Act::Instant, Act::Instant]);
-    let wf = Workflow::bare()
-        .register_split(S::Fan, members, join(JoinStrategy::All))
-        .add_exit_state(S::Joined);
+    let wf = split(members, join(JoinStrategy::All));
     let mut run = std::pin::pin!(wf.orchestrate(S::Fan));
     let Poll::Ready(out) = run.as_mut().poll(&mut Context::from_waker(Waker::noop())) else {
         panic!("nothing to wait for before the split");
@@ -1289,15 +1283,7 @@ async fn the_split_deadline_holds_while_a_member_keeps_its_thread_busy() {
     // hold the collector back past a 150 ms deadline.
     for strategy in [JoinStrategy::PartialTimeout, JoinStrategy::All] {
         let (members, _, done) = workers(vec![Act::Instant, Act::Spin(Duration::from_secs(1))]);
-        let wf = Arc::new(
-            Workflow::bare()
-                .register_split(
-                    S::Fan,
-                    members,
-                    join(strategy.clone()).with_timeout(ms(150)),
-                )
-                .add_exit_state(S::Joined),
-        );
+        let wf = Arc::new(split(members, join(strategy.clone()).with_timeout(ms(150))));
         let started = std::time::Instant::now();
         let run = tokio::spawn({
             let wf = Arc::clone(&wf);
