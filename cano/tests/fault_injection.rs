@@ -39,7 +39,6 @@ use fault::{
 };
 use std::borrow::Cow;
 use std::future::Future;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -339,7 +338,7 @@ impl Fixture {
         drop(store);
         assert_eq!(Arc::strong_count(&redb), 1, "a store handle is still alive");
         drop(redb);
-        let keys = raw_keys(&dir.path().join("ckpt.redb"));
+        let keys = support::redb_keys(&dir.path().join("ckpt.redb"));
         let want: Vec<(String, u64)> = expected
             .iter()
             .map(|r| (ID.to_string(), r.sequence))
@@ -372,25 +371,6 @@ impl Fixture {
         let wf = self.workflow();
         spawned(async move { wf.resume_from(ID).await }).await
     }
-}
-
-/// Every key of the checkpoint table, read with redb directly (read-only).
-fn raw_keys(path: &Path) -> Vec<(String, u64)> {
-    use redb::{ReadableDatabase, ReadableTable, TableDefinition};
-    const TABLE: TableDefinition<'static, (&'static str, u64), &'static [u8]> =
-        TableDefinition::new("cano_checkpoints");
-    let db = redb::ReadOnlyDatabase::open(path).expect("open read-only");
-    let txn = db.begin_read().unwrap();
-    let table = txn.open_table(TABLE).unwrap();
-    table
-        .iter()
-        .unwrap()
-        .map(|item| {
-            let (key, _) = item.unwrap();
-            let (id, seq) = key.value();
-            (id.to_string(), seq)
-        })
-        .collect()
 }
 
 /// How a run ended.

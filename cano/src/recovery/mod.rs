@@ -45,6 +45,8 @@
 
 #[cfg(feature = "recovery")]
 mod redb;
+#[cfg(feature = "recovery")]
+mod wal;
 
 #[cfg(feature = "recovery")]
 pub use self::redb::RedbCheckpointStore;

@@ -4,22 +4,28 @@
 //! `"cano_checkpoints"` keyed by `(workflow_id, sequence)`, whose values are the postcard
 //! encoding of `{ state, task_id, output_blob, kind }`.
 //!
-//! Writes that arrive while a commit is in flight are committed together in the next
-//! transaction (group commit), so many concurrent runs share disk syncs, while each
-//! `append` still returns only once its row is durable. No async task is ever blocked
-//! behind disk work:
+//! Each `append` returns only once its row is durable, but a write does not cost a redb
+//! commit: it is appended to a write-ahead log beside the database (`<file>-wal`, see
+//! [`super::wal`]) and synced, and the log is folded into the table in one redb
+//! transaction every few thousand writes, when the store is dropped, and when the file is
+//! opened again after a crash. Reads see the table and the log together.
 //!
-//! * on a multi-thread tokio runtime, one waiting writer at a time commits the queue on
+//! Writes that arrive while a sync is in flight are logged together in the next one (group
+//! commit), so many concurrent runs share disk syncs. No async task is ever blocked behind
+//! disk work:
+//!
+//! * on a multi-thread tokio runtime, one waiting writer at a time writes the queue on
 //!   its own thread inside `tokio::task::block_in_place` (the runtime hands that
 //!   worker's other tasks to another thread for the duration), then passes the lead on;
-//!   a single run thus commits with no thread hop at all;
-//! * elsewhere (a current-thread runtime, no runtime), a dedicated writer thread commits.
+//!   a single run thus writes with no thread hop at all;
+//! * elsewhere (a current-thread runtime, no runtime), a dedicated writer thread writes.
 //!
 //! Reads run on tokio's blocking pool.
 
+use super::wal::{self, Log, Pending, Record};
 use super::{CheckpointRow, CheckpointStore, RowKind};
 use crate::error::CanoError;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, TableDefinition};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -61,17 +67,40 @@ struct StoredRow {
 ///
 /// `Clone` shares one open database. redb allows one open handle per file: opening the
 /// same path again, in this or another process, fails until every clone is dropped.
+///
+/// # Files
+///
+/// Writes are made durable in a write-ahead log beside the database, `<path>-wal` (one
+/// small write and one disk sync per batch of rows), and moved into the database's table
+/// every few thousand writes and when the last clone is dropped, which also removes the
+/// log. After a crash the newest rows are in the log until the file is opened again with
+/// `new`, which replays it: keep the two files together, and open a crashed database with
+/// cano before handing it to anything else. The table's layout is the one cano 0.12.0
+/// writes, so files move between the two versions once closed cleanly.
 #[derive(Clone)]
 pub struct RedbCheckpointStore {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    db: Arc<Database>,
+    shared: Arc<Shared>,
     path: PathBuf,
     requests: Mutex<Option<Sender<Request>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     leading: Mutex<Leading>,
+}
+
+/// What the writers and readers of one store share.
+struct Shared {
+    db: Database,
+    journal: Mutex<Journal>,
+}
+
+/// The write-ahead log and what it holds that the table does not have yet. Writers log
+/// under its lock; readers read the table under it, so a fold never shows them half.
+struct Journal {
+    log: Log,
+    pending: Pending,
 }
 
 /// One write.
@@ -131,23 +160,24 @@ fn ensure_table(db: &Database) -> Result<(), redb::Error> {
 /// Create a new, initialised database file at `path` so that a crash at any moment
 /// leaves either no file or a complete one: the database is built under a temporary
 /// name in the same directory and then linked into place (never over an existing file).
-fn create_atomically(path: &Path) -> Result<(), String> {
+/// `Ok(false)` when another process created the file first (its file is kept).
+fn create_atomically(path: &Path) -> Result<bool, String> {
     let (dir, tmp) = staging_paths(path);
-    let built = (|| -> Result<(), String> {
+    let built = (|| -> Result<bool, String> {
         let db = Database::create(&tmp).map_err(|e| e.to_string())?;
         ensure_table(&db).map_err(|e| e.to_string())?;
         drop(db);
-        match std::fs::hard_link(&tmp, path) {
-            Ok(()) => {}
+        let created = match std::fs::hard_link(&tmp, path) {
+            Ok(()) => true,
             // Someone else created it first: use theirs.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
             Err(e) => return Err(format!("I/O error: {e}")),
-        }
+        };
         // Make the new directory entry durable.
         if let Ok(d) = std::fs::File::open(&dir) {
             let _ = d.sync_all();
         }
-        Ok(())
+        Ok(created)
     })();
     let _ = std::fs::remove_file(&tmp);
     built
@@ -202,6 +232,129 @@ fn redb_error(e: impl std::fmt::Display) -> CanoError {
     CanoError::checkpoint_store(format!("redb: {e}"))
 }
 
+fn log_error(path: &Path, e: &dyn std::fmt::Display, what: &str) -> CanoError {
+    CanoError::checkpoint_store(format!("checkpoint log {}: {what}: {e}", path.display()))
+}
+
+/// Open the log at `log_path` after a crash or a clean close: replay what it holds into
+/// the table (one durable transaction), then start an empty log.
+fn recover(db: &Database, log_path: &Path) -> Result<Journal, CanoError> {
+    let mut pending = Pending::default();
+    match std::fs::read(log_path) {
+        Ok(bytes) => {
+            let records = wal::decode(&bytes).map_err(|e| {
+                log_error(
+                    log_path,
+                    &e,
+                    "not a checkpoint log of this version of cano, or damaged; nothing was \
+                     changed. To open the database without it (losing the writes it holds), \
+                     move the log away",
+                )
+            })?;
+            for record in &records {
+                pending.replay(record);
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(log_error(log_path, &e, "cannot read it")),
+    }
+    if !pending.runs.is_empty() {
+        fold(db, &mut pending)?;
+    }
+    let log = Log::create(log_path).map_err(|e| log_error(log_path, &e, "cannot create it"))?;
+    Ok(Journal { log, pending })
+}
+
+/// Apply the net effect of the logged writes to the table in one durable transaction, and
+/// start over. On failure nothing changes (the log still holds every write).
+fn fold(db: &Database, pending: &mut Pending) -> Result<(), CanoError> {
+    let txn = db.begin_write().map_err(redb_error)?;
+    {
+        let mut table = txn.open_table(TABLE).map_err(redb_error)?;
+        for (id, run) in &pending.runs {
+            let id = id.as_str();
+            if run.cleared && run.stored != Some(false) {
+                table
+                    .retain_in((id, u64::MIN)..=(id, u64::MAX), |_, _| false)
+                    .map_err(redb_error)?;
+            }
+            for (sequence, value) in &run.rows {
+                table
+                    .insert((id, *sequence), value.as_slice())
+                    .map_err(redb_error)?;
+            }
+        }
+    }
+    txn.commit().map_err(redb_error)?;
+    *pending = Pending::default();
+    Ok(())
+}
+
+impl Journal {
+    /// Fold the log into the table and empty it.
+    fn fold(&mut self, db: &Database) -> Result<(), CanoError> {
+        fold(db, &mut self.pending)?;
+        self.log.reset();
+        Ok(())
+    }
+
+    /// Whether a row of `workflow_id` at `sequence` exists: logged, or in the table and
+    /// not cleared since.
+    fn has_row(
+        &mut self,
+        db: &Database,
+        workflow_id: &str,
+        sequence: u64,
+    ) -> Result<bool, CanoError> {
+        if let Some(run) = self.pending.runs.get(workflow_id) {
+            if run.rows.contains_key(&sequence) {
+                return Ok(true);
+            }
+            if run.cleared || run.stored == Some(false) {
+                return Ok(false);
+            }
+        }
+        let txn = db.begin_read().map_err(redb_error)?;
+        let table = txn.open_table(TABLE).map_err(redb_error)?;
+        let run = self.pending.run_mut(workflow_id);
+        if run.stored.is_none() {
+            // First time this id is written since the last fold: one look at the table
+            // spares the next writes of a new id theirs.
+            let any = table
+                .range((workflow_id, u64::MIN)..=(workflow_id, u64::MAX))
+                .map_err(redb_error)?
+                .next()
+                .transpose()
+                .map_err(redb_error)?
+                .is_some();
+            run.stored = Some(any);
+            if !any {
+                return Ok(false);
+            }
+        }
+        Ok(table
+            .get((workflow_id, sequence))
+            .map_err(redb_error)?
+            .is_some())
+    }
+}
+
+/// A stored value back as a row.
+fn decode_row(workflow_id: &str, sequence: u64, value: &[u8]) -> Result<CheckpointRow, CanoError> {
+    let stored: StoredRow = postcard::from_bytes(value).map_err(|e| {
+        CanoError::checkpoint_store(format!(
+            "decode checkpoint row: {e} (workflow {workflow_id:?}, sequence {sequence})"
+        ))
+    })?;
+    Ok(CheckpointRow {
+        sequence,
+        state: stored.state,
+        task_id: stored.task_id,
+        output_blob: stored.output_blob,
+        kind: stored.kind,
+    })
+}
+
 impl RedbCheckpointStore {
     /// Open the database at `path`, creating it (and the checkpoint table) if needed.
     ///
@@ -217,14 +370,16 @@ impl RedbCheckpointStore {
                 path.display()
             ))
         };
-        if !path.exists() {
+        let created = if path.exists() {
+            false
+        } else {
             create_atomically(&path).map_err(|e| {
                 open_error(
                     &e,
                     "could not create it; check that its directory exists and is writable",
                 )
-            })?;
-        }
+            })?
+        };
         let db = Database::create(&path).map_err(|e| open_error(&e, open_hint(&e)))?;
         ensure_table(&db).map_err(|e| {
             open_error(
@@ -233,17 +388,31 @@ impl RedbCheckpointStore {
                  application's table of that name",
             )
         })?;
-        let db = Arc::new(db);
+        let log_path = wal::log_path(&path);
+        if created {
+            // A log left behind by an earlier database of that name belongs to no file now.
+            match std::fs::remove_file(&log_path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(log_error(&log_path, &e, "could not remove a stale log"));
+                }
+                _ => {}
+            }
+        }
+        let journal = recover(&db, &log_path)?;
+        let shared = Arc::new(Shared {
+            db,
+            journal: Mutex::new(journal),
+        });
 
         let (tx, rx) = mpsc::channel();
-        let writer_db = Arc::clone(&db);
+        let writer_shared = Arc::clone(&shared);
         let writer = std::thread::Builder::new()
             .name("cano-redb-writer".into())
-            .spawn(move || writer_loop(&writer_db, &rx))
+            .spawn(move || writer_loop(&writer_shared, &rx))
             .map_err(|e| open_error(&e, "could not start the writer thread"))?;
         Ok(Self {
             inner: Arc::new(Inner {
-                db,
+                shared,
                 path,
                 requests: Mutex::new(Some(tx)),
                 writer: Mutex::new(Some(writer)),
@@ -336,28 +505,30 @@ impl RedbCheckpointStore {
         })
     }
 
-    fn read_rows(db: &Database, workflow_id: &str) -> Result<Vec<CheckpointRow>, CanoError> {
-        let txn = db.begin_read().map_err(redb_error)?;
-        let table = txn.open_table(TABLE).map_err(redb_error)?;
-        let range = table
-            .range((workflow_id, u64::MIN)..=(workflow_id, u64::MAX))
-            .map_err(redb_error)?;
+    /// The rows of `workflow_id`: the table's, unless a clear was logged since the last
+    /// fold, and the logged ones.
+    fn read_rows(shared: &Shared, workflow_id: &str) -> Result<Vec<CheckpointRow>, CanoError> {
+        let journal = shared.journal.lock().map_err(|_| {
+            CanoError::checkpoint_store("redb: write queue poisoned; reopen the store")
+        })?;
+        let logged = journal.pending.runs.get(workflow_id);
         let mut rows = Vec::new();
-        for item in range {
-            let (key, value) = item.map_err(redb_error)?;
-            let (_, sequence) = key.value();
-            let stored: StoredRow = postcard::from_bytes(value.value()).map_err(|e| {
-                CanoError::checkpoint_store(format!(
-                    "decode checkpoint row: {e} (workflow {workflow_id:?}, sequence {sequence})"
-                ))
-            })?;
-            rows.push(CheckpointRow {
-                sequence,
-                state: stored.state,
-                task_id: stored.task_id,
-                output_blob: stored.output_blob,
-                kind: stored.kind,
-            });
+        if !logged.is_some_and(|run| run.cleared) {
+            let txn = shared.db.begin_read().map_err(redb_error)?;
+            let table = txn.open_table(TABLE).map_err(redb_error)?;
+            let range = table
+                .range((workflow_id, u64::MIN)..=(workflow_id, u64::MAX))
+                .map_err(redb_error)?;
+            for item in range {
+                let (key, value) = item.map_err(redb_error)?;
+                rows.push(decode_row(workflow_id, key.value().1, value.value())?);
+            }
+        }
+        if let Some(run) = logged.filter(|run| !run.rows.is_empty()) {
+            for (sequence, value) in &run.rows {
+                rows.push(decode_row(workflow_id, *sequence, value)?);
+            }
+            rows.sort_by_key(|row| row.sequence);
         }
         Ok(rows)
     }
@@ -375,12 +546,19 @@ impl Drop for Inner {
         {
             let _ = handle.join();
         }
+        // Leave everything in the table, and no log beside it. If the fold fails, the log
+        // stays and the next open replays it.
+        if let Ok(mut journal) = self.shared.journal.lock()
+            && (journal.pending.runs.is_empty() || journal.fold(&self.shared.db).is_ok())
+        {
+            let _ = std::fs::remove_file(journal.log.path());
+        }
     }
 }
 
-/// The writer thread: take every request that is waiting, commit them in one write
-/// transaction, answer each.
-fn writer_loop(db: &Database, rx: &Receiver<Request>) {
+/// The writer thread: take every request that is waiting, log them in one write, answer
+/// each.
+fn writer_loop(shared: &Shared, rx: &Receiver<Request>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -389,26 +567,26 @@ fn writer_loop(db: &Database, rx: &Receiver<Request>) {
                 Err(_) => break,
             }
         }
-        let ops: Vec<&Op> = batch.iter().map(|r| &r.op).collect();
-        let results = commit_guarded(db, &ops);
+        let mut ops: Vec<&mut Op> = batch.iter_mut().map(|r| &mut r.op).collect();
+        let results = commit_guarded(shared, &mut ops);
         for (request, result) in batch.into_iter().zip(results) {
             let _ = request.reply.send(result);
         }
     }
 }
 
-/// The leader's work: commit the queue (up to [`MAX_BATCH`] writes) in one transaction,
-/// answer every other writer in it, hand the lead to the next writer waiting (if any),
-/// and return the leader's own result.
+/// The leader's work: log the queue (up to [`MAX_BATCH`] writes) in one write, answer
+/// every other writer in it, hand the lead to the next writer waiting (if any), and return
+/// the leader's own result.
 fn lead(inner: &Inner) -> Result<(), CanoError> {
     let poisoned = || CanoError::checkpoint_store("redb: write queue poisoned; reopen the store");
-    let batch: Vec<Waiting> = {
+    let mut batch: Vec<Waiting> = {
         let mut q = inner.leading.lock().map_err(|_| poisoned())?;
         let n = q.queue.len().min(MAX_BATCH);
         q.queue.drain(..n).collect()
     };
-    let ops: Vec<&Op> = batch.iter().map(|w| &w.op).collect();
-    let results = commit_guarded(&inner.db, &ops);
+    let mut ops: Vec<&mut Op> = batch.iter_mut().map(|w| &mut w.op).collect();
+    let results = commit_guarded(&inner.shared, &mut ops);
     let mut own = Err(CanoError::checkpoint_store(
         "redb: the leader's write was missing from its batch",
     ));
@@ -466,57 +644,100 @@ impl Drop for Follower<'_> {
 }
 
 /// [`commit_batch`], with a failure or a panic turned into the same error for every write.
-fn commit_guarded(db: &Database, ops: &[&Op]) -> Vec<Result<(), CanoError>> {
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commit_batch(db, ops)));
+fn commit_guarded(shared: &Shared, ops: &mut [&mut Op]) -> Vec<Result<(), CanoError>> {
+    let n = ops.len();
+    let outcome =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commit_batch(shared, ops)));
     match outcome {
         Ok(Ok(results)) => results,
-        Ok(Err(e)) => vec![Err(e); ops.len()],
+        Ok(Err(e)) => vec![Err(e); n],
         Err(payload) => {
             let e = CanoError::checkpoint_store(format!(
                 "redb: write transaction panicked: {}; nothing of this batch was stored",
                 crate::util::panic_message(&*payload)
             ));
-            vec![Err(e); ops.len()]
+            vec![Err(e); n]
         }
     }
 }
 
-/// Apply `batch` in one transaction. A duplicate `(workflow_id, sequence)` rejects only
-/// that request; a redb failure fails the whole batch (and nothing of it is stored).
-fn commit_batch(db: &Database, ops: &[&Op]) -> Result<Vec<Result<(), CanoError>>, CanoError> {
-    let txn = db.begin_write().map_err(redb_error)?;
+/// Log `ops` in one write and one disk sync. A duplicate `(workflow_id, sequence)` rejects
+/// only that request; a failure to read the table or to write the log fails the whole
+/// batch (and nothing of it is stored). Folds the log into the table when it has grown.
+fn commit_batch(
+    shared: &Shared,
+    ops: &mut [&mut Op],
+) -> Result<Vec<Result<(), CanoError>>, CanoError> {
+    let mut journal = shared
+        .journal
+        .lock()
+        .map_err(|_| CanoError::checkpoint_store("redb: write queue poisoned; reopen the store"))?;
+    let journal = &mut *journal;
     let mut results = Vec::with_capacity(ops.len());
-    {
-        let mut table = txn.open_table(TABLE).map_err(redb_error)?;
-        for op in ops {
-            match op {
+    let mut undo = Vec::with_capacity(ops.len());
+    let mut bytes = Vec::new();
+    let epoch = journal.log.epoch();
+    let mut stage = || -> Result<(), CanoError> {
+        for op in ops.iter_mut() {
+            match &mut **op {
                 Op::Append {
                     workflow_id,
                     sequence,
                     value,
                 } => {
-                    let key = (workflow_id.as_str(), *sequence);
-                    if table.get(key).map_err(redb_error)?.is_some() {
+                    if journal.has_row(&shared.db, workflow_id, *sequence)? {
                         results.push(Err(CanoError::checkpoint_store(format!(
                             "checkpoint conflict: workflow {workflow_id:?} already has a row at sequence {sequence}; resume the existing run or clear it before starting a new one"
                         ))));
                         continue;
                     }
-                    table.insert(key, value.as_slice()).map_err(redb_error)?;
-                    results.push(Ok(()));
+                    wal::encode(
+                        &Record::Append {
+                            workflow_id,
+                            sequence: *sequence,
+                            value,
+                        },
+                        epoch,
+                        &mut bytes,
+                    );
+                    undo.push(journal.pending.append(
+                        workflow_id,
+                        *sequence,
+                        std::mem::take(value),
+                    ));
                 }
                 Op::Clear { workflow_id } => {
-                    let id = workflow_id.as_str();
-                    table
-                        .retain_in((id, u64::MIN)..=(id, u64::MAX), |_, _| false)
-                        .map_err(redb_error)?;
-                    results.push(Ok(()));
+                    wal::encode(&Record::Clear { workflow_id }, epoch, &mut bytes);
+                    undo.push(journal.pending.clear(workflow_id));
                 }
             }
+            results.push(Ok(()));
         }
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        journal
+            .log
+            .append(&bytes)
+            .map_err(CanoError::checkpoint_store)
+    };
+    if let Err(e) = stage() {
+        journal.pending.undo(undo);
+        return Err(e);
     }
-    txn.commit().map_err(redb_error)?;
+    if journal.pending.writes >= wal::FOLD_WRITES || journal.log.len() >= wal::FOLD_BYTES {
+        // Every write of the batch is durable in the log already; a fold that fails is
+        // tried again after the next batch.
+        let _ = journal.fold(&shared.db);
+    }
     Ok(results)
+}
+
+/// A write too large for one log record.
+fn too_large() -> CanoError {
+    CanoError::checkpoint_store(
+        "encode checkpoint row: the row is larger than 4 GiB, the most one checkpoint write can hold; keep large outputs elsewhere and checkpoint a reference to them",
+    )
 }
 
 impl CheckpointStore for RedbCheckpointStore {
@@ -540,6 +761,9 @@ impl CheckpointStore for RedbCheckpointStore {
             };
             let value = postcard::to_stdvec(&stored)
                 .map_err(|e| CanoError::checkpoint_store(format!("encode checkpoint row: {e}")))?;
+            if !wal::fits(workflow_id.len(), value.len()) {
+                return Err(too_large());
+            }
             self.submit(Op::Append {
                 workflow_id: workflow_id.to_owned(),
                 sequence,
@@ -559,11 +783,11 @@ impl CheckpointStore for RedbCheckpointStore {
         Self: Sync + 'async_trait,
     {
         Box::pin(async move {
-            let db = Arc::clone(&self.inner.db);
+            let shared = Arc::clone(&self.inner.shared);
             let id = workflow_id.to_owned();
             match tokio::runtime::Handle::try_current() {
                 Ok(handle) => handle
-                    .spawn_blocking(move || Self::read_rows(&db, &id))
+                    .spawn_blocking(move || Self::read_rows(&shared, &id))
                     .await
                     .unwrap_or_else(|e| {
                         Err(CanoError::checkpoint_store(format!(
@@ -571,7 +795,7 @@ impl CheckpointStore for RedbCheckpointStore {
                         )))
                     }),
                 // Not inside a tokio runtime: nothing to block but the caller.
-                Err(_) => Self::read_rows(&db, &id),
+                Err(_) => Self::read_rows(&shared, &id),
             }
         })
     }
@@ -586,6 +810,9 @@ impl CheckpointStore for RedbCheckpointStore {
         Self: Sync + 'async_trait,
     {
         Box::pin(async move {
+            if !wal::fits(workflow_id.len(), 0) {
+                return Err(too_large());
+            }
             self.submit(Op::Clear {
                 workflow_id: workflow_id.to_owned(),
             })
@@ -646,7 +873,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ckpt.redb");
         std::fs::write(&path, b"theirs").unwrap();
-        assert_eq!(create_atomically(&path), Ok(()));
+        assert_eq!(create_atomically(&path), Ok(false));
         assert_eq!(std::fs::read(&path).unwrap(), b"theirs");
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(left.len(), 1, "the temporary file is removed");

@@ -325,3 +325,24 @@ pub fn succeed_once(b: &Arc<CircuitBreaker>) {
     let permit = b.try_acquire().expect("the breaker admits this call");
     b.record_success(permit);
 }
+
+/// Every `(workflow_id, sequence)` key of a checkpoint database's table, read with redb
+/// directly (read-only; no store may have the file open).
+#[cfg(feature = "recovery")]
+pub fn redb_keys(path: &std::path::Path) -> Vec<(String, u64)> {
+    use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+    const TABLE: TableDefinition<'static, (&'static str, u64), &'static [u8]> =
+        TableDefinition::new("cano_checkpoints");
+    let db = redb::ReadOnlyDatabase::open(path).expect("open read-only");
+    let txn = db.begin_read().unwrap();
+    let table = txn.open_table(TABLE).unwrap();
+    table
+        .iter()
+        .unwrap()
+        .map(|item| {
+            let (key, _) = item.unwrap();
+            let (id, seq) = key.value();
+            (id.to_string(), seq)
+        })
+        .collect()
+}
