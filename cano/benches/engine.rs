@@ -2,7 +2,11 @@
 //! side-by-side harness (`../shared/bench`), plus how cost grows with workflow length,
 //! split width and the number of concurrent runs.
 //!
-//! Run with: `cargo bench -p cano --bench engine` (add `-- <filter>` for one group).
+//! Run with: `cargo bench -p cano --bench engine` (add `-- <filter>` for one group), and
+//! `--features recovery` for the redb checkpoint benches. Two floors sit beside the
+//! scenarios they bound: `resources_get_floor` (the `Arc` clone, type check and drop that
+//! `Resources::get`'s return type implies) and `disk_sync_floor` (one small write and
+//! `fdatasync` in a file's allocated space, what every durable checkpoint row waits for).
 
 use cano::prelude::*;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
@@ -209,6 +213,71 @@ fn stores(c: &mut Criterion) {
     c.bench_function("resources_get", |b| {
         b.iter(|| black_box(res.get::<Config, _>(black_box("config")).expect("get").0));
     });
+    let erased: Arc<dyn std::any::Any + Send + Sync> = Arc::new(Config(7));
+    c.bench_function("resources_get_floor", |b| {
+        b.iter(|| {
+            let config = Arc::clone(black_box(&erased))
+                .downcast::<Config>()
+                .ok()
+                .expect("type");
+            black_box(config.0)
+        });
+    });
+}
+
+fn durable(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut file = std::fs::File::create(dir.path().join("floor")).expect("file");
+        file.set_len(1 << 20).expect("allocate");
+        file.sync_all().expect("sync");
+        let record = [7u8; 128];
+        let mut at = 0u64;
+        c.bench_function("disk_sync_floor", |b| {
+            b.iter(|| {
+                at = (at + 128) % (1 << 20);
+                file.seek(SeekFrom::Start(at)).expect("seek");
+                file.write_all(&record).expect("write");
+                file.sync_data().expect("sync");
+            });
+        });
+    }
+    #[cfg(feature = "recovery")]
+    {
+        let rt = runtime();
+        let store = Arc::new(RedbCheckpointStore::new(dir.path().join("ckpt.redb")).expect("open"));
+        let wf = linear(10)
+            .with_checkpoint_store(Arc::clone(&store) as Arc<dyn CheckpointStore>)
+            .with_workflow_id("bench");
+        let mut group = c.benchmark_group("checkpoint_redb");
+        group.sample_size(20);
+        group.bench_function("one_run_10_states", |b| {
+            b.to_async(&rt)
+                .iter(|| async { assert_eq!(wf.orchestrate(0).await, Ok(10)) });
+        });
+        let wf = Arc::new(wf);
+        let mut batch = 0u64;
+        group.bench_function("64_concurrent_runs_10_states", |b| {
+            b.to_async(&rt).iter(|| {
+                batch += 1;
+                let (wf, batch) = (Arc::clone(&wf), batch);
+                async move {
+                    let handles: Vec<_> = (0..64)
+                        .map(|i| {
+                            let wf =
+                                Workflow::clone(&wf).with_workflow_id(format!("bench-{batch}-{i}"));
+                            tokio::spawn(async move { wf.orchestrate(0).await })
+                        })
+                        .collect();
+                    for h in handles {
+                        assert_eq!(h.await.expect("join"), Ok(10));
+                    }
+                }
+            });
+        });
+        group.finish();
+    }
 }
 
 mod harness {
@@ -221,7 +290,8 @@ mod harness {
         concurrent,
         retries,
         checkpoints,
-        stores
+        stores,
+        durable
     );
 }
 
