@@ -216,10 +216,9 @@ fn stores(c: &mut Criterion) {
     let erased: Arc<dyn std::any::Any + Send + Sync> = Arc::new(Config(7));
     c.bench_function("resources_get_floor", |b| {
         b.iter(|| {
-            let config = Arc::clone(black_box(&erased))
-                .downcast::<Config>()
-                .ok()
-                .expect("type");
+            let Ok(config) = Arc::clone(black_box(&erased)).downcast::<Config>() else {
+                panic!("type");
+            };
             black_box(config.0)
         });
     });
