@@ -101,6 +101,8 @@ struct Shared {
 struct Journal {
     log: Log,
     pending: Pending,
+    /// Fold once this many writes are logged ([`wal::FOLD_WRITES`]; tests fold sooner).
+    fold_writes: usize,
 }
 
 /// One write.
@@ -262,7 +264,11 @@ fn recover(db: &Database, log_path: &Path) -> Result<Journal, CanoError> {
         fold(db, &mut pending)?;
     }
     let log = Log::create(log_path).map_err(|e| log_error(log_path, &e, "cannot create it"))?;
-    Ok(Journal { log, pending })
+    Ok(Journal {
+        log,
+        pending,
+        fold_writes: wal::FOLD_WRITES,
+    })
 }
 
 /// Apply the net effect of the logged writes to the table in one durable transaction, and
@@ -725,7 +731,7 @@ fn commit_batch(
         journal.pending.undo(undo);
         return Err(e);
     }
-    if journal.pending.writes >= wal::FOLD_WRITES || journal.log.len() >= wal::FOLD_BYTES {
+    if journal.pending.writes >= journal.fold_writes || journal.log.len() >= wal::FOLD_BYTES {
         // Every write of the batch is durable in the log already; a fold that fails is
         // tried again after the next batch.
         let _ = journal.fold(&shared.db);
@@ -891,5 +897,120 @@ mod tests {
             postcard::to_stdvec(&stored).unwrap(),
             vec![1, 65, 1, 116, 1, 1, 7, 2]
         );
+    }
+
+    /// The store against a model, with the log folded every few writes, stores reopened
+    /// (folding on close), and crash images (the files as they are between two writes)
+    /// opened at the end: every image must read back as the model did when it was taken.
+    mod model {
+        use super::*;
+        use proptest::prelude::*;
+        use std::collections::BTreeMap;
+
+        #[derive(Debug, Clone)]
+        enum Step {
+            Append(u8, u8),
+            Clear(u8),
+            Image,
+            Reopen,
+        }
+
+        fn step() -> impl Strategy<Value = Step> {
+            prop_oneof![
+                8 => (0..3u8, 0..5u8).prop_map(|(id, seq)| Step::Append(id, seq)),
+                2 => (0..3u8).prop_map(Step::Clear),
+                1 => Just(Step::Image),
+                1 => Just(Step::Reopen),
+            ]
+        }
+
+        type Model = BTreeMap<String, BTreeMap<u64, CheckpointRow>>;
+
+        fn open(dir: &Path, fold_every: usize) -> RedbCheckpointStore {
+            let store = RedbCheckpointStore::new(dir.join("ckpt.redb")).expect("open");
+            store.inner.shared.journal.lock().unwrap().fold_writes = fold_every;
+            store
+        }
+
+        async fn check(store: &RedbCheckpointStore, model: &Model, what: &str) {
+            for id in ["r0", "r1", "r2"] {
+                let want: Vec<CheckpointRow> = model
+                    .get(id)
+                    .map(|rows| rows.values().cloned().collect())
+                    .unwrap_or_default();
+                assert_eq!(store.load_run(id).await.unwrap(), want, "{id} {what}");
+            }
+        }
+
+        async fn play(steps: Vec<Step>, fold_every: usize) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut store = open(dir.path(), fold_every);
+            let mut model = Model::new();
+            let mut images = Vec::new();
+            for (i, step) in steps.into_iter().enumerate() {
+                match step {
+                    Step::Append(id, seq) => {
+                        let id = format!("r{id}");
+                        let row = CheckpointRow::new(u64::from(seq), format!("S{i}"), "t")
+                            .with_output(vec![i as u8; i % 7]);
+                        let result = store.append(&id, row.clone()).await;
+                        let rows = model.entry(id.clone()).or_default();
+                        if rows.contains_key(&row.sequence) {
+                            let err = result.expect_err("a duplicate is refused");
+                            assert!(err.message().contains("conflict"), "{err}");
+                        } else {
+                            result.expect("append");
+                            rows.insert(row.sequence, row);
+                        }
+                    }
+                    Step::Clear(id) => {
+                        let id = format!("r{id}");
+                        store.clear(&id).await.unwrap();
+                        model.remove(&id);
+                    }
+                    Step::Image => {
+                        let image = tempfile::tempdir().unwrap();
+                        for name in ["ckpt.redb", "ckpt.redb-wal"] {
+                            std::fs::copy(dir.path().join(name), image.path().join(name)).unwrap();
+                        }
+                        images.push((image, model.clone()));
+                    }
+                    Step::Reopen => {
+                        drop(store);
+                        assert!(
+                            !dir.path().join("ckpt.redb-wal").exists(),
+                            "a clean close removes the log"
+                        );
+                        store = open(dir.path(), fold_every);
+                        check(&store, &model, "after reopening").await;
+                    }
+                }
+            }
+            check(&store, &model, "at the end").await;
+            drop(store);
+            for (n, (image, model)) in images.iter().enumerate() {
+                let store = open(image.path(), fold_every);
+                check(&store, model, &format!("in crash image {n}")).await;
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+
+            #[test]
+            fn the_store_keeps_to_the_model_through_folds_reopens_and_crashes(
+                steps in proptest::collection::vec(step(), 1..60),
+                fold_every in 1usize..6,
+                multi_thread in any::<bool>(),
+            ) {
+                let rt = if multi_thread {
+                    tokio::runtime::Builder::new_multi_thread().worker_threads(2).build()
+                } else {
+                    tokio::runtime::Builder::new_current_thread().build()
+                }
+                .unwrap();
+                rt.block_on(play(steps, fold_every));
+            }
+        }
     }
 }
