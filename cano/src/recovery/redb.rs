@@ -954,13 +954,15 @@ mod tests {
                         let row = CheckpointRow::new(u64::from(seq), format!("S{i}"), "t")
                             .with_output(vec![i as u8; i % 7]);
                         let result = store.append(&id, row.clone()).await;
-                        let rows = model.entry(id.clone()).or_default();
-                        if rows.contains_key(&row.sequence) {
-                            let err = result.expect_err("a duplicate is refused");
-                            assert!(err.message().contains("conflict"), "{err}");
-                        } else {
-                            result.expect("append");
-                            rows.insert(row.sequence, row);
+                        match model.entry(id.clone()).or_default().entry(row.sequence) {
+                            std::collections::btree_map::Entry::Occupied(_) => {
+                                let err = result.expect_err("a duplicate is refused");
+                                assert!(err.message().contains("conflict"), "{err}");
+                            }
+                            std::collections::btree_map::Entry::Vacant(slot) => {
+                                result.expect("append");
+                                slot.insert(row);
+                            }
                         }
                     }
                     Step::Clear(id) => {
