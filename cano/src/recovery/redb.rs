@@ -432,6 +432,26 @@ impl RedbCheckpointStore {
         &self.inner.path
     }
 
+    /// How many writes the log collects before they are moved into the database's table in
+    /// one redb transaction (default 4,096; the log also folds at 4 MiB, on drop, and on
+    /// the next open after a crash). Fewer: less to replay after a crash and less memory
+    /// held for rows not yet folded; more: fewer redb commits. `0` counts as 1. Applies to
+    /// every clone of the store.
+    ///
+    /// ```no_run
+    /// use cano::prelude::*;
+    ///
+    /// let store = RedbCheckpointStore::new("checkpoints.redb")?.with_fold_interval(256);
+    /// # Ok::<(), CanoError>(())
+    /// ```
+    #[must_use]
+    pub fn with_fold_interval(self, writes: usize) -> Self {
+        if let Ok(mut journal) = self.inner.shared.journal.lock() {
+            journal.fold_writes = writes.max(1);
+        }
+        self
+    }
+
     /// Commit `op` durably: inline with group commit on a multi-thread runtime, else
     /// through the writer thread.
     async fn submit(&self, op: Op) -> Result<(), CanoError> {
@@ -927,9 +947,9 @@ mod tests {
         type Model = BTreeMap<String, BTreeMap<u64, CheckpointRow>>;
 
         fn open(dir: &Path, fold_every: usize) -> RedbCheckpointStore {
-            let store = RedbCheckpointStore::new(dir.join("ckpt.redb")).expect("open");
-            store.inner.shared.journal.lock().unwrap().fold_writes = fold_every;
-            store
+            RedbCheckpointStore::new(dir.join("ckpt.redb"))
+                .expect("open")
+                .with_fold_interval(fold_every)
         }
 
         async fn check(store: &RedbCheckpointStore, model: &Model, what: &str) {
