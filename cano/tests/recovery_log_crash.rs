@@ -97,8 +97,8 @@ fn log_crash_driver_entry() {
 fn acknowledged(printed: &str) -> Option<u64> {
     printed
         .lines()
-        .filter_map(|l| l.strip_prefix("ACK ")?.trim().parse().ok())
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix("ACK ")?.trim().parse().ok())
 }
 
 async fn table(store: &RedbCheckpointStore) -> BTreeMap<String, Vec<CheckpointRow>> {
