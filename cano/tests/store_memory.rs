@@ -191,6 +191,46 @@ fn append_does_not_change_a_vec_someone_holds_through_get_shared() -> StoreResul
 }
 
 #[test]
+fn put_does_not_change_a_value_someone_holds_through_get_shared() -> StoreResult<()> {
+    let store = MemoryStore::new();
+    store.put("n", 1u64)?;
+    let held = store.get_shared::<u64>("n")?;
+    store.put("n", 2u64)?;
+    assert_eq!(*held, 1);
+    assert_eq!(store.get::<u64>("n")?, 2);
+    // Once nobody holds it, the stored value is replaced where it is.
+    drop(held);
+    let before = Arc::as_ptr(&store.get_shared::<u64>("n")?);
+    store.put("n", 3u64)?;
+    let after = store.get_shared::<u64>("n")?;
+    assert_eq!(*after, 3);
+    assert_eq!(Arc::as_ptr(&after), before, "same allocation");
+    Ok(())
+}
+
+#[test]
+fn every_replaced_value_is_dropped_once() -> StoreResult<()> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static DROPS: AtomicUsize = AtomicUsize::new(0);
+    struct Counted(#[allow(dead_code)] u32);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            DROPS.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let store = MemoryStore::new();
+    store.put("c", Counted(1))?; // new
+    store.put("c", Counted(2))?; // in place: 1 dropped
+    let held = store.get_shared::<Counted>("c")?;
+    store.put("c", Counted(3))?; // new allocation: 2 lives on in `held`
+    assert_eq!(DROPS.load(Ordering::SeqCst), 1);
+    drop(held); // 2 dropped
+    store.put("c", 4u8)?; // another type: 3 dropped
+    assert_eq!(DROPS.load(Ordering::SeqCst), 3);
+    Ok(())
+}
+
+#[test]
 fn clones_share_one_map_in_both_directions() -> StoreResult<()> {
     let store = MemoryStore::new();
     let clone = store.clone();

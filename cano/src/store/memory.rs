@@ -70,20 +70,27 @@ impl MemoryStore {
     }
 
     /// Insert or replace the value under `key` (the type may change). Never fails.
+    ///
+    /// Replacing a value of the same type that no one holds an `Arc` of (from
+    /// [`get_shared`](Self::get_shared)) reuses its allocation; otherwise the new value gets
+    /// its own, and holders of the old `Arc` keep seeing the old value.
     pub fn put<TState: 'static + Send + Sync>(&self, key: &str, value: TState) -> StoreResult<()> {
-        let value: Value = Arc::new(value);
-        let old = {
+        // What is replaced: the old value itself, or the old `Arc`.
+        let replaced: (Option<TState>, Option<Value>) = {
             let mut map = self.map.write();
             match map.get_mut(key) {
-                Some(slot) => Some(std::mem::replace(slot, value)),
+                Some(slot) => match Arc::get_mut(slot).and_then(|v| v.downcast_mut::<TState>()) {
+                    Some(in_place) => (Some(std::mem::replace(in_place, value)), None),
+                    None => (None, Some(std::mem::replace(slot, Arc::new(value)))),
+                },
                 None => {
-                    map.insert(key.to_owned(), value);
-                    None
+                    map.insert(key.to_owned(), Arc::new(value));
+                    (None, None)
                 }
             }
         };
-        // The replaced value is dropped outside the lock.
-        drop(old);
+        // It is dropped outside the lock.
+        drop(replaced);
         Ok(())
     }
 
