@@ -193,10 +193,16 @@
 //!
 //! `RedbCheckpointStore::new(path)` opens (or creates) a [redb](https://docs.rs/redb)
 //! database file, a single embedded file with no server. Each `append` returns once the
-//! row is committed to disk, so a row the engine wrote survives the process being killed
-//! right after. Appends from concurrent runs are committed together, so many runs can
-//! share one store without each paying for its own disk sync. It reads files written by
-//! cano 0.12.0.
+//! row is on disk, so a row the engine wrote survives the process being killed right
+//! after. A write is made durable by appending it to a write-ahead log beside the
+//! database, `<path>-wal`, and syncing that (one small write and one disk sync, about
+//! half what a redb commit costs); appends from concurrent runs share one sync, so many
+//! runs can share one store without each paying for its own. Every few thousand writes
+//! (`with_fold_interval` sets how many), when the store is dropped, and when the file is
+//! next opened after a crash, the log is moved into the database's table and emptied; a
+//! clean close leaves no log behind. After a crash, keep the two files together and open
+//! them with cano first: the newest rows are in the log until then. The table is the one
+//! cano 0.12.0 uses, so it reads 0.12.0's files, and 0.12.0 reads a file cano closed.
 //!
 //! redb lets only **one open handle per file**. Share one store — clone it, or one `Arc`
 //! — between every workflow of a process; opening the same path a second time, in this

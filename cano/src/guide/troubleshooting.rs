@@ -117,6 +117,8 @@
 //! | `no checkpoint rows for workflow id "id"` | Nothing to resume: wrong id, or the run finished (a finished run clears its log), or it was rolled back cleanly. Start it with `orchestrate` instead. |
 //! | `redb: … (checkpoint database path: hint)` | `RedbCheckpointStore::new` could not open the file; the hint says why. Most often the file is already open — redb allows **one open handle per file**, across processes too — so share one store (clone it) instead of opening the path twice, and stop the other process first. |
 //! | `decode checkpoint row: …` | A row in the redb file cannot be read: the file is damaged, or another program wrote to the `cano_checkpoints` table. |
+//! | `checkpoint log …-wal: not a checkpoint log of this version of cano, or damaged; …` | `RedbCheckpointStore::new` found a file beside the database, under the name of its write-ahead log, that it cannot read. Nothing was changed. If it is not cano's, move it away; if it is, the writes it holds are lost when it is moved away. |
+//! | `checkpoint log …: a write failed (…)` or `… a disk sync failed (…)` | The disk refused a checkpoint write (disk full, I/O error). The rows in that write may or may not have reached the disk, so the store refuses every later write: fix the disk, drop every clone of the store and open it again; resuming reads whatever did reach the disk. |
 //! | `redb: the writer thread of … has stopped; reopen the store` | The store's background writer is gone (a panic inside redb). Drop every clone of the store and open it again. |
 //!
 //! # Sagas: `Compensation failed (N error(s)); original: …; compensation #1: …`
