@@ -364,10 +364,15 @@ fn decode_row(workflow_id: &str, sequence: u64, value: &[u8]) -> Result<Checkpoi
 impl RedbCheckpointStore {
     /// Open the database at `path`, creating it (and the checkpoint table) if needed.
     ///
+    /// If a crash left writes in the store's log (`<path>-wal`), they are moved into the
+    /// database first.
+    ///
     /// # Errors
     /// [`CanoError::CheckpointStore`] naming the file when it cannot be opened: it is not a
     /// redb database, is damaged, belongs to an incompatible version, or is already open
-    /// (redb allows one open handle per file).
+    /// (redb allows one open handle per file); or naming the log when it cannot be read,
+    /// replayed or created. A file under the log's name that is not a cano checkpoint log
+    /// is refused and left as it is.
     pub fn new(path: impl AsRef<Path>) -> Result<Self, CanoError> {
         let path = path.as_ref().to_path_buf();
         let open_error = |e: &dyn std::fmt::Display, hint: &str| {
