@@ -633,6 +633,13 @@ mod tests {
         log.extend_from_slice(&body);
         let err = decode(&log).unwrap_err();
         assert!(err.contains("byte 16"), "{err}");
+        // A clear with bytes after its id is not one either.
+        let mut log = header(EPOCH).to_vec();
+        let body = [TAG_CLEAR, 1, 0, 0, 0, b'a', 0];
+        log.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        log.extend_from_slice(&checksum(EPOCH, &body).to_le_bytes());
+        log.extend_from_slice(&body);
+        assert!(decode(&log).is_err());
     }
 
     #[test]
