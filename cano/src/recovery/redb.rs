@@ -189,10 +189,7 @@ fn create_atomically(path: &Path) -> Result<bool, String> {
 /// where [`create_atomically`] builds the file: the same directory, so that the final
 /// link never crosses file systems.
 fn staging_paths(path: &Path) -> (PathBuf, PathBuf) {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let dir = wal::parent_dir(path).to_path_buf();
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

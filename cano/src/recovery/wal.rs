@@ -442,14 +442,18 @@ fn write_at(file: &mut File, bytes: &[u8], offset: u64) -> std::io::Result<()> {
     file.write_all(bytes)
 }
 
+/// The directory `path` is in: its parent, or `.` for a bare file name.
+pub(super) fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
 /// Make a new directory entry in `path`'s directory durable (best effort: not every
 /// platform can open a directory).
 fn sync_parent(path: &Path) {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    if let Ok(d) = File::open(dir) {
+    if let Ok(d) = File::open(parent_dir(path)) {
         let _ = d.sync_all();
     }
 }
