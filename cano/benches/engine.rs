@@ -144,6 +144,17 @@ fn concurrent(c: &mut Criterion) {
     let mut group = c.benchmark_group("concurrent_runs");
     group.sample_size(20);
     let wf = Arc::new(linear(5));
+    // The floor under a batch: the same number of tasks that do nothing.
+    group.bench_function("spawn_floor/10000", |b| {
+        b.to_async(&rt).iter(|| async {
+            let handles: Vec<_> = (0..10_000u32)
+                .map(|i| tokio::spawn(async move { black_box(i) }))
+                .collect();
+            for h in handles {
+                black_box(h.await.expect("join"));
+            }
+        });
+    });
     for runs in [100usize, 1000, 10_000] {
         group.bench_with_input(BenchmarkId::from_parameter(runs), &runs, |b, &runs| {
             b.to_async(&rt).iter(|| {
