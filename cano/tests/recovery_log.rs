@@ -236,3 +236,20 @@ async fn a_log_cut_short_by_the_crash_keeps_its_whole_records() {
         store.append("a", row(3)).await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_log_that_cannot_be_read_stops_the_open() {
+    // Something that is not a readable file sits under the log's name (here a
+    // directory): the store does not open, and does not replace it with an empty log.
+    let dir = tempfile::tempdir().unwrap();
+    drop(RedbCheckpointStore::new(db_path(dir.path())).unwrap());
+    std::fs::create_dir(log_path(dir.path())).unwrap();
+    std::fs::write(log_path(dir.path()).join("keep"), b"x").unwrap();
+    let err = RedbCheckpointStore::new(db_path(dir.path()))
+        .err()
+        .expect("an unreadable log is refused");
+    assert_eq!(err.category(), "checkpoint_store");
+    assert!(err.message().contains("cannot read it"), "{err}");
+    assert!(err.message().contains("ckpt.redb-wal"), "{err}");
+    assert!(log_path(dir.path()).join("keep").exists());
+}
