@@ -882,6 +882,39 @@ mod tests {
         );
     }
 
+    /// Rows of `id` in the table itself (not the log).
+    fn table_rows(store: &RedbCheckpointStore, id: &str) -> usize {
+        let txn = store.inner.shared.db.begin_read().unwrap();
+        let table = txn.open_table(TABLE).unwrap();
+        table.range((id, u64::MIN)..=(id, u64::MAX)).unwrap().count()
+    }
+
+    #[tokio::test]
+    async fn the_log_is_folded_every_interval_and_when_it_grows_large() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbCheckpointStore::new(dir.path().join("ckpt.redb"))
+            .unwrap()
+            .with_fold_interval(3);
+        for seq in 0..10 {
+            store
+                .append("run", CheckpointRow::new(seq, "A", "a"))
+                .await
+                .unwrap();
+        }
+        // Three folds of three writes; the tenth is still in the log.
+        assert_eq!(table_rows(&store, "run"), 9);
+        assert_eq!(store.inner.shared.journal.lock().unwrap().pending.writes, 1);
+        assert_eq!(store.load_run("run").await.unwrap().len(), 10);
+        drop(store);
+
+        // One write larger than the log's byte limit is folded at once.
+        let store = RedbCheckpointStore::new(dir.path().join("ckpt.redb")).unwrap();
+        let big = CheckpointRow::new(0, "A", "a").with_output(vec![7; 5 << 20]);
+        store.append("big", big).await.unwrap();
+        assert_eq!(table_rows(&store, "big"), 1);
+        assert_eq!(store.inner.shared.journal.lock().unwrap().pending.writes, 0);
+    }
+
     #[test]
     fn the_file_is_built_beside_its_final_name() {
         let (dir, tmp) = staging_paths(Path::new("/var/lib/app/ckpt.redb"));
