@@ -886,7 +886,10 @@ mod tests {
     fn table_rows(store: &RedbCheckpointStore, id: &str) -> usize {
         let txn = store.inner.shared.db.begin_read().unwrap();
         let table = txn.open_table(TABLE).unwrap();
-        table.range((id, u64::MIN)..=(id, u64::MAX)).unwrap().count()
+        table
+            .range((id, u64::MIN)..=(id, u64::MAX))
+            .unwrap()
+            .count()
     }
 
     #[tokio::test]
