@@ -309,18 +309,15 @@ impl Journal {
         workflow_id: &str,
         sequence: u64,
     ) -> Result<bool, CanoError> {
-        if let Some(run) = self.pending.runs.get(workflow_id) {
-            if run.rows.contains_key(&sequence) {
-                return Ok(true);
-            }
-            if run.cleared || run.stored == Some(false) {
-                return Ok(false);
-            }
-        }
+        let known = match self.pending.runs.get(workflow_id) {
+            Some(run) if run.rows.contains_key(&sequence) => return Ok(true),
+            Some(run) if run.cleared || run.stored == Some(false) => return Ok(false),
+            Some(run) => run.stored,
+            None => None,
+        };
         let txn = db.begin_read().map_err(redb_error)?;
         let table = txn.open_table(TABLE).map_err(redb_error)?;
-        let run = self.pending.run_mut(workflow_id);
-        if run.stored.is_none() {
+        if known.is_none() {
             // First time this id is written since the last fold: one look at the table
             // spares the next writes of a new id theirs.
             let any = table
@@ -330,7 +327,7 @@ impl Journal {
                 .transpose()
                 .map_err(redb_error)?
                 .is_some();
-            run.stored = Some(any);
+            self.pending.set_stored(workflow_id, any);
             if !any {
                 return Ok(false);
             }
@@ -703,44 +700,7 @@ fn commit_batch(
     let journal = &mut *journal;
     let mut results = Vec::with_capacity(ops.len());
     let mut undo = Vec::with_capacity(ops.len());
-    let mut bytes = Vec::new();
-    let epoch = journal.log.epoch();
-    let mut stage = || -> Result<(), CanoError> {
-        for op in ops.iter_mut() {
-            match &mut **op {
-                Op::Append {
-                    workflow_id,
-                    sequence,
-                    value,
-                } => {
-                    if journal.has_row(&shared.db, workflow_id, *sequence)? {
-                        results.push(Err(CanoError::checkpoint_store(format!(
-                            "checkpoint conflict: workflow {workflow_id:?} already has a row at sequence {sequence}; resume the existing run or clear it before starting a new one"
-                        ))));
-                        continue;
-                    }
-                    wal::encode(
-                        &Record::Append {
-                            workflow_id,
-                            sequence: *sequence,
-                            value,
-                        },
-                        epoch,
-                        &mut bytes,
-                    );
-                    undo.push(journal.pending.append(
-                        workflow_id,
-                        *sequence,
-                        std::mem::take(value),
-                    ));
-                }
-                Op::Clear { workflow_id } => {
-                    wal::encode(&Record::Clear { workflow_id }, epoch, &mut bytes);
-                    undo.push(journal.pending.clear(workflow_id));
-                }
-            }
-            results.push(Ok(()));
-        }
+    let logged = stage(journal, &shared.db, ops, &mut results, &mut undo).and_then(|bytes| {
         if bytes.is_empty() {
             return Ok(());
         }
@@ -748,8 +708,8 @@ fn commit_batch(
             .log
             .append(&bytes)
             .map_err(CanoError::checkpoint_store)
-    };
-    if let Err(e) = stage() {
+    });
+    if let Err(e) = logged {
         journal.pending.undo(undo);
         return Err(e);
     }
@@ -759,6 +719,58 @@ fn commit_batch(
         let _ = journal.fold(&shared.db);
     }
     Ok(results)
+}
+
+/// Check `ops` for conflicts, record the accepted ones in `journal.pending` (with how to
+/// take each back in `undo`), put each one's result in `results`, and return their log
+/// records. On error, `undo` holds what was recorded so far.
+fn stage<'o>(
+    journal: &mut Journal,
+    db: &Database,
+    ops: &'o mut [&mut Op],
+    results: &mut Vec<Result<(), CanoError>>,
+    undo: &mut Vec<wal::Undo<'o>>,
+) -> Result<Vec<u8>, CanoError> {
+    let epoch = journal.log.epoch();
+    let mut bytes = Vec::new();
+    for op in ops.iter_mut() {
+        match &mut **op {
+            Op::Append {
+                workflow_id,
+                sequence,
+                value,
+            } => {
+                let workflow_id: &'o String = workflow_id;
+                if journal.has_row(db, workflow_id, *sequence)? {
+                    results.push(Err(CanoError::checkpoint_store(format!(
+                        "checkpoint conflict: workflow {workflow_id:?} already has a row at sequence {sequence}; resume the existing run or clear it before starting a new one"
+                    ))));
+                    continue;
+                }
+                wal::encode(
+                    &Record::Append {
+                        workflow_id,
+                        sequence: *sequence,
+                        value,
+                    },
+                    epoch,
+                    &mut bytes,
+                );
+                undo.push(
+                    journal
+                        .pending
+                        .append(workflow_id, *sequence, std::mem::take(value)),
+                );
+            }
+            Op::Clear { workflow_id } => {
+                let workflow_id: &'o String = workflow_id;
+                wal::encode(&Record::Clear { workflow_id }, epoch, &mut bytes);
+                undo.push(journal.pending.clear(workflow_id));
+            }
+        }
+        results.push(Ok(()));
+    }
+    Ok(bytes)
 }
 
 /// A write too large for one log record.

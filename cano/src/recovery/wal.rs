@@ -245,49 +245,86 @@ pub(super) struct PendingRun {
     pub(super) rows: BTreeMap<u64, Vec<u8>>,
 }
 
-/// How to take back one write of a batch whose log write failed.
-pub(super) enum Undo {
+/// How to take back one write of a batch whose log write failed. Borrows the id from the
+/// write, so staging a write allocates nothing for it.
+pub(super) enum Undo<'a> {
     Append {
-        workflow_id: String,
+        workflow_id: &'a str,
         sequence: u64,
     },
     Clear {
-        workflow_id: String,
+        workflow_id: &'a str,
         before: Option<PendingRun>,
     },
 }
 
 impl Pending {
     /// Record a logged append.
-    pub(super) fn append(&mut self, workflow_id: &str, sequence: u64, value: Vec<u8>) -> Undo {
-        self.run_mut(workflow_id).rows.insert(sequence, value);
+    pub(super) fn append<'a>(
+        &mut self,
+        workflow_id: &'a str,
+        sequence: u64,
+        value: Vec<u8>,
+    ) -> Undo<'a> {
+        match self.runs.get_mut(workflow_id) {
+            Some(run) => {
+                run.rows.insert(sequence, value);
+            }
+            None => {
+                let mut run = PendingRun::default();
+                run.rows.insert(sequence, value);
+                self.runs.insert(workflow_id.to_owned(), run);
+            }
+        }
         self.writes += 1;
         Undo::Append {
-            workflow_id: workflow_id.to_owned(),
+            workflow_id,
             sequence,
         }
     }
 
     /// Record a logged clear.
-    pub(super) fn clear(&mut self, workflow_id: &str) -> Undo {
+    pub(super) fn clear<'a>(&mut self, workflow_id: &'a str) -> Undo<'a> {
         let cleared = PendingRun {
             cleared: true,
             stored: None,
             rows: BTreeMap::new(),
         };
-        let before = self.runs.insert(workflow_id.to_owned(), cleared);
-        if let (Some(run), Some(before)) = (self.runs.get_mut(workflow_id), &before) {
-            run.stored = before.stored;
-        }
+        let before = match self.runs.get_mut(workflow_id) {
+            Some(run) => {
+                let before = std::mem::replace(run, cleared);
+                // What is known about the table stays true.
+                run.stored = before.stored;
+                Some(before)
+            }
+            None => {
+                self.runs.insert(workflow_id.to_owned(), cleared);
+                None
+            }
+        };
         self.writes += 1;
         Undo::Clear {
-            workflow_id: workflow_id.to_owned(),
+            workflow_id,
             before,
         }
     }
 
+    /// Note whether the table held rows of `workflow_id` (see [`PendingRun::stored`]).
+    pub(super) fn set_stored(&mut self, workflow_id: &str, stored: bool) {
+        match self.runs.get_mut(workflow_id) {
+            Some(run) => run.stored = Some(stored),
+            None => {
+                let run = PendingRun {
+                    stored: Some(stored),
+                    ..PendingRun::default()
+                };
+                self.runs.insert(workflow_id.to_owned(), run);
+            }
+        }
+    }
+
     /// Take back writes, the last one first.
-    pub(super) fn undo(&mut self, undo: Vec<Undo>) {
+    pub(super) fn undo(&mut self, undo: Vec<Undo<'_>>) {
         for step in undo.into_iter().rev() {
             self.writes = self.writes.saturating_sub(1);
             match step {
@@ -295,7 +332,7 @@ impl Pending {
                     workflow_id,
                     sequence,
                 } => {
-                    if let Some(run) = self.runs.get_mut(&workflow_id) {
+                    if let Some(run) = self.runs.get_mut(workflow_id) {
                         run.rows.remove(&sequence);
                     }
                 }
@@ -303,13 +340,13 @@ impl Pending {
                     workflow_id,
                     before: Some(before),
                 } => {
-                    self.runs.insert(workflow_id, before);
+                    self.runs.insert(workflow_id.to_owned(), before);
                 }
                 Undo::Clear {
                     workflow_id,
                     before: None,
                 } => {
-                    self.runs.remove(&workflow_id);
+                    self.runs.remove(workflow_id);
                 }
             }
         }
@@ -329,10 +366,6 @@ impl Pending {
                 self.clear(workflow_id);
             }
         }
-    }
-
-    pub(super) fn run_mut(&mut self, workflow_id: &str) -> &mut PendingRun {
-        self.runs.entry(workflow_id.to_owned()).or_default()
     }
 }
 
@@ -675,7 +708,7 @@ mod tests {
     #[test]
     fn a_clear_keeps_what_is_known_about_the_database() {
         let mut p = Pending::default();
-        p.run_mut("a").stored = Some(false);
+        p.set_stored("a", false);
         p.clear("a");
         assert_eq!(p.runs["a"].stored, Some(false));
     }
