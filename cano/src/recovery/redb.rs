@@ -227,6 +227,12 @@ fn open_hint(e: &redb::DatabaseError) -> &'static str {
     }
 }
 
+/// A panic while a lock of the store was held (inside redb or the log) left its state
+/// unknown.
+fn poisoned() -> CanoError {
+    CanoError::checkpoint_store("redb: write queue poisoned; reopen the store")
+}
+
 fn redb_error(e: impl std::fmt::Display) -> CanoError {
     CanoError::checkpoint_store(format!("redb: {e}"))
 }
@@ -464,8 +470,6 @@ impl RedbCheckpointStore {
     }
 
     async fn submit_led(&self, op: Op) -> Result<(), CanoError> {
-        let poisoned =
-            || CanoError::checkpoint_store("redb: write queue poisoned; reopen the store");
         let (reply, answer) = oneshot::channel();
         let lead_now = {
             let mut q = self.inner.leading.lock().map_err(|_| poisoned())?;
@@ -533,9 +537,7 @@ impl RedbCheckpointStore {
     /// The rows of `workflow_id`: the table's, unless a clear was logged since the last
     /// fold, and the logged ones.
     fn read_rows(shared: &Shared, workflow_id: &str) -> Result<Vec<CheckpointRow>, CanoError> {
-        let journal = shared.journal.lock().map_err(|_| {
-            CanoError::checkpoint_store("redb: write queue poisoned; reopen the store")
-        })?;
+        let journal = shared.journal.lock().map_err(|_| poisoned())?;
         let logged = journal.pending.runs.get(workflow_id);
         let mut rows = Vec::new();
         if !logged.is_some_and(|run| run.cleared) {
@@ -604,7 +606,6 @@ fn writer_loop(shared: &Shared, rx: &Receiver<Request>) {
 /// every other writer in it, hand the lead to the next writer waiting (if any), and return
 /// the leader's own result.
 fn lead(inner: &Inner) -> Result<(), CanoError> {
-    let poisoned = || CanoError::checkpoint_store("redb: write queue poisoned; reopen the store");
     let mut batch: Vec<Waiting> = {
         let mut q = inner.leading.lock().map_err(|_| poisoned())?;
         let n = q.queue.len().min(MAX_BATCH);
@@ -693,10 +694,7 @@ fn commit_batch(
     shared: &Shared,
     ops: &mut [&mut Op],
 ) -> Result<Vec<Result<(), CanoError>>, CanoError> {
-    let mut journal = shared
-        .journal
-        .lock()
-        .map_err(|_| CanoError::checkpoint_store("redb: write queue poisoned; reopen the store"))?;
+    let mut journal = shared.journal.lock().map_err(|_| poisoned())?;
     let journal = &mut *journal;
     let mut results = Vec::with_capacity(ops.len());
     let mut undo = Vec::with_capacity(ops.len());

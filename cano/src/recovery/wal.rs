@@ -152,11 +152,10 @@ fn len_u32(len: usize) -> u32 {
 /// Whether a write of an id and a value of these lengths can be logged (a record's body
 /// length is a `u32`).
 pub(super) fn fits(id_len: usize, value_len: usize) -> bool {
-    1usize
-        .checked_add(4)
-        .and_then(|n| n.checked_add(id_len))
-        .and_then(|n| n.checked_add(8))
-        .and_then(|n| n.checked_add(value_len))
+    // Tag (1), id length (4), id, sequence (8), value.
+    id_len
+        .checked_add(value_len)
+        .and_then(|n| n.checked_add(13))
         .is_some_and(|n| u32::try_from(n).is_ok())
 }
 
