@@ -1,8 +1,9 @@
 //! The run loop: the one place that drives a workflow from state to state.
 //!
-//! [`Workflow::orchestrate`] and [`Workflow::resume_from`] wrap it with validation,
-//! resource setup/teardown and the global timeout; the scheduler calls
-//! [`Workflow::execute_workflow`] directly. Per state the loop:
+//! [`Workflow::orchestrate`], [`Workflow::resume_from`] and the scheduler's runs all
+//! return its future, [`Workflow::run_loop`]; validation, resource setup/teardown and the
+//! global timeout are layers it puts around itself when a run needs them. Per state the
+//! loop:
 //!
 //! 1. fires `on_state_enter` (the state's `Debug` text is only formatted when an
 //!    observer or a checkpoint store needs it);
@@ -16,11 +17,12 @@
 use super::Workflow;
 use super::compensation::{PendingRollback, pending_rollback};
 use super::handler::{Handler, single_next};
+use super::table::Entry;
 use crate::error::CanoError;
 use crate::observer::WorkflowObserver;
 use crate::recovery::{CheckpointRow, CheckpointStore, RowKind};
 use crate::resource::Resources;
-use crate::task::{TaskConfig, retry, run_with_retries};
+use crate::task::{TaskConfig, TaskResult, retry, run_with_retries};
 use crate::util::{CatchUnwind, panic_message};
 use std::borrow::Cow;
 use std::fmt;
@@ -95,6 +97,12 @@ impl Run {
         self.extra.as_mut()?.resume_cursor.take()
     }
 
+    /// The sequence of the row written last: the run loop's entry rows take the run's
+    /// next sequence and advance it by one.
+    fn last_sequence(&self) -> u64 {
+        self.sequence.saturating_sub(1)
+    }
+
     /// Take the completion sequence the resumed state's re-entry supersedes.
     fn take_supersedes(&mut self) -> Option<u64> {
         self.extra.as_mut()?.supersedes.take()
@@ -112,10 +120,23 @@ pub(crate) struct Completed {
 
 /// Where a run begins.
 enum Start<TState> {
+    /// Check the workflow (cached) and that this state is one of its states, then enter it
+    /// ([`Workflow::orchestrate`]).
+    Fresh(TState),
     /// Enter this state.
     At(TState),
     /// Finish a rollback that a previous process started.
     Rollback(Box<PendingRollback>),
+}
+
+/// The layers a run's future puts around the state machine.
+#[derive(Clone, Copy)]
+enum Layers {
+    /// The global timeout (if the workflow has one) and, if `lifecycle`, resource setup
+    /// and teardown.
+    Outer { lifecycle: bool },
+    /// None: the state machine inside the outer layers.
+    Inner,
 }
 
 /// A store's `append` or `clear` in flight.
@@ -176,15 +197,28 @@ where
     /// setup, the state machine (under the global timeout, if any), resource teardown.
     /// Teardown runs whether the state machine succeeded, failed or timed out.
     ///
-    /// If the returned future is dropped mid-run, the current task is cancelled and
-    /// teardown does not run; with a checkpoint store the log is kept, so the run can be
-    /// resumed.
+    /// Nothing runs until the returned future is first polled (it is what an `async fn`
+    /// would return, written out so that every run's future stays small; with the
+    /// `tracing` feature, the run's span is created with the future). If
+    /// it is dropped mid-run, the current task is cancelled and teardown does not run;
+    /// with a checkpoint store the log is kept, so the run can be resumed.
     ///
     /// # Errors
     /// Validation errors ([`CanoError::Configuration`]), resource setup errors, task
     /// errors (after retries), `No task registered for state: …` when a task moves to an
     /// unknown state, `Workflow timeout exceeded`, and checkpoint store errors.
-    pub async fn orchestrate(&self, initial_state: TState) -> Result<TState, CanoError> {
+    pub fn orchestrate(
+        &self,
+        initial_state: TState,
+    ) -> impl Future<Output = Result<TState, CanoError>> + Send + '_ {
+        let run = self.run_loop(
+            Run::fresh(self.workflow_id.clone()),
+            Start::Fresh(initial_state),
+            Layers::Outer {
+                lifecycle: self.resources.has_lifecycle(),
+            },
+        );
+        // The span is made here, when the run's future is, and entered on every poll.
         #[cfg(feature = "tracing")]
         {
             use tracing::Instrument;
@@ -195,35 +229,12 @@ where
                     tracing::Span::none()
                 }
             });
-            async {
-                let run = self.prepare(initial_state)?;
-                run.await
-            }
-            .instrument(span)
-            .await
+            run.instrument(span)
         }
-        // Without a span, the run's future is awaited directly: no wrapper around it
+        // Without a span the run's future is returned as it is: no wrapper around it
         // (see `a_run_future_stays_small`).
         #[cfg(not(feature = "tracing"))]
-        {
-            let run = self.prepare(initial_state)?;
-            run.await
-        }
-    }
-
-    /// Validate, and create the future of a run from `initial_state`.
-    fn prepare(
-        &self,
-        initial_state: TState,
-    ) -> Result<impl Future<Output = Result<TState, CanoError>> + Send + '_, CanoError> {
-        self.validated()?;
-        self.validate_initial_state(&initial_state)?;
-        let run = Run::fresh(self.workflow_id.clone());
-        Ok(self.execute(
-            run,
-            Start::At(initial_state),
-            self.resources.has_lifecycle(),
-        ))
+        run
     }
 
     /// Continue the run recorded under `workflow_id` in the checkpoint store.
@@ -259,18 +270,22 @@ where
                 run.sequence = last_sequence.saturating_add(1);
                 self.notify(|o| o.on_resume(&workflow_id, last_sequence));
                 return self
-                    .execute(
+                    .run_loop(
                         run,
                         Start::Rollback(Box::new(pending)),
-                        self.resources.has_lifecycle(),
+                        Layers::Outer {
+                            lifecycle: self.resources.has_lifecycle(),
+                        },
                     )
                     .await;
             }
             let (state, run) = self.plan_resume(workflow_id.clone(), &rows)?;
             let last_sequence = run.sequence - 1;
             self.notify(|o| o.on_resume(&workflow_id, last_sequence));
-            self.execute(run, Start::At(state), self.resources.has_lifecycle())
-                .await
+            let layers = Layers::Outer {
+                lifecycle: self.resources.has_lifecycle(),
+            };
+            self.run_loop(run, Start::At(state), layers).await
         };
         #[cfg(feature = "tracing")]
         {
@@ -371,51 +386,6 @@ where
         Ok((state, run))
     }
 
-    /// One run: set up resources (if `lifecycle`), run the state machine under the global
-    /// timeout, tear resources down.
-    ///
-    /// Each `async fn` layer between a public entry point and [`Workflow::run_loop`] keeps
-    /// its own copy of its arguments in every run's future, so this is the only layer, and
-    /// the run's bookkeeping lives here and is lent to the loop. It is an `async move`
-    /// block rather than an `async fn`: an `async fn` stores its arguments twice (once as
-    /// captured, once as locals), a block uses the captured ones in place.
-    #[allow(clippy::manual_async_fn)] // deliberate, see above
-    fn execute(
-        &self,
-        mut run: Run,
-        start: Start<TState>,
-        lifecycle: bool,
-    ) -> impl Future<Output = Result<TState, CanoError>> + Send + '_ {
-        async move {
-            // Setup and teardown are boxed: they run once per run, and inline they would
-            // add their futures' size to every run.
-            if lifecycle {
-                Box::pin(self.resources.setup_all()).await?;
-            }
-            let result = match self.timeout {
-                // Boxed so the timer does not inflate the future of runs without a timeout.
-                Some(limit) => {
-                    let limited = tokio::time::timeout(limit, self.run_loop(&mut run, start));
-                    match Box::pin(limited).await {
-                        Ok(r) => r,
-                        Err(_) => Err(CanoError::workflow("Workflow timeout exceeded")),
-                    }
-                }
-                None => self.run_loop(&mut run, start).await,
-            };
-            if lifecycle {
-                // The result goes into the boxed future too: held across this await, it
-                // would take room in every run's future.
-                return Box::pin(async move {
-                    self.resources.teardown_all().await;
-                    result
-                })
-                .await;
-            }
-            result
-        }
-    }
-
     /// One scheduled run: the state machine from `initial_state` under the workflow's
     /// global timeout, recording its checkpoint log (if a store is attached) under
     /// `workflow_id`. No validation and no resource lifecycle: the scheduler validates
@@ -426,7 +396,8 @@ where
         initial_state: TState,
         workflow_id: Option<Arc<str>>,
     ) -> Result<TState, CanoError> {
-        self.execute(Run::fresh(workflow_id), Start::At(initial_state), false)
+        let layers = Layers::Outer { lifecycle: false };
+        self.run_loop(Run::fresh(workflow_id), Start::At(initial_state), layers)
             .await
     }
 
@@ -444,61 +415,87 @@ where
 
     /// The run loop. See the module docs for the steps per state.
     ///
-    /// An `async move` block rather than an `async fn`, for the reason given on
-    /// [`Workflow::execute`].
+    /// This future is the whole of a plain run: every spawned run holds one, so its size
+    /// is memory per concurrent run (`a_run_future_stays_small`). Hence:
+    /// * it owns the run's bookkeeping, and no `async fn` layer sits between it and the
+    ///   public entry points (each such layer keeps its own copy of its arguments);
+    /// * what only some runs need is boxed: the resource lifecycle and the global timeout
+    ///   ([`Workflow::layered`], which runs this loop again inside them), retries after a
+    ///   failed first attempt, the other handler kinds, rollbacks;
+    /// * across an `await` it keeps as little as it can: one reference to the state's
+    ///   table entry rather than its parts, the store call without its id;
+    /// * it is an `async move` block rather than an `async fn`: an `async fn` stores its
+    ///   arguments twice (once as captured, once as locals), a block uses the captured
+    ///   ones in place.
     #[allow(clippy::manual_async_fn)] // deliberate, see above
-    fn run_loop<'a>(
-        &'a self,
-        run: &'a mut Run,
+    fn run_loop(
+        &self,
+        mut run: Run,
         start: Start<TState>,
-    ) -> impl Future<Output = Result<TState, CanoError>> + Send + 'a {
+        layers: Layers,
+    ) -> impl Future<Output = Result<TState, CanoError>> + Send + '_ {
         async move {
+            if let Start::Fresh(state) = &start {
+                self.validated()?;
+                self.validate_initial_state(state)?;
+            }
+            if let Layers::Outer { lifecycle } = layers
+                && (lifecycle || self.timeout.is_some())
+            {
+                return self.layered(run, start, lifecycle).await;
+            }
             let mut current = match start {
-                Start::At(state) => state,
+                Start::Fresh(state) | Start::At(state) => state,
                 Start::Rollback(pending) => {
-                    return Err(Box::pin(self.resume_rollback(run, *pending)).await);
+                    return Err(Box::pin(self.resume_rollback(&mut run, *pending)).await);
                 }
             };
             let labelled = self.observers.is_some() || self.checkpoint_store.is_some();
             #[cfg(feature = "tracing")]
             tracing::info!(initial_state = ?current, "Starting workflow execution");
             // Every failure leaves the loop with its error, and the one `fail` below rolls
-            // back and reports it: one suspension point instead of one per failure site,
-            // which keeps every run's future small (`a_run_future_stays_small`).
+            // back and reports it: one suspension point instead of one per failure site.
             let failure = loop {
                 #[cfg(feature = "tracing")]
                 tracing::debug!(current_state = ?current, "Executing state");
-                let (handler, label) = match self.states.get_labelled(&current) {
-                    Some((handler, label)) => (Some(handler), Some(label)),
-                    None => (None, None),
-                };
+                let entry = self.states.entry(&current);
                 if labelled {
                     // The store's append is awaited here rather than inside a helper
                     // future, whose size every run's future would carry.
-                    // (Awaited in place, through `&mut`: moving the parts out would store
-                    // them twice.)
-                    let mut entry = match self.enter(run, &current, handler, label) {
-                        Ok(entry) => entry,
-                        Err(err) => break err,
-                    };
-                    if let Some(entry) = &mut entry {
-                        if let Err(e) = (&mut entry.0).await {
-                            break CanoError::checkpoint_store(format!("append checkpoint: {e}"));
+                    let appended = {
+                        let mut append = match self.enter(&mut run, &current, entry) {
+                            Ok(append) => append,
+                            Err(err) => break err,
+                        };
+                        // Awaited in place, through `&mut`: moving it out would keep its
+                        // container and the future both.
+                        match &mut append {
+                            Some(call) => match call.await {
+                                Ok(()) => true,
+                                Err(e) => {
+                                    break CanoError::checkpoint_store(format!(
+                                        "append checkpoint: {e}"
+                                    ));
+                                }
+                            },
+                            None => false,
                         }
-                        self.notify(|o| o.on_checkpoint(entry.1, entry.2));
+                    };
+                    if appended && let Some(id) = run.workflow_id.as_deref() {
+                        self.notify(|o| o.on_checkpoint(id, run.last_sequence()));
                     }
                 }
                 if self.exit_states.contains(&current) {
                     #[cfg(feature = "tracing")]
                     tracing::info!(final_state = ?current, "Workflow completed successfully");
-                    if let Some(clearing) = &mut self.start_clear(run)
-                        && let Err(e) = (&mut clearing.0).await
+                    if let Some(clearing) = &mut self.start_clear(&run)
+                        && let Err(e) = clearing.await
                     {
-                        report_clear_failure(clearing.1, &e);
+                        report_clear_failure(&run, &e);
                     }
                     return Ok(current);
                 }
-                let Some(handler) = handler else {
+                let Some((_, handler, label)) = entry else {
                     break CanoError::workflow(format!(
                         "No task registered for state: {current:?}"
                     ));
@@ -507,20 +504,18 @@ where
                     // The common case, inline: the first attempt runs without the retry
                     // machinery (or a dispatch future) around it; the retry loop, boxed,
                     // starts only if that attempt fails.
-                    Some((task, config)) => {
-                        let resources = &*self.resources;
-                        match CatchUnwind::new(task.run(resources)).await {
-                            Ok(Ok(result)) => single_next(result),
-                            Ok(Err(first)) => {
-                                Box::pin(guarded_retry(config, || task.run(resources), first))
-                                    .await
-                                    .and_then(single_next)
-                            }
-                            Err(payload) => Err(panicked(&*payload)),
+                    Some((task, _)) => {
+                        let attempt = CatchUnwind::new(task.run(&self.resources)).await;
+                        // Moved whole into the boxed retry: matched apart around the
+                        // `await`, it would stay in the run's future beside it.
+                        if matches!(attempt, Ok(Err(_))) {
+                            Box::pin(handler.retry_plain(&self.resources, attempt)).await
+                        } else {
+                            first_outcome(attempt)
                         }
                     }
                     // Boxed: the other kinds' futures are large, and only they pay for it.
-                    None => Box::pin(handler.dispatch(self, run, label)).await,
+                    None => Box::pin(handler.dispatch(self, &mut run, Some(&**label))).await,
                 };
                 // A resume cursor belongs to the resume point only.
                 run.take_resume_cursor();
@@ -529,22 +524,61 @@ where
                     Err(e) => break e,
                 }
             };
-            Err(Box::pin(self.fail(run, failure)).await)
+            Err(Box::pin(self.fail(&mut run, failure)).await)
         }
+    }
+
+    /// A run with a resource lifecycle or a global timeout: set resources up (if
+    /// `lifecycle`), run the state machine ([`Workflow::run_loop`] without layers) under
+    /// the timeout, tear resources down. Teardown runs whether the state machine
+    /// succeeded, failed or timed out; a failed setup ends the run before it.
+    ///
+    /// Boxed (and type-erased, which lets `run_loop` call it): runs without these layers,
+    /// the common case, do not carry the timer or the lifecycle futures.
+    fn layered(
+        &self,
+        run: Run,
+        start: Start<TState>,
+        lifecycle: bool,
+    ) -> Pin<Box<dyn Future<Output = Result<TState, CanoError>> + Send + '_>> {
+        // Validated already (`run_loop` did it before coming here).
+        let start = match start {
+            Start::Fresh(state) => Start::At(state),
+            start => start,
+        };
+        Box::pin(async move {
+            if lifecycle {
+                self.resources.setup_all().await?;
+            }
+            let machine = self.run_loop(run, start, Layers::Inner);
+            let result = match self.timeout {
+                Some(limit) => tokio::time::timeout(limit, machine)
+                    .await
+                    .unwrap_or_else(|_| Err(CanoError::workflow("Workflow timeout exceeded"))),
+                None => machine.await,
+            };
+            if lifecycle {
+                self.resources.teardown_all().await;
+            }
+            result
+        })
     }
 
     /// Entering `current` in an observed or checkpointed run: fire `on_state_enter` and
     /// start appending the state-entry row. Returns the append (for the caller to await
-    /// before the state's task runs), the run id and the row's sequence; `None` when no
-    /// row is written. `label` is the state's label from the state table, if it has a
-    /// handler. The run's sequence is advanced here.
+    /// before the state's task runs; the row's sequence is then [`Run::last_sequence`]);
+    /// `None` when no row is written. `entry` is the state's entry in the state table, if it has a handler. The
+    /// run's sequence is advanced here.
     fn enter<'r>(
         &'r self,
         run: &'r mut Run,
         current: &TState,
-        handler: Option<&Handler<TState, TResourceKey>>,
-        label: Option<&str>,
-    ) -> Result<Option<(StoreCall<'r>, &'r str, u64)>, CanoError> {
+        entry: Option<&Entry<TState, Handler<TState, TResourceKey>>>,
+    ) -> Result<Option<StoreCall<'r>>, CanoError> {
+        let (handler, label) = match entry {
+            Some((_, handler, label)) => (Some(handler), Some(&**label)),
+            None => (None, None),
+        };
         // Exit states have their label in the exit table; a state that is neither (an
         // error, reported after its row) is formatted here.
         let text = match label.or_else(|| self.exit_states.label(current)) {
@@ -575,13 +609,12 @@ where
         if let Some(superseded) = run.take_supersedes() {
             row.output_blob = Some(superseded.to_string().into_bytes());
         }
-        let sequence = row.sequence;
         run.sequence = next;
         let run: &'r Run = run;
         let Some(id) = run.workflow_id.as_deref() else {
             return Err(CanoError::checkpoint_store(MISSING_ID));
         };
-        Ok(Some((store.append(id, row), id, sequence)))
+        Ok(Some(store.append(id, row)))
     }
 
     /// Append `row` to the run's log (which must have an id); on success fire
@@ -608,19 +641,19 @@ where
     /// Best-effort removal of the run's log after it succeeded or rolled back cleanly. A
     /// failure is reported, not returned.
     pub(crate) async fn clear_log(&self, run: &Run) {
-        if let Some((clearing, id)) = self.start_clear(run)
+        if let Some(clearing) = self.start_clear(run)
             && let Err(e) = clearing.await
         {
-            report_clear_failure(id, &e);
+            report_clear_failure(run, &e);
         }
     }
 
-    /// The store's `clear` for this run's log, not yet awaited, and the run id (`None`
-    /// without a store or an id). The run loop awaits it itself, so that no helper future
-    /// adds its size to every run's future.
-    fn start_clear<'a>(&'a self, run: &'a Run) -> Option<(StoreCall<'a>, &'a str)> {
+    /// The store's `clear` for this run's log, not yet awaited (`None` without a store or
+    /// an id). The run loop awaits it itself, so that no helper future adds its size to
+    /// every run's future.
+    fn start_clear<'a>(&'a self, run: &'a Run) -> Option<StoreCall<'a>> {
         match (&self.checkpoint_store, run.workflow_id.as_deref()) {
-            (Some(store), Some(id)) => Some((store.clear(id), id)),
+            (Some(store), Some(id)) => Some(store.clear(id)),
             _ => None,
         }
     }
@@ -628,7 +661,7 @@ where
     /// Remove the run's log (no-op without a store or an id).
     pub(crate) async fn try_clear_log(&self, run: &Run) -> Result<(), CanoError> {
         match self.start_clear(run) {
-            Some((clearing, _)) => clearing.await,
+            Some(clearing) => clearing.await,
             None => Ok(()),
         }
     }
@@ -676,7 +709,8 @@ where
 
 /// A log that could not be cleared is reported (through `tracing` when enabled, else on
 /// stderr), not returned: the run itself succeeded.
-fn report_clear_failure(id: &str, e: &CanoError) {
+fn report_clear_failure(run: &Run, e: &CanoError) {
+    let id = run.workflow_id.as_deref().unwrap_or_default();
     #[cfg(feature = "tracing")]
     tracing::warn!(workflow_id = id, error = %e, "could not clear the checkpoint log");
     #[cfg(not(feature = "tracing"))]
@@ -728,6 +762,19 @@ where
     }
 }
 
+/// What one attempt of a task returned, or the panic it raised.
+pub(crate) type Attempt<TState> =
+    Result<Result<TaskResult<TState>, CanoError>, Box<dyn std::any::Any + Send>>;
+
+/// The next state from a single task's attempt: its `Single` result, its error, or the
+/// error its panic becomes.
+pub(crate) fn first_outcome<TState>(attempt: Attempt<TState>) -> Result<TState, CanoError> {
+    match attempt {
+        Ok(result) => result.and_then(single_next),
+        Err(payload) => Err(panicked(&*payload)),
+    }
+}
+
 /// The error a caught panic becomes.
 pub(crate) fn panicked(payload: &(dyn std::any::Any + Send)) -> CanoError {
     CanoError::task_execution(format!("panic: {}", panic_message(payload)))
@@ -748,19 +795,21 @@ mod tests {
 
     /// Every spawned run holds one of these futures: its size is memory per concurrent
     /// run. It was 3.7 KB before the run loop was laid out to avoid double-stored state,
-    /// and 720 bytes before the loop awaited store calls itself, failed in one place and
-    /// kept what only sagas and resumed runs need behind a box.
+    /// 720 bytes before the loop awaited store calls itself, failed in one place and
+    /// kept what only sagas and resumed runs need behind a box, and 256 bytes before the
+    /// loop became the whole run's future (no `orchestrate`/`execute` layers around it)
+    /// and stopped keeping matched-apart values beside the futures it awaits.
     #[test]
     fn a_run_future_stays_small() {
         let wf = Workflow::bare().register(S::A, T).add_exit_state(S::Done);
         // The `tracing` feature wraps runs in a span (a few dozen bytes more).
         let slack = if cfg!(feature = "tracing") { 64 } else { 0 };
         let size = std::mem::size_of_val(&wf.orchestrate(S::A));
-        // At 272 bytes or less, `tokio::spawn(async move { wf.orchestrate(s).await })`
-        // fits a 384-byte tokio task (tasks are 128-byte aligned, with 104 bytes of
-        // their own): 512 above that.
+        // At 136 bytes or less, `tokio::spawn(async move { wf.orchestrate(s).await })`
+        // fits a 256-byte tokio task (tasks are 128-byte aligned, with 120 bytes of their
+        // own and the spawned block's): 384 above that.
         assert!(
-            size <= 272 + slack,
+            size <= 136 + slack,
             "orchestrate future grew to {size} bytes"
         );
         let size = std::mem::size_of_val(&wf.resume_from("id"));

@@ -8,10 +8,11 @@
 //! retries, timeouts, the circuit breaker, panic capture and observer events.
 
 use super::Workflow;
-use super::execution::{Completed, Run, guarded};
+use super::execution::{Attempt, Completed, Run, first_outcome, guarded, guarded_retry};
 use super::join::JoinConfig;
 use crate::error::CanoError;
 use crate::recovery::CheckpointRow;
+use crate::resource::Resources;
 use crate::saga::ErasedCompensatable;
 use crate::task::stepped::{ErasedStep, ErasedSteppedTask};
 use crate::task::{TaskConfig, TaskObject, TaskResult};
@@ -154,6 +155,24 @@ where
         match self {
             Self::Compensatable { task, .. } => Some(task),
             _ => None,
+        }
+    }
+
+    /// After a plain task's first attempt, made inline by the run loop: if it failed, the
+    /// rest of the retry loop (panics caught); then the next state.
+    pub(crate) async fn retry_plain(
+        &self,
+        resources: &Resources<TResourceKey>,
+        attempt: Attempt<TState>,
+    ) -> Result<TState, CanoError> {
+        match (self, attempt) {
+            (Self::Task { task, config, .. }, Ok(Err(first))) => {
+                guarded_retry(config, || task.run(resources), first)
+                    .await
+                    .and_then(single_next)
+            }
+            // The run loop makes a first attempt only for plain tasks.
+            (_, attempt) => first_outcome(attempt),
         }
     }
 

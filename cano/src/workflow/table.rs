@@ -15,10 +15,13 @@ use std::hash::Hash;
 /// Above this many entries lookups go through the hash index.
 const LINEAR_LIMIT: usize = 8;
 
+/// A state, its value and its label (`format!("{state:?}")`).
+pub(crate) type Entry<S, V> = (S, V, Box<str>);
+
 #[derive(Clone)]
 pub(crate) struct StateTable<S, V> {
-    /// `(state, value, format!("{state:?}"))`, in insertion order.
-    entries: Vec<(S, V, Box<str>)>,
+    /// In insertion order.
+    entries: Vec<Entry<S, V>>,
     index: FastMap<S, usize>,
 }
 
@@ -55,11 +58,11 @@ impl<S: Hash + Eq + Clone + fmt::Debug, V> StateTable<S, V> {
         self.position(key).map(|i| &self.entries[i].1)
     }
 
-    /// The entry's value and its state's label.
+    /// The whole entry of `key`: one reference for the run loop to keep across an
+    /// `await`, where the value and the label would be three words.
     #[inline]
-    pub(crate) fn get_labelled(&self, key: &S) -> Option<(&V, &str)> {
-        self.position(key)
-            .map(|i| (&self.entries[i].1, &*self.entries[i].2))
+    pub(crate) fn entry(&self, key: &S) -> Option<&Entry<S, V>> {
+        self.position(key).map(|i| &self.entries[i])
     }
 
     /// The state's label if `key` is in the table.
@@ -112,7 +115,7 @@ mod tests {
         }
         assert_eq!(t.insert(3, 99), Some(30));
         assert_eq!(t.get(&3), Some(&99));
-        assert_eq!(t.get_labelled(&3), Some((&99, "3")));
+        assert_eq!(t.entry(&3), Some(&(3, 99, "3".into())));
         assert_eq!(t.label(&39), Some("39"));
         assert_eq!(t.label(&40), None);
         assert_eq!(t.len(), 40);
