@@ -814,7 +814,7 @@ mod tests {
         );
         let size = std::mem::size_of_val(&wf.resume_from("id"));
         assert!(
-            size <= 480 + slack,
+            size <= 336 + slack,
             "resume_from future grew to {size} bytes"
         );
     }
