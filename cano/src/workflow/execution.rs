@@ -515,7 +515,7 @@ where
                         }
                     }
                     // Boxed: the other kinds' futures are large, and only they pay for it.
-                    None => Box::pin(handler.dispatch(self, &mut run, Some(&**label))).await,
+                    None => Box::pin(handler.dispatch(self, &mut run, label)).await,
                 };
                 // A resume cursor belongs to the resume point only.
                 run.take_resume_cursor();

@@ -182,7 +182,7 @@ where
         &self,
         wf: &Workflow<TState, TResourceKey>,
         run: &mut Run,
-        label: Option<&str>,
+        label: &str,
     ) -> Result<TState, CanoError> {
         let resources = &*wf.resources;
         match self {
@@ -223,7 +223,7 @@ where
         task: &dyn ErasedCompensatable<TState, TResourceKey>,
         config: &TaskConfig,
         run: &mut Run,
-        label: Option<&str>,
+        label: &str,
     ) -> Result<TState, CanoError> {
         let resources = &*self.resources;
         let scope = self.begin_task(config, || task.name());
@@ -238,9 +238,7 @@ where
         scope.end(&outcome);
         let (next, blob) = outcome?;
         let name = task.name().into_owned();
-        if let (Some(store), Some(label), true) =
-            (&self.checkpoint_store, label, run.workflow_id.is_some())
-        {
+        if let (Some(store), true) = (&self.checkpoint_store, run.workflow_id.is_some()) {
             let row =
                 CheckpointRow::new(run.sequence, label, name.clone()).with_output(blob.clone());
             if let Err(e) = self.append_row(store.as_ref(), run, row).await {
@@ -287,7 +285,7 @@ where
         task: &dyn ErasedSteppedTask<TState, TResourceKey>,
         config: &TaskConfig,
         run: &mut Run,
-        label: Option<&str>,
+        label: &str,
     ) -> Result<TState, CanoError> {
         let resources = &*self.resources;
         let scope = self.begin_task(config, || task.name());
@@ -303,8 +301,7 @@ where
                     ));
                 }
                 Ok(ErasedStep::More(bytes)) => {
-                    if let (Some(store), Some(label), true) =
-                        (&self.checkpoint_store, label, run.workflow_id.is_some())
+                    if let (Some(store), true) = (&self.checkpoint_store, run.workflow_id.is_some())
                     {
                         let row = CheckpointRow::new(run.sequence, label, task.name())
                             .with_cursor(bytes.clone());
