@@ -419,6 +419,26 @@ fn workflow_futures_are_send() {
     drop(assert_send(wf.resume_from("id")));
 }
 
+/// `orchestrate` is a plain `fn` returning the run's future (COMPATIBILITY.md); like the
+/// `async fn` of 0.12.0 it does nothing until that future is polled, and reports even a
+/// workflow that does not validate through the future.
+#[tokio::test]
+async fn orchestrate_does_nothing_until_its_future_is_polled() {
+    let recorder = support::Recorder::new();
+    let wf = cano::Workflow::bare()
+        .register(Flow::Begin, Begin)
+        .add_exit_state(Flow::End)
+        .with_observer(recorder.clone());
+    drop(wf.orchestrate(Flow::Begin));
+    assert!(recorder.events().is_empty(), "{:?}", recorder.events());
+    assert_eq!(wf.orchestrate(Flow::Begin).await, Ok(Flow::End));
+    assert!(recorder.events().contains(&"enter:Begin".to_string()));
+
+    let no_exit = cano::Workflow::bare().register(Flow::Begin, Begin);
+    let run = no_exit.orchestrate(Flow::Begin);
+    assert!(matches!(run.await, Err(cano::CanoError::Configuration(_))));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orchestrate_and_resume_from_can_be_spawned_on_a_multi_thread_runtime() {
     let store = TestStore::new();
