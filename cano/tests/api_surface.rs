@@ -1,6 +1,6 @@
 //! The public API surface of the core: names at the crate root, in the prelude and in the
 //! modules; auto traits of the public types and futures; object safety; and the enums
-//! user code may match exhaustively (core spec §1.3–§1.6, §2.1, §5.4, checklist §11.1).
+//! user code may match exhaustively.
 //!
 //! Split/join, router/poll/batch/stepped, saga, redb and scheduler items are covered
 //! where those features are tested.

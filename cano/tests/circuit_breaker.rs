@@ -1,6 +1,5 @@
-//! `CircuitBreaker`, `CircuitPolicy`, `CircuitState` and `Permit` on their own
-//! (core spec §6, checklist §11.7). The breaker's integration with the retry loop is in
-//! `task_retry.rs`.
+//! `CircuitBreaker`, `CircuitPolicy`, `CircuitState` and `Permit` on their own. The
+//! breaker's integration with the retry loop is in `task_retry.rs`.
 //!
 //! The breaker measures time with `std::time::Instant`, so instead of sleeping these tests
 //! use a zero `reset_timeout` (the next `try_acquire` may probe at once) or a long one (it

@@ -1,7 +1,6 @@
-//! Circuit breakers: the exact state machine (core spec §6.2–§6.4), breakers shared by
-//! many tasks, split members and concurrent runs (§6.3, §8.7), and the breaker inside the
-//! retry loop as seen through a workflow and its observer (§5.5, §8.10, §8.11, §12 items
-//! 3 and 4). Checklist §11.6 (breaker items), §11.7, §11.8 (pre-tripped breaker).
+//! Circuit breakers: the exact state machine, breakers shared by many tasks, split
+//! members and concurrent runs, and the breaker inside the retry loop as seen through a
+//! workflow and its observer (including a breaker already open when the run starts).
 //!
 //! The breaker measures time with `std::time::Instant`, not tokio's clock. Most tests use
 //! a zero `reset_timeout` (the next `try_acquire` may probe at once) or an hour (it may
@@ -42,7 +41,7 @@ fn rejected_half_open() -> CanoError {
 }
 
 // ---------------------------------------------------------------------------------------
-// The state machine (§6.4)
+// The state machine
 // ---------------------------------------------------------------------------------------
 
 #[test]
@@ -287,7 +286,7 @@ fn debug_of_states_and_permits() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Sharing across threads (§6.3)
+// Sharing across threads
 // ---------------------------------------------------------------------------------------
 
 #[test]

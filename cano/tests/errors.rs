@@ -1,11 +1,11 @@
 //! `CanoError`: constructors, `category()`, `message()`, `Display`, equality and the
-//! `From` conversions (core spec §2, checklist §11.2).
+//! `From` conversions.
 
 use cano::prelude::*;
 use cano::store::StoreError;
 use std::error::Error as _;
 
-/// One value of every variant, with the category and Display text the spec fixes.
+/// One value of every variant, with its category and Display text (the same as 0.12.0's).
 fn every_variant() -> Vec<(CanoError, &'static str, &'static str)> {
     vec![
         (

@@ -1,9 +1,9 @@
-//! Fault injection on the checkpoint store (issue 9): a [`FaultyStore`] wraps a real
+//! Fault injection on the checkpoint store: a [`FaultyStore`] wraps a real
 //! [`RedbCheckpointStore`] and fails, delays or panics on chosen calls.
 //!
 //! For every fault the tests check that
 //!
-//! * it surfaces to the caller, with the error texts of the recovery spec
+//! * it surfaces to the caller, with 0.12.0's error texts
 //!   (`append checkpoint: …`, `append step cursor checkpoint: …`,
 //!   `append compensation checkpoint: …`, `load checkpoint run "…": …`, and our
 //!   `append rollback checkpoint: …`), or as a panic for a panicking store;
@@ -18,9 +18,9 @@
 //! `Start` (plain) → `Load` (stepped, three steps) → `Reserve`, `Charge` (saga steps,
 //! outputs 7 and 8) → `Ship` (plain; can be told to fail) → `Done`.
 //!
-//! Panics: the core spec (§8.10) lists checkpoint-store calls among the things the
-//! engine does **not** catch. Observed: a store panic unwinds out of `orchestrate` /
-//! `resume_from` (a `JoinError` for a spawned run); nothing after it runs — no saga
+//! Panics: a panic in a checkpoint-store call is **not** caught by the engine (as in
+//! 0.12.0). Observed: a store panic unwinds out of `orchestrate` / `resume_from` (a
+//! `JoinError` for a spawned run); nothing after it runs — no saga
 //! rollback, no resource teardown (as when the future is dropped); the file keeps every
 //! row that was durable, and `resume_from` continues like after a crash.
 //!
@@ -533,9 +533,9 @@ async fn a_failed_cursor_row_surfaces_as_append_step_cursor_checkpoint_and_resum
     assert!(t.check_disk().await.is_empty());
 }
 
-/// A completion row that cannot be written ends the run through a rollback (recovery
-/// spec §12.4 step 5): the step that just ran is undone too, and a clean rollback clears
-/// the log, so there is nothing left to resume — the run's end is "rolled back".
+/// A completion row that cannot be written ends the run through a rollback: the step
+/// that just ran is undone too, and a clean rollback clears the log, so there is nothing
+/// left to resume — the run's end is "rolled back".
 #[tokio::test]
 async fn a_failed_completion_row_surfaces_and_rolls_the_saga_back() {
     let t = Fixture::new();
@@ -714,8 +714,8 @@ async fn a_failed_rollback_row_still_rolls_back_once_and_clears() {
     assert!(t.check_disk().await.is_empty());
 }
 
-/// `clear` errors are ignored by design (recovery spec §10.2 step 5, §10.7): the run
-/// succeeds and its log stays. Resuming that log only re-enters the exit state.
+/// `clear` errors are ignored by design, as in 0.12.0: the run succeeds and its log
+/// stays. Resuming that log only re-enters the exit state.
 #[tokio::test]
 async fn a_failed_clear_is_ignored_and_resume_only_clears() {
     let t = Fixture::new();
@@ -825,7 +825,7 @@ async fn a_lost_ack_on_a_cursor_row_surfaces_and_resume_finishes() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Panicking store calls (not caught by the engine: core spec §8.10)
+// Panicking store calls (not caught by the engine)
 // ---------------------------------------------------------------------------------------
 
 #[tokio::test]
@@ -955,9 +955,10 @@ async fn a_slow_store_delays_the_run_but_changes_nothing_else() {
     assert!(t.check_disk().await.is_empty());
 }
 
-/// A store call slower than the workflow timeout: the run fails with the timeout (no
-/// rollback: spec §10.6). With the delay before the write the row never lands; with the
-/// delay after it, it is on disk although the run never heard back. Both resume.
+/// A store call slower than the workflow timeout: the run fails with the timeout (a
+/// workflow timeout never starts a rollback). With the delay before the write the row
+/// never lands; with the delay after it, it is on disk although the run never heard back.
+/// Both resume.
 #[tokio::test(start_paused = true)]
 async fn a_store_slower_than_the_workflow_timeout_times_the_run_out() {
     for (fault, landed) in [
@@ -1121,7 +1122,7 @@ async fn drive(t: &Fixture, timeout: Duration) -> (End, u32) {
 /// 60 seeds: one random fault (fail, panic before/after the write, short or
 /// longer-than-the-timeout delay before/after the write) on a random call of the run,
 /// including the calls of its resumes. Every run reaches the end of an unfaulted run —
-/// or, when the fault failed a completion row, a clean rollback (recovery spec §12.4) —
+/// or, when the fault failed a completion row, a clean rollback —
 /// with at most the state at the fault point re-run, and the file checked after every
 /// attempt.
 #[tokio::test(start_paused = true)]

@@ -1,8 +1,7 @@
-//! Observer events around split states (core spec §7.1, §8.7 step 5, §8.11, §12 item
-//! 14; checklist §11.8): start events for every member up front, retry and breaker events
-//! as they happen, then successes and failures in completion order, nothing for
-//! cancelled members or after a split timeout, and several observers in registration
-//! order.
+//! Observer events around split states: start events for every member up front, retry
+//! and breaker events as they happen, then successes and failures in completion order,
+//! nothing for cancelled members or after a split timeout, and several observers in
+//! registration order.
 //!
 //! Everything runs on tokio's paused clock; members sleep to fix their completion order.
 

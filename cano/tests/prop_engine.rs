@@ -1,4 +1,4 @@
-//! Model-based property test of the engine (issue 9).
+//! Model-based property test of the engine.
 //!
 //! proptest generates small random workflows — 2 to 5 states, each a plain task, a
 //! router, a saga step, an engine-driven stepped task or a split with a random join
@@ -8,9 +8,10 @@
 //! workflow timeout, and compensations that succeed, fail, panic or hang. Each workflow is
 //! run (`orchestrate`, then up to four `resume_from`s while the run failed and left a
 //! log), each run with its own workflow timeout and possibly a crash right after one of
-//! its checkpoint appends, on tokio's paused clock, and compared after every run with [`Model`], a direct,
-//! sequential interpretation of the spec's rules (core spec §5.5, §8.5–§8.11; recovery
-//! spec §10–§12; and our documented differences in COMPATIBILITY.md):
+//! its checkpoint appends, on tokio's paused clock, and compared after every run with
+//! [`Model`], a direct, sequential interpretation of the engine's documented rules for
+//! retries, timeouts, splits, observers, checkpoints, sagas and resume (with our
+//! differences from 0.12.0 in COMPATIBILITY.md):
 //!
 //! * the final state or the exact error;
 //! * the exact observer event sequence (and the errors passed to `on_task_failure`);
@@ -21,7 +22,7 @@
 //! Timing is exact on the paused clock. Split members run concurrently; the model
 //! computes each member's timeline and rejects the (rare) cases where two members act at
 //! the same non-zero instant, or a member acts exactly at the split's deadline, because
-//! the engine's order of same-instant wake-ups is not something the spec defines.
+//! the engine does not define an order for wake-ups at the same instant.
 //!
 //! Tasks' scripts are finite: a call past the end of a script succeeds at once to the
 //! first exit state, and a split's join state always lies ahead of it, so every run ends.
@@ -531,7 +532,7 @@ impl Timeline {
     }
 }
 
-/// Spec §5.5 with §8.10: attempts up to `retries + 1`; an attempt that outlives its
+/// The retry loop: attempts up to `retries + 1`; an attempt that outlives its
 /// timeout fails with `Timeout`; a panic ends the loop; exhaustion wraps the last error
 /// in `RetryExhausted` unless only one attempt was allowed; `on_retry(k)` then the delay
 /// between attempts.
@@ -784,7 +785,7 @@ impl<'a> Model<'a> {
         body(self).unwrap_or_else(|Halt| Err(CanoError::workflow("Workflow timeout exceeded")))
     }
 
-    /// Recovery spec §8.5 / §10.2: the run loop.
+    /// The run loop.
     fn run_loop(
         &mut self,
         mut current: St,
@@ -883,7 +884,7 @@ impl<'a> Model<'a> {
         }
     }
 
-    /// Spec §8.6: a plain or router state.
+    /// A plain or router state.
     fn single(&mut self, i: u8, kind: &Kind, spec: &Spec) -> Result<Result<St, CanoError>, Halt> {
         let name = task_name(i, kind);
         self.event(format!("start:{name}"));
@@ -901,7 +902,7 @@ impl<'a> Model<'a> {
         Ok(outcome)
     }
 
-    /// Recovery spec §12.4: a saga step records its output (row and stack).
+    /// A saga step: it records its output (row and stack).
     fn compensatable(
         &mut self,
         i: u8,
@@ -937,7 +938,7 @@ impl<'a> Model<'a> {
         Ok(Ok(next))
     }
 
-    /// Recovery spec §10.4: the engine-driven step loop, each step under the retry loop,
+    /// The engine-driven step loop, each step under the retry loop,
     /// each new cursor recorded before the next step.
     fn stepped(
         &mut self,
@@ -982,7 +983,7 @@ impl<'a> Model<'a> {
         Ok(outcome)
     }
 
-    /// Core spec §8.7: members start together; outcomes are collected in completion order
+    /// A split: members start together; outcomes are collected in completion order
     /// until all are in, `Any`/`PartialResults` is satisfied, or the split's deadline.
     fn split(
         &mut self,
@@ -1199,7 +1200,7 @@ impl<'a> Model<'a> {
         Ok(CanoError::compensation_failed(errors))
     }
 
-    /// Recovery spec §12.5: one `compensate` call, no retries, bounded by the step's
+    /// A compensation: one `compensate` call, no retries, bounded by the step's
     /// attempt timeout, panics caught.
     fn compensate(&mut self, task_id: &str, blob: &[u8]) -> Result<Result<(), CanoError>, Halt> {
         let found = self
@@ -1242,7 +1243,7 @@ impl<'a> Model<'a> {
         })
     }
 
-    /// Recovery spec §11 with our differences: `resume_from(WF)` over the live log.
+    /// `resume_from(WF)` over the live log, with our differences from 0.12.0.
     fn resume(&mut self, spec: RunSpec) -> Result<St, CanoError> {
         self.start_run(spec);
         let rows = self.live.clone();

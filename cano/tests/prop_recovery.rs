@@ -1,4 +1,4 @@
-//! Bad-input tests for recovery (issue 9): fuzzing with proptest, so they run in CI.
+//! Bad-input tests for recovery: fuzzing with proptest, so they run in CI.
 //!
 //! * `resume_from` over arbitrary checkpoint logs — random row kinds, sequences (with
 //!   duplicates, gaps, disorder and `u64::MAX`), state labels, task ids and blobs
@@ -501,7 +501,7 @@ fn setup() -> impl Strategy<Value = Setup> {
 }
 
 // ---------------------------------------------------------------------------------------
-// What the documented rules say about a log (recovery spec §11, COMPATIBILITY.md)
+// What the documented resume rules say about a log (with COMPATIBILITY.md's differences)
 // ---------------------------------------------------------------------------------------
 
 /// The payload of a `RollbackStarted` row.

@@ -1,5 +1,5 @@
 //! The reference fixture: a redb checkpoint database written by cano 0.12.0 (seven
-//! interrupted runs, described in `tests/fixtures/README` of the shared fixtures). Every
+//! interrupted runs, named in `RUN_IDS`). Every
 //! run is resumed with the workflow `W` and with `W-ship-fails`, and the result, the
 //! `on_resume` event, the task calls, the appended rows and the final log are checked.
 #![cfg(feature = "recovery")]

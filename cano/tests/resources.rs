@@ -1,4 +1,4 @@
-//! `Resource`, `Resources` and `HealthStatus` (core spec §4, checklist §11.4).
+//! `Resource`, `Resources` and `HealthStatus`.
 
 mod support;
 

@@ -1,5 +1,5 @@
-//! Failures, backoff windows, trips and resets, and the status a flow goes through
-//! (spec part B §13.3, §13.4, §13.5 `reset_flow`, §15 scheduler bullets, §16.1 item 17).
+//! Failures, backoff windows, trips and resets (`reset_flow`), and the status a flow goes
+//! through.
 #![cfg(feature = "scheduler")]
 
 mod scheduler_support;

@@ -1,5 +1,5 @@
-//! The scheduler's builder, `start`, the public surface and the resource lifecycle
-//! (spec part B §13.1, §13.2, §13.5 `Debug`/`Clone`, §15 scheduler bullets).
+//! The scheduler's builder, `start`, the public surface (including the handle's `Debug`
+//! and `Clone`) and the resource lifecycle.
 #![cfg(feature = "scheduler")]
 
 mod scheduler_support;

@@ -1,6 +1,6 @@
 //! What one scheduled run is: the workflow's state machine under its global timeout, with
 //! checkpointing under a per-run log id, observers, and panics turned into failures
-//! (spec part B §13.3; the timeout and log-id differences are in COMPATIBILITY.md).
+//! (the timeout and log-id differences from 0.12.0 are in COMPATIBILITY.md).
 #![cfg(feature = "scheduler")]
 
 mod scheduler_support;

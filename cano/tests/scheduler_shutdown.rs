@@ -1,6 +1,7 @@
 //! Stopping: waking sleeping loops, the bound on in-flight runs (runs that outlast it are
 //! cancelled and reported), one teardown, refusing requests during and after the
-//! shutdown, and dropping the last handle (spec part B §13.5, §15; COMPATIBILITY.md).
+//! shutdown, and dropping the last handle (the bound differs from 0.12.0: see
+//! COMPATIBILITY.md).
 #![cfg(feature = "scheduler")]
 
 mod scheduler_support;

@@ -1,6 +1,6 @@
 //! When flows fire: interval flows (at start, then a fixed delay after each run), cron
 //! flows (at wall-clock ticks across minute and day boundaries), and no flow ever
-//! overlapping itself (spec part B §13.4, §16.1 items 14–15). All on Tokio's paused clock.
+//! overlapping itself. All on Tokio's paused clock.
 #![cfg(feature = "scheduler")]
 
 mod scheduler_support;

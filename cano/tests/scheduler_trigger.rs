@@ -1,5 +1,5 @@
 //! Manual triggers: which are accepted and which refused, what they return, and how they
-//! look through other handles (spec part B §13.3, §13.5 `trigger`, §15, §16.1 item 15).
+//! look through other handles.
 #![cfg(feature = "scheduler")]
 
 mod scheduler_support;

@@ -1,4 +1,4 @@
-//! `MemoryStore` and `StoreError` (core spec §3, checklist §11.3).
+//! `MemoryStore` and `StoreError`.
 
 use cano::prelude::*;
 use cano::store::{StoreError, StoreResult};

@@ -1,4 +1,4 @@
-//! Stress (issue 9): thousands of concurrent checkpointed runs on one shared
+//! Stress: thousands of concurrent checkpointed runs on one shared
 //! [`RedbCheckpointStore`] (one file), with random task failures and random cancellation
 //! (dropped `orchestrate` / `resume_from` futures), on a multi-thread runtime.
 //!

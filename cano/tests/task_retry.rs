@@ -1,6 +1,5 @@
 //! `RetryMode`, `TaskConfig` and the shared retry loop `run_with_retries`, including its
-//! per-attempt timeout and circuit-breaker integration (core spec §5.3–§5.5, §6.5,
-//! checklist §11.6); then the `Task` trait's defaults (§5.2, checklist §11.5).
+//! per-attempt timeout and circuit-breaker integration; then the `Task` trait's defaults.
 //!
 //! Timer-heavy tests run on tokio's paused clock: sleeps complete instantly in real time
 //! while `tokio::time::Instant` advances exactly by the slept amounts.
@@ -767,7 +766,7 @@ async fn the_retry_future_is_send_and_can_be_spawned() {
 }
 
 // ---------------------------------------------------------------------------------------
-// The Task trait's defaults (core spec §5.2, checklist §11.5)
+// The Task trait's defaults
 // ---------------------------------------------------------------------------------------
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -1,5 +1,4 @@
-//! Checkpointing and `resume_from` for workflows of plain tasks (core spec §8.12;
-//! recovery spec §8, §10, §11).
+//! Checkpointing and `resume_from` for workflows of plain tasks.
 //!
 //! `support::TestStore` honours the `CheckpointStore` contract (duplicate sequences are a
 //! `conflict` error) and keeps an audit trail of every row ever appended, so tests can

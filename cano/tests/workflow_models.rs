@@ -1,12 +1,12 @@
-//! The processing models inside a workflow (recovery spec §3–§7, §10.2–§10.4, §11.4,
-//! §16.1): router states leave no checkpoint row, poll tasks follow their error budget and
-//! are bounded by `attempt_timeout`, batch tasks fail only through `load`/`finish`, and
-//! `register_stepped` runs an engine-driven step loop that retries each step with the same
-//! cursor, records every cursor and resumes from the last one.
+//! The processing models inside a workflow: router states leave no checkpoint row, poll
+//! tasks follow their error budget and are bounded by `attempt_timeout`, batch tasks fail
+//! only through `load`/`finish`, and `register_stepped` runs an engine-driven step loop
+//! that retries each step with the same cursor, records every cursor and resumes from the
+//! last one.
 //!
-//! Deliberate difference from 0.12.0 (COMPATIBILITY.md, quirk Q4): only the resume point's
-//! own cursor is fed to a resumed run; every other entry of a stepped state starts from
-//! `None`.
+//! Deliberate difference from 0.12.0 (COMPATIBILITY.md, "Stepped cursor on resume"): only
+//! the resume point's own cursor is fed to a resumed run; every other entry of a stepped
+//! state starts from `None`.
 
 mod support;
 
@@ -405,7 +405,7 @@ impl SplitStepper {
 }
 
 // ---------------------------------------------------------------------------------------
-// Router (§3, §10.2, §11.2, §16.1 #3)
+// Router
 // ---------------------------------------------------------------------------------------
 
 #[tokio::test]
@@ -540,7 +540,7 @@ async fn a_failing_router_start_state_leaves_nothing_to_resume() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Poll (§4, §16.1 #10, #11)
+// Poll
 // ---------------------------------------------------------------------------------------
 
 /// `Wait` polls, then `Done`.
@@ -654,7 +654,7 @@ async fn attempt_timeout_bounds_a_poll_loop_that_never_becomes_ready() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Batch (§5)
+// Batch
 // ---------------------------------------------------------------------------------------
 
 #[tokio::test]
@@ -729,7 +729,7 @@ async fn a_load_error_that_outlasts_the_retries_fails_the_state_without_finish()
 }
 
 // ---------------------------------------------------------------------------------------
-// Stepped, engine-driven (§6.5, §10.4)
+// Stepped, engine-driven
 // ---------------------------------------------------------------------------------------
 
 /// `Start` is a `register_stepped` counter to `target`, then `Complete`.
@@ -1030,7 +1030,7 @@ fn bouncing(calls: &Calls, crash: &Arc<AtomicBool>, store: &Arc<TestStore>) -> W
         .with_workflow_id("loop")
 }
 
-/// COMPATIBILITY.md, "stepped cursor on resume" (the fix of 0.12.0's quirk Q4).
+/// COMPATIBILITY.md, "Stepped cursor on resume": a cursor belongs to one visit of a state.
 #[tokio::test]
 async fn after_resume_re_entering_an_earlier_stepped_state_starts_from_none() {
     let (calls, store) = (Calls::default(), TestStore::new());
@@ -1105,7 +1105,7 @@ async fn the_resume_cursor_feeds_only_the_first_visit_of_the_resumed_state() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Stepped through plain `register` (§6.5, §16.1 #9)
+// Stepped through plain `register`
 // ---------------------------------------------------------------------------------------
 
 #[tokio::test]
@@ -1138,7 +1138,7 @@ async fn a_stepped_task_registered_with_register_runs_in_memory_and_retries_from
 }
 
 // ---------------------------------------------------------------------------------------
-// All models in one run (§10.3)
+// All models in one run
 // ---------------------------------------------------------------------------------------
 
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! Observer callbacks fired by workflow runs (core spec §7, §8.11; checklist §11.8).
+//! Observer callbacks fired by workflow runs.
 //! Checkpoint and resume events are covered in `workflow_checkpoint.rs`.
 
 mod support;

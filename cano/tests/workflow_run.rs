@@ -1,6 +1,7 @@
 //! Running workflows with plain tasks: building, validation, the state-machine loop,
 //! retries, timeouts, panics, cancellation and the resource lifecycle around each run
-//! (core spec §8.1–§8.6, §8.9, §8.10, §12; checklist §11.9 without split/router/stepped).
+//! (split states and the processing models are in `workflow_split.rs` and
+//! `workflow_models.rs`).
 
 mod support;
 

@@ -1,4 +1,4 @@
-//! Sagas in the engine (recovery spec §10.6–§10.7, §11.3, §12, §15 "Engine + saga", §16.1):
+//! Sagas in the engine:
 //! completed compensatable steps are undone most recent first when a later state fails;
 //! a clean rollback returns the original error and clears the log, a dirty one returns
 //! `CompensationFailed` and keeps it; completion rows carry the step's JSON output so a
@@ -273,7 +273,7 @@ fn compensation_errors(err: CanoError) -> Vec<CanoError> {
 
 /// The rows of the kinds 0.12.0 writes (entry, completion, cursor). Rows of any other
 /// kind (bookkeeping this engine may add, `RowKind` is non-exhaustive) are left out so
-/// the assertions below pin exactly what the contract says.
+/// the assertions below pin exactly the rows 0.12.0 writes too.
 fn contract_rows(rows: Vec<CheckpointRow>) -> Vec<CheckpointRow> {
     rows.into_iter()
         .filter(|r| {
@@ -344,7 +344,7 @@ async fn seed(store: &TestStore, id: &str, rows: Vec<CheckpointRow>) {
 }
 
 // ---------------------------------------------------------------------------------------
-// The drain (§12.5)
+// The drain
 // ---------------------------------------------------------------------------------------
 
 #[tokio::test]
@@ -529,7 +529,7 @@ async fn a_clean_rollback_clears_the_log() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Registration and name-keyed lookup (§7.1, §12.6)
+// Registration and name-keyed lookup
 // ---------------------------------------------------------------------------------------
 
 #[tokio::test]
@@ -610,8 +610,9 @@ async fn re_registering_a_state_with_plain_register_drops_its_compensator() {
     assert_eq!(live(&store, "w").len(), 4, "a dirty rollback keeps the log");
 }
 
-/// QUIRK (§12.6): compensators are keyed by task name, so two states whose tasks report
-/// the same name share one compensator — the one registered last — for both entries.
+/// QUIRK kept from 0.12.0: compensators are keyed by task name, so two states whose
+/// tasks report the same name share one compensator — the one registered last — for both
+/// entries.
 #[tokio::test]
 async fn two_states_whose_tasks_share_a_name_share_one_compensator() {
     let books = Books::default();
@@ -628,8 +629,8 @@ async fn two_states_whose_tasks_share_a_name_share_one_compensator() {
     assert_eq!(books.undone(), pairs(&[("second", 2), ("second", 1)]));
 }
 
-/// QUIRK (§7.1, §12.6): re-registering one of two same-named states forgets the shared
-/// name, so the other state's completed step has no compensator any more.
+/// QUIRK kept from 0.12.0: re-registering one of two same-named states forgets the
+/// shared name, so the other state's completed step has no compensator any more.
 #[tokio::test]
 async fn re_registering_one_of_two_same_named_states_forgets_the_shared_compensator() {
     let books = Books::default();
@@ -705,7 +706,7 @@ async fn a_failure_at_step_k_compensates_exactly_the_steps_before_it() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Completion rows (§12.4)
+// Completion rows
 // ---------------------------------------------------------------------------------------
 
 #[tokio::test]
@@ -798,7 +799,8 @@ async fn a_failing_completion_append_and_a_failing_compensation_are_both_reporte
     assert_eq!(live(&store, "c2"), [CheckpointRow::new(0, "A", "A")]);
 }
 
-/// §12.7: the store fails the third append (the next state's entry row).
+/// A failed append after a completed saga step rolls that step back; here the store
+/// fails the third append (the next state's entry row).
 #[tokio::test]
 async fn an_entry_append_failure_after_a_completed_step_rolls_it_back() {
     for undo in [Undo::Fail, Undo::Succeed] {
@@ -850,7 +852,7 @@ async fn an_entry_append_failure_after_a_completed_step_rolls_it_back() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Resume (§11.3, §12.7)
+// Resume
 // ---------------------------------------------------------------------------------------
 
 /// `A(1) → B(2) → C` (C fails forward) over `store`.
@@ -1034,7 +1036,7 @@ async fn recorded_outputs_are_read_back_as_json() {
     assert_eq!(books.undone(), pairs(&[("A", 7)]));
 }
 
-/// QUIRK Q9: an output that does not deserialize is a `Generic` error.
+/// QUIRK kept from 0.12.0: an output that does not deserialize is a `Generic` error.
 #[tokio::test]
 async fn an_unreadable_recorded_output_is_a_generic_error() {
     let (books, store) = (Books::default(), TestStore::new());
@@ -1068,7 +1070,7 @@ async fn an_unreadable_recorded_output_is_a_generic_error() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Concurrency (§14.6)
+// Concurrency
 // ---------------------------------------------------------------------------------------
 
 /// Account balances shared by every run.
@@ -1181,7 +1183,7 @@ async fn concurrent_sagas_with_injected_failures_each_balance_out() {
 }
 
 // ---------------------------------------------------------------------------------------
-// What triggers the drain (§10.6)
+// What triggers the drain
 // ---------------------------------------------------------------------------------------
 
 #[tokio::test(start_paused = true)]

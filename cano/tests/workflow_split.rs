@@ -1,7 +1,6 @@
-//! Split states end to end through `orchestrate`: every join strategy (core spec §8.7,
-//! §8.8), early stop and cancellation of the members still running, member results and
-//! per-member `TaskConfig`s, panics (§8.10), the bulkhead, split validation (§8.3) and
-//! split / workflow timeouts (§8.9). Checklist §11.9 and §12 items 5, 6, 9, 13.
+//! Split states end to end through `orchestrate`: every join strategy, early stop and
+//! cancellation of the members still running, member results and per-member
+//! `TaskConfig`s, panics, the bulkhead, split validation and split / workflow timeouts.
 //!
 //! Members sleep with `tokio::time::sleep` and every timed test runs on tokio's paused
 //! clock, so "500 ms" costs nothing and elapsed times are exact up to a millisecond.
@@ -236,7 +235,7 @@ fn oks(n: usize) -> Vec<Member> {
 }
 
 // ---------------------------------------------------------------------------------------
-// The strategy table (§8.8): all members succeed
+// The strategy table: all members succeed
 // ---------------------------------------------------------------------------------------
 
 #[tokio::test(start_paused = true)]
@@ -535,7 +534,7 @@ async fn partial_timeout_when_everything_finishes_early_does_not_wait_for_the_de
 }
 
 // ---------------------------------------------------------------------------------------
-// Timing: who waits for what (§8.7, §8.8 "Observed")
+// Timing: who waits for what
 // ---------------------------------------------------------------------------------------
 
 #[tokio::test(start_paused = true)]
@@ -860,7 +859,7 @@ async fn a_zero_bulkhead_is_a_configuration_error_before_any_setup() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Validation (§8.3)
+// Validation
 // ---------------------------------------------------------------------------------------
 
 /// A workflow with a setup-recording resource and a split at `Fan` joining per `cfg`.
@@ -946,7 +945,7 @@ async fn an_empty_split_and_an_oversized_quorum_pass_validation() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Timeouts (§8.9)
+// Timeouts
 // ---------------------------------------------------------------------------------------
 
 #[tokio::test(start_paused = true)]
