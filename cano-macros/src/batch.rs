@@ -1,5 +1,5 @@
 //! `#[task::batch]`: `BatchTask` impls and their companion `Task` impl, which runs
-//! load → process → finish (spec models §5). Inherent impls may leave out `type Item` and
+//! load → process → finish. Inherent impls may leave out `type Item` and
 //! `type ItemOutput`; they are read off `process_item`'s signature.
 
 use crate::errors::Errors;

@@ -1,5 +1,5 @@
 //! `#[checkpoint_store]`: the async rewrite, plus the inherent form `#[checkpoint_store] impl T`
-//! that writes the `impl ::cano::CheckpointStore for T` header (spec models §8.4).
+//! that writes the `impl ::cano::CheckpointStore for T` header.
 //! Attribute arguments are ignored.
 
 use crate::errors::Errors;

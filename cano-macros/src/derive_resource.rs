@@ -1,4 +1,4 @@
-//! `#[derive(Resource)]`: an empty `impl ::cano::Resource` (spec core §10.5).
+//! `#[derive(Resource)]`: an empty `impl ::cano::Resource`.
 
 use proc_macro2::TokenStream;
 use quote::quote;

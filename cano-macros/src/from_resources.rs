@@ -1,5 +1,5 @@
 //! `#[derive(FromResources)]`: a `from_resources(&Resources<K>)` constructor that fetches
-//! every `Arc<T>` field by its `#[res(…)]` key (spec core §10.6).
+//! every `Arc<T>` field by its `#[res(…)]` key.
 
 use crate::args::parse_key_only;
 use crate::errors::Errors;
@@ -48,7 +48,9 @@ pub(crate) fn parse(input: TokenStream) -> syn::Result<DeriveInput> {
     syn::parse2(input)
 }
 
-/// Checks every rule of §10.6, reporting all problems at once.
+/// Checks the derive's rules (a struct with named fields, each an `Arc<T>` with a
+/// `#[res(…)]` key, and a key type that is given or can be inferred), reporting all
+/// problems at once.
 pub(crate) fn validate(input: DeriveInput) -> syn::Result<Plan> {
     let mut errors = Errors::default();
     let key_override = container_key(&input.attrs, &mut errors);

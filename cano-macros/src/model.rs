@@ -1,6 +1,5 @@
 //! The surface forms shared by the processing-model attributes (`#[task::router]`,
-//! `#[task::poll]`, `#[task::batch]`, `#[task::stepped]`) and `#[saga::task]`
-//! (spec models §2.3–§2.4).
+//! `#[task::poll]`, `#[task::batch]`, `#[task::stepped]`) and `#[saga::task]`.
 //!
 //! Each attribute accepts:
 //!
@@ -89,7 +88,7 @@ pub(crate) struct Companion {
     key: Option<Type>,
 }
 
-/// How the companion names cano items (spec models §2.4).
+/// How the companion names cano items.
 enum Prefix {
     /// The header named the trait bare (`RouterTask<S>`): bare names, which must be in scope
     /// at the use site. The span is the trait name's, so a missing import points there.

@@ -1,5 +1,5 @@
 //! `#[task::poll]`: `PollTask` impls and their companion `Task` impl, which runs the poll
-//! loop (spec models §4).
+//! loop.
 
 use crate::inherent::Rules;
 use crate::model::{self, Model, Runner};

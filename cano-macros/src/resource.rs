@@ -1,4 +1,4 @@
-//! `#[resource]`: the plain async rewrite; attribute arguments are ignored (spec core §10.4).
+//! `#[resource]`: the plain async rewrite; attribute arguments are ignored.
 
 use proc_macro2::TokenStream;
 use syn::Item;

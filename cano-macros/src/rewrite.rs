@@ -1,4 +1,4 @@
-//! The async-fn rewrite shared by every attribute macro (spec core §10.2).
+//! The async-fn rewrite shared by every attribute macro.
 //!
 //! Each `async fn` in a trait definition or an impl block becomes an ordinary method that
 //! returns `Pin<Box<dyn Future<Output = R> + Send + 'async_trait>>`, the shape the

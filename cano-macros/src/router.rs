@@ -1,4 +1,4 @@
-//! `#[task::router]`: `RouterTask` impls and their companion `Task` impl (spec models §3).
+//! `#[task::router]`: `RouterTask` impls and their companion `Task` impl.
 
 use crate::inherent::Rules;
 use crate::model::{self, Model, Runner};

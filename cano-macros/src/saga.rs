@@ -1,4 +1,4 @@
-//! `#[saga::task]`: `CompensatableTask` impls (spec models §12.3). Unlike the processing
+//! `#[saga::task]`: `CompensatableTask` impls. Unlike the processing
 //! models there is no companion `Task` impl and nothing is injected: a compensatable task is
 //! registered with `Workflow::register_with_compensation`, and the trait's own defaults apply.
 

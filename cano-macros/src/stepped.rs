@@ -1,5 +1,5 @@
 //! `#[task::stepped]`: `SteppedTask` impls and their companion `Task` impl, which runs the
-//! steps in memory (spec models §6). Inherent impls may leave out `type Cursor`; it is read
+//! steps in memory. Inherent impls may leave out `type Cursor`; it is read
 //! off `step`'s `cursor: Option<C>` parameter.
 
 use crate::errors::Errors;

@@ -1,5 +1,5 @@
 //! `#[task]`: the async rewrite, plus the inherent form `#[task(state = S[, key = K])] impl T`
-//! that writes the `impl ::cano::Task<S[, K]> for T` header (spec core §10.3).
+//! that writes the `impl ::cano::Task<S[, K]> for T` header.
 
 use crate::args::StateKeyArgs;
 use crate::errors::Errors;
