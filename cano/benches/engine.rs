@@ -1,6 +1,6 @@
-//! Criterion benchmarks for the engine's hot paths, mirroring the scenarios of the shared
-//! side-by-side harness (`../shared/bench`), plus how cost grows with workflow length,
-//! split width and the number of concurrent runs.
+//! Criterion benchmarks for the engine's hot paths, mirroring the scenarios of the
+//! side-by-side comparison with cano 0.12.0 (BENCHMARKS.md), plus how cost grows with
+//! workflow length, split width and the number of concurrent runs.
 //!
 //! Run with: `cargo bench -p cano --bench engine` (add `-- <filter>` for one group), and
 //! `--features recovery` for the redb checkpoint benches. Two floors sit beside the
