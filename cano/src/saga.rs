@@ -51,6 +51,11 @@ pub use cano_macros::compensatable_task as task;
 /// `compensate` must be idempotent and must work from `(res, output)` alone: after a
 /// crash it may run in another process, from the output recorded in the checkpoint log.
 /// [`name`](CompensatableTask::name) keys the compensation and should be stable.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a saga task (`CompensatableTask<{TState}>`)",
+    label = "not a saga task",
+    note = "plain tasks are registered with `Workflow::register`; saga tasks need `#[saga::task]` on their impl (or `impl CompensatableTask<State> for ...`)"
+)]
 pub trait CompensatableTask<TState, TResourceKey = Cow<'static, str>>: Send + Sync
 where
     TState: Clone + fmt::Debug + Send + Sync + 'static,

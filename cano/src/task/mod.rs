@@ -88,6 +88,11 @@ pub enum TaskResult<TState> {
 ///
 /// [`config`](Task::config) is read once, when the task is registered.
 /// [`name`](Task::name) identifies the task in observer events and checkpoint rows.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a `Task<{TState}>`",
+    label = "not a `Task<{TState}>`",
+    note = "a saga task (`#[saga::task]` / `CompensatableTask`) is registered with `Workflow::register_with_compensation`; a plain task needs `#[task]` on its impl (or `impl Task<State> for ...`)"
+)]
 pub trait Task<TState, TResourceKey = Cow<'static, str>>: Send + Sync
 where
     TState: Clone + fmt::Debug + Send + Sync + 'static,

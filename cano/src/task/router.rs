@@ -48,6 +48,11 @@ use std::sync::Arc;
 ///
 /// Write it with `#[task::router]`; the attribute also implements [`Task`](crate::Task)
 /// for the type (forwarding `config`/`name` and running `route`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a router task (`RouterTask<{TState}>`)",
+    label = "not a router task",
+    note = "`Workflow::register_router` takes a router task: `#[task::router]` on its impl; plain tasks are registered with `Workflow::register`"
+)]
 pub trait RouterTask<TState, TResourceKey = Cow<'static, str>>: Send + Sync
 where
     TState: Clone + fmt::Debug + Send + Sync + 'static,

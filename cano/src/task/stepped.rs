@@ -50,6 +50,11 @@ pub enum StepOutcome<TCursor, TState> {
 }
 
 /// Iterative work driven one step at a time. Write it with `#[task::stepped]`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a stepped task (`SteppedTask<{TState}>`)",
+    label = "not a stepped task",
+    note = "`Workflow::register_stepped` takes a stepped task: `#[task::stepped]` on its impl; plain tasks are registered with `Workflow::register`"
+)]
 pub trait SteppedTask<TState, TResourceKey = Cow<'static, str>>: Send + Sync
 where
     TState: Clone + fmt::Debug + Send + Sync + 'static,
