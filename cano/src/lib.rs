@@ -9,6 +9,7 @@ pub mod recovery;
 pub mod resource;
 pub mod saga;
 #[cfg(feature = "scheduler")]
+#[cfg_attr(docsrs, doc(cfg(feature = "scheduler")))]
 pub mod scheduler;
 pub mod store;
 pub mod task;
@@ -19,14 +20,17 @@ mod util;
 pub use circuit::{CircuitBreaker, CircuitPolicy, CircuitState, Permit as CircuitPermit};
 pub use error::{CanoError, CanoResult};
 #[cfg(feature = "tracing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
 pub use observer::TracingObserver;
 pub use observer::WorkflowObserver;
 #[cfg(feature = "recovery")]
+#[cfg_attr(docsrs, doc(cfg(feature = "recovery")))]
 pub use recovery::RedbCheckpointStore;
 pub use recovery::{CheckpointRow, CheckpointStore, RowKind};
 pub use resource::{HealthStatus, Resource, Resources};
 pub use saga::{CompensatableTask, ErasedCompensatable};
 #[cfg(feature = "scheduler")]
+#[cfg_attr(docsrs, doc(cfg(feature = "scheduler")))]
 pub use scheduler::{BackoffPolicy, FlowInfo, RunningScheduler, Schedule, Scheduler, Status};
 pub use store::MemoryStore;
 pub use task::batch::{
@@ -56,10 +60,13 @@ pub mod prelude {
     };
 
     #[cfg(feature = "recovery")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "recovery")))]
     pub use crate::RedbCheckpointStore;
     #[cfg(feature = "tracing")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
     pub use crate::TracingObserver;
     #[cfg(feature = "scheduler")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "scheduler")))]
     pub use crate::{BackoffPolicy, FlowInfo, RunningScheduler, Schedule, Scheduler, Status};
 
     pub use crate::FromResources;
