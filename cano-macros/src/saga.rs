@@ -11,7 +11,7 @@ pub(crate) const MODEL: Model = Model {
     rules: Rules {
         prefix: "#[cano::saga::task]: ",
         trait_name: "CompensatableTask",
-        methods: &["run", "compensate", "config", "name"],
+        methods: &["run", "compensate", "config", "name", "is_retryable"],
         assoc_types: &["Output"],
     },
     requires: "#[cano::saga::task]: a compensatable-task impl requires",
@@ -83,7 +83,7 @@ mod tests {
             errors,
             [
                 "#[cano::saga::task]: unexpected associated type `Other`; only `Output` is allowed",
-                "#[cano::saga::task]: unexpected method `helper` in inherent impl; only `run`, `compensate`, `config`, and `name` are allowed",
+                "#[cano::saga::task]: unexpected method `helper` in inherent impl; only `run`, `compensate`, `config`, `name`, and `is_retryable` are allowed",
                 "#[cano::saga::task]: a compensatable-task impl requires `async fn run(&self, res: &Resources) -> Result<(TaskResult<S>, Self::Output), CanoError>` — missing `run`",
                 "#[cano::saga::task]: a compensatable-task impl requires `async fn compensate(&self, res: &Resources, output: Self::Output) -> Result<(), CanoError>` — missing `compensate`",
                 "#[cano::saga::task]: a compensatable-task impl requires `type Output = …;` — missing `type Output`",

@@ -14,7 +14,7 @@ const ATTR: &str = "task";
 const RULES: Rules<'static> = Rules {
     prefix: "",
     trait_name: "Task",
-    methods: &["run", "run_bare", "config", "name"],
+    methods: &["run", "run_bare", "config", "name", "is_retryable"],
     assoc_types: &[],
 };
 

@@ -52,6 +52,26 @@ pub trait WorkflowObserver: Send + Sync + 'static {
     fn on_checkpoint(&self, _workflow_id: &str, _sequence: u64) {}
     /// A run is resuming `workflow_id` after the row with `sequence`.
     fn on_resume(&self, _workflow_id: &str, _sequence: u64) {}
+    /// Attempt number `attempt` (1-based) of a task failed with `error`. Fired for every
+    /// failed attempt, before [`on_retry`](Self::on_retry) when the task will be retried.
+    fn on_attempt_failed(&self, _task_id: &str, _attempt: u32, _error: &CanoError) {}
+    /// A saga rollback began: `steps` completed steps will be compensated (most recent
+    /// first) because the run failed with `cause`.
+    fn on_rollback_started(&self, _steps: usize, _cause: &CanoError) {}
+    /// The saga step `task_id` was compensated.
+    fn on_compensated(&self, _task_id: &str) {}
+    /// Compensating the saga step `task_id` failed with `error`; the run's log is kept so
+    /// that `resume_from` can finish the rollback.
+    fn on_compensation_failed(&self, _task_id: &str, _error: &CanoError) {}
+    /// The checkpoint log of `workflow_id` could not be cleared after the run ended (the
+    /// run's outcome is unchanged; the log is left behind).
+    fn on_checkpoint_clear_failed(&self, _workflow_id: &str, _error: &CanoError) {}
+    /// A resource's teardown failed after a run (the run's outcome is unchanged).
+    fn on_teardown_failed(&self, _error: &CanoError) {}
+    /// A run ended: `Ok` with the exit state's `Debug` text, or `Err` with the error the
+    /// run returns. Fired once per `orchestrate` / `resume_from` / scheduled run that got
+    /// past its checks (validation, reading the log), after teardown.
+    fn on_run_end(&self, _outcome: Result<&str, &CanoError>) {}
 }
 
 /// An observer that turns every callback into a `tracing` event with target

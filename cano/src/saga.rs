@@ -76,6 +76,14 @@ where
         Cow::Borrowed(std::any::type_name::<Self>())
     }
 
+    /// Whether `error`, from failed attempt number `attempt` (1-based) of `run`, is worth
+    /// another attempt; see [`Task::is_retryable`](crate::Task::is_retryable). Default: yes.
+    /// A step that fails for good starts the rollback of the steps before it.
+    fn is_retryable(&self, error: &CanoError, attempt: u32) -> bool {
+        let _ = (error, attempt);
+        true
+    }
+
     /// Do the step; return the next state and what was done.
     #[allow(clippy::type_complexity)] // the boxed async-fn shape of the contract
     fn run<'life0, 'life1, 'async_trait>(
@@ -122,6 +130,11 @@ where
     fn name(&self) -> Cow<'static, str>;
     /// The task's settings.
     fn config(&self) -> TaskConfig;
+    /// Whether a failed attempt of `run` is worth another one. Default: yes.
+    fn is_retryable(&self, error: &CanoError, attempt: u32) -> bool {
+        let _ = (error, attempt);
+        true
+    }
     /// Run forward; the output comes back as JSON bytes.
     fn run<'a>(&'a self, res: &'a Resources<TResourceKey>) -> ForwardRunFuture<'a, TState>;
     /// Undo the step whose output is `output_blob` (JSON).
@@ -147,6 +160,10 @@ where
 
     fn config(&self) -> TaskConfig {
         self.0.config()
+    }
+
+    fn is_retryable(&self, error: &CanoError, attempt: u32) -> bool {
+        self.0.is_retryable(error, attempt)
     }
 
     fn run<'a>(&'a self, res: &'a Resources<TResourceKey>) -> ForwardRunFuture<'a, TState> {

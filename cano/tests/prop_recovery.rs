@@ -444,7 +444,7 @@ fn blob(kind: RowKind) -> BoxedStrategy<Option<Vec<u8>>> {
     prop_oneof![
         none_weight => Just(None),
         6 => fitting.prop_map(Some),
-        2 => junk().prop_map(Some),
+        1 => junk().prop_map(Some),
     ]
     .boxed()
 }
@@ -570,7 +570,29 @@ fn as_u32(blob: &[u8]) -> Option<u32> {
     serde_json::from_slice(blob).ok()
 }
 
+/// Whether `row` follows the log format: a state entry carries nothing or a decimal
+/// sequence (the completion it supersedes), a compensated row a decimal index, a rollback
+/// row a decodable record, cursor and completion rows some blob.
+fn well_formed(row: &CheckpointRow) -> bool {
+    let decimal = |b: &[u8]| {
+        !b.is_empty()
+            && b.iter().all(u8::is_ascii_digit)
+            && std::str::from_utf8(b).is_ok_and(|t| t.parse::<u64>().is_ok())
+    };
+    match (row.kind, row.output_blob.as_deref()) {
+        (RowKind::StateEntry, None) => true,
+        (RowKind::StateEntry, Some(b)) | (RowKind::Compensated, Some(b)) => decimal(b),
+        (RowKind::StepCursor | RowKind::CompensationCompletion, Some(_)) => true,
+        (RowKind::RollbackStarted, Some(b)) => serde_json::from_slice::<Record>(b).is_ok(),
+        _ => false,
+    }
+}
+
 fn plan(rows: &[CheckpointRow]) -> Plan {
+    // A row that does not follow the format stops the resume before anything runs.
+    if !rows.iter().all(well_formed) {
+        return Plan::StoreError("is malformed at sequence");
+    }
     let Some(last) = rows.iter().max_by_key(|r| r.sequence) else {
         return Plan::StoreError("no checkpoint rows");
     };

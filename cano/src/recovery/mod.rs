@@ -43,6 +43,7 @@
 //! }
 //! ```
 
+pub mod log;
 #[cfg(feature = "recovery")]
 mod redb;
 #[cfg(feature = "recovery")]
@@ -86,7 +87,9 @@ pub struct CheckpointRow {
     pub state: String,
     /// The name of the state's task, or `""` (split states, exit states).
     pub task_id: String,
-    /// Serialized compensation output or cursor (JSON bytes); `None` for state entries.
+    /// The row's payload; what it holds depends on `kind` (a saga step's output, a
+    /// stepped task's cursor, a rollback record, …). The [`log`] module documents every
+    /// encoding. `None` on most state entries.
     pub output_blob: Option<Vec<u8>>,
     /// What the row records.
     pub kind: RowKind,

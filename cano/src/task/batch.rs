@@ -145,7 +145,7 @@ where
     K: Hash + Eq + Send + Sync + 'static,
 {
     let items = b.load(res).await?;
-    let retry = b.item_retry();
+    let config = TaskConfig::minimal().with_retry(b.item_retry());
     let concurrency = b.concurrency().max(1);
     type Slot<T> = Option<Result<T, CanoError>>;
     let mut slots: Vec<Slot<B::ItemOutput>> =
@@ -158,7 +158,7 @@ where
             let Some((i, item)) = pending.next() else {
                 break;
             };
-            in_flight.push(indexed(i, process_with_retry(b, item, &retry)));
+            in_flight.push(indexed(i, process_with_retry(b, item, &config)));
         }
         let Some((i, result)) = in_flight.next().await else {
             break;
@@ -185,29 +185,19 @@ async fn indexed<T>(i: usize, fut: impl Future<Output = T>) -> (usize, T) {
 async fn process_with_retry<B, S, K>(
     b: &B,
     item: &B::Item,
-    retry: &RetryMode,
+    config: &TaskConfig,
 ) -> Result<B::ItemOutput, CanoError>
 where
     B: BatchTask<S, K> + ?Sized,
     S: Clone + fmt::Debug + Send + Sync + 'static,
     K: Hash + Eq + Send + Sync + 'static,
 {
-    let max_attempts = retry.max_attempts();
-    let mut attempt = 0usize;
-    loop {
-        match b.process_item(item).await {
-            Ok(out) => return Ok(out),
-            Err(e) => {
-                attempt += 1;
-                if attempt >= max_attempts {
-                    return Err(e);
-                }
-                if let Some(delay) = retry.delay_for_attempt(attempt - 1)
-                    && !delay.is_zero()
-                {
-                    tokio::time::sleep(delay).await;
-                }
-            }
-        }
-    }
+    super::attempt::retry_loop(
+        config,
+        || b.process_item(item),
+        super::attempt::retry_all,
+        super::attempt::Exhausted::LastError,
+        None,
+    )
+    .await
 }

@@ -46,6 +46,7 @@ use std::hash::Hash;
 use std::pin::Pin;
 use std::sync::Arc;
 
+pub(crate) mod attempt;
 pub mod batch;
 pub mod poll;
 pub(crate) mod retry;
@@ -107,6 +108,45 @@ where
     /// The task's name. Default: the implementing type's path (`std::any::type_name`).
     fn name(&self) -> Cow<'static, str> {
         Cow::Borrowed(std::any::type_name::<Self>())
+    }
+
+    /// Whether `error`, returned by failed attempt number `attempt` (1-based), is worth
+    /// another attempt. Default: every error is.
+    ///
+    /// Return `false` for permanent failures (a declined card, a missing record): the
+    /// task then fails at once with that error (not wrapped in `RetryExhausted`) and, in
+    /// a saga, the rollback starts. Consulted only while the retry policy allows another
+    /// attempt.
+    ///
+    /// ```
+    /// use cano::prelude::*;
+    /// use std::time::Duration;
+    ///
+    /// # #[derive(Debug, Clone, PartialEq, Eq, Hash)] enum S { Charge, Done }
+    /// struct Charge;
+    ///
+    /// #[task(state = S)]
+    /// impl Charge {
+    ///     fn config(&self) -> TaskConfig {
+    ///         TaskConfig::new().with_fixed_retry(5, Duration::from_millis(100))
+    ///     }
+    ///     fn is_retryable(&self, error: &CanoError, _attempt: u32) -> bool {
+    ///         !error.message().contains("declined")
+    ///     }
+    ///     async fn run_bare(&self) -> Result<TaskResult<S>, CanoError> {
+    ///         Err(CanoError::task_execution("card declined"))
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let wf = Workflow::bare().register(S::Charge, Charge).add_exit_state(S::Done);
+    /// let err = wf.orchestrate(S::Charge).await.unwrap_err();
+    /// assert_eq!(err.to_string(), "Task execution error: card declined"); // one attempt
+    /// # }
+    /// ```
+    fn is_retryable(&self, error: &CanoError, attempt: u32) -> bool {
+        let _ = (error, attempt);
+        true
     }
 
     /// Do the work, with access to the workflow's resources. Default: call

@@ -1,6 +1,7 @@
 //! Retry policy ([`RetryMode`]), per-task settings ([`TaskConfig`]) and the retry loop
 //! every dispatch path shares ([`run_with_retries`]).
 
+use super::attempt::Exhausted;
 use crate::circuit::CircuitBreaker;
 use crate::error::CanoError;
 use crate::observer::WorkflowObserver;
@@ -203,7 +204,7 @@ impl TaskConfig {
         self
     }
 
-    fn notify(&self, f: impl Fn(&dyn WorkflowObserver, &str)) {
+    pub(crate) fn notify(&self, f: impl Fn(&dyn WorkflowObserver, &str)) {
         if let Some(observers) = &self.observers {
             let name = self.task_name.as_deref().unwrap_or("<task>");
             for o in observers.iter() {
@@ -212,8 +213,6 @@ impl TaskConfig {
         }
     }
 }
-
-const ATTEMPT_TIMEOUT: &str = "task attempt exceeded attempt_timeout";
 
 /// Run `run_fn` under `config`: retries with backoff, per-attempt timeout and circuit
 /// breaker.
@@ -253,109 +252,14 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = Result<TState, CanoError>>,
 {
-    retry_loop(config, run_fn, None).await
-}
-
-/// Whether an attempt needs nothing around it: no breaker, no timeout, no observers.
-/// The engine then makes the first attempt directly and only enters the retry loop
-/// (through [`retry_after_failure`]) if it fails.
-pub(crate) fn is_plain(config: &TaskConfig) -> bool {
-    config.circuit_breaker.is_none()
-        && config.attempt_timeout.is_none()
-        && config.observers.is_none()
-}
-
-/// Continue the retry loop after a first attempt, made by the caller, failed with `first`.
-/// Same results and events as if [`run_with_retries`] had made that attempt.
-pub(crate) async fn retry_after_failure<TState, F, Fut>(
-    config: &TaskConfig,
-    run_fn: F,
-    first: CanoError,
-) -> Result<TState, CanoError>
-where
-    TState: Send + Sync,
-    F: Fn() -> Fut,
-    Fut: Future<Output = Result<TState, CanoError>>,
-{
-    retry_loop(config, run_fn, Some(first)).await
-}
-
-async fn retry_loop<TState, F, Fut>(
-    config: &TaskConfig,
-    run_fn: F,
-    mut first_failure: Option<CanoError>,
-) -> Result<TState, CanoError>
-where
-    TState: Send + Sync,
-    F: Fn() -> Fut,
-    Fut: Future<Output = Result<TState, CanoError>>,
-{
-    let max = config.retry_mode.max_attempts();
-    let mut failures: usize = 0;
-    loop {
-        let err = match first_failure.take() {
-            Some(err) => err,
-            None => match attempt_once(config, &run_fn).await? {
-                Ok(v) => return Ok(v),
-                Err(e) => e,
-            },
-        };
-        failures += 1;
-        if failures >= max {
-            if max <= 1 {
-                return Err(err);
-            }
-            return Err(CanoError::retry_exhausted(format!(
-                "Task failed after {failures} attempt(s): {err}"
-            )));
-        }
-        let attempt = u32::try_from(failures).unwrap_or(u32::MAX);
-        config.notify(|o, name| o.on_retry(name, attempt));
-        if let Some(delay) = config.retry_mode.delay_for_attempt(failures - 1)
-            && !delay.is_zero()
-        {
-            Box::pin(tokio::time::sleep(delay)).await;
-        }
-    }
-}
-
-/// One attempt: breaker permit, attempt timeout, breaker outcome. The outer `Err` is an
-/// open breaker, which ends the whole loop with its raw error.
-async fn attempt_once<TState, F, Fut>(
-    config: &TaskConfig,
-    run_fn: &F,
-) -> Result<Result<TState, CanoError>, CanoError>
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Result<TState, CanoError>>,
-{
-    {
-        let permit = match &config.circuit_breaker {
-            Some(breaker) => match breaker.try_acquire() {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    config.notify(|o, name| o.on_circuit_open(name));
-                    return Err(e);
-                }
-            },
-            None => None,
-        };
-        let outcome = match config.attempt_timeout {
-            // Boxed so the (rarely used) timer does not inflate every caller's future.
-            Some(limit) => match Box::pin(tokio::time::timeout(limit, run_fn())).await {
-                Ok(r) => r,
-                Err(_) => Err(CanoError::timeout(ATTEMPT_TIMEOUT)),
-            },
-            None => run_fn().await,
-        };
-        if let (Some(breaker), Some(permit)) = (&config.circuit_breaker, permit) {
-            match &outcome {
-                Ok(_) => breaker.record_success(permit),
-                Err(_) => breaker.record_failure(permit),
-            }
-        }
-        Ok(outcome)
-    }
+    super::attempt::retry_loop(
+        config,
+        run_fn,
+        super::attempt::retry_all,
+        Exhausted::Wrapped,
+        None,
+    )
+    .await
 }
 
 #[cfg(test)]

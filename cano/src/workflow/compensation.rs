@@ -11,81 +11,18 @@
 //! only the steps still to undo.
 
 use super::Workflow;
-use super::execution::{Completed, Run};
+use super::run::Run;
 use crate::error::CanoError;
-use crate::recovery::{CheckpointRow, RowKind};
+use crate::recovery::log::{self, CompletedStep};
 use crate::util::{CatchUnwind, panic_message};
-use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::hash::Hash;
 
-/// The payload of a `RollbackStarted` row.
-#[derive(Serialize, Deserialize)]
-pub(crate) struct RollbackRecord {
-    /// Category of the error that caused the rollback.
-    category: String,
-    /// Its raw message.
-    message: String,
-    /// The steps to undo, oldest first (undone last to first).
-    steps: Vec<Completed>,
-}
-
-impl RollbackRecord {
-    /// The error the rollback started from, rebuilt from its category and message.
-    pub(crate) fn original(&self) -> CanoError {
-        CanoError::from_category(&self.category, self.message.clone())
-    }
-}
-
 /// A rollback found in a checkpoint log: what caused it and the steps still to undo,
-/// each with its index in the record.
+/// each with its index in the rollback record.
 pub(crate) struct PendingRollback {
     pub(crate) original: CanoError,
-    pub(crate) remaining: Vec<(usize, Completed)>,
-}
-
-/// If `rows` record a rollback, the steps it has not undone yet.
-///
-/// # Errors
-/// A `RollbackStarted` row whose payload cannot be decoded.
-pub(crate) fn pending_rollback(
-    rows: &[CheckpointRow],
-) -> Result<Option<PendingRollback>, CanoError> {
-    let Some(started) = rows
-        .iter()
-        .filter(|r| r.kind == RowKind::RollbackStarted)
-        .max_by_key(|r| r.sequence)
-    else {
-        return Ok(None);
-    };
-    let record: RollbackRecord = started
-        .output_blob
-        .as_deref()
-        .ok_or_else(|| CanoError::checkpoint_store("rollback row without a payload"))
-        .and_then(|blob| {
-            serde_json::from_slice(blob).map_err(|e| {
-                CanoError::checkpoint_store(format!(
-                    "decode rollback row at sequence {}: {e}",
-                    started.sequence
-                ))
-            })
-        })?;
-    let done: Vec<usize> = rows
-        .iter()
-        .filter(|r| r.kind == RowKind::Compensated && r.sequence > started.sequence)
-        .filter_map(|r| serde_json::from_slice::<usize>(r.output_blob.as_deref()?).ok())
-        .collect();
-    let original = record.original();
-    let remaining = record
-        .steps
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| !done.contains(i))
-        .collect();
-    Ok(Some(PendingRollback {
-        original,
-        remaining,
-    }))
+    pub(crate) remaining: Vec<(usize, CompletedStep)>,
 }
 
 impl<TState, TResourceKey> Workflow<TState, TResourceKey>
@@ -146,7 +83,7 @@ where
     async fn undo(
         &self,
         run: &mut Run,
-        mut remaining: Vec<(usize, Completed)>,
+        mut remaining: Vec<(usize, CompletedStep)>,
         original: CanoError,
         recording: bool,
         mut bookkeeping: Vec<CanoError>,
@@ -203,36 +140,27 @@ where
         &self,
         run: &mut Run,
         original: &CanoError,
-        steps: &[Completed],
+        steps: &[CompletedStep],
     ) -> Result<(), CanoError> {
         let (Some(store), true) = (&self.checkpoint_store, run.workflow_id.is_some()) else {
             return Ok(());
         };
-        let record = RollbackRecord {
-            category: original.category().to_string(),
-            message: original.message().to_string(),
-            steps: steps.to_vec(),
-        };
-        let blob = serde_json::to_vec(&record)
-            .map_err(|e| CanoError::checkpoint_store(format!("encode rollback row: {e}")))?;
-        let mut row = CheckpointRow::new(run.sequence, "", "");
-        row.output_blob = Some(blob);
-        row.kind = RowKind::RollbackStarted;
-        self.append_row(store.as_ref(), run, row)
-            .await
-            .map_err(|e| CanoError::checkpoint_store(format!("append rollback checkpoint: {e}")))
+        self.append_row(store.as_ref(), run, |sequence| {
+            log::rollback_started(sequence, original, steps)
+        })
+        .await
+        .map_err(|e| CanoError::checkpoint_store(format!("append rollback checkpoint: {e}")))
     }
 
     async fn record_compensated(&self, run: &mut Run, index: usize) -> Result<(), CanoError> {
         let (Some(store), true) = (&self.checkpoint_store, run.workflow_id.is_some()) else {
             return Ok(());
         };
-        let mut row = CheckpointRow::new(run.sequence, "", "");
-        row.output_blob = Some(index.to_string().into_bytes());
-        row.kind = RowKind::Compensated;
-        self.append_row(store.as_ref(), run, row)
-            .await
-            .map_err(|e| CanoError::checkpoint_store(format!("append compensated checkpoint: {e}")))
+        self.append_row(store.as_ref(), run, |sequence| {
+            Ok(log::compensated(sequence, index))
+        })
+        .await
+        .map_err(|e| CanoError::checkpoint_store(format!("append compensated checkpoint: {e}")))
     }
 
     /// Undo one saga step.
@@ -262,91 +190,5 @@ where
                 panic_message(&*payload)
             ))),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn started(sequence: u64, steps: &[&str]) -> CheckpointRow {
-        let record = RollbackRecord {
-            category: "task_execution".into(),
-            message: "boom".into(),
-            steps: steps
-                .iter()
-                .map(|s| Completed {
-                    task_id: (*s).to_string(),
-                    output: b"1".to_vec(),
-                })
-                .collect(),
-        };
-        let mut row = CheckpointRow::new(sequence, "", "");
-        row.output_blob = Some(serde_json::to_vec(&record).unwrap());
-        row.kind = RowKind::RollbackStarted;
-        row
-    }
-
-    fn compensated(sequence: u64, index: usize) -> CheckpointRow {
-        let mut row = CheckpointRow::new(sequence, "", "");
-        row.output_blob = Some(index.to_string().into_bytes());
-        row.kind = RowKind::Compensated;
-        row
-    }
-
-    fn remaining(rows: &[CheckpointRow]) -> Vec<(usize, String)> {
-        let pending = pending_rollback(rows)
-            .unwrap()
-            .expect("a rollback is pending");
-        assert_eq!(pending.original.category(), "task_execution");
-        pending
-            .remaining
-            .into_iter()
-            .map(|(i, step)| (i, step.task_id))
-            .collect()
-    }
-
-    #[test]
-    fn no_rollback_row_means_nothing_pending() {
-        let rows = [CheckpointRow::new(0, "A", "a"), compensated(1, 0)];
-        assert!(pending_rollback(&rows).unwrap().is_none());
-    }
-
-    #[test]
-    fn only_compensated_rows_after_the_latest_start_count() {
-        let rows = [
-            CheckpointRow::new(0, "A", "a"),
-            started(1, &["a", "b"]),
-            compensated(2, 1),
-            // A later record (written after the fact, say) lists the steps afresh: the
-            // Compensated row above belongs to the earlier record.
-            started(3, &["a", "b"]),
-            compensated(4, 0),
-        ];
-        assert_eq!(remaining(&rows), vec![(1, "b".to_string())]);
-    }
-
-    #[test]
-    fn rows_of_other_kinds_after_the_start_do_not_count() {
-        // An entry row whose output happens to read as an index is not a compensation.
-        let rows = [
-            started(0, &["a", "b"]),
-            CheckpointRow::new(1, "A", "a").with_output(b"0".to_vec()),
-            compensated(2, 1),
-        ];
-        assert_eq!(remaining(&rows), vec![(0, "a".to_string())]);
-    }
-
-    #[test]
-    fn a_start_row_without_a_readable_payload_is_an_error() {
-        let mut row = started(0, &["a"]);
-        row.output_blob = None;
-        assert_eq!(
-            pending_rollback(&[row.clone()]).err().map(|e| e.category()),
-            Some("checkpoint_store")
-        );
-        row.output_blob = Some(b"{not json".to_vec());
-        let err = pending_rollback(&[row]).err().unwrap();
-        assert!(err.message().contains("sequence 0"), "{err}");
     }
 }

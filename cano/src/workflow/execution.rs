@@ -15,108 +15,23 @@
 //! which rolls back completed saga steps.
 
 use super::Workflow;
-use super::compensation::{PendingRollback, pending_rollback};
-use super::handler::{Handler, single_next};
+use super::compensation::PendingRollback;
+use super::handler::{Handler, first_outcome};
+use super::run::{Run, RunExtra};
 use super::table::Entry;
 use crate::error::CanoError;
 use crate::observer::WorkflowObserver;
-use crate::recovery::{CheckpointRow, CheckpointStore, RowKind};
+use crate::recovery::log::{self, ResumePlan};
+use crate::recovery::{CheckpointRow, CheckpointStore};
 use crate::resource::Resources;
-use crate::task::{TaskConfig, TaskResult, retry, run_with_retries};
-use crate::util::{CatchUnwind, panic_message};
+use crate::task::TaskConfig;
+use crate::task::attempt::{self, Observed, TaskScope};
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::Arc;
-
-/// Per-run bookkeeping.
-///
-/// Every run's future holds one, so what only sagas and resumed runs need lives behind a
-/// box that plain runs never allocate ([`Run::extra`]).
-pub(crate) struct Run {
-    /// The checkpoint log's id (`None` when the workflow has no id and this is not a resume).
-    pub(crate) workflow_id: Option<Arc<str>>,
-    /// Sequence number of the next checkpoint row.
-    pub(crate) sequence: u64,
-    extra: Option<Box<RunExtra>>,
-}
-
-#[derive(Default)]
-struct RunExtra {
-    /// Completed saga steps, oldest first.
-    compensations: Vec<Completed>,
-    /// The cursor recorded at the resume point; only the first state of a resumed run
-    /// (the one whose cursor it is) may use it.
-    resume_cursor: Option<Vec<u8>>,
-    /// The completion row at the resume point, which the resumed state's re-run replaces.
-    /// The re-entry row names it (in its `output_blob`), so a later resume never
-    /// compensates that superseded run of the step as well as the new one.
-    supersedes: Option<u64>,
-}
-
-impl Run {
-    fn fresh(workflow_id: Option<Arc<str>>) -> Self {
-        Self {
-            workflow_id,
-            sequence: 0,
-            extra: None,
-        }
-    }
-
-    fn extra(&mut self) -> &mut RunExtra {
-        self.extra.get_or_insert_with(Box::default)
-    }
-
-    /// Completed saga steps, oldest first.
-    pub(crate) fn compensations(&self) -> &[Completed] {
-        self.extra.as_ref().map_or(&[], |e| &e.compensations)
-    }
-
-    /// Push a completed saga step.
-    pub(crate) fn push_completed(&mut self, step: Completed) {
-        self.extra().compensations.push(step);
-    }
-
-    /// Take the compensation stack (leaving it empty).
-    pub(crate) fn take_compensations(&mut self) -> Vec<Completed> {
-        self.extra
-            .as_mut()
-            .map(|e| std::mem::take(&mut e.compensations))
-            .unwrap_or_default()
-    }
-
-    /// The cursor recorded at the resume point, if the run still has it.
-    pub(crate) fn resume_cursor(&self) -> Option<&Vec<u8>> {
-        self.extra.as_ref()?.resume_cursor.as_ref()
-    }
-
-    /// Take the resume point's cursor (a resume cursor is used once).
-    pub(crate) fn take_resume_cursor(&mut self) -> Option<Vec<u8>> {
-        self.extra.as_mut()?.resume_cursor.take()
-    }
-
-    /// The sequence of the row written last: the run loop's entry rows take the run's
-    /// next sequence and advance it by one.
-    fn last_sequence(&self) -> u64 {
-        self.sequence.saturating_sub(1)
-    }
-
-    /// Take the completion sequence the resumed state's re-entry supersedes.
-    fn take_supersedes(&mut self) -> Option<u64> {
-        self.extra.as_mut()?.supersedes.take()
-    }
-}
-
-/// A completed saga step on the compensation stack.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub(crate) struct Completed {
-    /// The compensatable task's name (how its compensator is found).
-    pub(crate) task_id: String,
-    /// Its output, as JSON.
-    pub(crate) output: Vec<u8>,
-}
 
 /// Where a run begins.
 enum Start<TState> {
@@ -143,48 +58,6 @@ enum Layers {
 type StoreCall<'a> = Pin<Box<dyn Future<Output = Result<(), CanoError>> + Send + 'a>>;
 
 const MISSING_ID: &str = "checkpointing requires a workflow id (call with_workflow_id)";
-
-/// Observer bookkeeping for one unit of work: `on_task_start` when created,
-/// `on_task_success` / `on_task_failure` in [`TaskScope::end`], and the task config with
-/// the observers stamped in (so the retry loop reports retries and breaker rejections).
-pub(crate) struct TaskScope<'a> {
-    config: &'a TaskConfig,
-    /// Boxed: only observed runs pay for it, and it keeps every run's future small.
-    observed: Option<Box<Observed<'a>>>,
-}
-
-/// The observers of a unit of work, the name they know it by, and the task config with
-/// the observers stamped in.
-struct Observed<'a> {
-    observers: &'a [Arc<dyn WorkflowObserver>],
-    name: Cow<'static, str>,
-    config: TaskConfig,
-}
-
-impl TaskScope<'_> {
-    pub(crate) fn config(&self) -> &TaskConfig {
-        match &self.observed {
-            Some(observed) => &observed.config,
-            None => self.config,
-        }
-    }
-
-    pub(crate) fn end<R>(&self, outcome: &Result<R, CanoError>) {
-        if let Some(observed) = &self.observed {
-            let name = &observed.name;
-            match outcome {
-                Ok(_) => observed
-                    .observers
-                    .iter()
-                    .for_each(|o| o.on_task_success(name)),
-                Err(e) => observed
-                    .observers
-                    .iter()
-                    .for_each(|o| o.on_task_failure(name, e)),
-            }
-        }
-    }
-}
 
 impl<TState, TResourceKey> Workflow<TState, TResourceKey>
 where
@@ -263,29 +136,49 @@ where
             let rows = store.load_run(&workflow_id).await.map_err(|e| {
                 CanoError::checkpoint_store(format!("load checkpoint run {workflow_id:?}: {e}"))
             })?;
-            if let Some(pending) = pending_rollback(&rows)? {
-                // The run died while rolling back: finish the rollback.
-                let last_sequence = rows.iter().map(|r| r.sequence).max().unwrap_or(0);
-                let mut run = Run::fresh(Some(workflow_id.clone()));
-                run.sequence = last_sequence.saturating_add(1);
-                self.notify(|o| o.on_resume(&workflow_id, last_sequence));
-                return self
-                    .run_loop(
-                        run,
-                        Start::Rollback(Box::new(pending)),
-                        Layers::Outer {
-                            lifecycle: self.resources.has_lifecycle(),
-                        },
-                    )
-                    .await;
-            }
-            let (state, run) = self.plan_resume(workflow_id.clone(), &rows)?;
-            let last_sequence = run.sequence - 1;
-            self.notify(|o| o.on_resume(&workflow_id, last_sequence));
             let layers = Layers::Outer {
                 lifecycle: self.resources.has_lifecycle(),
             };
-            self.run_loop(run, Start::At(state), layers).await
+            let (run, start) = match log::plan_resume(&workflow_id, &rows)? {
+                // The run died while rolling back: finish the rollback.
+                ResumePlan::Rollback {
+                    original,
+                    remaining,
+                    last_sequence,
+                } => {
+                    let mut run = Run::fresh(Some(workflow_id.clone()));
+                    run.sequence = last_sequence.saturating_add(1);
+                    self.notify(|o| o.on_resume(&workflow_id, last_sequence));
+                    let pending = PendingRollback {
+                        original,
+                        remaining,
+                    };
+                    (run, Start::Rollback(Box::new(pending)))
+                }
+                ResumePlan::Forward {
+                    state,
+                    last_sequence,
+                    compensations,
+                    cursor,
+                    supersedes,
+                } => {
+                    let state = self.state_labelled(state)?;
+                    let sequence = last_sequence.checked_add(1).ok_or_else(|| {
+                        CanoError::checkpoint_store(format!(
+                            "checkpoint log {workflow_id:?} is full: its last sequence is u64::MAX"
+                        ))
+                    })?;
+                    let extra = RunExtra {
+                        compensations,
+                        resume_cursor: cursor,
+                        supersedes,
+                    };
+                    self.notify(|o| o.on_resume(&workflow_id, last_sequence));
+                    let run = Run::resumed(workflow_id.clone(), sequence, extra);
+                    (run, Start::At(state))
+                }
+            };
+            self.run_loop(run, start, layers).await
         };
         #[cfg(feature = "tracing")]
         {
@@ -303,87 +196,18 @@ where
         fut.await
     }
 
-    /// Where a resumed run starts and what it carries over, from the run's rows:
-    ///
-    /// * the resume point is the state of the row with the highest sequence (of any kind);
-    /// * the next row gets that sequence + 1;
-    /// * saga steps recorded by completion rows before the resume point are put back on
-    ///   the compensation stack (the resume point's own completion row is not: that step
-    ///   runs again and records a fresh output);
-    /// * if the last row is a step cursor, the resumed stepped state starts from it.
-    fn plan_resume(
-        &self,
-        workflow_id: Arc<str>,
-        rows: &[CheckpointRow],
-    ) -> Result<(TState, Run), CanoError> {
-        let last = rows.iter().max_by_key(|r| r.sequence).ok_or_else(|| {
-            CanoError::checkpoint_store(format!(
-                "no checkpoint rows for workflow id {workflow_id:?}"
-            ))
-        })?;
-        let state = self
-            .states
+    /// The registered or exit state whose `Debug` text is `label`.
+    fn state_labelled(&self, label: &str) -> Result<TState, CanoError> {
+        self.states
             .labelled_keys()
             .chain(self.exit_states.labelled_keys())
-            .find(|(_, label)| *label == last.state)
+            .find(|(_, l)| *l == label)
             .map(|(s, _)| s.clone())
             .ok_or_else(|| {
                 CanoError::workflow(format!(
-                    "checkpoint state {:?} is not a registered or exit state of this workflow",
-                    last.state
+                    "checkpoint state {label:?} is not a registered or exit state of this workflow"
                 ))
-            })?;
-        let sequence = last.sequence.checked_add(1).ok_or_else(|| {
-            CanoError::checkpoint_store(format!(
-                "checkpoint log {workflow_id:?} is full: its last sequence is u64::MAX"
-            ))
-        })?;
-        // Completion rows replaced by a re-run after an earlier resume: the re-entry row of
-        // that resume names them.
-        let superseded: Vec<u64> = rows
-            .iter()
-            .filter(|r| r.kind == RowKind::StateEntry)
-            .filter_map(|r| {
-                std::str::from_utf8(r.output_blob.as_deref()?)
-                    .ok()?
-                    .parse()
-                    .ok()
             })
-            .collect();
-        let mut completed: Vec<&CheckpointRow> = rows
-            .iter()
-            .filter(|r| {
-                r.kind == RowKind::CompensationCompletion
-                    && r.sequence != last.sequence
-                    && !superseded.contains(&r.sequence)
-                    && r.output_blob.is_some()
-            })
-            .collect();
-        completed.sort_by_key(|r| r.sequence);
-        let compensations = completed
-            .into_iter()
-            .filter_map(|r| {
-                Some(Completed {
-                    task_id: r.task_id.clone(),
-                    output: r.output_blob.clone()?,
-                })
-            })
-            .collect();
-        let resume_cursor = match last.kind {
-            RowKind::StepCursor => last.output_blob.clone(),
-            _ => None,
-        };
-        let extra = RunExtra {
-            compensations,
-            resume_cursor,
-            supersedes: (last.kind == RowKind::CompensationCompletion).then_some(last.sequence),
-        };
-        let run = Run {
-            workflow_id: Some(workflow_id),
-            sequence,
-            extra: Some(Box::new(extra)),
-        };
-        Ok((state, run))
     }
 
     /// One scheduled run: the state machine from `initial_state` under the workflow's
@@ -505,7 +329,7 @@ where
                     // machinery (or a dispatch future) around it; the retry loop, boxed,
                     // starts only if that attempt fails.
                     Some((task, _)) => {
-                        let attempt = CatchUnwind::new(task.run(&self.resources)).await;
+                        let attempt = attempt::bare(task.run(&self.resources)).await;
                         // Moved whole into the boxed retry: matched apart around the
                         // `await`, it would stay in the run's future beside it.
                         if matches!(attempt, Ok(Err(_))) {
@@ -515,7 +339,7 @@ where
                         }
                     }
                     // Boxed: the other kinds' futures are large, and only they pay for it.
-                    None => Box::pin(handler.dispatch(self, &mut run, label)).await,
+                    None => Box::pin(self.dispatch(handler, &mut run, label)).await,
                 };
                 // A resume cursor belongs to the resume point only.
                 run.take_resume_cursor();
@@ -590,26 +414,22 @@ where
             Some(store) if handler.is_none_or(|h| h.is_checkpointed()) => store,
             _ => return Ok(None),
         };
-        let Some(id) = run.workflow_id.as_deref() else {
+        if run.workflow_id.is_none() {
             return Err(CanoError::checkpoint_store(MISSING_ID));
-        };
-        // Never reuse the sequence of a failed append: it may have been stored anyway.
-        let next = next_sequence(id, run.sequence)?;
+        }
+        let sequence = run.claim_sequence()?;
         let task_id = handler
             .and_then(|h| h.checkpoint_task_id())
-            .unwrap_or(Cow::Borrowed(""));
-        let mut row = CheckpointRow::new(run.sequence, text.into_owned(), task_id);
+            .unwrap_or(Cow::Borrowed(""))
+            .into_owned();
+        let state = text.into_owned();
         // A stepped state resumed mid-way records its re-entry as a cursor row carrying the
         // cursor it continues from: the log's last row then always says where the visit
         // stands, even if the process dies again before the next step.
-        if let (Some(cursor), true) = (run.resume_cursor(), handler.is_some_and(|h| h.is_stepped()))
-        {
-            row = row.with_cursor(cursor.clone());
-        }
-        if let Some(superseded) = run.take_supersedes() {
-            row.output_blob = Some(superseded.to_string().into_bytes());
-        }
-        run.sequence = next;
+        let row = match (run.resume_cursor(), handler.is_some_and(|h| h.is_stepped())) {
+            (Some(cursor), true) => log::cursor(sequence, state, task_id, cursor.clone()),
+            _ => log::entry(sequence, state, task_id, run.take_supersedes()),
+        };
         let run: &'r Run = run;
         let Some(id) = run.workflow_id.as_deref() else {
             return Err(CanoError::checkpoint_store(MISSING_ID));
@@ -617,22 +437,21 @@ where
         Ok(Some(store.append(id, row)))
     }
 
-    /// Append `row` to the run's log (which must have an id); on success fire
-    /// `on_checkpoint` and advance the sequence. Returns the store's error unchanged.
+    /// Append the row `row_for(sequence)` to the run's log (which must have an id) at the
+    /// run's next sequence; on success fire `on_checkpoint`. The sequence is claimed even
+    /// if the append fails ([`Run::claim_sequence`]). Returns the store's error unchanged.
     pub(crate) async fn append_row(
         &self,
         store: &dyn CheckpointStore,
         run: &mut Run,
-        row: CheckpointRow,
+        row_for: impl FnOnce(u64) -> Result<CheckpointRow, CanoError>,
     ) -> Result<(), CanoError> {
-        let Some(id) = run.workflow_id.as_deref() else {
+        if run.workflow_id.is_none() {
             return Err(CanoError::checkpoint_store(MISSING_ID));
-        };
-        let sequence = row.sequence;
-        // A failed append may still have stored its row (a lost acknowledgement): never
-        // reuse its sequence number. A gap is harmless; a duplicate would make every later
-        // row of the run conflict.
-        run.sequence = next_sequence(id, sequence)?;
+        }
+        let sequence = run.claim_sequence()?;
+        let row = row_for(sequence)?;
+        let id = run.workflow_id.as_deref().unwrap_or_default();
         store.append(id, row).await?;
         self.notify(|o| o.on_checkpoint(id, sequence));
         Ok(())
@@ -715,69 +534,6 @@ fn report_clear_failure(run: &Run, e: &CanoError) {
     tracing::warn!(workflow_id = id, error = %e, "could not clear the checkpoint log");
     #[cfg(not(feature = "tracing"))]
     eprintln!("cano: could not clear the checkpoint log of {id:?}: {e}");
-}
-
-/// The sequence after `sequence`. The last number, `u64::MAX`, is never used for a row,
-/// so that there is always a next one to resume at.
-fn next_sequence(workflow_id: &str, sequence: u64) -> Result<u64, CanoError> {
-    match sequence.checked_add(1) {
-        Some(next) if next < u64::MAX => Ok(next),
-        _ => Err(CanoError::checkpoint_store(format!(
-            "checkpoint log {workflow_id:?} is full: no sequence number is left for another row"
-        ))),
-    }
-}
-
-/// The retry loop with panics turned into `TaskExecution("panic: …")`. A panic ends the
-/// loop: the attempt is not retried.
-pub(crate) async fn guarded<T, Fut>(
-    config: &TaskConfig,
-    run_fn: impl Fn() -> Fut,
-) -> Result<T, CanoError>
-where
-    T: Send + Sync,
-    Fut: Future<Output = Result<T, CanoError>>,
-{
-    let retried = pin!(run_with_retries(config, run_fn));
-    match CatchUnwind::new(retried).await {
-        Ok(outcome) => outcome,
-        Err(payload) => Err(panicked(&*payload)),
-    }
-}
-
-/// [`guarded`] for a loop whose first attempt, made by the caller, failed with `first`.
-pub(crate) async fn guarded_retry<T, Fut>(
-    config: &TaskConfig,
-    run_fn: impl Fn() -> Fut,
-    first: CanoError,
-) -> Result<T, CanoError>
-where
-    T: Send + Sync,
-    Fut: Future<Output = Result<T, CanoError>>,
-{
-    let retried = pin!(retry::retry_after_failure(config, run_fn, first));
-    match CatchUnwind::new(retried).await {
-        Ok(outcome) => outcome,
-        Err(payload) => Err(panicked(&*payload)),
-    }
-}
-
-/// What one attempt of a task returned, or the panic it raised.
-pub(crate) type Attempt<TState> =
-    Result<Result<TaskResult<TState>, CanoError>, Box<dyn std::any::Any + Send>>;
-
-/// The next state from a single task's attempt: its `Single` result, its error, or the
-/// error its panic becomes.
-pub(crate) fn first_outcome<TState>(attempt: Attempt<TState>) -> Result<TState, CanoError> {
-    match attempt {
-        Ok(result) => result.and_then(single_next),
-        Err(payload) => Err(panicked(&*payload)),
-    }
-}
-
-/// The error a caught panic becomes.
-pub(crate) fn panicked(payload: &(dyn std::any::Any + Send)) -> CanoError {
-    CanoError::task_execution(format!("panic: {}", panic_message(payload)))
 }
 
 #[cfg(test)]

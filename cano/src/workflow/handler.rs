@@ -1,20 +1,17 @@
-//! [`Handler`]: what the run loop does in a registered state.
+//! [`Handler`]: what a registered state is, as the run loop sees it.
 //!
-//! Every kind of state (plain task, router, split, stepped, compensatable) is one
-//! variant here. The run loop in `execution.rs` is the only caller: it writes the
-//! state-entry checkpoint row (using [`Handler::checkpoint_task_id`]) and then calls
-//! [`Handler::dispatch`]. Each variant runs its work through the shared
-//! [`TaskScope`](super::execution::TaskScope) and `guarded` retry loop, which own
-//! retries, timeouts, the circuit breaker, panic capture and observer events.
+//! Every kind of state (plain task, router, split, stepped, compensatable) is one variant
+//! here, with what the run loop needs to know about it: the `task_id` of its entry row,
+//! whether it writes one, whether its first attempt may run bare. Running a handler is
+//! the run loop's job (`states.rs`); every variant's work goes through the one attempt
+//! path (`task::attempt`).
 
-use super::Workflow;
-use super::execution::{Attempt, Completed, Run, first_outcome, guarded, guarded_retry};
 use super::join::JoinConfig;
 use crate::error::CanoError;
-use crate::recovery::CheckpointRow;
 use crate::resource::Resources;
 use crate::saga::ErasedCompensatable;
-use crate::task::stepped::{ErasedStep, ErasedSteppedTask};
+use crate::task::attempt::{self, Attempt};
+use crate::task::stepped::ErasedSteppedTask;
 use crate::task::{TaskConfig, TaskObject, TaskResult};
 use std::borrow::Cow;
 use std::fmt;
@@ -128,9 +125,7 @@ where
     /// attempt (no breaker, no timeout), for the run loop's fast path.
     pub(crate) fn plain_task(&self) -> Option<(&TaskObject<TState, TResourceKey>, &TaskConfig)> {
         match self {
-            Self::Task { task, config, .. } if crate::task::retry::is_plain(config) => {
-                Some((task, config))
-            }
+            Self::Task { task, config, .. } if attempt::is_plain(config) => Some((task, config)),
             _ => None,
         }
     }
@@ -163,100 +158,21 @@ where
     pub(crate) async fn retry_plain(
         &self,
         resources: &Resources<TResourceKey>,
-        attempt: Attempt<TState>,
+        attempt: Attempt<TaskResult<TState>>,
     ) -> Result<TState, CanoError> {
         match (self, attempt) {
-            (Self::Task { task, config, .. }, Ok(Err(first))) => {
-                guarded_retry(config, || task.run(resources), first)
-                    .await
-                    .and_then(single_next)
-            }
+            (Self::Task { task, config, .. }, Ok(Err(first))) => attempt::guarded(
+                config,
+                || task.run(resources),
+                |e, n| task.is_retryable(e, n),
+                Some(first),
+                attempt::panicked,
+            )
+            .await
+            .and_then(single_next),
             // The run loop makes a first attempt only for plain tasks.
             (_, attempt) => first_outcome(attempt),
         }
-    }
-
-    /// Run the state's work and return the next state. `label` is the state's `Debug`
-    /// text (from the state table).
-    pub(crate) async fn dispatch(
-        &self,
-        wf: &Workflow<TState, TResourceKey>,
-        run: &mut Run,
-        label: &str,
-    ) -> Result<TState, CanoError> {
-        let resources = &*wf.resources;
-        match self {
-            Self::Task { task, config, .. } => {
-                let scope = wf.begin_task(config, || task.name());
-                let outcome = guarded(scope.config(), || task.run(resources))
-                    .await
-                    .and_then(single_next);
-                scope.end(&outcome);
-                outcome
-            }
-            Self::Split {
-                tasks,
-                configs,
-                join,
-                // The less common kinds run boxed, so that their larger futures do not
-                // inflate the run loop's future (and so every spawned run) for all workflows.
-            } => Box::pin(wf.run_split(tasks, configs, join)).await,
-            Self::Stepped { task, config } => {
-                Box::pin(wf.run_stepped(task.as_ref(), config, run, label)).await
-            }
-            Self::Compensatable { task, config } => {
-                Box::pin(wf.run_compensatable(task.as_ref(), config, run, label)).await
-            }
-        }
-    }
-}
-
-impl<TState, TResourceKey> Workflow<TState, TResourceKey>
-where
-    TState: Clone + fmt::Debug + Hash + Eq + Send + Sync + 'static,
-    TResourceKey: Hash + Eq + Send + Sync + 'static,
-{
-    /// A compensatable state: run forward, then record the output (checkpoint row and
-    /// compensation stack) so a later failure can undo it.
-    async fn run_compensatable(
-        &self,
-        task: &dyn ErasedCompensatable<TState, TResourceKey>,
-        config: &TaskConfig,
-        run: &mut Run,
-        label: &str,
-    ) -> Result<TState, CanoError> {
-        let resources = &*self.resources;
-        let scope = self.begin_task(config, || task.name());
-        let outcome = guarded(scope.config(), || task.run(resources))
-            .await
-            .and_then(|(result, blob)| match result {
-                TaskResult::Single(next) => Ok((next, blob)),
-                TaskResult::Split(_) => Err(CanoError::workflow(
-                    "Compensatable task returned a split result \u{2014} split states cannot be compensatable",
-                )),
-            });
-        scope.end(&outcome);
-        let (next, blob) = outcome?;
-        let name = task.name().into_owned();
-        if let (Some(store), true) = (&self.checkpoint_store, run.workflow_id.is_some()) {
-            let row =
-                CheckpointRow::new(run.sequence, label, name.clone()).with_output(blob.clone());
-            if let Err(e) = self.append_row(store.as_ref(), run, row).await {
-                // The step did happen: make sure the rollback undoes it.
-                run.push_completed(Completed {
-                    task_id: name,
-                    output: blob,
-                });
-                return Err(CanoError::checkpoint_store(format!(
-                    "append compensation checkpoint: {e}"
-                )));
-            }
-        }
-        run.push_completed(Completed {
-            task_id: name,
-            output: blob,
-        });
-        Ok(next)
     }
 }
 
@@ -270,52 +186,16 @@ pub(crate) fn single_next<TState>(result: TaskResult<TState>) -> Result<TState, 
     }
 }
 
-impl<TState, TResourceKey> Workflow<TState, TResourceKey>
+/// The next state from a single task's bare attempt: its `Single` result, its error, or
+/// the error its panic becomes.
+pub(crate) fn first_outcome<TState>(
+    attempt: Attempt<TaskResult<TState>>,
+) -> Result<TState, CanoError>
 where
-    TState: Clone + fmt::Debug + Hash + Eq + Send + Sync + 'static,
-    TResourceKey: Hash + Eq + Send + Sync + 'static,
+    TState: Clone + fmt::Debug + Send + Sync + 'static,
 {
-    /// The engine-driven step loop of a `register_stepped` state.
-    ///
-    /// Each step runs under the task's retry policy (a retry reuses the cursor). With a
-    /// checkpoint store, each new cursor is appended before the next step runs. A resumed
-    /// run starts from the cursor recorded at the resume point.
-    async fn run_stepped(
-        &self,
-        task: &dyn ErasedSteppedTask<TState, TResourceKey>,
-        config: &TaskConfig,
-        run: &mut Run,
-        label: &str,
-    ) -> Result<TState, CanoError> {
-        let resources = &*self.resources;
-        let scope = self.begin_task(config, || task.name());
-        let mut cursor = run.take_resume_cursor();
-        let outcome = loop {
-            let step = guarded(scope.config(), || task.step(resources, cursor.clone())).await;
-            match step {
-                Err(e) => break Err(e),
-                Ok(ErasedStep::Done(TaskResult::Single(next))) => break Ok(next),
-                Ok(ErasedStep::Done(TaskResult::Split(_))) => {
-                    break Err(CanoError::workflow(
-                        "Stepped task returned split result \u{2014} split is not supported for Stepped states",
-                    ));
-                }
-                Ok(ErasedStep::More(bytes)) => {
-                    if let (Some(store), true) = (&self.checkpoint_store, run.workflow_id.is_some())
-                    {
-                        let row = CheckpointRow::new(run.sequence, label, task.name())
-                            .with_cursor(bytes.clone());
-                        if let Err(e) = self.append_row(store.as_ref(), run, row).await {
-                            break Err(CanoError::checkpoint_store(format!(
-                                "append step cursor checkpoint: {e}"
-                            )));
-                        }
-                    }
-                    cursor = Some(bytes);
-                }
-            }
-        };
-        scope.end(&outcome);
-        outcome
+    match attempt {
+        Ok(result) => result.and_then(single_next),
+        Err(payload) => Err(attempt::panicked(&*payload)),
     }
 }

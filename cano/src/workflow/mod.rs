@@ -45,7 +45,9 @@ mod entry;
 mod execution;
 mod handler;
 mod join;
+mod run;
 mod split;
+mod states;
 mod table;
 
 pub use entry::StateEntry;

@@ -4,14 +4,14 @@ use super::Workflow;
 use super::join::{JoinConfig, JoinStrategy, SplitResult, SplitTaskResult};
 use crate::error::CanoError;
 use crate::resource::Resources;
-use crate::task::{TaskConfig, TaskObject, TaskResult, retry, run_with_retries};
-use crate::util::{CatchUnwind, panic_message};
+use crate::task::attempt;
+use crate::task::{TaskConfig, TaskObject, TaskResult};
+use crate::util::panic_message;
 use parking_lot::Mutex;
 use std::borrow::Cow;
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::hash::Hash;
-use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::Poll;
@@ -302,68 +302,49 @@ where
     TResourceKey: Hash + Eq + Send + Sync + 'static,
 {
     let (task, config, resources) = shared.member(idx);
-    let outcome = if shared.bulkhead.is_none() && retry::is_plain(config) {
-        match CatchUnwind::new(task.run(resources)).await {
+    let outcome = if shared.bulkhead.is_none() && attempt::is_plain(config) {
+        match attempt::bare(task.run(resources)).await {
             Ok(Ok(result)) => Ok(result),
-            Ok(Err(first)) => Box::pin(member_retry(idx, &shared, first)).await,
+            Ok(Err(first)) => Box::pin(member_attempts(idx, &shared, Some(first))).await,
             Err(payload) => Err(member_panicked(idx, &*payload)),
         }
     } else {
-        Box::pin(member_guarded(idx, &shared)).await
+        Box::pin(member_attempts(idx, &shared, None)).await
     };
     (idx, outcome)
 }
 
-/// A member's retry loop after its first attempt failed with `first`.
-async fn member_retry<TState, TResourceKey>(
+/// A member's attempts (after taking a bulkhead permit, if there is a bulkhead), after a
+/// bare first attempt that failed with `first`, if one was made.
+async fn member_attempts<TState, TResourceKey>(
     idx: usize,
     shared: &Members<TState, TResourceKey>,
-    first: CanoError,
+    first: Option<CanoError>,
 ) -> Result<TaskResult<TState>, CanoError>
 where
     TState: Clone + fmt::Debug + Send + Sync + 'static,
     TResourceKey: Hash + Eq + Send + Sync + 'static,
 {
+    let _permit = match &shared.bulkhead {
+        Some(semaphore) => match semaphore.acquire().await {
+            Ok(permit) => Some(permit),
+            Err(e) => {
+                return Err(CanoError::task_execution(format!(
+                    "bulkhead semaphore closed: {e}"
+                )));
+            }
+        },
+        None => None,
+    };
     let (task, config, resources) = shared.member(idx);
-    let retried = pin!(retry::retry_after_failure(
+    attempt::guarded(
         config,
         || task.run(resources),
-        first
-    ));
-    match CatchUnwind::new(retried).await {
-        Ok(result) => result,
-        Err(payload) => Err(member_panicked(idx, &*payload)),
-    }
-}
-
-/// A member with a bulkhead or a config that needs the full retry loop.
-async fn member_guarded<TState, TResourceKey>(
-    idx: usize,
-    shared: &Members<TState, TResourceKey>,
-) -> Result<TaskResult<TState>, CanoError>
-where
-    TState: Clone + fmt::Debug + Send + Sync + 'static,
-    TResourceKey: Hash + Eq + Send + Sync + 'static,
-{
-    let work = async {
-        let _permit = match &shared.bulkhead {
-            Some(semaphore) => match semaphore.acquire().await {
-                Ok(permit) => Some(permit),
-                Err(e) => {
-                    return Err(CanoError::task_execution(format!(
-                        "bulkhead semaphore closed: {e}"
-                    )));
-                }
-            },
-            None => None,
-        };
-        let (task, config, resources) = shared.member(idx);
-        run_with_retries(config, || task.run(resources)).await
-    };
-    match CatchUnwind::new(pin!(work)).await {
-        Ok(result) => result,
-        Err(payload) => Err(member_panicked(idx, &*payload)),
-    }
+        |e, n| task.is_retryable(e, n),
+        first,
+        |payload| member_panicked(idx, payload),
+    )
+    .await
 }
 
 fn member_panicked(idx: usize, payload: &(dyn std::any::Any + Send)) -> CanoError {

@@ -1,0 +1,148 @@
+//! [`Run`]: the bookkeeping of one run of a workflow.
+//!
+//! # What may live in a run's future
+//!
+//! Every spawned run holds the run loop's future, so its size is memory per concurrent
+//! run; `a_run_future_stays_small` (in `execution.rs`) pins it so that
+//! `tokio::spawn(async move { wf.orchestrate(s).await })` fits a 256-byte tokio task. The
+//! rule that keeps it there:
+//!
+//! * the future holds what **every** run needs, by value: the run's id, its next
+//!   sequence number, the current state, and one reference into the state table;
+//! * what only **some** runs need (saga steps, a resume point's cursor or superseded
+//!   completion) lives in [`RunExtra`], behind one box that plain runs never allocate;
+//! * work that only some states do (retries after a failed first attempt, the other
+//!   handler kinds, rollbacks, the resource lifecycle and global timeout) runs in boxed
+//!   futures of its own, awaited from the loop, so their size is paid only when used;
+//! * across an `await`, the loop keeps no value it has already matched apart: what it
+//!   awaits is either moved whole into a boxed future or awaited through `&mut`.
+
+use crate::error::CanoError;
+use crate::recovery::log::CompletedStep;
+use std::sync::Arc;
+
+/// Per-run bookkeeping. See the [module docs](self) for what belongs here.
+pub(crate) struct Run {
+    /// The checkpoint log's id (`None` when the workflow has no id and this is not a resume).
+    pub(crate) workflow_id: Option<Arc<str>>,
+    /// Sequence number of the next checkpoint row.
+    pub(crate) sequence: u64,
+    extra: Option<Box<RunExtra>>,
+}
+
+/// What only sagas and resumed runs need.
+#[derive(Default)]
+pub(crate) struct RunExtra {
+    /// Completed saga steps, oldest first.
+    pub(crate) compensations: Vec<CompletedStep>,
+    /// The cursor recorded at the resume point; only the first state of a resumed run
+    /// (the one whose cursor it is) may use it.
+    pub(crate) resume_cursor: Option<Vec<u8>>,
+    /// The completion row at the resume point, which the resumed state's re-run replaces.
+    /// The re-entry row names it, so a later resume never compensates that superseded run
+    /// of the step as well as the new one.
+    pub(crate) supersedes: Option<u64>,
+}
+
+impl Run {
+    /// A run that starts at sequence 0.
+    pub(crate) fn fresh(workflow_id: Option<Arc<str>>) -> Self {
+        Self {
+            workflow_id,
+            sequence: 0,
+            extra: None,
+        }
+    }
+
+    /// A resumed run: its next row is `sequence`.
+    pub(crate) fn resumed(workflow_id: Arc<str>, sequence: u64, extra: RunExtra) -> Self {
+        Self {
+            workflow_id: Some(workflow_id),
+            sequence,
+            extra: Some(Box::new(extra)),
+        }
+    }
+
+    fn extra(&mut self) -> &mut RunExtra {
+        self.extra.get_or_insert_with(Box::default)
+    }
+
+    /// Completed saga steps, oldest first.
+    pub(crate) fn compensations(&self) -> &[CompletedStep] {
+        self.extra.as_ref().map_or(&[], |e| &e.compensations)
+    }
+
+    /// Push a completed saga step.
+    pub(crate) fn push_completed(&mut self, step: CompletedStep) {
+        self.extra().compensations.push(step);
+    }
+
+    /// Take the compensation stack (leaving it empty).
+    pub(crate) fn take_compensations(&mut self) -> Vec<CompletedStep> {
+        self.extra
+            .as_mut()
+            .map(|e| std::mem::take(&mut e.compensations))
+            .unwrap_or_default()
+    }
+
+    /// The cursor recorded at the resume point, if the run still has it.
+    pub(crate) fn resume_cursor(&self) -> Option<&Vec<u8>> {
+        self.extra.as_ref()?.resume_cursor.as_ref()
+    }
+
+    /// Take the resume point's cursor (a resume cursor is used once).
+    pub(crate) fn take_resume_cursor(&mut self) -> Option<Vec<u8>> {
+        self.extra.as_mut()?.resume_cursor.take()
+    }
+
+    /// The sequence of the row written last: the run loop's entry rows take the run's
+    /// next sequence and advance it by one.
+    pub(crate) fn last_sequence(&self) -> u64 {
+        self.sequence.saturating_sub(1)
+    }
+
+    /// Take the completion sequence the resumed state's re-entry supersedes.
+    pub(crate) fn take_supersedes(&mut self) -> Option<u64> {
+        self.extra.as_mut()?.supersedes.take()
+    }
+
+    /// Claim the next sequence number for a row (returned) and advance past it.
+    ///
+    /// A failed append may still have stored its row (a lost acknowledgement): the
+    /// sequence is advanced before the append, so it is never reused. A gap is harmless;
+    /// a duplicate would make every later row of the run conflict.
+    ///
+    /// # Errors
+    /// The log is full: the last number, `u64::MAX`, is never used for a row, so that
+    /// there is always a next one to resume at.
+    pub(crate) fn claim_sequence(&mut self) -> Result<u64, CanoError> {
+        let sequence = self.sequence;
+        self.sequence = match sequence.checked_add(1) {
+            Some(next) if next < u64::MAX => next,
+            _ => {
+                return Err(CanoError::checkpoint_store(format!(
+                    "checkpoint log {:?} is full: no sequence number is left for another row",
+                    self.workflow_id.as_deref().unwrap_or_default()
+                )));
+            }
+        };
+        Ok(sequence)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequences_are_claimed_once_and_the_last_is_never_used() {
+        let mut run = Run::fresh(Some(Arc::from("r")));
+        assert_eq!(run.claim_sequence(), Ok(0));
+        assert_eq!(run.claim_sequence(), Ok(1));
+        assert_eq!(run.last_sequence(), 1);
+        run.sequence = u64::MAX - 2;
+        assert_eq!(run.claim_sequence(), Ok(u64::MAX - 2));
+        let err = run.claim_sequence().unwrap_err();
+        assert!(err.to_string().contains("\"r\" is full"), "{err}");
+    }
+}
