@@ -64,7 +64,8 @@ pub enum CircuitState {
     Closed,
     /// Calls are rejected until `until`.
     Open {
-        /// When probe calls will be allowed again.
+        /// When probe calls will be allowed again, on the engine's clock: Tokio's, so a
+        /// paused runtime clock (`tokio::time::pause`) pauses the breaker too.
         until: Instant,
     },
     /// A limited number of probe calls pass through.
@@ -84,9 +85,9 @@ impl Inner {
     fn transition(&mut self, to: CircuitState) {
         #[cfg(feature = "tracing")]
         tracing::info!(
-            "circuit breaker transition: {} -> {}",
-            state_name(&self.state),
-            state_name(&to)
+            from = state_name(&self.state),
+            to = state_name(&to),
+            "circuit breaker transition"
         );
         self.state = to;
         self.half_open_in_flight = 0;
@@ -172,7 +173,7 @@ impl CircuitBreaker {
     pub fn try_acquire(self: &Arc<Self>) -> Result<Permit, CanoError> {
         let mut inner = self.lock();
         if let CircuitState::Open { until } = inner.state
-            && Instant::now() >= until
+            && crate::clock::now() >= until
         {
             inner.transition(CircuitState::HalfOpen);
         }
@@ -238,12 +239,12 @@ impl CircuitBreaker {
             CircuitState::Closed => {
                 inner.consecutive_failures = inner.consecutive_failures.saturating_add(1);
                 if inner.consecutive_failures >= self.policy.failure_threshold {
-                    let until = Instant::now() + self.policy.reset_timeout;
+                    let until = crate::clock::now() + self.policy.reset_timeout;
                     inner.transition(CircuitState::Open { until });
                 }
             }
             CircuitState::HalfOpen => {
-                let until = Instant::now() + self.policy.reset_timeout;
+                let until = crate::clock::now() + self.policy.reset_timeout;
                 inner.transition(CircuitState::Open { until });
             }
             CircuitState::Open { .. } => debug_assert!(false, "failure recorded while open"),

@@ -15,6 +15,7 @@ pub mod store;
 pub mod task;
 pub mod workflow;
 
+mod clock;
 mod util;
 
 pub use circuit::{CircuitBreaker, CircuitPolicy, CircuitState, Permit as CircuitPermit};

@@ -115,4 +115,32 @@ impl WorkflowObserver for TracingObserver {
     fn on_resume(&self, workflow_id: &str, sequence: u64) {
         tracing::info!(target: "cano::observer", workflow_id, sequence, "workflow resumed from checkpoint");
     }
+    fn on_attempt_failed(&self, task_id: &str, attempt: u32, error: &CanoError) {
+        tracing::warn!(target: "cano::observer", task_id, attempt, error = %error, "task attempt failed");
+    }
+    fn on_rollback_started(&self, steps: usize, cause: &CanoError) {
+        tracing::warn!(target: "cano::observer", steps, cause = %cause, "saga rollback started");
+    }
+    fn on_compensated(&self, task_id: &str) {
+        tracing::info!(target: "cano::observer", task_id, "saga step compensated");
+    }
+    fn on_compensation_failed(&self, task_id: &str, error: &CanoError) {
+        tracing::error!(target: "cano::observer", task_id, error = %error, "compensation failed");
+    }
+    fn on_checkpoint_clear_failed(&self, workflow_id: &str, error: &CanoError) {
+        tracing::warn!(target: "cano::observer", workflow_id, error = %error, "checkpoint log not cleared");
+    }
+    fn on_teardown_failed(&self, error: &CanoError) {
+        tracing::error!(target: "cano::observer", error = %error, "resource teardown failed");
+    }
+    fn on_run_end(&self, outcome: Result<&str, &CanoError>) {
+        match outcome {
+            Ok(state) => {
+                tracing::info!(target: "cano::observer", final_state = state, "workflow run ended")
+            }
+            Err(error) => {
+                tracing::error!(target: "cano::observer", error = %error, "workflow run failed")
+            }
+        }
+    }
 }

@@ -330,6 +330,18 @@ where
         }
     }
 
+    /// Tear down every resource, last first, and return the errors (for the engine to
+    /// report to a run's observers).
+    pub(crate) async fn teardown_collect(&self) -> Vec<CanoError> {
+        let mut errors = Vec::new();
+        for resource in self.lifecycle.iter().rev() {
+            if let Err(err) = resource.teardown().await {
+                errors.push(err);
+            }
+        }
+        errors
+    }
+
     /// Number of resources with a lifecycle (every inserted resource).
     #[cfg_attr(not(feature = "scheduler"), allow(dead_code))] // used by the scheduler
     pub(crate) fn lifecycle_len(&self) -> usize {
@@ -375,7 +387,7 @@ fn same_allocation(a: &Arc<dyn Resource>, b: &Arc<dyn Any + Send + Sync>) -> boo
 
 fn report_teardown_error(err: &CanoError) {
     #[cfg(feature = "tracing")]
-    tracing::error!("resource teardown failed: {err}");
+    tracing::error!(error = %err, "resource teardown failed");
     #[cfg(not(feature = "tracing"))]
     eprintln!("cano: resource teardown error: {err}");
 }

@@ -1,9 +1,9 @@
 //! `CircuitBreaker`, `CircuitPolicy`, `CircuitState` and `Permit` on their own. The
 //! breaker's integration with the retry loop is in `task_retry.rs`.
 //!
-//! The breaker measures time with `std::time::Instant`, so instead of sleeping these tests
-//! use a zero `reset_timeout` (the next `try_acquire` may probe at once) or a long one (it
-//! may not).
+//! The breaker reads the engine's clock (Tokio's): tests about deadlines run on a paused
+//! clock and assert them exactly; the others use a zero `reset_timeout` (the next
+//! `try_acquire` may probe at once) or a long one (it may not).
 
 use cano::circuit::Permit;
 mod support;
@@ -41,21 +41,35 @@ fn a_new_breaker_is_closed_and_admits_calls() {
     assert_eq!(b.state(), CircuitState::Closed);
 }
 
-#[test]
-fn consecutive_failures_up_to_the_threshold_open_the_breaker() {
+#[tokio::test(start_paused = true)]
+async fn consecutive_failures_up_to_the_threshold_open_the_breaker() {
     let b = breaker(3, LONG, 1);
     fail_once(&b);
     fail_once(&b);
     assert_eq!(b.state(), CircuitState::Closed, "two of three failures");
-    let before = Instant::now();
+    let before = now();
     fail_once(&b);
-    match b.state() {
-        CircuitState::Open { until } => {
-            assert!(until >= before + LONG, "open until now + reset_timeout");
-            assert!(until <= Instant::now() + LONG);
+    assert_eq!(
+        b.state(),
+        CircuitState::Open {
+            until: before + LONG
         }
-        other => panic!("expected Open, got {other:?}"),
-    }
+    );
+    // Rejected until exactly `reset_timeout` has passed on the engine clock.
+    tokio::time::advance(LONG - Duration::from_millis(1)).await;
+    assert_eq!(b.try_acquire().unwrap_err().category(), "circuit_open");
+    tokio::time::advance(Duration::from_millis(1)).await;
+    let probe = b
+        .try_acquire()
+        .expect("a probe is let through at the deadline");
+    assert_eq!(b.state(), CircuitState::HalfOpen);
+    b.record_success(probe);
+    assert_eq!(b.state(), CircuitState::Closed);
+}
+
+/// The engine clock's "now" (Tokio's).
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 #[test]
@@ -166,21 +180,24 @@ fn a_probe_failure_reopens_the_breaker() {
     );
 }
 
-#[test]
-fn a_probe_failure_reopens_for_a_fresh_reset_timeout() {
+#[tokio::test(start_paused = true)]
+async fn a_probe_failure_reopens_for_a_fresh_reset_timeout() {
     let b = Arc::new(CircuitBreaker::new(CircuitPolicy {
         failure_threshold: 1,
-        reset_timeout: Duration::ZERO,
+        reset_timeout: Duration::from_secs(5),
         half_open_max_calls: 1,
     }));
     fail_once(&b);
+    tokio::time::advance(Duration::from_secs(7)).await;
     let probe = b.try_acquire().unwrap();
-    let before = Instant::now();
+    let before = now();
     b.record_failure(probe);
-    match b.state() {
-        CircuitState::Open { until } => assert!(until >= before),
-        other => panic!("expected Open, got {other:?}"),
-    }
+    assert_eq!(
+        b.state(),
+        CircuitState::Open {
+            until: before + Duration::from_secs(5)
+        }
+    );
 }
 
 #[test]

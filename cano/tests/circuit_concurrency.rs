@@ -2,9 +2,9 @@
 //! members and concurrent runs, and the breaker inside the retry loop as seen through a
 //! workflow and its observer (including a breaker already open when the run starts).
 //!
-//! The breaker measures time with `std::time::Instant`, not tokio's clock. Most tests use
-//! a zero `reset_timeout` (the next `try_acquire` may probe at once) or an hour (it may
-//! not); the few that need a deadline to pass sleep a few tens of real milliseconds.
+//! The breaker reads the engine's clock, Tokio's: tests whose deadlines must pass run on a
+//! paused clock, advance it, and assert deadlines exactly. The others use a zero
+//! `reset_timeout` (the next `try_acquire` may probe at once) or an hour (it may not).
 
 mod support;
 
@@ -16,8 +16,13 @@ use support::{Recorder, breaker, fail_once, succeed_once};
 use tokio::sync::{Semaphore, mpsc};
 
 const LONG: Duration = Duration::from_secs(3600);
-/// A real-time reset timeout short enough to sleep through.
+/// A reset timeout the paused clock is advanced through.
 const SHORT: Duration = Duration::from_millis(30);
+
+/// The engine clock's "now" (Tokio's, paused in the tests that advance it).
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
 /// Upper bound for waits in multi-thread tests, so a bug hangs nothing.
 const GUARD: Duration = Duration::from_secs(20);
 
@@ -44,19 +49,16 @@ fn rejected_half_open() -> CanoError {
 // The state machine
 // ---------------------------------------------------------------------------------------
 
-#[test]
-fn the_breaker_trips_after_exactly_failure_threshold_consecutive_failures() {
+#[tokio::test(start_paused = true)]
+async fn the_breaker_trips_after_exactly_failure_threshold_consecutive_failures() {
     let b = breaker(3, LONG, 1);
     fail_once(&b);
     fail_once(&b);
     assert_eq!(b.state(), CircuitState::Closed, "two of three");
-    let before = Instant::now();
+    let before = now();
     fail_once(&b);
     let until = open_until(&b);
-    assert!(
-        until >= before + LONG,
-        "open for reset_timeout from the trip"
-    );
+    assert_eq!(until, before + LONG, "open for reset_timeout from the trip");
     let err = b.try_acquire().unwrap_err();
     assert_eq!(err, rejected_open());
     assert_eq!(
@@ -86,13 +88,16 @@ fn a_success_while_closed_resets_the_consecutive_count() {
     assert!(is_open(&b));
 }
 
-#[test]
-fn open_becomes_half_open_lazily_and_only_in_try_acquire() {
+#[tokio::test(start_paused = true)]
+async fn open_becomes_half_open_lazily_and_only_in_try_acquire() {
     let b = breaker(1, SHORT, 1);
     fail_once(&b);
     let until = open_until(&b);
-    std::thread::sleep(SHORT + Duration::from_millis(10));
-    assert!(Instant::now() >= until);
+    assert_eq!(until, now() + SHORT);
+    tokio::time::advance(SHORT - Duration::from_millis(1)).await;
+    assert_eq!(b.try_acquire().unwrap_err(), rejected_open(), "1 ms early");
+    tokio::time::advance(Duration::from_millis(1)).await;
+    assert_eq!(now(), until);
     assert_eq!(
         b.state(),
         CircuitState::Open { until },
@@ -157,29 +162,30 @@ fn one_probe_failure_reopens_and_the_other_probe_is_then_stale() {
     assert!(is_open(&b), "a probe from the previous session is ignored");
 }
 
-#[test]
-fn a_probe_failure_reopens_with_a_fresh_deadline_and_the_full_round_trip_works() {
+#[tokio::test(start_paused = true)]
+async fn a_probe_failure_reopens_with_a_fresh_deadline_and_the_full_round_trip_works() {
     let b = breaker(2, SHORT, 1);
     // Closed -> Open
     fail_once(&b);
     fail_once(&b);
     let first = open_until(&b);
     // Open -> HalfOpen -> Open
-    std::thread::sleep(SHORT + Duration::from_millis(10));
-    let before_probe = Instant::now();
+    tokio::time::advance(SHORT + Duration::from_millis(10)).await;
     fail_once(&b);
     let second = open_until(&b);
-    assert!(
-        second >= before_probe + SHORT && second > first,
+    assert_eq!(
+        second,
+        first + Duration::from_millis(10) + SHORT,
         "fresh deadline"
     );
-    let early = b.try_acquire();
-    if Instant::now() < second {
-        // Unless this thread was descheduled past the new deadline, it is still open.
-        assert_eq!(early.unwrap_err(), rejected_open());
-    }
+    tokio::time::advance(SHORT - Duration::from_millis(1)).await;
+    assert_eq!(
+        b.try_acquire().unwrap_err(),
+        rejected_open(),
+        "still open 1 ms before"
+    );
     // Open -> HalfOpen -> Closed
-    std::thread::sleep(SHORT + Duration::from_millis(10));
+    tokio::time::advance(Duration::from_millis(1)).await;
     succeed_once(&b);
     assert_eq!(b.state(), CircuitState::Closed);
     // Closing reset the count: a full threshold is needed again.

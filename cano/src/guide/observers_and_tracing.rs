@@ -63,14 +63,23 @@
 //! ```text
 //! on_state_enter("Start")
 //! on_task_start("my_app::StartTask")
+//! on_attempt_failed("my_app::StartTask", 1, &error)
 //! on_retry("my_app::StartTask", 1)
 //! on_task_success("my_app::StartTask")
 //! on_state_enter("Done")
+//! on_run_end(Ok("Done"))
 //! ```
 //!
 //! For a split state, every member's `on_task_start` fires as the members start; their
 //! retries arrive as they happen; the successes and then the failures are reported after
-//! the join. Saga compensations fire no observer events.
+//! the join.
+//!
+//! Beyond those, observers hear each failed attempt with its error (`on_attempt_failed`,
+//! before `on_retry`), a saga rollback starting (`on_rollback_started`), each step
+//! compensated or failing to compensate (`on_compensated`, `on_compensation_failed`), a
+//! checkpoint log that could not be cleared (`on_checkpoint_clear_failed`), a resource
+//! teardown that failed (`on_teardown_failed`), and the end of every run with its outcome
+//! (`on_run_end`).
 //!
 //! Callbacks are plain synchronous functions, called inline on the run's task (split
 //! members may call them from several tasks at once), so keep them short: bump a counter,
@@ -88,9 +97,12 @@
 //! things become available:
 //!
 //! * `TracingObserver`, an observer that turns every callback into an event with target
-//!   `cano::observer` (`workflow entered state`, `task started`, `task retry`,
-//!   `task failed`, `circuit breaker rejected task`, `checkpoint appended`,
-//!   `workflow resumed from checkpoint`), with the state or task id as a field;
+//!   `cano::observer`, with the state or task id as a field: DEBUG `workflow entered
+//!   state`, `task started`, `checkpoint appended`; INFO `task succeeded`, `workflow
+//!   resumed from checkpoint`, `saga step compensated`, `workflow run ended`; WARN `task
+//!   retry`, `task attempt failed`, `circuit breaker rejected task`, `saga rollback
+//!   started`, `checkpoint log not cleared`; ERROR `task failed`, `compensation failed`,
+//!   `resource teardown failed`, `workflow run failed`;
 //! * `Workflow::with_tracing_span(span)`, which runs every `orchestrate` and
 //!   `resume_from` of the workflow inside your span instead of the default
 //!   `workflow_orchestrate` / `workflow_resume` spans, so the run's events carry your
@@ -125,11 +137,42 @@
 //! # fn main() {}
 //! ```
 //!
-//! The engine's own spans and events (`single_task_execution`, `split_task`,
-//! `task_attempt`, `Task execution failed, will retry`, …) are for reading logs, not a
-//! stable interface; filter on the `cano::observer` target for events you rely on. Without
-//! the feature, the few things the engine must report outside a return value (a resource
-//! `teardown` that failed, a checkpoint log it could not clear) go to standard error.
+//! ## What the engine emits
+//!
+//! Besides `TracingObserver`'s events, the engine itself emits these spans and events
+//! (target: the emitting module, e.g. `cano::workflow::execution`), at levels chosen so
+//! that an INFO log tells a run's story and a WARN log shows what went wrong:
+//!
+//! | kind | level | name or message | fields |
+//! |---|---|---|---|
+//! | span | INFO | `workflow_orchestrate` | (one per `orchestrate`, unless `with_tracing_span`) |
+//! | span | INFO | `workflow_resume` | (one per `resume_from`, unless `with_tracing_span`) |
+//! | event | INFO | `workflow run started` | `initial_state` |
+//! | event | INFO | `entering state` | `state` |
+//! | event | INFO | `workflow run completed` | `final_state` |
+//! | event | ERROR | `workflow run failed` | `error` |
+//! | event | WARN | `attempt failed; retrying` | `task`, `attempt`, `error` |
+//! | event | WARN | `error is not retryable; giving up` | `task`, `attempt`, `error` |
+//! | event | WARN | `run failed; rolling back completed saga steps` | `steps`, `error` |
+//! | event | WARN | `finishing the rollback recorded in the checkpoint log` | `steps`, `error` |
+//! | event | INFO | `saga step compensated` | `task_id` |
+//! | event | ERROR | `compensation failed` | `task_id`, `error` |
+//! | event | WARN | `could not clear the checkpoint log` | `workflow_id`, `error` |
+//! | event | ERROR | `resource teardown failed` | `error` |
+//! | event | INFO | `circuit breaker transition` | `from`, `to` |
+//! | event | DEBUG | `scheduled run started` | `flow`, `run` |
+//! | event | DEBUG | `scheduled run completed` | `flow`, `run` |
+//! | event | WARN | `scheduled run failed` | `flow`, `run`, `error` |
+//! | event | WARN | `scheduler stop: run cancelled after the stop timeout` | `flow`, `timeout` |
+//!
+//! `task` is the task's name when the run is observed, and empty otherwise. A test
+//! (`tests/docs_tracing.rs`) keeps this table and the code in step. The messages are for
+//! people reading logs; for events your code relies on, use an observer.
+//!
+//! Without the feature, the few things the engine must report outside a return value (a
+//! resource `teardown` that failed, a checkpoint log it could not clear, a scheduled run
+//! cancelled at stop) go to the run's observers (`on_teardown_failed`,
+//! `on_checkpoint_clear_failed`, `on_run_end`), and to standard error when it has none.
 //!
 //! # Which to use
 //!

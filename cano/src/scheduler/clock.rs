@@ -11,20 +11,10 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use std::time::Duration;
 
-/// The current UTC time as the scheduler sees it (see the module docs).
+/// The current UTC time as the scheduler sees it: the engine's wall clock, which follows
+/// a paused Tokio clock.
 pub(crate) fn now() -> DateTime<Utc> {
-    // Read in this order so that the real time passing between the reads can only push the
-    // result later, never earlier: a run woken exactly at a cron tick must not see a time
-    // just before it.
-    let runtime = tokio::time::Instant::now().into_std();
-    let real = std::time::Instant::now();
-    let wall = Utc::now();
-    match runtime.checked_duration_since(real) {
-        Some(ahead) => add(wall, ahead),
-        None => wall
-            .checked_sub_signed(delta(real.duration_since(runtime)))
-            .unwrap_or(DateTime::<Utc>::MIN_UTC),
-    }
+    crate::clock::wall_now()
 }
 
 /// `at + d`, saturating at the latest representable time.

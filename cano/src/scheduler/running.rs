@@ -457,10 +457,13 @@ where
         // A flow still marked running lost its run to the abort. (Loops aborted while
         // sleeping cancel nothing.)
         for flow in core.flows.iter().filter(|f| f.is_running()) {
-            report_cancelled(&flow.id, timeout);
-            flow.record(Err(CanoError::workflow(format!(
+            let err = CanoError::workflow(format!(
                 "Run cancelled: still running when the scheduler's stop timeout ({timeout:?}) elapsed"
-            ))));
+            ));
+            // The run's future was dropped: its observers hear of its end from here.
+            flow.workflow.notify(|o| o.on_run_end(Err(&err)));
+            report_cancelled(&flow.id, timeout, flow.workflow.is_observed());
+            flow.record(Err(err));
             result = Err(CanoError::workflow(
                 "Timeout waiting for workflows to complete",
             ));
@@ -473,13 +476,20 @@ where
     result
 }
 
-fn report_cancelled(id: &str, timeout: Duration) {
+/// A run cancelled by the stop timeout, at `tracing`'s WARN level; on stderr when neither
+/// `tracing` nor an observer (`observed`) hears of it.
+fn report_cancelled(id: &str, timeout: Duration, observed: bool) {
     #[cfg(feature = "tracing")]
-    tracing::warn!(flow = %id, ?timeout, "scheduler stop: run cancelled after the stop timeout");
+    {
+        let _ = observed;
+        tracing::warn!(flow = %id, ?timeout, "scheduler stop: run cancelled after the stop timeout");
+    }
     #[cfg(not(feature = "tracing"))]
-    eprintln!(
-        "cano: scheduler stop: cancelled the run of flow '{id}' after the stop timeout ({timeout:?})"
-    );
+    if !observed {
+        eprintln!(
+            "cano: scheduler stop: cancelled the run of flow '{id}' after the stop timeout ({timeout:?})"
+        );
+    }
 }
 
 #[cfg(test)]

@@ -137,11 +137,11 @@ where
         }
         if !retryable(&err, attempt) {
             #[cfg(feature = "tracing")]
-            tracing::warn!(task = config.task_name.as_deref().unwrap_or("<task>"), attempt, error = %err, "error is not retryable; giving up");
+            tracing::warn!(task = config.task_name.as_deref(), attempt, error = %err, "error is not retryable; giving up");
             return Err(err);
         }
         #[cfg(feature = "tracing")]
-        tracing::warn!(task = config.task_name.as_deref().unwrap_or("<task>"), attempt, error = %err, "attempt failed; retrying");
+        tracing::warn!(task = config.task_name.as_deref(), attempt, error = %err, "attempt failed; retrying");
         config.notify(|o, name| o.on_retry(name, attempt));
         if let Some(delay) = config.retry_mode.delay_for_attempt(failures - 1)
             && !delay.is_zero()

@@ -49,6 +49,9 @@ where
 
     async fn roll_back(&self, run: &mut Run, err: CanoError) -> CanoError {
         let steps = run.take_compensations();
+        #[cfg(feature = "tracing")]
+        tracing::warn!(steps = steps.len(), error = %err, "run failed; rolling back completed saga steps");
+        self.notify(|o| o.on_rollback_started(steps.len(), &err));
         let mut bookkeeping = Vec::new();
         // Record progress only if the start is recorded: `Compensated` rows refer to it.
         let recording = match self.record_rollback_start(run, &err, &steps).await {
@@ -68,6 +71,9 @@ where
         run: &mut Run,
         pending: PendingRollback,
     ) -> CanoError {
+        #[cfg(feature = "tracing")]
+        tracing::warn!(steps = pending.remaining.len(), error = %pending.original, "finishing the rollback recorded in the checkpoint log");
+        self.notify(|o| o.on_rollback_started(pending.remaining.len(), &pending.original));
         self.undo(run, pending.remaining, pending.original, true, Vec::new())
             .await
     }
@@ -92,7 +98,20 @@ where
         // Steps whose compensation failed, newest first (kept only when not recording).
         let mut failed = Vec::new();
         while let Some((index, step)) = remaining.pop() {
-            match self.compensate(&step.task_id, &step.output).await {
+            let outcome = self.compensate(&step.task_id, &step.output).await;
+            match &outcome {
+                Ok(()) => {
+                    #[cfg(feature = "tracing")]
+                    tracing::info!(task_id = %step.task_id, "saga step compensated");
+                    self.notify(|o| o.on_compensated(&step.task_id));
+                }
+                Err(e) => {
+                    #[cfg(feature = "tracing")]
+                    tracing::error!(task_id = %step.task_id, error = %e, "compensation failed");
+                    self.notify(|o| o.on_compensation_failed(&step.task_id, e));
+                }
+            }
+            match outcome {
                 Ok(()) if recording => {
                     if let Err(e) = self.record_compensated(run, index).await {
                         bookkeeping.push(e);

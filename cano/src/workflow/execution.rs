@@ -268,20 +268,23 @@ where
             {
                 return self.layered(run, start, lifecycle).await;
             }
+            // This loop ends the run (rather than `layered`, which runs it inside itself).
+            let ends_run = matches!(layers, Layers::Outer { .. });
             let mut current = match start {
                 Start::Fresh(state) | Start::At(state) => state,
                 Start::Rollback(pending) => {
-                    return Err(Box::pin(self.resume_rollback(&mut run, *pending)).await);
+                    let err = Box::pin(self.resume_rollback(&mut run, *pending)).await;
+                    return self.end_run(ends_run, Err(err));
                 }
             };
             let labelled = self.observers.is_some() || self.checkpoint_store.is_some();
             #[cfg(feature = "tracing")]
-            tracing::info!(initial_state = ?current, "Starting workflow execution");
+            tracing::info!(initial_state = ?current, "workflow run started");
             // Every failure leaves the loop with its error, and the one `fail` below rolls
             // back and reports it: one suspension point instead of one per failure site.
             let failure = loop {
                 #[cfg(feature = "tracing")]
-                tracing::debug!(current_state = ?current, "Executing state");
+                tracing::info!(state = ?current, "entering state");
                 let entry = self.states.entry(&current);
                 if labelled {
                     // The store's append is awaited here rather than inside a helper
@@ -311,13 +314,13 @@ where
                 }
                 if self.exit_states.contains(&current) {
                     #[cfg(feature = "tracing")]
-                    tracing::info!(final_state = ?current, "Workflow completed successfully");
+                    tracing::info!(final_state = ?current, "workflow run completed");
                     if let Some(clearing) = &mut self.start_clear(&run)
                         && let Err(e) = clearing.await
                     {
-                        report_clear_failure(&run, &e);
+                        self.report_clear_failure(&run, &e);
                     }
-                    return Ok(current);
+                    return self.end_run(ends_run, Ok(current));
                 }
                 let Some((_, handler, label)) = entry else {
                     break CanoError::workflow(format!(
@@ -348,7 +351,8 @@ where
                     Err(e) => break e,
                 }
             };
-            Err(Box::pin(self.fail(&mut run, failure)).await)
+            let err = Box::pin(self.fail(&mut run, failure)).await;
+            self.end_run(ends_run, Err(err))
         }
     }
 
@@ -382,9 +386,11 @@ where
                 None => machine.await,
             };
             if lifecycle {
-                self.resources.teardown_all().await;
+                for e in self.resources.teardown_collect().await {
+                    self.report_teardown_failure(&e);
+                }
             }
-            result
+            self.end_run(true, result)
         })
     }
 
@@ -463,7 +469,7 @@ where
         if let Some(clearing) = self.start_clear(run)
             && let Err(e) = clearing.await
         {
-            report_clear_failure(run, &e);
+            self.report_clear_failure(run, &e);
         }
     }
 
@@ -483,6 +489,60 @@ where
             Some(clearing) => clearing.await,
             None => Ok(()),
         }
+    }
+
+    /// The end of a run that `ends_run`: report its outcome (observers' `on_run_end`, and a
+    /// failure at `tracing`'s ERROR level) and return it.
+    fn end_run(
+        &self,
+        ends_run: bool,
+        result: Result<TState, CanoError>,
+    ) -> Result<TState, CanoError> {
+        if ends_run {
+            match &result {
+                Ok(state) => self.notify(|o| {
+                    let label = self.exit_states.label(state);
+                    o.on_run_end(Ok(label.unwrap_or_default()));
+                }),
+                Err(e) => {
+                    #[cfg(feature = "tracing")]
+                    tracing::error!(error = %e, "workflow run failed");
+                    self.notify(|o| o.on_run_end(Err(e)));
+                }
+            }
+        }
+        result
+    }
+
+    /// A log that could not be cleared after the run ended is reported (observers'
+    /// `on_checkpoint_clear_failed`, `tracing` at WARN), not returned: the run's outcome
+    /// stands. With neither observers nor `tracing`, it goes to stderr.
+    fn report_clear_failure(&self, run: &Run, e: &CanoError) {
+        let id = run.workflow_id.as_deref().unwrap_or_default();
+        self.notify(|o| o.on_checkpoint_clear_failed(id, e));
+        #[cfg(feature = "tracing")]
+        tracing::warn!(workflow_id = id, error = %e, "could not clear the checkpoint log");
+        #[cfg(not(feature = "tracing"))]
+        if self.observers.is_none() {
+            eprintln!("cano: could not clear the checkpoint log of {id:?}: {e}");
+        }
+    }
+
+    /// A resource teardown that failed after a run is reported like a failed clear.
+    fn report_teardown_failure(&self, e: &CanoError) {
+        self.notify(|o| o.on_teardown_failed(e));
+        #[cfg(feature = "tracing")]
+        tracing::error!(error = %e, "resource teardown failed");
+        #[cfg(not(feature = "tracing"))]
+        if self.observers.is_none() {
+            eprintln!("cano: resource teardown error: {e}");
+        }
+    }
+
+    /// Whether the workflow has observers.
+    #[cfg_attr(not(feature = "scheduler"), allow(dead_code))] // used by the scheduler
+    pub(crate) fn is_observed(&self) -> bool {
+        self.observers.is_some()
     }
 
     /// Call `f` on every observer.
@@ -524,16 +584,6 @@ where
             })),
         }
     }
-}
-
-/// A log that could not be cleared is reported (through `tracing` when enabled, else on
-/// stderr), not returned: the run itself succeeded.
-fn report_clear_failure(run: &Run, e: &CanoError) {
-    let id = run.workflow_id.as_deref().unwrap_or_default();
-    #[cfg(feature = "tracing")]
-    tracing::warn!(workflow_id = id, error = %e, "could not clear the checkpoint log");
-    #[cfg(not(feature = "tracing"))]
-    eprintln!("cano: could not clear the checkpoint log of {id:?}: {e}");
 }
 
 #[cfg(test)]
