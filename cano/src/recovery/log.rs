@@ -410,6 +410,42 @@ pub(crate) fn plan_resume<'a>(
     })
 }
 
+/// Summarize one run's log (its rows in any order) for a listing.
+///
+/// ```
+/// use cano::recovery::{log, RunStatus};
+/// use cano::CheckpointRow;
+///
+/// let rows = [CheckpointRow::new(0, "Fetch", "fetch"), CheckpointRow::new(1, "Store", "store")];
+/// let summary = log::summarize("import-3", &rows);
+/// assert_eq!((summary.last_state.as_str(), summary.rows), ("Store", 2));
+/// assert_eq!(summary.status, RunStatus::Forward);
+/// ```
+pub fn summarize(workflow_id: &str, rows: &[CheckpointRow]) -> super::RunSummary {
+    use super::RunStatus;
+    let last_sequence = rows.iter().map(|r| r.sequence).max().unwrap_or(0);
+    let last_state = rows
+        .iter()
+        .filter(|r| !r.state.is_empty())
+        .max_by_key(|r| r.sequence)
+        .map(|r| r.state.clone())
+        .unwrap_or_default();
+    let status = match plan_resume(workflow_id, rows) {
+        Ok(ResumePlan::Rollback { remaining, .. }) => RunStatus::RollingBack {
+            remaining: remaining.len(),
+        },
+        Ok(ResumePlan::Forward { .. }) => RunStatus::Forward,
+        Err(e) => RunStatus::Malformed(e.message().to_string()),
+    };
+    super::RunSummary {
+        workflow_id: workflow_id.to_string(),
+        last_state,
+        last_sequence,
+        rows: rows.len(),
+        status,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -525,6 +561,26 @@ mod tests {
             );
             assert!(text.contains(what), "{text}");
         }
+    }
+
+    #[test]
+    fn summaries_say_where_a_run_stands() {
+        use crate::recovery::RunStatus;
+        let rows = [
+            entry(0, "Reserve".into(), "r".into(), None),
+            completion(1, "Reserve", "r", b"1".to_vec()),
+            started(2, &["r"]),
+        ];
+        let s = summarize("o", &rows);
+        assert_eq!(
+            (s.last_state.as_str(), s.last_sequence, s.rows),
+            ("Reserve", 2, 3)
+        );
+        assert_eq!(s.status, RunStatus::RollingBack { remaining: 1 });
+        let mut bad = compensated(3, 0);
+        bad.output_blob = None;
+        let s = summarize("o", &[rows[0].clone(), bad]);
+        assert!(matches!(s.status, RunStatus::Malformed(ref m) if m.contains("sequence 3")));
     }
 
     #[test]

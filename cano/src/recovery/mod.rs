@@ -167,6 +167,57 @@ pub trait CheckpointStore: Send + Sync + 'static {
         Self: Sync + 'async_trait;
 }
 
+/// A run held by a store, as [`ListRuns::list_runs`] reports it.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSummary {
+    /// The run's id.
+    pub workflow_id: String,
+    /// The state of the last row that names one (`""` if none does).
+    pub last_state: String,
+    /// The sequence of the log's last row.
+    pub last_sequence: u64,
+    /// How many rows the log holds.
+    pub rows: usize,
+    /// What the log says about the run.
+    pub status: RunStatus,
+}
+
+/// Where a run stands, as far as its checkpoint log can tell.
+///
+/// A successful run, and a run whose rollback finished cleanly, clear their log: every
+/// run a store holds is therefore either still running or stopped short of its end. A
+/// log alone cannot tell a run in progress from one whose process died or which returned
+/// an error; that takes knowing whether a process is working on it.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunStatus {
+    /// The run went forward as far as its last row: it is running, or it stopped (an
+    /// error or a crash) and `resume_from` continues it from there.
+    Forward,
+    /// A saga rollback is recorded and `remaining` steps are not compensated yet: it is
+    /// in progress, or a compensation failed, or the process died during it;
+    /// `resume_from` finishes it.
+    RollingBack {
+        /// Steps still to compensate.
+        remaining: usize,
+    },
+    /// The log does not follow the [format](log); the text says what is wrong.
+    Malformed(String),
+}
+
+/// A store that can list the runs it holds: a capability beside [`CheckpointStore`].
+///
+/// Implemented by [`RedbCheckpointStore`](crate::RedbCheckpointStore).
+pub trait ListRuns: CheckpointStore {
+    /// Every run the store holds a log for, by id.
+    ///
+    /// Dropping the future abandons the listing; the store is not changed by it.
+    fn list_runs(
+        &self,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<RunSummary>, CanoError>> + Send + '_>>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -778,6 +778,67 @@ fn too_large() -> CanoError {
     )
 }
 
+impl RedbCheckpointStore {
+    /// Every id with rows: in the table (unless cleared since the last fold) or logged.
+    fn run_ids(shared: &Shared) -> Result<Vec<String>, CanoError> {
+        let journal = shared.journal.lock().map_err(|_| poisoned())?;
+        let mut ids = std::collections::BTreeSet::new();
+        let txn = shared.db.begin_read().map_err(redb_error)?;
+        let table = txn.open_table(TABLE).map_err(redb_error)?;
+        let mut last: Option<String> = None;
+        for item in redb::ReadableTable::iter(&table).map_err(redb_error)? {
+            let (key, _) = item.map_err(redb_error)?;
+            let id = key.value().0;
+            if last.as_deref() != Some(id) {
+                last = Some(id.to_owned());
+                let cleared = journal.pending.runs.get(id).is_some_and(|r| r.cleared);
+                if !cleared {
+                    ids.insert(id.to_owned());
+                }
+            }
+        }
+        for (id, run) in &journal.pending.runs {
+            if !run.rows.is_empty() {
+                ids.insert(id.clone());
+            }
+        }
+        Ok(ids.into_iter().collect())
+    }
+
+    fn list(shared: &Shared) -> Result<Vec<super::RunSummary>, CanoError> {
+        let mut runs = Vec::new();
+        for id in Self::run_ids(shared)? {
+            let rows = Self::read_rows(shared, &id)?;
+            // Cleared between the two reads: no longer a run.
+            if !rows.is_empty() {
+                runs.push(super::log::summarize(&id, &rows));
+            }
+        }
+        Ok(runs)
+    }
+}
+
+impl super::ListRuns for RedbCheckpointStore {
+    fn list_runs(
+        &self,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<super::RunSummary>, CanoError>> + Send + '_>> {
+        Box::pin(async move {
+            let shared = Arc::clone(&self.inner.shared);
+            match tokio::runtime::Handle::try_current() {
+                Ok(handle) => handle
+                    .spawn_blocking(move || Self::list(&shared))
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(CanoError::checkpoint_store(format!(
+                            "redb: listing task failed: {e}"
+                        )))
+                    }),
+                Err(_) => Self::list(&shared),
+            }
+        })
+    }
+}
+
 impl CheckpointStore for RedbCheckpointStore {
     fn append<'life0, 'life1, 'async_trait>(
         &'life0 self,
