@@ -147,9 +147,9 @@
 //! |---|---|---|---|
 //! | span | INFO | `workflow_orchestrate` | (one per `orchestrate`, unless `with_tracing_span`) |
 //! | span | INFO | `workflow_resume` | (one per `resume_from`, unless `with_tracing_span`) |
-//! | event | INFO | `workflow run started` | `initial_state` |
-//! | event | INFO | `entering state` | `state` |
-//! | event | INFO | `workflow run completed` | `final_state` |
+//! | event | INFO | `Starting workflow execution` | `initial_state` |
+//! | event | INFO | `Executing state` | `current_state` |
+//! | event | INFO | `Workflow completed successfully` | `final_state` |
 //! | event | ERROR | `workflow run failed` | `error` |
 //! | event | WARN | `attempt failed; retrying` | `task`, `attempt`, `error` |
 //! | event | WARN | `error is not retryable; giving up` | `task`, `attempt`, `error` |

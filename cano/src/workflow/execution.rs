@@ -279,12 +279,12 @@ where
             };
             let labelled = self.observers.is_some() || self.checkpoint_store.is_some();
             #[cfg(feature = "tracing")]
-            tracing::info!(initial_state = ?current, "workflow run started");
+            tracing::info!(initial_state = ?current, "Starting workflow execution");
             // Every failure leaves the loop with its error, and the one `fail` below rolls
             // back and reports it: one suspension point instead of one per failure site.
             let failure = loop {
                 #[cfg(feature = "tracing")]
-                tracing::info!(state = ?current, "entering state");
+                tracing::info!(current_state = ?current, "Executing state");
                 let entry = self.states.entry(&current);
                 if labelled {
                     // The store's append is awaited here rather than inside a helper
@@ -314,7 +314,7 @@ where
                 }
                 if self.exit_states.contains(&current) {
                     #[cfg(feature = "tracing")]
-                    tracing::info!(final_state = ?current, "workflow run completed");
+                    tracing::info!(final_state = ?current, "Workflow completed successfully");
                     if let Some(clearing) = &mut self.start_clear(&run)
                         && let Err(e) = clearing.await
                     {
