@@ -208,7 +208,7 @@ pub enum RunStatus {
 
 /// A store that can list the runs it holds: a capability beside [`CheckpointStore`].
 ///
-/// Implemented by [`RedbCheckpointStore`](crate::RedbCheckpointStore).
+/// Implemented by `RedbCheckpointStore` (feature `recovery`).
 pub trait ListRuns: CheckpointStore {
     /// Every run the store holds a log for, by id.
     ///
