@@ -84,11 +84,10 @@ struct Inner {
 impl Inner {
     fn transition(&mut self, to: CircuitState) {
         #[cfg(feature = "tracing")]
-        tracing::info!(
-            from = state_name(&self.state),
-            to = state_name(&to),
-            "circuit breaker transition"
-        );
+        {
+            let (from, next) = (state_name(&self.state), state_name(&to));
+            tracing::info!("circuit breaker transition: {from} -> {next}");
+        }
         self.state = to;
         self.half_open_in_flight = 0;
         self.half_open_successes = 0;

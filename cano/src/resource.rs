@@ -302,9 +302,19 @@ where
     /// # Errors
     /// The first setup error.
     pub async fn setup_all(&self) -> Result<(), CanoError> {
+        self.setup_reporting(&|e| report_teardown_error(e, false))
+            .await
+    }
+
+    /// [`setup_all`](Self::setup_all), handing the errors of the teardown after a failed
+    /// setup to `report`.
+    pub(crate) async fn setup_reporting(
+        &self,
+        report: &(dyn Fn(&CanoError) + Sync),
+    ) -> Result<(), CanoError> {
         for (i, resource) in self.lifecycle.iter().enumerate() {
             if let Err(err) = resource.setup().await {
-                self.teardown_range(0..i).await;
+                self.teardown_range(0..i, report).await;
                 return Err(err);
             }
         }
@@ -316,34 +326,29 @@ where
     /// A failing teardown does not stop the others; its error is logged (with the
     /// `tracing` feature through `tracing::error!`, otherwise on stderr).
     pub async fn teardown_all(&self) {
-        self.teardown_range(0..self.lifecycle.len()).await;
+        self.teardown_range(0..self.lifecycle.len(), &|e| {
+            report_teardown_error(e, false);
+        })
+        .await;
     }
 
-    /// Tear down the resources with lifecycle indices in `range`, last first.
-    pub(crate) async fn teardown_range(&self, range: Range<usize>) {
+    /// Tear down the resources with lifecycle indices in `range`, last first, handing
+    /// each error to `report`.
+    pub(crate) async fn teardown_range(
+        &self,
+        range: Range<usize>,
+        report: &(dyn Fn(&CanoError) + Sync),
+    ) {
         let end = range.end.min(self.lifecycle.len());
         let start = range.start.min(end);
         for resource in self.lifecycle[start..end].iter().rev() {
             if let Err(err) = resource.teardown().await {
-                report_teardown_error(&err);
+                report(&err);
             }
         }
-    }
-
-    /// Tear down every resource, last first, and return the errors (for the engine to
-    /// report to a run's observers).
-    pub(crate) async fn teardown_collect(&self) -> Vec<CanoError> {
-        let mut errors = Vec::new();
-        for resource in self.lifecycle.iter().rev() {
-            if let Err(err) = resource.teardown().await {
-                errors.push(err);
-            }
-        }
-        errors
     }
 
     /// Number of resources with a lifecycle (every inserted resource).
-    #[cfg_attr(not(feature = "scheduler"), allow(dead_code))] // used by the scheduler
     pub(crate) fn lifecycle_len(&self) -> usize {
         self.lifecycle.len()
     }
@@ -385,11 +390,18 @@ fn same_allocation(a: &Arc<dyn Resource>, b: &Arc<dyn Any + Send + Sync>) -> boo
     std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b))
 }
 
-fn report_teardown_error(err: &CanoError) {
+/// A failed teardown, at `tracing`'s ERROR level; on stderr when neither `tracing` nor an
+/// observer (`observed`) hears of it.
+pub(crate) fn report_teardown_error(err: &CanoError, observed: bool) {
     #[cfg(feature = "tracing")]
-    tracing::error!(error = %err, "resource teardown failed");
+    {
+        let _ = observed;
+        tracing::error!("resource teardown failed: {err}");
+    }
     #[cfg(not(feature = "tracing"))]
-    eprintln!("cano: resource teardown error: {err}");
+    if !observed {
+        eprintln!("cano: resource teardown error: {err}");
+    }
 }
 
 impl<TResourceKey> Default for Resources<TResourceKey>

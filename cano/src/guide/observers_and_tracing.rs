@@ -151,15 +151,15 @@
 //! | event | INFO | `Executing state` | `current_state` |
 //! | event | INFO | `Workflow completed successfully` | `final_state` |
 //! | event | ERROR | `workflow run failed` | `error` |
-//! | event | WARN | `attempt failed; retrying` | `task`, `attempt`, `error` |
+//! | event | WARN | `Task execution failed, will retry` | `task`, `attempt`, `max_attempts`, `error` |
 //! | event | WARN | `error is not retryable; giving up` | `task`, `attempt`, `error` |
 //! | event | WARN | `run failed; rolling back completed saga steps` | `steps`, `error` |
 //! | event | WARN | `finishing the rollback recorded in the checkpoint log` | `steps`, `error` |
 //! | event | INFO | `saga step compensated` | `task_id` |
 //! | event | ERROR | `compensation failed` | `task_id`, `error` |
 //! | event | WARN | `could not clear the checkpoint log` | `workflow_id`, `error` |
-//! | event | ERROR | `resource teardown failed` | `error` |
-//! | event | INFO | `circuit breaker transition` | `from`, `to` |
+//! | event | ERROR | `resource teardown failed: {err}` | (the error in the message) |
+//! | event | INFO | `circuit breaker transition: {from} -> {next}` | (the states in the message) |
 //! | event | DEBUG | `scheduled run started` | `flow`, `run` |
 //! | event | DEBUG | `scheduled run completed` | `flow`, `run` |
 //! | event | WARN | `scheduled run failed` | `flow`, `run`, `error` |

@@ -780,10 +780,30 @@ fn too_large() -> CanoError {
 
 impl RedbCheckpointStore {
     /// Every id with rows: in the table (unless cleared since the last fold) or logged.
+    ///
+    /// The journal lock is held only to take a snapshot (a read transaction of the table
+    /// and what the log holds beside it), not while the table is scanned, so writers are
+    /// not held up by a long listing.
     fn run_ids(shared: &Shared) -> Result<Vec<String>, CanoError> {
-        let journal = shared.journal.lock().map_err(|_| poisoned())?;
-        let mut ids = std::collections::BTreeSet::new();
-        let txn = shared.db.begin_read().map_err(redb_error)?;
+        let (txn, cleared, mut ids) = {
+            let journal = shared.journal.lock().map_err(|_| poisoned())?;
+            let txn = shared.db.begin_read().map_err(redb_error)?;
+            let cleared: std::collections::HashSet<String> = journal
+                .pending
+                .runs
+                .iter()
+                .filter(|(_, run)| run.cleared)
+                .map(|(id, _)| id.clone())
+                .collect();
+            let logged: std::collections::BTreeSet<String> = journal
+                .pending
+                .runs
+                .iter()
+                .filter(|(_, run)| !run.rows.is_empty())
+                .map(|(id, _)| id.clone())
+                .collect();
+            (txn, cleared, logged)
+        };
         let table = txn.open_table(TABLE).map_err(redb_error)?;
         let mut last: Option<String> = None;
         for item in redb::ReadableTable::iter(&table).map_err(redb_error)? {
@@ -791,15 +811,9 @@ impl RedbCheckpointStore {
             let id = key.value().0;
             if last.as_deref() != Some(id) {
                 last = Some(id.to_owned());
-                let cleared = journal.pending.runs.get(id).is_some_and(|r| r.cleared);
-                if !cleared {
+                if !cleared.contains(id) {
                     ids.insert(id.to_owned());
                 }
-            }
-        }
-        for (id, run) in &journal.pending.runs {
-            if !run.rows.is_empty() {
-                ids.insert(id.clone());
             }
         }
         Ok(ids.into_iter().collect())

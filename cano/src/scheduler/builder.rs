@@ -238,10 +238,9 @@ where
             flow.workflow.validate_initial_state(flow.initial_state())?;
         }
         for (i, flow) in self.flows.iter().enumerate() {
-            if let Err(e) = flow.workflow.resources().setup_all().await {
+            if let Err(e) = flow.workflow.setup_resources().await {
                 for earlier in self.flows[..i].iter().rev() {
-                    let resources = earlier.workflow.resources();
-                    resources.teardown_range(0..resources.lifecycle_len()).await;
+                    earlier.workflow.teardown_resources().await;
                 }
                 return Err(e);
             }

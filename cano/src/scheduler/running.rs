@@ -470,8 +470,7 @@ where
         }
     }
     for flow in core.flows.iter().rev() {
-        let resources = flow.workflow.resources();
-        resources.teardown_range(0..resources.lifecycle_len()).await;
+        flow.workflow.teardown_resources().await;
     }
     result
 }

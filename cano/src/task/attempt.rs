@@ -141,7 +141,7 @@ where
             return Err(err);
         }
         #[cfg(feature = "tracing")]
-        tracing::warn!(task = config.task_name.as_deref(), attempt, error = %err, "attempt failed; retrying");
+        tracing::warn!(task = config.task_name.as_deref(), attempt, max_attempts = max, error = %err, "Task execution failed, will retry");
         config.notify(|o, name| o.on_retry(name, attempt));
         if let Some(delay) = config.retry_mode.delay_for_attempt(failures - 1)
             && !delay.is_zero()
@@ -211,6 +211,20 @@ impl TaskScope<'_> {
             Some(observed) => &observed.config,
             None => self.config,
         }
+    }
+
+    /// This unit of work's attempts: [`guarded`] under its config (observers stamped in),
+    /// a panic ending them as `panic: …`.
+    pub(crate) async fn attempts<T, F, Fut>(
+        &self,
+        run_fn: F,
+        retryable: impl Fn(&CanoError, u32) -> bool,
+    ) -> Result<T, CanoError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, CanoError>>,
+    {
+        guarded(self.config(), run_fn, retryable, None, panicked).await
     }
 
     pub(crate) fn end<R>(&self, outcome: &Result<R, CanoError>) {

@@ -23,7 +23,6 @@ use crate::error::CanoError;
 use crate::observer::WorkflowObserver;
 use crate::recovery::log::{self, ResumePlan};
 use crate::recovery::{CheckpointRow, CheckpointStore};
-use crate::resource::Resources;
 use crate::task::TaskConfig;
 use crate::task::attempt::{self, Observed, TaskScope};
 use std::borrow::Cow;
@@ -225,12 +224,6 @@ where
             .await
     }
 
-    /// The workflow's resources (the scheduler sets them up and tears them down).
-    #[cfg_attr(not(feature = "scheduler"), allow(dead_code))] // used by the scheduler
-    pub(crate) fn resources(&self) -> &Arc<Resources<TResourceKey>> {
-        &self.resources
-    }
-
     /// The id set with `with_workflow_id`, and whether a checkpoint store is attached.
     #[cfg_attr(not(feature = "scheduler"), allow(dead_code))] // used by the scheduler
     pub(crate) fn checkpoint_identity(&self) -> (Option<&str>, bool) {
@@ -376,7 +369,7 @@ where
         };
         Box::pin(async move {
             if lifecycle {
-                self.resources.setup_all().await?;
+                self.setup_resources().await?;
             }
             let machine = self.run_loop(run, start, Layers::Inner);
             let result = match self.timeout {
@@ -386,9 +379,7 @@ where
                 None => machine.await,
             };
             if lifecycle {
-                for e in self.resources.teardown_collect().await {
-                    self.report_teardown_failure(&e);
-                }
+                self.teardown_resources().await;
             }
             self.end_run(true, result)
         })
@@ -528,15 +519,28 @@ where
         }
     }
 
-    /// A resource teardown that failed after a run is reported like a failed clear.
+    /// Set every resource up ([`Resources::setup_all`](crate::Resources::setup_all)); the teardown errors after a failed
+    /// setup are reported to this workflow's observers.
+    pub(crate) async fn setup_resources(&self) -> Result<(), CanoError> {
+        self.resources
+            .setup_reporting(&|e| self.report_teardown_failure(e))
+            .await
+    }
+
+    /// Tear every resource down, last first, reporting failures to this workflow's
+    /// observers.
+    pub(crate) async fn teardown_resources(&self) {
+        let all = 0..self.resources.lifecycle_len();
+        self.resources
+            .teardown_range(all, &|e| self.report_teardown_failure(e))
+            .await;
+    }
+
+    /// A resource teardown that failed: to observers (`on_teardown_failed`) and `tracing`;
+    /// stderr only when neither hears of it.
     fn report_teardown_failure(&self, e: &CanoError) {
         self.notify(|o| o.on_teardown_failed(e));
-        #[cfg(feature = "tracing")]
-        tracing::error!(error = %e, "resource teardown failed");
-        #[cfg(not(feature = "tracing"))]
-        if self.observers.is_none() {
-            eprintln!("cano: resource teardown error: {e}");
-        }
+        crate::resource::report_teardown_error(e, self.observers.is_some());
     }
 
     /// Whether the workflow has observers.

@@ -8,7 +8,7 @@ use super::run::Run;
 use crate::error::CanoError;
 use crate::recovery::log::{self, CompletedStep};
 use crate::saga::ErasedCompensatable;
-use crate::task::attempt::{self, retry_all};
+use crate::task::attempt::retry_all;
 use crate::task::stepped::{ErasedStep, ErasedSteppedTask};
 use crate::task::{TaskConfig, TaskResult};
 use std::fmt;
@@ -31,15 +31,10 @@ where
         match handler {
             Handler::Task { task, config, .. } => {
                 let scope = self.begin_task(config, || task.name());
-                let outcome = attempt::guarded(
-                    scope.config(),
-                    || task.run(resources),
-                    |e, n| task.is_retryable(e, n),
-                    None,
-                    attempt::panicked,
-                )
-                .await
-                .and_then(single_next);
+                let outcome = scope
+                    .attempts(|| task.run(resources), |e, n| task.is_retryable(e, n))
+                    .await
+                    .and_then(single_next);
                 scope.end(&outcome);
                 outcome
             }
@@ -70,15 +65,10 @@ where
     ) -> Result<TState, CanoError> {
         let resources = &*self.resources;
         let scope = self.begin_task(config, || task.name());
-        let outcome = attempt::guarded(
-            scope.config(),
-            || task.run(resources),
-            |e, n| task.is_retryable(e, n),
-            None,
-            attempt::panicked,
-        )
-        .await
-        .and_then(|(result, blob)| match result {
+        let outcome = scope
+            .attempts(|| task.run(resources), |e, n| task.is_retryable(e, n))
+            .await
+            .and_then(|(result, blob)| match result {
             TaskResult::Single(next) => Ok((next, blob)),
             TaskResult::Split(_) => Err(CanoError::workflow(
                 "Compensatable task returned a split result \u{2014} split states cannot be compensatable",
@@ -126,14 +116,9 @@ where
         let scope = self.begin_task(config, || task.name());
         let mut cursor = run.take_resume_cursor();
         let outcome = loop {
-            let step = attempt::guarded(
-                scope.config(),
-                || task.step(resources, cursor.clone()),
-                retry_all,
-                None,
-                attempt::panicked,
-            )
-            .await;
+            let step = scope
+                .attempts(|| task.step(resources, cursor.clone()), retry_all)
+                .await;
             match step {
                 Err(e) => break Err(e),
                 Ok(ErasedStep::Done(TaskResult::Single(next))) => break Ok(next),
