@@ -27,7 +27,10 @@ pub use observer::WorkflowObserver;
 #[cfg(feature = "recovery")]
 #[cfg_attr(docsrs, doc(cfg(feature = "recovery")))]
 pub use recovery::RedbCheckpointStore;
-pub use recovery::{CheckpointRow, CheckpointStore, ListRuns, RowKind, RunStatus, RunSummary};
+pub use recovery::{
+    CheckpointRow, CheckpointStore, ListRuns, MemoryCheckpointStore, RowKind, RunStatus,
+    RunSummary, RunWriter, RunWriters,
+};
 pub use resource::{HealthStatus, Resource, Resources};
 pub use saga::{CompensatableTask, ErasedCompensatable};
 #[cfg(feature = "scheduler")]

@@ -1,9 +1,9 @@
-//! Listing the runs a redb store holds (`ListRuns`): which runs have a log, where each
-//! stopped, and whether a rollback is pending — through the write-ahead log, across folds
-//! and reopens.
-#![cfg(feature = "recovery")]
+//! Listing the runs a store holds (`ListRuns`): which runs have a log, where each stopped,
+//! and whether a rollback is pending — for the memory store, and for redb through its
+//! write-ahead log, across folds and reopens.
 
 use cano::prelude::*;
+use cano::recovery::MemoryCheckpointStore;
 use cano::{ListRuns, RunStatus, RunSummary};
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -52,7 +52,7 @@ impl Ship {
     }
 }
 
-fn summaries(mut runs: Vec<RunSummary>) -> Vec<(String, String, u64, usize, RunStatus)> {
+fn summaries(mut runs: Vec<RunSummary>) -> Listed {
     runs.sort_by(|a, b| a.workflow_id.cmp(&b.workflow_id));
     runs.into_iter()
         .map(|r| {
@@ -67,11 +67,11 @@ fn summaries(mut runs: Vec<RunSummary>) -> Vec<(String, String, u64, usize, RunS
         .collect()
 }
 
-#[tokio::test]
-async fn a_store_lists_the_runs_it_holds_and_where_each_stands() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("runs.redb");
-    let store = Arc::new(RedbCheckpointStore::new(&path).unwrap());
+type Listed = Vec<(String, String, u64, usize, RunStatus)>;
+
+/// Leave three runs behind in `store` (one finished, one failed forward, one whose
+/// rollback failed), check its listing, and return what it listed.
+async fn leave_runs<St: ListRuns>(store: Arc<St>) -> Listed {
     let run = |id: &str, saga: bool, fails: bool| {
         let wf = Workflow::bare()
             .register(S::Ship, Ship { fails })
@@ -103,7 +103,6 @@ async fn a_store_lists_the_runs_it_holds_and_where_each_stands() {
         .await
         .unwrap_err();
     assert_eq!(err.category(), "compensation_failed");
-
     let expected = vec![
         (
             "failed".to_string(),
@@ -121,7 +120,27 @@ async fn a_store_lists_the_runs_it_holds_and_where_each_stands() {
         ),
     ];
     assert_eq!(summaries(store.list_runs().await.unwrap()), expected);
+    expected
+}
 
+#[tokio::test]
+async fn the_memory_store_lists_the_runs_it_holds_and_where_each_stands() {
+    let store = Arc::new(MemoryCheckpointStore::new());
+    let expected = leave_runs(store.clone()).await;
+    store.clear("failed").await.unwrap();
+    assert_eq!(
+        summaries(store.list_runs().await.unwrap()),
+        expected[1..].to_vec()
+    );
+}
+
+#[cfg(feature = "recovery")]
+#[tokio::test]
+async fn a_redb_store_lists_the_runs_it_holds_through_folds_and_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("runs.redb");
+    let store = Arc::new(RedbCheckpointStore::new(&path).unwrap());
+    let expected = leave_runs(store.clone()).await;
     // The same after the write-ahead log is folded into the file and the file reopened.
     drop(store);
     let store = RedbCheckpointStore::new(&path).unwrap();

@@ -8,6 +8,13 @@
 //! it, and [`Workflow::resume_from`](crate::Workflow::resume_from) continues from the
 //! last recorded state.
 //!
+//! Two stores come with the crate: [`MemoryCheckpointStore`] (in memory, for tests and
+//! runs that need no crash recovery) and `RedbCheckpointStore` (feature `recovery`: one
+//! durable file). What each row means is documented in [`log`]. Beside
+//! [`CheckpointStore`], stores can offer capabilities: [`ListRuns`] (list the runs a store
+//! holds, for operators' tools) and [`RunWriters`] (hand each run a writer of its own, so
+//! that a store can fence a run's writes).
+//!
 //! Implementing a store takes three async methods; `#[checkpoint_store]` on an inherent
 //! impl writes the trait header for you:
 //!
@@ -44,11 +51,13 @@
 //! ```
 
 pub mod log;
+mod memory;
 #[cfg(feature = "recovery")]
 mod redb;
 #[cfg(feature = "recovery")]
 mod wal;
 
+pub use self::memory::MemoryCheckpointStore;
 #[cfg(feature = "recovery")]
 pub use self::redb::RedbCheckpointStore;
 
@@ -167,6 +176,35 @@ pub trait CheckpointStore: Send + Sync + 'static {
         Self: Sync + 'async_trait;
 }
 
+/// A store call in flight: what [`RunWriter`]'s and [`RunWriters`]'s methods return.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, CanoError>> + Send + 'a>>;
+
+/// The write path of one run's log: with a [`RunWriters`] store, every row of a run and
+/// its final clear go through the writer the store handed that run.
+///
+/// A store uses this to tie a run's writes to something it checks on every write — a
+/// lease epoch, say, so that a worker that lost a run to another can no longer write to
+/// it. A refused write fails the run like any failed append: with a
+/// [`CanoError::CheckpointStore`] error, and no further task of the run starts.
+pub trait RunWriter: Send + Sync {
+    /// Durably store `row` in the run's log (the contract of [`CheckpointStore::append`]).
+    fn append(&self, row: CheckpointRow) -> StoreFuture<'_, ()>;
+    /// Remove the run's log (the contract of [`CheckpointStore::clear`]).
+    fn clear(&self) -> StoreFuture<'_, ()>;
+}
+
+/// A store that hands each run a [`RunWriter`] of its own: a capability beside
+/// [`CheckpointStore`], attached with
+/// [`Workflow::with_run_writers`](crate::Workflow::with_run_writers).
+///
+/// The engine asks for a writer when a run starts (fresh, resumed or scheduled, once the
+/// run's checks passed) and writes every row of that run through it; reads
+/// (`load_run`) still go through [`CheckpointStore`].
+pub trait RunWriters: CheckpointStore {
+    /// A writer for the run `workflow_id`. An error stops the run before anything runs.
+    fn writer<'a>(&'a self, workflow_id: &'a str) -> StoreFuture<'a, Box<dyn RunWriter>>;
+}
+
 /// A run held by a store, as [`ListRuns::list_runs`] reports it.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,14 +246,12 @@ pub enum RunStatus {
 
 /// A store that can list the runs it holds: a capability beside [`CheckpointStore`].
 ///
-/// Implemented by `RedbCheckpointStore` (feature `recovery`).
+/// Implemented by [`MemoryCheckpointStore`] and `RedbCheckpointStore` (feature `recovery`).
 pub trait ListRuns: CheckpointStore {
     /// Every run the store holds a log for, by id.
     ///
     /// Dropping the future abandons the listing; the store is not changed by it.
-    fn list_runs(
-        &self,
-    ) -> Pin<Box<dyn Future<Output = Result<Vec<RunSummary>, CanoError>> + Send + '_>>;
+    fn list_runs(&self) -> StoreFuture<'_, Vec<RunSummary>>;
 }
 
 #[cfg(test)]

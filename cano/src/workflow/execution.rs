@@ -17,7 +17,7 @@
 use super::Workflow;
 use super::compensation::PendingRollback;
 use super::handler::{Handler, first_outcome};
-use super::run::{Run, RunExtra};
+use super::run::{MISSING_ID, Run, RunExtra};
 use super::table::Entry;
 use crate::error::CanoError;
 use crate::observer::WorkflowObserver;
@@ -54,9 +54,7 @@ enum Layers {
 }
 
 /// A store's `append` or `clear` in flight.
-type StoreCall<'a> = Pin<Box<dyn Future<Output = Result<(), CanoError>> + Send + 'a>>;
-
-const MISSING_ID: &str = "checkpointing requires a workflow id (call with_workflow_id)";
+type StoreCall<'a> = crate::recovery::StoreFuture<'a, ()>;
 
 impl<TState, TResourceKey> Workflow<TState, TResourceKey>
 where
@@ -171,6 +169,7 @@ where
                         compensations,
                         resume_cursor: cursor,
                         supersedes,
+                        writer: None,
                     };
                     self.notify(|o| o.on_resume(&workflow_id, last_sequence));
                     let run = Run::resumed(workflow_id.clone(), sequence, extra);
@@ -257,7 +256,7 @@ where
                 self.validate_initial_state(state)?;
             }
             if let Layers::Outer { lifecycle } = layers
-                && (lifecycle || self.timeout.is_some())
+                && (lifecycle || self.timeout.is_some() || self.run_writers.is_some())
             {
                 return self.layered(run, start, lifecycle).await;
             }
@@ -349,13 +348,14 @@ where
         }
     }
 
-    /// A run with a resource lifecycle or a global timeout: set resources up (if
-    /// `lifecycle`), run the state machine ([`Workflow::run_loop`] without layers) under
-    /// the timeout, tear resources down. Teardown runs whether the state machine
-    /// succeeded, failed or timed out; a failed setup ends the run before it.
+    /// A run with a per-run writer, a resource lifecycle or a global timeout: take the
+    /// run's writer from a `RunWriters` store, set resources up (if `lifecycle`), run the
+    /// state machine ([`Workflow::run_loop`] without layers) under the timeout, tear
+    /// resources down. Teardown runs whether the state machine succeeded, failed or timed
+    /// out; a failed setup (or writer) ends the run before it.
     ///
     /// Boxed (and type-erased, which lets `run_loop` call it): runs without these layers,
-    /// the common case, do not carry the timer or the lifecycle futures.
+    /// the common case, do not carry the timer, the writer or the lifecycle futures.
     fn layered(
         &self,
         run: Run,
@@ -368,6 +368,10 @@ where
             start => start,
         };
         Box::pin(async move {
+            let mut run = run;
+            if let (Some(writers), Some(id)) = (&self.run_writers, run.workflow_id.clone()) {
+                run.set_writer(writers.writer(&id).await?);
+            }
             if lifecycle {
                 self.setup_resources().await?;
             }
@@ -428,10 +432,7 @@ where
             _ => log::entry(sequence, state, task_id, run.take_supersedes()),
         };
         let run: &'r Run = run;
-        let Some(id) = run.workflow_id.as_deref() else {
-            return Err(CanoError::checkpoint_store(MISSING_ID));
-        };
-        Ok(Some(store.append(id, row)))
+        Ok(Some(run.append(store.as_ref(), row)))
     }
 
     /// Append the row `row_for(sequence)` to the run's log (which must have an id) at the
@@ -448,8 +449,8 @@ where
         }
         let sequence = run.claim_sequence()?;
         let row = row_for(sequence)?;
+        run.append(store, row).await?;
         let id = run.workflow_id.as_deref().unwrap_or_default();
-        store.append(id, row).await?;
         self.notify(|o| o.on_checkpoint(id, sequence));
         Ok(())
     }
@@ -468,10 +469,7 @@ where
     /// an id). The run loop awaits it itself, so that no helper future adds its size to
     /// every run's future.
     fn start_clear<'a>(&'a self, run: &'a Run) -> Option<StoreCall<'a>> {
-        match (&self.checkpoint_store, run.workflow_id.as_deref()) {
-            (Some(store), Some(id)) => Some(store.clear(id)),
-            _ => None,
-        }
+        run.clear(self.checkpoint_store.as_deref()?)
     }
 
     /// Remove the run's log (no-op without a store or an id).

@@ -55,7 +55,7 @@ pub use join::{JoinConfig, JoinStrategy, SplitResult, SplitTaskResult};
 
 use crate::error::CanoError;
 use crate::observer::WorkflowObserver;
-use crate::recovery::CheckpointStore;
+use crate::recovery::{CheckpointStore, RunWriters};
 use crate::resource::Resources;
 use crate::saga::{CompensatableAdapter, CompensatableTask, ErasedCompensatable};
 use crate::task::stepped::{ErasedSteppedTask, SteppedAdapter};
@@ -90,6 +90,8 @@ where
     validated: OnceLock<Result<(), CanoError>>,
     observers: Option<Arc<[Arc<dyn WorkflowObserver>]>>,
     checkpoint_store: Option<Arc<dyn CheckpointStore>>,
+    /// The same store as `checkpoint_store`, when it hands out per-run writers.
+    run_writers: Option<Arc<dyn RunWriters>>,
     workflow_id: Option<Arc<str>>,
     /// Saga compensators by task name (how completion rows refer to them).
     compensators: FastMap<String, Arc<dyn ErasedCompensatable<TState, TResourceKey>>>,
@@ -122,6 +124,7 @@ where
             validated: OnceLock::new(),
             observers: None,
             checkpoint_store: None,
+            run_writers: None,
             workflow_id: None,
             compensators: FastMap::default(),
             #[cfg(feature = "tracing")]
@@ -314,6 +317,18 @@ where
     /// [`with_workflow_id`](Self::with_workflow_id) for [`orchestrate`](Self::orchestrate).
     pub fn with_checkpoint_store(mut self, store: Arc<dyn CheckpointStore>) -> Self {
         self.checkpoint_store = Some(store);
+        self.run_writers = None;
+        self.edited()
+    }
+
+    /// [`with_checkpoint_store`](Self::with_checkpoint_store) for a store that hands each
+    /// run a [`RunWriter`](crate::RunWriter) of its own: every row of a run (and its
+    /// clear) is written through the writer the store gave it when the run started, so
+    /// the store can refuse the writes of a run that is no longer this process's (a lost
+    /// lease). A refused write fails the run and no further task of it starts.
+    pub fn with_run_writers<S: RunWriters>(mut self, store: Arc<S>) -> Self {
+        self.checkpoint_store = Some(Arc::clone(&store) as Arc<dyn CheckpointStore>);
+        self.run_writers = Some(store);
         self.edited()
     }
 
@@ -396,6 +411,7 @@ where
             validated: OnceLock::new(),
             observers: self.observers.clone(),
             checkpoint_store: self.checkpoint_store.clone(),
+            run_writers: self.run_writers.clone(),
             workflow_id: self.workflow_id.clone(),
             compensators: self.compensators.clone(),
             #[cfg(feature = "tracing")]

@@ -19,7 +19,10 @@
 
 use crate::error::CanoError;
 use crate::recovery::log::CompletedStep;
+use crate::recovery::{CheckpointRow, CheckpointStore, RunWriter, StoreFuture};
 use std::sync::Arc;
+
+pub(crate) const MISSING_ID: &str = "checkpointing requires a workflow id (call with_workflow_id)";
 
 /// Per-run bookkeeping. See the [module docs](self) for what belongs here.
 pub(crate) struct Run {
@@ -42,6 +45,9 @@ pub(crate) struct RunExtra {
     /// The re-entry row names it, so a later resume never compensates that superseded run
     /// of the step as well as the new one.
     pub(crate) supersedes: Option<u64>,
+    /// The writer the run's store handed it (a `RunWriters` store): every row of the run
+    /// goes through it.
+    pub(crate) writer: Option<Box<dyn RunWriter>>,
 }
 
 impl Run {
@@ -104,6 +110,44 @@ impl Run {
     /// Take the completion sequence the resumed state's re-entry supersedes.
     pub(crate) fn take_supersedes(&mut self) -> Option<u64> {
         self.extra.as_mut()?.supersedes.take()
+    }
+
+    /// Write every later row of this run through `writer`.
+    pub(crate) fn set_writer(&mut self, writer: Box<dyn RunWriter>) {
+        self.extra().writer = Some(writer);
+    }
+
+    fn writer(&self) -> Option<&dyn RunWriter> {
+        self.extra.as_ref()?.writer.as_deref()
+    }
+
+    /// Append `row` to this run's log: through the run's writer if its store gave it one,
+    /// else through `store` under the run's id.
+    pub(crate) fn append<'a>(
+        &'a self,
+        store: &'a dyn CheckpointStore,
+        row: CheckpointRow,
+    ) -> StoreFuture<'a, ()> {
+        match (self.writer(), self.workflow_id.as_deref()) {
+            (Some(writer), _) => writer.append(row),
+            (None, Some(id)) => store.append(id, row),
+            (None, None) => Box::pin(std::future::ready(Err(CanoError::checkpoint_store(
+                MISSING_ID,
+            )))),
+        }
+    }
+
+    /// Remove this run's log, the way [`append`](Self::append) writes it (`None` without
+    /// an id).
+    pub(crate) fn clear<'a>(
+        &'a self,
+        store: &'a dyn CheckpointStore,
+    ) -> Option<StoreFuture<'a, ()>> {
+        match (self.writer(), self.workflow_id.as_deref()) {
+            (Some(writer), _) => Some(writer.clear()),
+            (None, Some(id)) => Some(store.clear(id)),
+            (None, None) => None,
+        }
     }
 
     /// Claim the next sequence number for a row (returned) and advance past it.
