@@ -1168,6 +1168,35 @@ async fn a_member_that_blocks_its_thread_does_not_hold_up_the_others() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_blocks_the_collectors_thread_does_not_hold_up_the_others() {
+    // With `All` and no deadline the collector starts members itself too: run it in a
+    // spawned task (on a worker, as in a server) so that the member it blocks on shares
+    // that worker with the runners it spawned. The others must still run elsewhere.
+    for _ in 0..20 {
+        let (flag, saw) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let blocker = Act::BlockUntil {
+            flag: Arc::clone(&flag),
+            saw: Arc::clone(&saw),
+        };
+        let (members, _, done) = workers(vec![blocker, Act::Instant, Act::Set(flag)]);
+        let wf = Arc::new(split(members, join(JoinStrategy::All)));
+        let run = tokio::spawn({
+            let wf = Arc::clone(&wf);
+            async move { wf.orchestrate(S::Fan).await }
+        });
+        assert_eq!(run.await.unwrap(), Ok(S::Joined));
+        assert!(
+            saw.load(Ordering::SeqCst),
+            "a later member ran while member 0 held its thread"
+        );
+        assert_eq!(done.load(Ordering::SeqCst), 3);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocked_member_does_not_hold_up_a_member_that_waited_before_it() {
     // Member 0 waits on the timer first; member 1 then blocks a thread until member 0
     // has finished. Member 0 must be able to finish on another thread.

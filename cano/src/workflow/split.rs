@@ -125,7 +125,8 @@ where
     /// Run a split state's members concurrently and join them.
     ///
     /// Members start in index order, started by one runner task per worker thread (see
-    /// [`start_members`]). `Any` and `PartialResults` stop early and cancel the rest;
+    /// [`start_members`]) and, for strategies that wait for every member and have no
+    /// deadline, by this future as well while it waits. `Any` and `PartialResults` stop early and cancel the rest;
     /// the other strategies wait for every member or the timeout. Dropping the returned
     /// future aborts every member still running.
     pub(crate) async fn run_split(
@@ -189,6 +190,15 @@ where
                 let runner = start_members(Arc::clone(&shared), tx.clone(), runners > 1, batch);
                 running.runners.push(runtime.spawn(runner));
             }
+        }
+        // A strategy that waits for every member, without a deadline, leaves the collector
+        // nothing to do until the last member reports: it starts members itself meanwhile,
+        // beside the runners. Small members then often all finish here before a runner is
+        // even scheduled, and the split needs no hand-off to another thread and back. A
+        // member that blocks this thread holds up nothing the split could do without it:
+        // the runners go on starting the others.
+        if total > 0 && join.timeout.is_none() && waits_for_all(&join.strategy) {
+            start_members(Arc::clone(&shared), tx.clone(), runners > 1, batch).await;
         }
         // Runners and members hold the senders: the channel closes when the last is done.
         drop(tx);
@@ -277,6 +287,14 @@ async fn start_members<TState, TResourceKey>(
     }
     if !finished.is_empty() {
         let _ = report.send(finished);
+    }
+}
+
+/// Whether `strategy` decides only once every member has reported (no early stop).
+fn waits_for_all(strategy: &JoinStrategy) -> bool {
+    match strategy {
+        JoinStrategy::All | JoinStrategy::Quorum(_) | JoinStrategy::Percentage(_) => true,
+        JoinStrategy::Any | JoinStrategy::PartialResults(_) | JoinStrategy::PartialTimeout => false,
     }
 }
 
