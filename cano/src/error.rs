@@ -156,6 +156,92 @@ impl CanoError {
     }
 }
 
+/// The message of a cancelled run's error ([`CanoError::cancelled`]).
+const CANCELLED: &str = "Workflow cancelled";
+/// The start of a whole-run timeout's message ([`CanoError::workflow_timeout`]).
+const WORKFLOW_TIMEOUT: &str = "Workflow exceeded its total timeout";
+
+/// Conditions added after 0.12.0. They use the existing variants (so a 0.12.0 program's
+/// exhaustive `match` still compiles) with documented texts, and a typed helper each.
+impl CanoError {
+    /// The error of a run stopped through its
+    /// [`CancellationHandle`](crate::cancel::CancellationHandle):
+    /// `CanoError::Workflow("Workflow cancelled")`. The engine adds the state it stopped
+    /// in: `Workflow cancelled in state Charge`.
+    ///
+    /// ```
+    /// use cano::CanoError;
+    /// let err = CanoError::cancelled();
+    /// assert!(err.is_cancelled());
+    /// assert_eq!(err.to_string(), "Workflow error: Workflow cancelled");
+    /// ```
+    pub fn cancelled() -> Self {
+        Self::Workflow(CANCELLED.to_string())
+    }
+
+    /// [`cancelled`](Self::cancelled) naming the state the run stopped in.
+    pub(crate) fn cancelled_in(state: &str) -> Self {
+        Self::Workflow(format!("{CANCELLED} in state {state}"))
+    }
+
+    /// Whether the run ended because it was cancelled: this is
+    /// [`cancelled`](Self::cancelled)'s error, or a `CompensationFailed` whose original
+    /// error (the first) is.
+    pub fn is_cancelled(&self) -> bool {
+        match self {
+            Self::Workflow(m) => {
+                m == CANCELLED
+                    || m.strip_prefix(CANCELLED)
+                        .is_some_and(|rest| rest.starts_with(" in state "))
+            }
+            Self::CompensationFailed { errors } => errors.first().is_some_and(Self::is_cancelled),
+            _ => false,
+        }
+    }
+
+    /// The error of a run that passed its whole-run deadline
+    /// ([`Workflow::with_total_timeout`](crate::Workflow::with_total_timeout)):
+    /// `CanoError::Timeout("Workflow exceeded its total timeout: ran 5.001s, limit 5s")`.
+    /// The engine adds the state it stopped in.
+    ///
+    /// ```
+    /// use cano::CanoError;
+    /// use std::time::Duration;
+    /// let err = CanoError::workflow_timeout(Duration::from_millis(5001), Duration::from_secs(5));
+    /// assert!(err.is_workflow_timeout());
+    /// assert_eq!(err.message(), "Workflow exceeded its total timeout: ran 5.001s, limit 5s");
+    /// ```
+    pub fn workflow_timeout(elapsed: std::time::Duration, limit: std::time::Duration) -> Self {
+        Self::Timeout(format!(
+            "{WORKFLOW_TIMEOUT}: ran {elapsed:?}, limit {limit:?}"
+        ))
+    }
+
+    /// [`workflow_timeout`](Self::workflow_timeout) naming the state the run stopped in.
+    pub(crate) fn workflow_timeout_in(
+        state: &str,
+        elapsed: std::time::Duration,
+        limit: std::time::Duration,
+    ) -> Self {
+        Self::Timeout(format!(
+            "{WORKFLOW_TIMEOUT} in state {state}: ran {elapsed:?}, limit {limit:?}"
+        ))
+    }
+
+    /// Whether the run ended because it passed its whole-run deadline: this is
+    /// [`workflow_timeout`](Self::workflow_timeout)'s error, or a `CompensationFailed`
+    /// whose original error (the first) is.
+    pub fn is_workflow_timeout(&self) -> bool {
+        match self {
+            Self::Timeout(m) => m.starts_with(WORKFLOW_TIMEOUT),
+            Self::CompensationFailed { errors } => {
+                errors.first().is_some_and(Self::is_workflow_timeout)
+            }
+            _ => false,
+        }
+    }
+}
+
 impl CanoError {
     /// Rebuild an error from its [`category`](Self::category) and raw message (used to
     /// restore an error recorded in a checkpoint log). Unknown categories become `Generic`.

@@ -1,6 +1,7 @@
 #![doc = include_str!("../../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod cancel;
 pub mod circuit;
 pub mod error;
 pub mod guide;

@@ -72,6 +72,14 @@ pub trait WorkflowObserver: Send + Sync + 'static {
     /// run returns. Fired once per `orchestrate` / `resume_from` / scheduled run that got
     /// past its checks (validation, reading the log), after teardown.
     fn on_run_end(&self, _outcome: Result<&str, &CanoError>) {}
+    /// The run was cancelled through its
+    /// [`CancellationHandle`](crate::cancel::CancellationHandle) in `state` (its `Debug`
+    /// text). Fired once per run, before the saga's rollback.
+    fn on_cancelled(&self, _state: &str) {}
+    /// The run passed its [total timeout](crate::Workflow::with_total_timeout) after
+    /// running for `elapsed` (`limit` is the timeout). Fired once per run, before the
+    /// saga's rollback.
+    fn on_workflow_timeout(&self, _elapsed: std::time::Duration, _limit: std::time::Duration) {}
 }
 
 /// An observer that turns every callback into a `tracing` event with target
@@ -132,6 +140,12 @@ impl WorkflowObserver for TracingObserver {
     }
     fn on_teardown_failed(&self, error: &CanoError) {
         tracing::error!(target: "cano::observer", error = %error, "resource teardown failed");
+    }
+    fn on_cancelled(&self, state: &str) {
+        tracing::warn!(target: "cano::observer", state, "workflow run cancelled");
+    }
+    fn on_workflow_timeout(&self, elapsed: std::time::Duration, limit: std::time::Duration) {
+        tracing::warn!(target: "cano::observer", elapsed = ?elapsed, limit = ?limit, "workflow total timeout exceeded");
     }
     fn on_run_end(&self, outcome: Result<&str, &CanoError>) {
         match outcome {

@@ -57,6 +57,8 @@
 //! | `on_task_success` / `on_task_failure` | the task is done (after its retries) | the task (and the final error) |
 //! | `on_checkpoint` | a checkpoint row was stored | the workflow id, the row's sequence number |
 //! | `on_resume` | `resume_from` starts, before resource setup | the workflow id, the sequence of the last row found |
+//! | `on_cancelled` | the run's cancellation token fired; once, before the rollback | the state it stopped in |
+//! | `on_workflow_timeout` | the run passed its total timeout; once, before the rollback | the time it ran, the limit |
 //!
 //! For a run `Start → Done` whose task fails once and then succeeds, the events are:
 //!
@@ -101,7 +103,8 @@
 //!   state`, `task started`, `checkpoint appended`; INFO `task succeeded`, `workflow
 //!   resumed from checkpoint`, `saga step compensated`, `workflow run ended`; WARN `task
 //!   retry`, `task attempt failed`, `circuit breaker rejected task`, `saga rollback
-//!   started`, `checkpoint log not cleared`; ERROR `task failed`, `compensation failed`,
+//!   started`, `checkpoint log not cleared`, `workflow run cancelled`, `workflow total
+//!   timeout exceeded`; ERROR `task failed`, `compensation failed`,
 //!   `resource teardown failed`, `workflow run failed`;
 //! * `Workflow::with_tracing_span(span)`, which runs every `orchestrate` and
 //!   `resume_from` of the workflow inside your span instead of the default
@@ -153,6 +156,8 @@
 //! | event | ERROR | `workflow run failed` | `error` |
 //! | event | WARN | `Task execution failed, will retry` | `task`, `attempt`, `max_attempts`, `error` |
 //! | event | WARN | `error is not retryable; giving up` | `task`, `attempt`, `error` |
+//! | event | WARN | `workflow run cancelled` | `state` |
+//! | event | WARN | `workflow total timeout exceeded` | `state`, `elapsed`, `limit` |
 //! | event | WARN | `run failed; rolling back completed saga steps` | `steps`, `error` |
 //! | event | WARN | `finishing the rollback recorded in the checkpoint log` | `steps`, `error` |
 //! | event | INFO | `saga step compensated` | `task_id` |

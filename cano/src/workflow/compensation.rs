@@ -17,6 +17,7 @@ use crate::recovery::log::{self, CompletedStep};
 use crate::util::{CatchUnwind, panic_message};
 use std::fmt;
 use std::hash::Hash;
+use std::time::Duration;
 
 /// A rollback found in a checkpoint log: what caused it and the steps still to undo,
 /// each with its index in the rollback record.
@@ -97,8 +98,39 @@ where
         let mut errors = vec![original];
         // Steps whose compensation failed, newest first (kept only when not recording).
         let mut failed = Vec::new();
+        // A workflow with a total timeout bounds its rollbacks too.
+        let budget = self.compensation_budget().map(|budget| {
+            let now = tokio::time::Instant::now();
+            (
+                now.checked_add(budget)
+                    .unwrap_or(now + Duration::from_secs(86400 * 365)),
+                budget,
+            )
+        });
         while let Some((index, step)) = remaining.pop() {
-            let outcome = self.compensate(&step.task_id, &step.output).await;
+            let outcome = {
+                let undo = self.compensate(&step.task_id, &step.output);
+                match budget {
+                    None => undo.await,
+                    Some((until, budget)) => {
+                        let out_of_budget = |what: &str| {
+                            Err(CanoError::timeout(format!(
+                                "compensate for {:?} {what}: the rollback's budget of {budget:?} ran out \
+                             (the log keeps the rollback; resume_from finishes it)",
+                                step.task_id
+                            )))
+                        };
+                        if tokio::time::Instant::now() >= until {
+                            out_of_budget("not run")
+                        } else {
+                            match tokio::time::timeout_at(until, undo).await {
+                                Ok(outcome) => outcome,
+                                Err(_) => out_of_budget("dropped"),
+                            }
+                        }
+                    }
+                }
+            };
             match &outcome {
                 Ok(()) => {
                     #[cfg(feature = "tracing")]

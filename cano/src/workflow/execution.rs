@@ -17,8 +17,9 @@
 use super::Workflow;
 use super::compensation::PendingRollback;
 use super::handler::{Handler, first_outcome};
-use super::run::{MISSING_ID, Run, RunExtra};
+use super::run::{Interrupt, MISSING_ID, Run, RunExtra, Stop};
 use super::table::Entry;
+use crate::cancel::CancellationToken;
 use crate::error::CanoError;
 use crate::observer::WorkflowObserver;
 use crate::recovery::log::{self, ResumePlan};
@@ -81,12 +82,64 @@ where
         &self,
         initial_state: TState,
     ) -> impl Future<Output = Result<TState, CanoError>> + Send + '_ {
+        self.start(Run::fresh(self.workflow_id.clone()), initial_state)
+    }
+
+    /// [`orchestrate`](Self::orchestrate) that stops when `token`'s
+    /// [`CancellationHandle`](crate::cancel::CancellationHandle) cancels: the task in
+    /// flight is dropped at its next `.await`, completed saga steps are compensated, and
+    /// the run ends with [`CanoError::cancelled`]'s error (see [`crate::cancel`]). A token
+    /// already cancelled runs nothing. (cano 0.15 changed `orchestrate` itself to take the
+    /// token; here it is a separate method so that 0.12.0 programs compile unchanged.)
+    ///
+    /// ```
+    /// use cano::prelude::*;
+    /// use cano::cancel::CancellationToken;
+    /// use std::time::Duration;
+    ///
+    /// #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    /// enum S { Wait, Done }
+    /// struct Wait;
+    /// #[task(state = S)]
+    /// impl Wait {
+    ///     async fn run_bare(&self) -> Result<TaskResult<S>, CanoError> {
+    ///         tokio::time::sleep(Duration::from_secs(3600)).await;
+    ///         Ok(TaskResult::Single(S::Done))
+    ///     }
+    /// }
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let wf = Workflow::bare().register(S::Wait, Wait).add_exit_state(S::Done);
+    /// let (handle, token) = CancellationToken::new();
+    /// tokio::spawn(async move {
+    ///     tokio::time::sleep(Duration::from_secs(1)).await;
+    ///     handle.cancel();
+    /// });
+    /// let err = wf.orchestrate_with_token(S::Wait, token).await.unwrap_err();
+    /// assert!(err.is_cancelled());
+    /// assert_eq!(err.to_string(), "Workflow error: Workflow cancelled in state Wait");
+    /// # }
+    /// ```
+    pub fn orchestrate_with_token(
+        &self,
+        initial_state: TState,
+        token: CancellationToken,
+    ) -> impl Future<Output = Result<TState, CanoError>> + Send + '_ {
+        let mut run = Run::fresh(self.workflow_id.clone());
+        run.set_interrupt(Interrupt::new(token, None));
+        self.start(run, initial_state)
+    }
+
+    /// A fresh run from `initial_state`, in its span.
+    fn start(
+        &self,
+        run: Run,
+        initial_state: TState,
+    ) -> impl Future<Output = Result<TState, CanoError>> + Send + '_ {
+        let lifecycle = self.resources.has_lifecycle();
         let run = self.run_loop(
-            Run::fresh(self.workflow_id.clone()),
+            run,
             Start::Fresh(initial_state),
-            Layers::Outer {
-                lifecycle: self.resources.has_lifecycle(),
-            },
+            Layers::Outer { lifecycle },
         );
         // The span is made here, when the run's future is, and entered on every poll.
         #[cfg(feature = "tracing")]
@@ -122,7 +175,28 @@ where
     /// [`CanoError::Workflow`] when the last row's state is not a state of this workflow;
     /// plus everything [`orchestrate`](Self::orchestrate) can return.
     pub async fn resume_from(&self, workflow_id: impl Into<String>) -> Result<TState, CanoError> {
-        let workflow_id: Arc<str> = Arc::from(workflow_id.into());
+        self.resume(Arc::from(workflow_id.into()), CancellationToken::disabled())
+            .await
+    }
+
+    /// [`resume_from`](Self::resume_from) that stops when `token`'s handle cancels, as
+    /// [`orchestrate_with_token`](Self::orchestrate_with_token) does. A rollback found in
+    /// the log is finished whatever the token says (a rollback cannot be cancelled); a
+    /// token already cancelled runs nothing.
+    pub async fn resume_from_with_token(
+        &self,
+        workflow_id: impl Into<String>,
+        token: CancellationToken,
+    ) -> Result<TState, CanoError> {
+        self.resume(Arc::from(workflow_id.into()), token).await
+    }
+
+    /// The body of `resume_from`.
+    async fn resume(
+        &self,
+        workflow_id: Arc<str>,
+        token: CancellationToken,
+    ) -> Result<TState, CanoError> {
         let fut = async {
             let store = self.checkpoint_store.as_ref().ok_or_else(|| {
                 CanoError::configuration(
@@ -170,12 +244,15 @@ where
                         resume_cursor: cursor,
                         supersedes,
                         writer: None,
+                        interrupt: None,
                     };
                     self.notify(|o| o.on_resume(&workflow_id, last_sequence));
                     let run = Run::resumed(workflow_id.clone(), sequence, extra);
                     (run, Start::At(state))
                 }
             };
+            let mut run = run;
+            run.set_interrupt(Interrupt::new(token, None));
             self.run_loop(run, start, layers).await
         };
         #[cfg(feature = "tracing")]
@@ -256,7 +333,11 @@ where
                 self.validate_initial_state(state)?;
             }
             if let Layers::Outer { lifecycle } = layers
-                && (lifecycle || self.timeout.is_some() || self.run_writers.is_some())
+                && (lifecycle
+                    || self.timeout.is_some()
+                    || self.total_timeout.is_some()
+                    || self.run_writers.is_some()
+                    || run.interrupt().is_some())
             {
                 return self.layered(run, start, lifecycle).await;
             }
@@ -278,6 +359,13 @@ where
                 #[cfg(feature = "tracing")]
                 tracing::info!(current_state = ?current, "Executing state");
                 let entry = self.states.entry(&current);
+                // A cancel or a passed deadline stops the run at the boundary (but never
+                // keeps it from entering an exit state: its work is done).
+                if let Some(stop) = run.must_stop()
+                    && !self.exit_states.contains(&current)
+                {
+                    break self.stopped(stop, &self.label_of(&current));
+                }
                 if labelled {
                     // The store's append is awaited here rather than inside a helper
                     // future, whose size every run's future would carry.
@@ -319,7 +407,8 @@ where
                         "No task registered for state: {current:?}"
                     ));
                 };
-                let outcome = match handler.plain_task().filter(|_| self.observers.is_none()) {
+                let bare = self.observers.is_none() && run.interrupt().is_none();
+                let outcome = match handler.plain_task().filter(|_| bare) {
                     // The common case, inline: the first attempt runs without the retry
                     // machinery (or a dispatch future) around it; the retry loop, boxed,
                     // starts only if that attempt fails.
@@ -369,6 +458,18 @@ where
         };
         Box::pin(async move {
             let mut run = run;
+            if let Some(limit) = self.run_deadline() {
+                let token = run.interrupt().and_then(|i| i.token.clone());
+                run.set_interrupt(Interrupt::new(token.unwrap_or_default(), Some(limit)));
+            }
+            // A token cancelled before the run starts: nothing runs.
+            if let Some(stop) = run.must_stop() {
+                let label = match &start {
+                    Start::Fresh(state) | Start::At(state) => self.label_of(state),
+                    Start::Rollback(_) => Cow::Borrowed("(rollback)"),
+                };
+                return self.end_run(true, Err(self.stopped(stop, &label)));
+            }
             if let (Some(writers), Some(id)) = (&self.run_writers, run.workflow_id.clone()) {
                 run.set_writer(writers.writer(&id).await?);
             }
@@ -376,7 +477,8 @@ where
                 self.setup_resources().await?;
             }
             let machine = self.run_loop(run, start, Layers::Inner);
-            let result = match self.timeout {
+            // 0.12.0's hard timeout, when no total timeout turns it into a graceful one.
+            let result = match self.timeout.filter(|_| self.total_timeout.is_none()) {
                 Some(limit) => tokio::time::timeout(limit, machine)
                     .await
                     .unwrap_or_else(|_| Err(CanoError::workflow("Workflow timeout exceeded"))),
@@ -387,6 +489,37 @@ where
             }
             self.end_run(true, result)
         })
+    }
+
+    /// The `Debug` text of `state` (from the state tables when it is registered).
+    pub(crate) fn label_of<'a>(&'a self, state: &TState) -> Cow<'a, str> {
+        match self
+            .states
+            .label(state)
+            .or_else(|| self.exit_states.label(state))
+        {
+            Some(label) => Cow::Borrowed(label),
+            None => Cow::Owned(format!("{state:?}")),
+        }
+    }
+
+    /// The error of a run stopped in `state` by a cancel or its deadline, reported to
+    /// observers (`on_cancelled` / `on_workflow_timeout`) and `tracing` first.
+    pub(crate) fn stopped(&self, stop: Stop, state: &str) -> CanoError {
+        match stop {
+            Stop::Cancelled => {
+                #[cfg(feature = "tracing")]
+                tracing::warn!(state, "workflow run cancelled");
+                self.notify(|o| o.on_cancelled(state));
+                CanoError::cancelled_in(state)
+            }
+            Stop::TimedOut { elapsed, limit } => {
+                #[cfg(feature = "tracing")]
+                tracing::warn!(state, elapsed = ?elapsed, limit = ?limit, "workflow total timeout exceeded");
+                self.notify(|o| o.on_workflow_timeout(elapsed, limit));
+                CanoError::workflow_timeout_in(state, elapsed, limit)
+            }
+        }
     }
 
     /// Entering `current` in an observed or checkpointed run: fire `on_state_enter` and

@@ -87,6 +87,10 @@ where
     exit_states: StateTable<TState, ()>,
     resources: Arc<Resources<TResourceKey>>,
     timeout: Option<Duration>,
+    /// The whole-run deadline (`with_total_timeout`).
+    total_timeout: Option<Duration>,
+    /// The rollback's budget when a run with a total timeout fails.
+    compensation_timeout: Option<Duration>,
     validated: OnceLock<Result<(), CanoError>>,
     observers: Option<Arc<[Arc<dyn WorkflowObserver>]>>,
     checkpoint_store: Option<Arc<dyn CheckpointStore>>,
@@ -121,6 +125,8 @@ where
             exit_states: StateTable::new(),
             resources: Arc::new(resources),
             timeout: None,
+            total_timeout: None,
+            compensation_timeout: None,
             validated: OnceLock::new(),
             observers: None,
             checkpoint_store: None,
@@ -143,6 +149,80 @@ where
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self.edited()
+    }
+
+    /// A deadline for each whole run — each [`orchestrate`](Self::orchestrate) or
+    /// [`resume_from`](Self::resume_from) call, counted from its start (a resumed run
+    /// gets the whole limit again). When it passes:
+    ///
+    /// * the task in flight is dropped at its next `.await` (a
+    ///   [`CompensatableTask`](crate::CompensatableTask) is never interrupted: it
+    ///   completes and the run stops after it);
+    /// * observers' `on_workflow_timeout(elapsed, limit)` fires;
+    /// * the saga's completed steps are compensated within the compensation budget
+    ///   ([`with_compensation_timeout`](Self::with_compensation_timeout));
+    /// * the run ends with [`CanoError::workflow_timeout`]'s error, naming the state, the
+    ///   time it ran and the limit (tell it apart with
+    ///   [`CanoError::is_workflow_timeout`]), or `CompensationFailed` whose first error is
+    ///   that one.
+    ///
+    /// Unlike [`with_timeout`](Self::with_timeout), which drops the whole run at once, the
+    /// saga rolls back. With both set, the smaller limit applies, this way.
+    ///
+    /// ```
+    /// use cano::prelude::*;
+    /// use std::time::Duration;
+    ///
+    /// #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    /// enum S { Slow, Done }
+    /// struct Slow;
+    /// #[task(state = S)]
+    /// impl Slow {
+    ///     async fn run_bare(&self) -> Result<TaskResult<S>, CanoError> {
+    ///         tokio::time::sleep(Duration::from_secs(3600)).await;
+    ///         Ok(TaskResult::Single(S::Done))
+    ///     }
+    /// }
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let wf = Workflow::bare()
+    ///     .register(S::Slow, Slow)
+    ///     .add_exit_state(S::Done)
+    ///     .with_total_timeout(Duration::from_secs(5));
+    /// let err = wf.orchestrate(S::Slow).await.unwrap_err();
+    /// assert!(err.is_workflow_timeout());
+    /// assert!(err.to_string().contains("limit 5s"), "{err}");
+    /// # }
+    /// ```
+    pub fn with_total_timeout(mut self, limit: Duration) -> Self {
+        self.total_timeout = Some(limit);
+        self.edited()
+    }
+
+    /// The budget for rolling back a saga when a run with a
+    /// [total timeout](Self::with_total_timeout) fails (for any reason: the deadline, a
+    /// task error, a cancel). Default: the smaller of half the total timeout and 30 s.
+    /// Compensations still running when it passes are dropped, those not started are not
+    /// run; each is reported in the `CompensationFailed` error, and the log keeps the
+    /// rollback so that [`resume_from`](Self::resume_from) finishes it.
+    pub fn with_compensation_timeout(mut self, budget: Duration) -> Self {
+        self.compensation_timeout = Some(budget);
+        self.edited()
+    }
+
+    /// The rollback budget of a failed run, if the workflow bounds runs.
+    pub(crate) fn compensation_budget(&self) -> Option<Duration> {
+        let total = self.total_timeout?;
+        Some(
+            self.compensation_timeout
+                .unwrap_or_else(|| (total / 2).min(Duration::from_secs(30))),
+        )
+    }
+
+    /// The whole-run deadline: the total timeout, or the smaller of it and
+    /// `with_timeout`'s when both are set.
+    pub(crate) fn run_deadline(&self) -> Option<Duration> {
+        let total = self.total_timeout?;
+        Some(self.timeout.map_or(total, |t| t.min(total)))
     }
 
     /// Run `task` whenever the workflow enters `state`. Replaces any earlier handler for
@@ -408,6 +488,8 @@ where
             exit_states: self.exit_states.clone(),
             resources: Arc::clone(&self.resources),
             timeout: self.timeout,
+            total_timeout: self.total_timeout,
+            compensation_timeout: self.compensation_timeout,
             validated: OnceLock::new(),
             observers: self.observers.clone(),
             checkpoint_store: self.checkpoint_store.clone(),

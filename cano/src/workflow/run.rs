@@ -17,10 +17,13 @@
 //! * across an `await`, the loop keeps no value it has already matched apart: what it
 //!   awaits is either moved whole into a boxed future or awaited through `&mut`.
 
+use crate::cancel::CancellationToken;
 use crate::error::CanoError;
 use crate::recovery::log::CompletedStep;
 use crate::recovery::{CheckpointRow, CheckpointStore, RunWriter, StoreFuture};
+use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 pub(crate) const MISSING_ID: &str = "checkpointing requires a workflow id (call with_workflow_id)";
 
@@ -48,6 +51,92 @@ pub(crate) struct RunExtra {
     /// The writer the run's store handed it (a `RunWriters` store): every row of the run
     /// goes through it.
     pub(crate) writer: Option<Box<dyn RunWriter>>,
+    /// What may stop the run early: a cancellation token, a whole-run deadline.
+    pub(crate) interrupt: Option<Interrupt>,
+}
+
+/// What may stop a run between (and during) its states.
+#[derive(Clone, Debug)]
+pub(crate) struct Interrupt {
+    /// The run's cancellation token (never a disabled one).
+    pub(crate) token: Option<CancellationToken>,
+    /// The whole-run deadline: when the run started (engine clock) and its limit.
+    pub(crate) deadline: Option<(Instant, Duration)>,
+}
+
+/// Why an interrupted run stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stop {
+    Cancelled,
+    TimedOut { elapsed: Duration, limit: Duration },
+}
+
+impl Interrupt {
+    /// `None` when nothing can interrupt the run (no enabled token, no deadline).
+    pub(crate) fn new(token: CancellationToken, deadline: Option<Duration>) -> Option<Self> {
+        let token = token.is_enabled().then_some(token);
+        if token.is_none() && deadline.is_none() {
+            return None;
+        }
+        let deadline = deadline.map(|limit| (crate::clock::now(), limit));
+        Some(Self { token, deadline })
+    }
+
+    /// Whether the run must stop now. A cancel wins over a passed deadline.
+    pub(crate) fn check(&self) -> Option<Stop> {
+        if self
+            .token
+            .as_ref()
+            .is_some_and(CancellationToken::is_cancelled)
+        {
+            return Some(Stop::Cancelled);
+        }
+        let (started, limit) = self.deadline?;
+        let elapsed = crate::clock::now().saturating_duration_since(started);
+        (elapsed >= limit).then_some(Stop::TimedOut { elapsed, limit })
+    }
+
+    /// Wait until the run must stop (pending forever if nothing can stop it).
+    pub(crate) async fn stopped(&self) -> Stop {
+        let cancelled = async {
+            match &self.token {
+                Some(token) => token.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
+        let expired = async {
+            match self.deadline {
+                Some((started, limit)) => {
+                    let at = started.checked_add(limit);
+                    match at {
+                        Some(at) => tokio::time::sleep_until(at.into()).await,
+                        None => std::future::pending().await,
+                    }
+                    let elapsed = crate::clock::now().saturating_duration_since(started);
+                    Stop::TimedOut { elapsed, limit }
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            () = cancelled => Stop::Cancelled,
+            stop = expired => stop,
+        }
+    }
+
+    /// Run `work` unless the run must stop first: `Err(stop)` then (and `work` is
+    /// dropped). A cancel that comes with `work`'s end wins.
+    pub(crate) async fn race<T>(&self, work: impl Future<Output = T>) -> Result<T, Stop> {
+        if let Some(stop) = self.check() {
+            return Err(stop);
+        }
+        tokio::select! {
+            biased;
+            stop = self.stopped() => Err(stop),
+            done = work => Ok(done),
+        }
+    }
 }
 
 impl Run {
@@ -110,6 +199,24 @@ impl Run {
     /// Take the completion sequence the resumed state's re-entry supersedes.
     pub(crate) fn take_supersedes(&mut self) -> Option<u64> {
         self.extra.as_mut()?.supersedes.take()
+    }
+
+    /// What may interrupt this run, if anything.
+    pub(crate) fn interrupt(&self) -> Option<&Interrupt> {
+        self.extra.as_ref()?.interrupt.as_ref()
+    }
+
+    /// Let `interrupt` stop this run.
+    pub(crate) fn set_interrupt(&mut self, interrupt: Option<Interrupt>) {
+        if interrupt.is_some() {
+            self.extra().interrupt = interrupt;
+        }
+    }
+
+    /// Whether the run must stop now (see [`Interrupt::check`]).
+    #[inline]
+    pub(crate) fn must_stop(&self) -> Option<Stop> {
+        self.interrupt()?.check()
     }
 
     /// Write every later row of this run through `writer`.

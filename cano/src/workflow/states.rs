@@ -21,7 +21,34 @@ where
 {
     /// Run `handler`'s work and return the next state. `label` is the state's `Debug`
     /// text (from the state table).
+    ///
+    /// In a run that can be interrupted (a cancellation token, a total timeout), the work
+    /// is dropped when the run must stop — except a compensatable task's, which is never
+    /// interrupted mid-run (the run loop stops after it, at the next state boundary).
     pub(crate) async fn dispatch(
+        &self,
+        handler: &Handler<TState, TResourceKey>,
+        run: &mut Run,
+        label: &str,
+    ) -> Result<TState, CanoError> {
+        let interrupt = match handler {
+            Handler::Compensatable { .. } => None,
+            _ => run.interrupt().cloned(),
+        };
+        match interrupt {
+            Some(interrupt) => {
+                let work = Box::pin(self.run_handler(handler, run, label));
+                match interrupt.race(work).await {
+                    Ok(outcome) => outcome,
+                    Err(stop) => Err(self.stopped(stop, label)),
+                }
+            }
+            None => self.run_handler(handler, run, label).await,
+        }
+    }
+
+    /// Run `handler`'s work and return the next state.
+    async fn run_handler(
         &self,
         handler: &Handler<TState, TResourceKey>,
         run: &mut Run,

@@ -77,6 +77,12 @@ impl WorkflowObserver for Recorder {
     fn on_resume(&self, workflow_id: &str, sequence: u64) {
         self.push(format!("resume:{workflow_id}:{sequence}"));
     }
+    fn on_cancelled(&self, state: &str) {
+        self.push(format!("cancelled:{state}"));
+    }
+    fn on_workflow_timeout(&self, elapsed: std::time::Duration, limit: std::time::Duration) {
+        self.push(format!("workflow_timeout:{elapsed:?}:{limit:?}"));
+    }
 }
 
 /// Compile-time check that `T` is `Send + Sync`.
