@@ -287,17 +287,20 @@ where
 
     /// One scheduled run: the state machine from `initial_state` under the workflow's
     /// global timeout, recording its checkpoint log (if a store is attached) under
-    /// `workflow_id`. No validation and no resource lifecycle: the scheduler validates
-    /// and sets resources up once, at start.
+    /// `workflow_id`, stopped by `token` (see `orchestrate_with_token`). No validation
+    /// and no resource lifecycle: the scheduler validates and sets resources up once, at
+    /// start.
     #[cfg_attr(not(feature = "scheduler"), allow(dead_code))] // the scheduler's entry point
     pub(crate) async fn run_scheduled(
         &self,
         initial_state: TState,
         workflow_id: Option<Arc<str>>,
+        token: CancellationToken,
     ) -> Result<TState, CanoError> {
         let layers = Layers::Outer { lifecycle: false };
-        self.run_loop(Run::fresh(workflow_id), Start::At(initial_state), layers)
-            .await
+        let mut run = Run::fresh(workflow_id);
+        run.set_interrupt(Interrupt::new(token, None));
+        self.run_loop(run, Start::At(initial_state), layers).await
     }
 
     /// The id set with `with_workflow_id`, and whether a checkpoint store is attached.
