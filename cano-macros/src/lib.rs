@@ -30,6 +30,7 @@ mod router;
 mod saga;
 mod stepped;
 mod task;
+mod timer;
 
 use proc_macro::TokenStream;
 
@@ -218,6 +219,37 @@ pub fn router_task(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn poll_task(args: TokenStream, item: TokenStream) -> TokenStream {
     emit_model(&poll::MODEL, args, item)
+}
+
+/// Implements `cano::TimerTask` (and `cano::Task` for it): `#[cano::task::timer]`.
+///
+/// The forms are those of [`macro@router_task`]. An inherent impl requires `wait` and
+/// `after_wait` and may define `config` (default `TaskConfig::minimal()`) and `name`. The
+/// `Task` impl runs `cano::task::timer::run_timer` and marks the task as a timer, so that
+/// a workflow that registers it with `register` runs it durably.
+///
+/// ```ignore
+/// use cano::prelude::*;
+/// use cano::{TimerOutcome, TimerTask};
+///
+/// #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// enum Step { Cooldown, Done }
+///
+/// struct Cooldown;
+///
+/// #[task::timer(state = Step)]
+/// impl Cooldown {
+///     async fn wait(&self, _res: &Resources) -> Result<TimerOutcome, CanoError> {
+///         Ok(TimerOutcome::Duration(std::time::Duration::from_secs(60)))
+///     }
+///     async fn after_wait(&self, _res: &Resources) -> Result<TaskResult<Step>, CanoError> {
+///         Ok(TaskResult::Single(Step::Done))
+///     }
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn timer_task(args: TokenStream, item: TokenStream) -> TokenStream {
+    emit_model(&timer::MODEL, args, item)
 }
 
 /// Implements `cano::BatchTask` (and `cano::Task` for it): `#[cano::task::batch]`.

@@ -60,6 +60,14 @@ pub(crate) enum Runner {
         module: &'static str,
         function: &'static str,
     },
+    /// As `Function`, and the companion also overrides the hidden `Task` method `marker`
+    /// to return `Some(self)` as a `dyn` model trait object, so that the workflow
+    /// recognises the task's model when it is registered with plain `register`.
+    Recognised {
+        module: &'static str,
+        function: &'static str,
+        marker: &'static str,
+    },
 }
 
 /// A parsed invocation.
@@ -324,14 +332,35 @@ impl Companion {
             Some(key) => key.to_token_stream(),
             None => quote!(::std::borrow::Cow<'static, str>),
         };
-        let body = match runner {
+        let (body, marker) = match runner {
             Runner::Method(method) => {
                 let method = Ident::new(method, Span::call_site());
-                quote!(<Self as #trait_path>::#method(self, res))
+                (quote!(<Self as #trait_path>::#method(self, res)), None)
             }
             Runner::Function { module, function } => {
                 let function = prefix.runner(module, function);
-                quote!(::std::boxed::Box::pin(#function::<Self, #state, #key>(self, res)))
+                let body =
+                    quote!(::std::boxed::Box::pin(#function::<Self, #state, #key>(self, res)));
+                (body, None)
+            }
+            Runner::Recognised {
+                module,
+                function,
+                marker,
+            } => {
+                let function = prefix.runner(module, function);
+                let body =
+                    quote!(::std::boxed::Box::pin(#function::<Self, #state, #key>(self, res)));
+                let marker = Ident::new(marker, Span::call_site());
+                let marker = quote! {
+                    #[doc(hidden)]
+                    fn #marker(&self) -> ::core::option::Option<
+                        &(dyn #trait_path + ::core::marker::Send + ::core::marker::Sync)
+                    > {
+                        ::core::option::Option::Some(self)
+                    }
+                };
+                (body, Some(marker))
             }
         };
         quote! {
@@ -361,6 +390,8 @@ impl Companion {
                 {
                     #body
                 }
+
+                #marker
             }
         }
     }

@@ -48,6 +48,7 @@ pub use task::router::{DynRouterTask, RouterTask, RouterTaskObject};
 pub use task::stepped::{
     DefaultStepCursor, DynSteppedTask, StepOutcome, SteppedTask, SteppedTaskObject, run_stepped,
 };
+pub use task::timer::{DynTimerTask, TimerOutcome, TimerTask, TimerTaskObject, run_timer};
 pub use task::{DynTask, RetryMode, Task, TaskConfig, TaskObject, TaskResult};
 pub use workflow::{JoinConfig, JoinStrategy, SplitResult, SplitTaskResult, StateEntry, Workflow};
 
@@ -60,8 +61,8 @@ pub mod prelude {
         CircuitPermit, CircuitPolicy, CircuitState, CompensatableTask, HealthStatus, JoinConfig,
         JoinStrategy, MemoryStore, PollErrorPolicy, PollOutcome, PollTask, Resource, Resources,
         RetryMode, RouterTask, RowKind, SplitResult, SplitTaskResult, StateEntry, StepOutcome,
-        SteppedTask, Task, TaskConfig, TaskObject, TaskResult, Workflow, WorkflowObserver,
-        run_stepped,
+        SteppedTask, Task, TaskConfig, TaskObject, TaskResult, TimerOutcome, TimerTask, Workflow,
+        WorkflowObserver, run_stepped,
     };
 
     #[cfg(feature = "recovery")]

@@ -6,8 +6,8 @@
 
 mod support;
 
-use cano::cancel::CancellationToken;
 use cano::MemoryCheckpointStore;
+use cano::cancel::CancellationToken;
 use cano::prelude::*;
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -312,7 +312,10 @@ async fn a_cancel_wins_over_the_deadline() {
         .with_total_timeout(secs(30));
     let (handle, token) = CancellationToken::new();
     cancel_after(handle, secs(10));
-    let err = wf.orchestrate_with_token(S::Reserve, token).await.unwrap_err();
+    let err = wf
+        .orchestrate_with_token(S::Reserve, token)
+        .await
+        .unwrap_err();
     assert!(err.is_cancelled(), "{err}");
     assert!(recorder.events_with("workflow_timeout:").is_empty());
     assert_eq!(recorder.events_with("cancelled:"), ["cancelled:Charge"]);

@@ -26,10 +26,11 @@
 //! | [`CompensationCompletion`](RowKind::CompensationCompletion) | a saga task finished | its `Output`, as JSON |
 //! | [`RollbackStarted`](RowKind::RollbackStarted) | a run with completed saga steps failed and its rollback begins | JSON `{"category": …, "message": …, "steps": [{"task_id": …, "output": [bytes…]}, …]}`: the error that caused it ([`CanoError::category`] and raw message) and the steps to undo, oldest first |
 //! | [`Compensated`](RowKind::Compensated) | one step of that rollback was undone | the decimal ASCII text of the step's index in the `steps` list of the latest `RollbackStarted` row |
+//! | [`Timer`](RowKind::Timer) | a [timer](crate::TimerTask) state starts waiting (after its entry row); also the re-entry of a timer state resumed while waiting | the deadline: decimal ASCII milliseconds since the Unix epoch, UTC (`b"1764950400000"`) |
 //!
 //! Rows of kinds `StateEntry`, `StepCursor` and `CompensationCompletion` are also what
 //! cano 0.12.0 writes (with the same blobs, except that 0.12.0 never writes a supersedes
-//! marker); `RollbackStarted` and `Compensated` are this crate's additions.
+//! marker); `RollbackStarted`, `Compensated` and `Timer` are this crate's additions.
 //!
 //! # Reading a log back
 //!
@@ -40,8 +41,10 @@
 //!   later `Compensated` row names, most recent first; nothing runs forward.
 //! * Otherwise the **resume point** is the row with the highest sequence: the run
 //!   re-enters its state. If that row is a `StepCursor`, the stepped state continues from
-//!   its cursor; if it is a `CompensationCompletion`, the step runs again and its
-//!   re-entry row supersedes that completion.
+//!   its cursor; if it is a `Timer`, the timer state waits until its recorded deadline
+//!   (at once if it has passed) without asking the task again; if it is a
+//!   `CompensationCompletion`, the step runs again and its re-entry row supersedes that
+//!   completion.
 //! * Saga steps on the compensation stack are the `CompensationCompletion` rows before the
 //!   resume point that no supersedes marker names, in sequence order.
 //!
@@ -109,6 +112,15 @@ pub enum LogEntry<'a> {
         task_id: &'a str,
         /// Its output, as JSON.
         output: &'a [u8],
+    },
+    /// A timer state waits until `deadline_ms` (or was re-entered, waiting, on resume).
+    Timer {
+        /// The state's `Debug` text.
+        state: &'a str,
+        /// The timer task's name.
+        task_id: &'a str,
+        /// The deadline, in milliseconds since the Unix epoch (UTC).
+        deadline_ms: u64,
     },
     /// A rollback began.
     RollbackStarted(RollbackRecord),
@@ -199,6 +211,20 @@ pub fn parse_row<'a>(workflow_id: &str, row: &'a CheckpointRow) -> Result<LogEnt
             task_id: &row.task_id,
             output: blob.ok_or_else(|| bad("it has no output".into()))?,
         }),
+        RowKind::Timer => {
+            let blob = blob.ok_or_else(|| bad("it has no deadline".into()))?;
+            let deadline_ms = decimal(blob).ok_or_else(|| {
+                bad(format!(
+                    "its deadline {} is not a number of milliseconds",
+                    shown(blob)
+                ))
+            })?;
+            Ok(LogEntry::Timer {
+                state: &row.state,
+                task_id: &row.task_id,
+                deadline_ms,
+            })
+        }
         RowKind::RollbackStarted => {
             let blob = blob.ok_or_else(|| bad("it has no rollback record".into()))?;
             serde_json::from_slice(blob)
@@ -265,6 +291,19 @@ pub(crate) fn cursor(
     CheckpointRow::new(sequence, state, task_id).with_cursor(cursor)
 }
 
+/// A [`RowKind::Timer`] row: the state waits until `deadline_ms`.
+pub(crate) fn timer(
+    sequence: u64,
+    state: impl Into<String>,
+    task_id: impl Into<String>,
+    deadline_ms: u64,
+) -> CheckpointRow {
+    let mut row = CheckpointRow::new(sequence, state, task_id);
+    row.output_blob = Some(deadline_ms.to_string().into_bytes());
+    row.kind = RowKind::Timer;
+    row
+}
+
 /// A [`RowKind::CompensationCompletion`] row.
 pub(crate) fn completion(
     sequence: u64,
@@ -322,6 +361,8 @@ pub(crate) enum ResumePlan<'a> {
         compensations: Vec<CompletedStep>,
         /// The cursor the resumed stepped state continues from.
         cursor: Option<Vec<u8>>,
+        /// The deadline the resumed timer state waits for.
+        timer: Option<u64>,
         /// The completion row that the re-entry supersedes.
         supersedes: Option<u64>,
     },
@@ -406,6 +447,10 @@ pub(crate) fn plan_resume<'a>(
             LogEntry::StepCursor { cursor, .. } => Some(cursor.to_vec()),
             _ => None,
         },
+        timer: match last_entry {
+            LogEntry::Timer { deadline_ms, .. } => Some(*deadline_ms),
+            _ => None,
+        },
         supersedes: matches!(last_entry, LogEntry::Completion { .. }).then_some(last_sequence),
     })
 }
@@ -433,6 +478,12 @@ pub fn summarize(workflow_id: &str, rows: &[CheckpointRow]) -> super::RunSummary
     let status = match plan_resume(workflow_id, rows) {
         Ok(ResumePlan::Rollback { remaining, .. }) => RunStatus::RollingBack {
             remaining: remaining.len(),
+        },
+        Ok(ResumePlan::Forward {
+            timer: Some(deadline_ms),
+            ..
+        }) => RunStatus::Waiting {
+            deadline_ms: Some(deadline_ms),
         },
         Ok(ResumePlan::Forward { .. }) => RunStatus::Forward,
         Err(e) => RunStatus::Malformed(e.message().to_string()),
@@ -632,6 +683,7 @@ mod tests {
             compensations,
             cursor,
             supersedes,
+            ..
         } = plan_resume("r", &rows).unwrap()
         else {
             panic!("expected a forward resume")

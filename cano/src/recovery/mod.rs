@@ -85,6 +85,9 @@ pub enum RowKind {
     /// in the `RollbackStarted` row's list, so a resumed rollback never undoes it twice.
     /// (Not written by cano 0.12.0.)
     Compensated,
+    /// A timer state is waiting: `output_blob` holds its wall-clock deadline, so that a
+    /// resumed run waits only what is left. (Not written by cano 0.12.0.)
+    Timer,
 }
 
 /// One entry of a run's checkpoint log.
@@ -239,6 +242,13 @@ pub enum RunStatus {
     RollingBack {
         /// Steps still to compensate.
         remaining: usize,
+    },
+    /// The run is waiting at its last state: a [timer](crate::TimerTask) until
+    /// `deadline_ms` (milliseconds since the Unix epoch, UTC). `resume_from` continues the
+    /// wait for what is left of it.
+    Waiting {
+        /// When the wait ends, if it has a deadline.
+        deadline_ms: Option<u64>,
     },
     /// The log does not follow the [format](log); the text says what is wrong.
     Malformed(String),

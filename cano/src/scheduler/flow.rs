@@ -184,13 +184,11 @@ where
         let log_id = self.log_id(&reservation);
         #[cfg(feature = "tracing")]
         tracing::debug!(flow = %self.id, run = reservation.number, "scheduled run started");
-        let run = self
-            .workflow
-            .run_scheduled(
-                self.initial_state.clone(),
-                log_id,
-                crate::cancel::CancellationToken::disabled(),
-            );
+        let run = self.workflow.run_scheduled(
+            self.initial_state.clone(),
+            log_id,
+            crate::cancel::CancellationToken::disabled(),
+        );
         let outcome = match CatchUnwind::new(Box::pin(run)).await {
             Ok(result) => result.map(drop),
             Err(payload) => Err(CanoError::task_execution(format!(

@@ -52,6 +52,7 @@ pub mod poll;
 pub(crate) mod retry;
 pub mod router;
 pub mod stepped;
+pub mod timer;
 
 pub use batch::{
     BatchTask, BatchTaskObject, DefaultBatchItem, DefaultBatchItemOutput, DynBatchTask, run_batch,
@@ -69,6 +70,7 @@ pub use cano_macros::batch_task as batch;
 pub use cano_macros::poll_task as poll;
 pub use cano_macros::router_task as router;
 pub use cano_macros::stepped_task as stepped;
+pub use cano_macros::timer_task as timer;
 
 /// What a task returns: the next state, or (for split states) several.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,6 +164,13 @@ where
     {
         let _ = res;
         self.run_bare()
+    }
+
+    /// Not part of the API: `Some` for a [`TimerTask`](timer::TimerTask) (the `Task` impl
+    /// that `#[task::timer]` generates says so), which the workflow then runs durably.
+    #[doc(hidden)]
+    fn __timer(&self) -> Option<&(dyn timer::TimerTask<TState, TResourceKey> + Send + Sync + '_)> {
+        None
     }
 
     /// Do the work without resources. Default: a [`CanoError::Configuration`] saying

@@ -231,6 +231,7 @@ where
                     last_sequence,
                     compensations,
                     cursor,
+                    timer,
                     supersedes,
                 } => {
                     let state = self.state_labelled(state)?;
@@ -242,6 +243,7 @@ where
                     let extra = RunExtra {
                         compensations,
                         resume_cursor: cursor,
+                        resume_timer: timer,
                         supersedes,
                         writer: None,
                         interrupt: None,
@@ -429,7 +431,7 @@ where
                     None => Box::pin(self.dispatch(handler, &mut run, label)).await,
                 };
                 // A resume cursor belongs to the resume point only.
-                run.take_resume_cursor();
+                run.clear_resume_point();
                 match outcome {
                     Ok(next) => current = next,
                     Err(e) => break e,
@@ -563,8 +565,15 @@ where
         // A stepped state resumed mid-way records its re-entry as a cursor row carrying the
         // cursor it continues from: the log's last row then always says where the visit
         // stands, even if the process dies again before the next step.
-        let row = match (run.resume_cursor(), handler.is_some_and(|h| h.is_stepped())) {
-            (Some(cursor), true) => log::cursor(sequence, state, task_id, cursor.clone()),
+        // A timer state resumed while waiting likewise records its re-entry as a timer
+        // row with the deadline it still waits for.
+        let row = match (run.resume_cursor(), run.resume_timer(), handler) {
+            (Some(cursor), _, Some(h)) if h.is_stepped() => {
+                log::cursor(sequence, state, task_id, cursor.clone())
+            }
+            (_, Some(deadline_ms), Some(h)) if h.is_timer() => {
+                log::timer(sequence, state, task_id, deadline_ms)
+            }
             _ => log::entry(sequence, state, task_id, run.take_supersedes()),
         };
         let run: &'r Run = run;

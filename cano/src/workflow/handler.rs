@@ -30,6 +30,12 @@ where
         config: Arc<TaskConfig>,
         checkpointed: bool,
     },
+    /// A [`TimerTask`](crate::TimerTask) registered with `register`: the engine runs it
+    /// durably (its deadline recorded in the log). `task.__timer()` is `Some`.
+    Timer {
+        task: TaskObject<TState, TResourceKey>,
+        config: Arc<TaskConfig>,
+    },
     /// `register_split`: members run concurrently, then the join decides.
     Split {
         tasks: Arc<[TaskObject<TState, TResourceKey>]>,
@@ -77,6 +83,10 @@ where
                 task: Arc::clone(task),
                 config: Arc::clone(config),
             },
+            Self::Timer { task, config } => Self::Timer {
+                task: Arc::clone(task),
+                config: Arc::clone(config),
+            },
             Self::Compensatable { task, config } => Self::Compensatable {
                 task: Arc::clone(task),
                 config: Arc::clone(config),
@@ -105,7 +115,10 @@ where
                     )))
                 }
             }
-            Self::Task { .. } | Self::Stepped { .. } | Self::Compensatable { .. } => Ok(()),
+            Self::Task { .. }
+            | Self::Timer { .. }
+            | Self::Stepped { .. }
+            | Self::Compensatable { .. } => Ok(()),
         }
     }
 
@@ -117,6 +130,7 @@ where
             } => checkpointed.then(|| task.name()),
             Self::Split { .. } => Some(Cow::Borrowed("")),
             Self::Stepped { task, .. } => Some(task.name()),
+            Self::Timer { task, .. } => Some(task.name()),
             Self::Compensatable { task, .. } => Some(task.name()),
         }
     }
@@ -134,13 +148,21 @@ where
     pub(crate) fn is_checkpointed(&self) -> bool {
         match self {
             Self::Task { checkpointed, .. } => *checkpointed,
-            Self::Split { .. } | Self::Stepped { .. } | Self::Compensatable { .. } => true,
+            Self::Split { .. }
+            | Self::Timer { .. }
+            | Self::Stepped { .. }
+            | Self::Compensatable { .. } => true,
         }
     }
 
     /// Whether this is an engine-driven stepped state.
     pub(crate) fn is_stepped(&self) -> bool {
         matches!(self, Self::Stepped { .. })
+    }
+
+    /// Whether this is a durable timer state.
+    pub(crate) fn is_timer(&self) -> bool {
+        matches!(self, Self::Timer { .. })
     }
 
     /// The compensatable task behind this state, if any.

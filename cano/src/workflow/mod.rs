@@ -227,19 +227,28 @@ where
 
     /// Run `task` whenever the workflow enters `state`. Replaces any earlier handler for
     /// `state`. `task.config()` is read now, once.
+    ///
+    /// A [`TimerTask`](crate::TimerTask) (`#[task::timer]`) registered here is run
+    /// durably: see [`task::timer`](crate::task::timer).
     pub fn register<T>(self, state: TState, task: T) -> Self
     where
         T: Task<TState, TResourceKey> + Send + Sync + 'static,
     {
         let config = Arc::new(task.config());
-        self.with_handler(
-            state,
+        // A timer (`#[task::timer]`) is run durably: its deadline goes in the log.
+        let handler = if task.__timer().is_some() {
+            Handler::Timer {
+                task: Arc::new(task),
+                config,
+            }
+        } else {
             Handler::Task {
                 task: Arc::new(task),
                 config,
                 checkpointed: true,
-            },
-        )
+            }
+        };
+        self.with_handler(state, handler)
     }
 
     /// Register a [`RouterTask`] for `state`. Unlike [`register`](Self::register), the

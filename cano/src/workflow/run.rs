@@ -44,6 +44,9 @@ pub(crate) struct RunExtra {
     /// The cursor recorded at the resume point; only the first state of a resumed run
     /// (the one whose cursor it is) may use it.
     pub(crate) resume_cursor: Option<Vec<u8>>,
+    /// The deadline (ms since the epoch) recorded at the resume point by a waiting timer
+    /// state; like the cursor, only the first state of a resumed run may use it.
+    pub(crate) resume_timer: Option<u64>,
     /// The completion row at the resume point, which the resumed state's re-run replaces.
     /// The re-entry row names it, so a later resume never compensates that superseded run
     /// of the step as well as the new one.
@@ -188,6 +191,25 @@ impl Run {
     /// Take the resume point's cursor (a resume cursor is used once).
     pub(crate) fn take_resume_cursor(&mut self) -> Option<Vec<u8>> {
         self.extra.as_mut()?.resume_cursor.take()
+    }
+
+    /// The timer deadline recorded at the resume point, if the run still has it.
+    pub(crate) fn resume_timer(&self) -> Option<u64> {
+        self.extra.as_ref()?.resume_timer
+    }
+
+    /// Take the resume point's timer deadline (used once).
+    pub(crate) fn take_resume_timer(&mut self) -> Option<u64> {
+        self.extra.as_mut()?.resume_timer.take()
+    }
+
+    /// Forget what the resume point recorded (cursor, timer): it belongs to the first
+    /// state of a resumed run only.
+    pub(crate) fn clear_resume_point(&mut self) {
+        if let Some(extra) = self.extra.as_mut() {
+            extra.resume_cursor = None;
+            extra.resume_timer = None;
+        }
     }
 
     /// The sequence of the row written last: the run loop's entry rows take the run's

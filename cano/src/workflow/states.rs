@@ -10,6 +10,7 @@ use crate::recovery::log::{self, CompletedStep};
 use crate::saga::ErasedCompensatable;
 use crate::task::attempt::retry_all;
 use crate::task::stepped::{ErasedStep, ErasedSteppedTask};
+use crate::task::timer::{self, TimerTask};
 use crate::task::{TaskConfig, TaskResult};
 use std::fmt;
 use std::hash::Hash;
@@ -75,6 +76,19 @@ where
             Handler::Stepped { task, config } => {
                 Box::pin(self.run_stepped(task.as_ref(), config, run, label)).await
             }
+            Handler::Timer { task, config } => match task.__timer() {
+                Some(timer) => Box::pin(self.run_timer(timer, config, run, label)).await,
+                // Not a timer after all (a hand-written `__timer`): run it as a task.
+                None => {
+                    let scope = self.begin_task(config, || task.name());
+                    let outcome = scope
+                        .attempts(|| task.run(resources), |e, n| task.is_retryable(e, n))
+                        .await
+                        .and_then(single_next);
+                    scope.end(&outcome);
+                    outcome
+                }
+            },
             Handler::Compensatable { task, config } => {
                 Box::pin(self.run_compensatable(task.as_ref(), config, run, label)).await
             }
@@ -125,6 +139,50 @@ where
         }
         run.push_completed(CompletedStep { task_id, output });
         Ok(next)
+    }
+
+    /// A durable timer state: ask the timer how long to wait (unless the resume point
+    /// recorded the deadline already), record the deadline, sleep until it, then ask the
+    /// timer for the next state. `wait` and `after_wait` each run under the timer's
+    /// config; the sleep is bounded only by the run's cancellation and total timeout.
+    async fn run_timer(
+        &self,
+        timer: &(dyn TimerTask<TState, TResourceKey> + Send + Sync + '_),
+        config: &TaskConfig,
+        run: &mut Run,
+        label: &str,
+    ) -> Result<TState, CanoError> {
+        let resources = &*self.resources;
+        let scope = self.begin_task(config, || timer.name());
+        let outcome = async {
+            let deadline = match run.take_resume_timer() {
+                // The re-entry row already records it.
+                Some(deadline) => deadline,
+                None => {
+                    let wait = scope.attempts(|| timer.wait(resources), retry_all).await?;
+                    let deadline = timer::deadline_ms(&timer.name(), wait, timer::wall_now_ms())?;
+                    if let (Some(store), true) = (&self.checkpoint_store, run.workflow_id.is_some())
+                    {
+                        self.append_row(store.as_ref(), run, |sequence| {
+                            Ok(log::timer(sequence, label, timer.name(), deadline))
+                        })
+                        .await
+                        .map_err(|e| {
+                            CanoError::checkpoint_store(format!("append timer checkpoint: {e}"))
+                        })?;
+                    }
+                    deadline
+                }
+            };
+            timer::sleep_until_ms(deadline).await;
+            scope
+                .attempts(|| timer.after_wait(resources), retry_all)
+                .await
+                .and_then(single_next)
+        }
+        .await;
+        scope.end(&outcome);
+        outcome
     }
 
     /// The engine-driven step loop of a `register_stepped` state.
