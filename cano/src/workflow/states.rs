@@ -56,8 +56,14 @@ where
         label: &str,
     ) -> Result<TState, CanoError> {
         let resources = &*self.resources;
+        if let Handler::Timer { task, config } = handler
+            && let Some(timer) = task.__timer()
+        {
+            return Box::pin(self.run_timer(timer, config, run, label)).await;
+        }
         match handler {
-            Handler::Task { task, config, .. } => {
+            // (A `Timer` whose task says it is no timer after all runs as a task.)
+            Handler::Task { task, config, .. } | Handler::Timer { task, config } => {
                 let scope = self.begin_task(config, || task.name());
                 let outcome = scope
                     .attempts(|| task.run(resources), |e, n| task.is_retryable(e, n))
@@ -76,19 +82,6 @@ where
             Handler::Stepped { task, config } => {
                 Box::pin(self.run_stepped(task.as_ref(), config, run, label)).await
             }
-            Handler::Timer { task, config } => match task.__timer() {
-                Some(timer) => Box::pin(self.run_timer(timer, config, run, label)).await,
-                // Not a timer after all (a hand-written `__timer`): run it as a task.
-                None => {
-                    let scope = self.begin_task(config, || task.name());
-                    let outcome = scope
-                        .attempts(|| task.run(resources), |e, n| task.is_retryable(e, n))
-                        .await
-                        .and_then(single_next);
-                    scope.end(&outcome);
-                    outcome
-                }
-            },
             Handler::Compensatable { task, config } => {
                 Box::pin(self.run_compensatable(task.as_ref(), config, run, label)).await
             }
