@@ -118,6 +118,10 @@
 //! window, but is refused while the flow is running (`Flow '…' is already running`) or
 //! tripped (`Flow '…' is tripped — call reset_flow before triggering`).
 //!
+//! `cancel_flow(id)` cancels the flow's run in flight (a no-op when it is not running):
+//! its completed saga steps are compensated and the flow returns to `Status::Idle`
+//! without counting a failure (no backoff), unless that rollback fails.
+//!
 //! # Stopping
 //!
 //! `running.stop()` stops the loops at once (sleeping loops wake up), refuses new

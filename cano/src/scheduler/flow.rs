@@ -3,6 +3,7 @@
 
 use super::clock;
 use super::policy::BackoffPolicy;
+use crate::cancel::{CancellationHandle, CancellationToken};
 use crate::error::CanoError;
 use crate::util::{CatchUnwind, panic_message};
 use crate::workflow::Workflow;
@@ -32,7 +33,8 @@ pub enum Schedule {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Status {
-    /// Registered (or reset) and not running.
+    /// Not running: registered and never run, [reset](super::RunningScheduler::reset_flow),
+    /// or its last run was cancelled with [`cancel_flow`](super::RunningScheduler::cancel_flow).
     Idle,
     /// A run is in progress.
     Running,
@@ -95,6 +97,17 @@ pub(crate) struct Reservation {
     number: u64,
     /// The run's `last_run` timestamp.
     started: DateTime<Utc>,
+    /// Fires when [`Flow::cancel`] cancels this run.
+    token: CancellationToken,
+}
+
+/// A flow's live state, behind one lock so that a run's status and its cancel handle
+/// change together.
+struct Live {
+    info: FlowInfo,
+    /// The cancel handle of the run in flight: `Some` exactly while `info.status` is
+    /// `Running`.
+    cancel: Option<CancellationHandle>,
 }
 
 /// A registered flow and its live state.
@@ -108,7 +121,7 @@ where
     initial_state: TState,
     pub(crate) cadence: Cadence,
     pub(crate) policy: BackoffPolicy,
-    info: Mutex<FlowInfo>,
+    live: Mutex<Live>,
 }
 
 impl<TState, TResourceKey> Flow<TState, TResourceKey>
@@ -128,13 +141,16 @@ where
             initial_state,
             cadence,
             policy: BackoffPolicy::default(),
-            info: Mutex::new(FlowInfo {
-                id: id.to_string(),
-                status: Status::Idle,
-                run_count: 0,
-                last_run: None,
-                failure_streak: 0,
-                next_eligible: None,
+            live: Mutex::new(Live {
+                info: FlowInfo {
+                    id: id.to_string(),
+                    status: Status::Idle,
+                    run_count: 0,
+                    last_run: None,
+                    failure_streak: 0,
+                    next_eligible: None,
+                },
+                cancel: None,
             }),
         }
     }
@@ -145,50 +161,68 @@ where
 
     /// A copy of the flow's current state.
     pub(crate) fn snapshot(&self) -> FlowInfo {
-        self.info.lock().clone()
+        self.live.lock().info.clone()
     }
 
     pub(crate) fn is_running(&self) -> bool {
-        self.info.lock().status == Status::Running
+        self.live.lock().info.status == Status::Running
     }
 
     /// The end of the backoff window, if it is still ahead of `now`.
     pub(crate) fn backoff_until(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.info.lock().next_eligible.filter(|until| *until > now)
+        self.live
+            .lock()
+            .info
+            .next_eligible
+            .filter(|until| *until > now)
     }
 
     /// Atomically check that the flow is neither running nor tripped and mark it running:
-    /// the run is counted and timestamped now. The caller must then [`run`](Self::run) it.
+    /// the run is counted, timestamped now and given its own cancellation pair. The caller
+    /// must then [`run`](Self::run) it.
     pub(crate) fn try_reserve(&self) -> Result<Reservation, Busy> {
-        let mut info = self.info.lock();
-        match info.status {
+        let mut live = self.live.lock();
+        match live.info.status {
             Status::Running => return Err(Busy::Running),
             Status::Tripped { .. } => return Err(Busy::Tripped),
             _ => {}
         }
         let started = clock::now();
+        let (handle, token) = CancellationToken::new();
+        live.cancel = Some(handle);
+        let info = &mut live.info;
         info.status = Status::Running;
         info.last_run = Some(started);
         info.run_count += 1;
         Ok(Reservation {
             number: info.run_count,
             started,
+            token,
         })
+    }
+
+    /// Cancel the run in flight, if any. A run reserved but not started yet starts with a
+    /// cancelled token, and so runs nothing.
+    pub(crate) fn cancel(&self) {
+        if let Some(handle) = &self.live.lock().cancel {
+            handle.cancel();
+        }
     }
 
     /// Run the workflow once for `reservation` and record the outcome.
     ///
     /// A panic escaping the run (for example from an observer callback) is recorded as a
-    /// failed run, so the flow never stays `Running` forever.
+    /// failed run, so the flow never stays `Running` forever. A run that
+    /// [`cancel`](Self::cancel) stopped and that rolled back cleanly is recorded as neither
+    /// a success nor a failure.
     pub(crate) async fn run(&self, reservation: Reservation) {
         let log_id = self.log_id(&reservation);
         #[cfg(feature = "tracing")]
         tracing::debug!(flow = %self.id, run = reservation.number, "scheduled run started");
-        let run = self.workflow.run_scheduled(
-            self.initial_state.clone(),
-            log_id,
-            crate::cancel::CancellationToken::disabled(),
-        );
+        let token = reservation.token.clone();
+        let run =
+            self.workflow
+                .run_scheduled(self.initial_state.clone(), log_id, reservation.token);
         let outcome = match CatchUnwind::new(Box::pin(run)).await {
             Ok(result) => result.map(drop),
             Err(payload) => Err(CanoError::task_execution(format!(
@@ -196,6 +230,13 @@ where
                 panic_message(payload.as_ref())
             ))),
         };
+        // Only our own cancel counts: a task may return a cancel error of its own.
+        if token.is_cancelled() && outcome.as_ref().is_err_and(is_clean_cancel) {
+            // The engine has reported the cancel (`on_cancelled`, and `tracing`'s
+            // "workflow run cancelled"); it is not a failed run.
+            self.record_cancelled();
+            return;
+        }
         #[cfg(feature = "tracing")]
         match &outcome {
             Ok(()) => {
@@ -231,7 +272,9 @@ where
     /// Record a run's outcome: a success clears the streak; a failure grows it and parks the
     /// flow in `Backoff` or, if the policy trips, in `Tripped`.
     pub(crate) fn record(&self, outcome: Result<(), CanoError>) {
-        let mut info = self.info.lock();
+        let mut live = self.live.lock();
+        live.cancel = None;
+        let info = &mut live.info;
         match outcome {
             Ok(()) => {
                 info.status = Status::Completed;
@@ -258,13 +301,29 @@ where
         }
     }
 
+    /// Record a run stopped by [`cancel`](Self::cancel) whose rollback succeeded: the flow
+    /// is `Idle`, and its streak and backoff window stay as they were before the run.
+    fn record_cancelled(&self) {
+        let mut live = self.live.lock();
+        live.cancel = None;
+        live.info.status = Status::Idle;
+    }
+
     /// Clear the streak and the backoff window; a flow that is not running becomes `Idle`.
     pub(crate) fn reset(&self) {
-        let mut info = self.info.lock();
+        let mut live = self.live.lock();
+        let info = &mut live.info;
         info.failure_streak = 0;
         info.next_eligible = None;
         if info.status != Status::Running {
             info.status = Status::Idle;
         }
     }
+}
+
+/// Whether a run ended through its cancel with a clean rollback. A failed rollback
+/// (`CompensationFailed`, whose first error is the cancel) is a failure: something was
+/// left half-done.
+fn is_clean_cancel(error: &CanoError) -> bool {
+    error.is_cancelled() && !matches!(error, CanoError::CompensationFailed { .. })
 }

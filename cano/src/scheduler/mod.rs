@@ -37,6 +37,14 @@
 //! run clears the streak. A panic that escapes a run (the engine already turns task panics
 //! into errors; an observer callback can still panic) counts as a failed run.
 //!
+//! # Cancelling a run
+//!
+//! [`RunningScheduler::cancel_flow`] cancels a flow's run in flight (a no-op when it is not
+//! running): the task in flight is dropped at its next `.await`, the run's completed saga
+//! steps are compensated, and the flow returns to [`Status::Idle`]. A cancel that rolled
+//! back cleanly is not a failure: it leaves the failure streak and backoff window as they
+//! were. One whose rollback failed (`CompensationFailed`) counts as a failed run.
+//!
 //! # Shutdown
 //!
 //! [`RunningScheduler::stop`] stops the loops, gives the runs in flight up to 30 seconds

@@ -48,8 +48,8 @@ where
     }
 }
 
-/// A handle to a started [`Scheduler`](super::Scheduler): trigger and reset flows, read
-/// their status, and stop the scheduler.
+/// A handle to a started [`Scheduler`](super::Scheduler): trigger, cancel and reset flows,
+/// read their status, and stop the scheduler.
 ///
 /// Cheap to clone; every clone talks to the same scheduler. When the last clone is dropped
 /// before the scheduler has stopped, every loop and run is aborted at its next `.await` and
@@ -188,7 +188,8 @@ where
     /// interrupt a shutdown that has begun; [`wait`](Self::wait) still reports its result.
     ///
     /// A run that blocks its thread without ever reaching an `.await` cannot be cancelled;
-    /// the shutdown then waits for it.
+    /// the shutdown then waits for it. To cut short a run the shutdown is waiting for and
+    /// roll its saga back, call [`cancel_flow`](Self::cancel_flow) meanwhile.
     ///
     /// # Errors
     /// `Workflow("Timeout waiting for workflows to complete")` if runs had to be cancelled
@@ -268,6 +269,87 @@ where
             "Scheduler stopped before reset was processed",
         )
         .await
+    }
+
+    /// Cancel flow `id`'s run in flight, if it has one; a no-op when the flow is not running.
+    ///
+    /// Each run has its own cancellation token (see [`cancel`](crate::cancel)), and this
+    /// fires the current run's: the task in flight is dropped at its next `.await` (a
+    /// [`CompensatableTask`](crate::CompensatableTask) is never interrupted: it finishes,
+    /// and the cancel takes effect at the next state boundary), the saga steps the run
+    /// completed are compensated, and the run ends. A run triggered but not started yet
+    /// runs nothing. The cancel applies to that one run: the flow keeps its schedule, and
+    /// its next run (the next interval, cron tick or trigger) runs normally.
+    ///
+    /// How the run is recorded in the flow's [`FlowInfo`]:
+    /// * the rollback succeeded (the run ended with [`CanoError::cancelled`]'s error): the
+    ///   flow returns to [`Status::Idle`](super::Status::Idle). The cancel is neither a
+    ///   success nor a failure: the failure streak and the backoff window stay as they
+    ///   were before the run, so it never leads to `Backoff` or `Tripped`, and no error is
+    ///   recorded (`Idle` carries no `last_error`);
+    /// * the rollback failed (`CompensationFailed`, whose first error is the cancel): a
+    ///   failed run like any other, so the flow goes to `Backoff` (or `Tripped`) with that
+    ///   error as `last_error`;
+    /// * the run ended some other way before the cancel took effect (it completed, or
+    ///   failed): recorded as usual.
+    ///
+    /// Returns as soon as the cancel is requested, not when the run has wound down; poll
+    /// [`status`](Self::status) or [`has_running_flows`](Self::has_running_flows) to see
+    /// it end. Unlike [`trigger`](Self::trigger) and [`reset_flow`](Self::reset_flow), it
+    /// does not go through the scheduler's command queue: it also works while the
+    /// scheduler is stopping (to cut short a run [`stop`](Self::stop) is waiting for), and
+    /// after the stop it finds nothing to cancel. Completes without waiting; a future
+    /// dropped before it is first polled cancels nothing.
+    ///
+    /// ```
+    /// use cano::prelude::*;
+    /// use std::time::Duration;
+    ///
+    /// #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    /// enum Step { Export, Done }
+    ///
+    /// struct Export;
+    ///
+    /// #[task(state = Step)]
+    /// impl Export {
+    ///     async fn run_bare(&self) -> Result<TaskResult<Step>, CanoError> {
+    ///         tokio::time::sleep(Duration::from_secs(3600)).await; // a long export
+    ///         Ok(TaskResult::Single(Step::Done))
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> CanoResult<()> {
+    /// let mut scheduler = Scheduler::new();
+    /// let export = Workflow::bare().register(Step::Export, Export).add_exit_state(Step::Done);
+    /// scheduler.manual("export", export, Step::Export)?;
+    /// let running = scheduler.start().await?;
+    ///
+    /// running.cancel_flow("export").await?; // not running: nothing to cancel
+    /// running.trigger("export").await?;
+    /// tokio::time::sleep(Duration::from_secs(60)).await;
+    /// running.cancel_flow("export").await?; // returns once the cancel is requested
+    /// while running.has_running_flows().await {
+    ///     tokio::time::sleep(Duration::from_millis(5)).await;
+    /// }
+    /// let info = running.status("export").await.expect("registered");
+    /// assert_eq!(info.status, Status::Idle); // not a failure: no backoff
+    /// assert_eq!(info.failure_streak, 0);
+    /// assert_eq!(info.run_count, 1);
+    ///
+    /// assert!(running.cancel_flow("import").await.is_err()); // no such flow
+    /// running.stop().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`CanoError::Workflow`]: `No workflow registered with id '{id}'` (as from
+    /// [`trigger`](Self::trigger) and [`reset_flow`](Self::reset_flow)).
+    pub async fn cancel_flow(&self, id: &str) -> CanoResult<()> {
+        let flow = self.handle.core.flow(id).ok_or_else(|| unknown(id))?;
+        flow.cancel();
+        Ok(())
     }
 
     /// A snapshot of flow `id`, or `None` if no flow has that id. Works after a stop too.
