@@ -28,6 +28,7 @@ mod resource;
 mod rewrite;
 mod router;
 mod saga;
+mod signal;
 mod stepped;
 mod task;
 mod timer;
@@ -219,6 +220,34 @@ pub fn router_task(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn poll_task(args: TokenStream, item: TokenStream) -> TokenStream {
     emit_model(&poll::MODEL, args, item)
+}
+
+/// Implements `cano::SignalTask`: `#[cano::task::signal]`.
+///
+/// The forms are those of [`macro@router_task`], without a companion `Task` impl (register
+/// the task with `Workflow::register_signal`). An inherent impl requires `type Payload`,
+/// `signal` and `on_signal`, and may define `timeout`, `config` and `name`.
+///
+/// ```ignore
+/// use cano::prelude::*;
+///
+/// #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// enum Step { Await, Done }
+///
+/// struct Await;
+///
+/// #[task::signal(state = Step)]
+/// impl Await {
+///     type Payload = bool;
+///     fn signal(&self) -> std::borrow::Cow<'static, str> { "approval".into() }
+///     async fn on_signal(&self, _res: &Resources, ok: bool) -> Result<TaskResult<Step>, CanoError> {
+///         Ok(TaskResult::Single(Step::Done))
+///     }
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn signal_task(args: TokenStream, item: TokenStream) -> TokenStream {
+    emit_model(&signal::MODEL, args, item)
 }
 
 /// Implements `cano::TimerTask` (and `cano::Task` for it): `#[cano::task::timer]`.

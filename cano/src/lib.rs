@@ -12,6 +12,7 @@ pub mod saga;
 #[cfg(feature = "scheduler")]
 #[cfg_attr(docsrs, doc(cfg(feature = "scheduler")))]
 pub mod scheduler;
+pub mod signal;
 pub mod store;
 pub mod task;
 pub mod workflow;
@@ -37,6 +38,7 @@ pub use saga::{CompensatableTask, ErasedCompensatable};
 #[cfg(feature = "scheduler")]
 #[cfg_attr(docsrs, doc(cfg(feature = "scheduler")))]
 pub use scheduler::{BackoffPolicy, FlowInfo, RunningScheduler, Schedule, Scheduler, Status};
+pub use signal::{Signal, SignalStore, SignalTask};
 pub use store::MemoryStore;
 pub use task::batch::{
     BatchTask, BatchTaskObject, DefaultBatchItem, DefaultBatchItemOutput, DynBatchTask, run_batch,
@@ -60,9 +62,9 @@ pub mod prelude {
         BatchTask, CanoError, CanoResult, CheckpointRow, CheckpointStore, CircuitBreaker,
         CircuitPermit, CircuitPolicy, CircuitState, CompensatableTask, HealthStatus, JoinConfig,
         JoinStrategy, MemoryStore, PollErrorPolicy, PollOutcome, PollTask, Resource, Resources,
-        RetryMode, RouterTask, RowKind, SplitResult, SplitTaskResult, StateEntry, StepOutcome,
-        SteppedTask, Task, TaskConfig, TaskObject, TaskResult, TimerOutcome, TimerTask, Workflow,
-        WorkflowObserver, run_stepped,
+        RetryMode, RouterTask, RowKind, SignalTask, SplitResult, SplitTaskResult, StateEntry,
+        StepOutcome, SteppedTask, Task, TaskConfig, TaskObject, TaskResult, TimerOutcome,
+        TimerTask, Workflow, WorkflowObserver, run_stepped,
     };
 
     #[cfg(feature = "recovery")]

@@ -80,6 +80,12 @@ pub trait WorkflowObserver: Send + Sync + 'static {
     /// running for `elapsed` (`limit` is the timeout). Fired once per run, before the
     /// saga's rollback.
     fn on_workflow_timeout(&self, _elapsed: std::time::Duration, _limit: std::time::Duration) {}
+    /// A signal state consumed the signal `name` with the sender's id `id` (its row is in
+    /// the run's log).
+    fn on_signal_received(&self, _name: &str, _id: &str) {}
+    /// A pending signal was dropped without being consumed: its payload does not
+    /// deserialize into the task's payload type (`error` says why). The run keeps waiting.
+    fn on_signal_rejected(&self, _name: &str, _id: &str, _error: &CanoError) {}
 }
 
 /// An observer that turns every callback into a `tracing` event with target
@@ -146,6 +152,12 @@ impl WorkflowObserver for TracingObserver {
     }
     fn on_workflow_timeout(&self, elapsed: std::time::Duration, limit: std::time::Duration) {
         tracing::warn!(target: "cano::observer", elapsed = ?elapsed, limit = ?limit, "workflow total timeout exceeded");
+    }
+    fn on_signal_received(&self, name: &str, id: &str) {
+        tracing::info!(target: "cano::observer", signal = name, id, "signal received");
+    }
+    fn on_signal_rejected(&self, name: &str, id: &str, error: &CanoError) {
+        tracing::warn!(target: "cano::observer", signal = name, id, error = %error, "signal rejected");
     }
     fn on_run_end(&self, outcome: Result<&str, &CanoError>) {
         match outcome {

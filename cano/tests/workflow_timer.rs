@@ -123,7 +123,8 @@ async fn a_resumed_timer_waits_only_what_is_left_and_is_not_asked_again() {
     assert!(matches!(
         log::summarize("t1", &rows).status,
         RunStatus::Waiting {
-            deadline_ms: Some(_)
+            deadline_ms: Some(_),
+            signal: None
         }
     ));
     let deadline = deadline_of(&rows).unwrap();
@@ -178,7 +179,8 @@ async fn wall_clock_and_instant_deadlines() {
     assert_eq!(wf.orchestrate(S::Cooldown).await, Ok(S::Done));
     let waited = started.elapsed();
     assert!(
-        waited >= 2 * HOUR - Duration::from_millis(5) && waited <= 2 * HOUR,
+        // Real time passes between reading the clocks here and in the engine.
+        waited >= 2 * HOUR - Duration::from_secs(1) && waited <= 2 * HOUR + Duration::from_secs(1),
         "{waited:?}"
     );
     let past = workflow(&counts, TimerOutcome::At(UNIX_EPOCH), &store);

@@ -58,6 +58,7 @@
 //! | `on_checkpoint` | a checkpoint row was stored | the workflow id, the row's sequence number |
 //! | `on_resume` | `resume_from` starts, before resource setup | the workflow id, the sequence of the last row found |
 //! | `on_cancelled` | the run's cancellation token fired; once, before the rollback | the state it stopped in |
+//! | `on_signal_received` / `on_signal_rejected` | a signal state consumed a signal / dropped one whose payload it cannot read | the signal's name and id (and why) |
 //! | `on_workflow_timeout` | the run passed its total timeout; once, before the rollback | the time it ran, the limit |
 //!
 //! For a run `Start → Done` whose task fails once and then succeeds, the events are:
@@ -104,7 +105,7 @@
 //!   resumed from checkpoint`, `saga step compensated`, `workflow run ended`; WARN `task
 //!   retry`, `task attempt failed`, `circuit breaker rejected task`, `saga rollback
 //!   started`, `checkpoint log not cleared`, `workflow run cancelled`, `workflow total
-//!   timeout exceeded`; ERROR `task failed`, `compensation failed`,
+//!   timeout exceeded`, `signal rejected`; INFO `signal received`; ERROR `task failed`, `compensation failed`,
 //!   `resource teardown failed`, `workflow run failed`;
 //! * `Workflow::with_tracing_span(span)`, which runs every `orchestrate` and
 //!   `resume_from` of the workflow inside your span instead of the default
@@ -157,6 +158,9 @@
 //! | event | WARN | `Task execution failed, will retry` | `task`, `attempt`, `max_attempts`, `error` |
 //! | event | WARN | `error is not retryable; giving up` | `task`, `attempt`, `error` |
 //! | event | WARN | `workflow run cancelled` | `state` |
+//! | event | INFO | `signal received` | `signal`, `id` |
+//! | event | WARN | `signal rejected` | `signal`, `id`, `error` |
+//! | event | WARN | `could not remove a consumed signal` | `signal_id`, `error` |
 //! | event | WARN | `workflow total timeout exceeded` | `state`, `elapsed`, `limit` |
 //! | event | WARN | `run failed; rolling back completed saga steps` | `steps`, `error` |
 //! | event | WARN | `finishing the rollback recorded in the checkpoint log` | `steps`, `error` |

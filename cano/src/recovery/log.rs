@@ -26,11 +26,14 @@
 //! | [`CompensationCompletion`](RowKind::CompensationCompletion) | a saga task finished | its `Output`, as JSON |
 //! | [`RollbackStarted`](RowKind::RollbackStarted) | a run with completed saga steps failed and its rollback begins | JSON `{"category": …, "message": …, "steps": [{"task_id": …, "output": [bytes…]}, …]}`: the error that caused it ([`CanoError::category`] and raw message) and the steps to undo, oldest first |
 //! | [`Compensated`](RowKind::Compensated) | one step of that rollback was undone | the decimal ASCII text of the step's index in the `steps` list of the latest `RollbackStarted` row |
+//! | [`SignalWait`](RowKind::SignalWait) | a [signal](crate::signal) state starts waiting (after its entry row); also the re-entry of a signal state resumed while waiting | JSON `{"signal": name, "deadline_ms": ms or null}`: the signal waited for and the timeout's deadline (ms since the Unix epoch, UTC) |
+//! | [`Signal`](RowKind::Signal) | a signal state consumed a signal (before its task sees the payload); also the re-entry of a signal state resumed after that | JSON `{"signal": name, "id": the sender's id, "payload": the payload (JSON)}` |
 //! | [`Timer`](RowKind::Timer) | a [timer](crate::TimerTask) state starts waiting (after its entry row); also the re-entry of a timer state resumed while waiting | the deadline: decimal ASCII milliseconds since the Unix epoch, UTC (`b"1764950400000"`) |
 //!
 //! Rows of kinds `StateEntry`, `StepCursor` and `CompensationCompletion` are also what
 //! cano 0.12.0 writes (with the same blobs, except that 0.12.0 never writes a supersedes
-//! marker); `RollbackStarted`, `Compensated` and `Timer` are this crate's additions.
+//! marker); `RollbackStarted`, `Compensated`, `Timer`, `SignalWait` and `Signal` are this
+//! crate's additions.
 //!
 //! # Reading a log back
 //!
@@ -42,9 +45,12 @@
 //! * Otherwise the **resume point** is the row with the highest sequence: the run
 //!   re-enters its state. If that row is a `StepCursor`, the stepped state continues from
 //!   its cursor; if it is a `Timer`, the timer state waits until its recorded deadline
-//!   (at once if it has passed) without asking the task again; if it is a
+//!   (at once if it has passed) without asking the task again; if it is a `SignalWait`,
+//!   the signal state waits again, until the recorded deadline; if it is a `Signal`, the
+//!   signal state hands that signal's payload to its task again; if it is a
 //!   `CompensationCompletion`, the step runs again and its re-entry row supersedes that
 //!   completion.
+//! * Signal ids in `Signal` rows are never consumed again by the run.
 //! * Saga steps on the compensation stack are the `CompensationCompletion` rows before the
 //!   resume point that no supersedes marker names, in sequence order.
 //!
@@ -121,6 +127,27 @@ pub enum LogEntry<'a> {
         task_id: &'a str,
         /// The deadline, in milliseconds since the Unix epoch (UTC).
         deadline_ms: u64,
+    },
+    /// A signal state waits for `signal` (until `deadline_ms`, if set), or was
+    /// re-entered, waiting, on resume.
+    SignalWait {
+        /// The state's `Debug` text.
+        state: &'a str,
+        /// The signal task's name.
+        task_id: &'a str,
+        /// The signal's name.
+        signal: String,
+        /// The timeout's deadline, in milliseconds since the Unix epoch (UTC).
+        deadline_ms: Option<u64>,
+    },
+    /// A signal state consumed `signal` (or was re-entered with it on resume).
+    Signal {
+        /// The state's `Debug` text.
+        state: &'a str,
+        /// The signal task's name.
+        task_id: &'a str,
+        /// The signal: name, id and payload.
+        signal: crate::signal::Signal,
     },
     /// A rollback began.
     RollbackStarted(RollbackRecord),
@@ -225,6 +252,32 @@ pub fn parse_row<'a>(workflow_id: &str, row: &'a CheckpointRow) -> Result<LogEnt
                 deadline_ms,
             })
         }
+        RowKind::SignalWait => {
+            let blob = blob.ok_or_else(|| bad("it has no signal".into()))?;
+            let wait: WaitRecord = serde_json::from_slice(blob)
+                .map_err(|e| bad(format!("its signal wait does not decode ({e})")))?;
+            Ok(LogEntry::SignalWait {
+                state: &row.state,
+                task_id: &row.task_id,
+                signal: wait.signal,
+                deadline_ms: wait.deadline_ms,
+            })
+        }
+        RowKind::Signal => {
+            let blob = blob.ok_or_else(|| bad("it has no signal".into()))?;
+            let got: SignalRecord = serde_json::from_slice(blob)
+                .map_err(|e| bad(format!("its signal does not decode ({e})")))?;
+            Ok(LogEntry::Signal {
+                state: &row.state,
+                task_id: &row.task_id,
+                signal: crate::signal::Signal {
+                    name: got.signal,
+                    id: got.id,
+                    payload: serde_json::to_vec(&got.payload)
+                        .map_err(|e| bad(format!("its payload does not encode ({e})")))?,
+                },
+            })
+        }
         RowKind::RollbackStarted => {
             let blob = blob.ok_or_else(|| bad("it has no rollback record".into()))?;
             serde_json::from_slice(blob)
@@ -304,6 +357,72 @@ pub(crate) fn timer(
     row
 }
 
+/// The blob of a [`RowKind::SignalWait`] row.
+#[derive(Serialize, Deserialize)]
+struct WaitRecord {
+    signal: String,
+    deadline_ms: Option<u64>,
+}
+
+/// The blob of a [`RowKind::Signal`] row.
+#[derive(Serialize, Deserialize)]
+struct SignalRecord {
+    signal: String,
+    id: String,
+    payload: serde_json::Value,
+}
+
+/// A [`RowKind::SignalWait`] row: the state waits for `signal` until `deadline_ms`.
+pub(crate) fn signal_wait(
+    sequence: u64,
+    state: impl Into<String>,
+    task_id: impl Into<String>,
+    signal: &str,
+    deadline_ms: Option<u64>,
+) -> CheckpointRow {
+    let mut row = CheckpointRow::new(sequence, state, task_id);
+    let record = WaitRecord {
+        signal: signal.to_string(),
+        deadline_ms,
+    };
+    // A struct of a string and a number always serializes.
+    row.output_blob = Some(serde_json::to_vec(&record).unwrap_or_default());
+    row.kind = RowKind::SignalWait;
+    row
+}
+
+/// A [`RowKind::Signal`] row: the state consumed `signal`.
+///
+/// # Errors
+/// The signal's payload is not JSON ([`CanoError::Store`], naming the signal).
+pub(crate) fn signal_received(
+    sequence: u64,
+    state: impl Into<String>,
+    task_id: impl Into<String>,
+    signal: &crate::signal::Signal,
+) -> Result<CheckpointRow, CanoError> {
+    let payload: serde_json::Value = serde_json::from_slice(&signal.payload).map_err(|e| {
+        CanoError::store(format!(
+            "signal {:?} ({:?}): the payload is not JSON: {e}",
+            signal.name, signal.id
+        ))
+    })?;
+    let record = SignalRecord {
+        signal: signal.name.clone(),
+        id: signal.id.clone(),
+        payload,
+    };
+    let mut row = CheckpointRow::new(sequence, state, task_id);
+    row.output_blob = Some(serde_json::to_vec(&record).map_err(|e| {
+        CanoError::store(format!(
+            "signal {:?}: record does not encode: {e}",
+            signal.name
+        ))
+    })?);
+    row.kind = RowKind::Signal;
+    Ok(row)
+}
+
 /// A [`RowKind::CompensationCompletion`] row.
 pub(crate) fn completion(
     sequence: u64,
@@ -344,6 +463,20 @@ pub(crate) fn compensated(sequence: u64, index: usize) -> CheckpointRow {
     row
 }
 
+/// What a waiting state recorded at the resume point.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ResumeWait {
+    /// A timer waiting until this deadline (ms since the epoch).
+    Timer(u64),
+    /// A signal state waiting for `signal` until `deadline_ms`.
+    Signal {
+        signal: String,
+        deadline_ms: Option<u64>,
+    },
+    /// A signal state that consumed this signal.
+    Received(crate::signal::Signal),
+}
+
 /// What a log says a resumed run must do.
 #[derive(Debug)]
 pub(crate) enum ResumePlan<'a> {
@@ -361,8 +494,10 @@ pub(crate) enum ResumePlan<'a> {
         compensations: Vec<CompletedStep>,
         /// The cursor the resumed stepped state continues from.
         cursor: Option<Vec<u8>>,
-        /// The deadline the resumed timer state waits for.
-        timer: Option<u64>,
+        /// What the resumed state was waiting for (a timer, a signal) or had received.
+        wait: Option<ResumeWait>,
+        /// The ids of every signal the run consumed.
+        consumed_signals: Vec<String>,
         /// The completion row that the re-entry supersedes.
         supersedes: Option<u64>,
     },
@@ -447,10 +582,26 @@ pub(crate) fn plan_resume<'a>(
             LogEntry::StepCursor { cursor, .. } => Some(cursor.to_vec()),
             _ => None,
         },
-        timer: match last_entry {
-            LogEntry::Timer { deadline_ms, .. } => Some(*deadline_ms),
+        wait: match last_entry {
+            LogEntry::Timer { deadline_ms, .. } => Some(ResumeWait::Timer(*deadline_ms)),
+            LogEntry::SignalWait {
+                signal,
+                deadline_ms,
+                ..
+            } => Some(ResumeWait::Signal {
+                signal: signal.clone(),
+                deadline_ms: *deadline_ms,
+            }),
+            LogEntry::Signal { signal, .. } => Some(ResumeWait::Received(signal.clone())),
             _ => None,
         },
+        consumed_signals: entries
+            .iter()
+            .filter_map(|(_, e)| match e {
+                LogEntry::Signal { signal, .. } => Some(signal.id.clone()),
+                _ => None,
+            })
+            .collect(),
         supersedes: matches!(last_entry, LogEntry::Completion { .. }).then_some(last_sequence),
     })
 }
@@ -480,10 +631,22 @@ pub fn summarize(workflow_id: &str, rows: &[CheckpointRow]) -> super::RunSummary
             remaining: remaining.len(),
         },
         Ok(ResumePlan::Forward {
-            timer: Some(deadline_ms),
+            wait: Some(ResumeWait::Timer(deadline_ms)),
             ..
         }) => RunStatus::Waiting {
             deadline_ms: Some(deadline_ms),
+            signal: None,
+        },
+        Ok(ResumePlan::Forward {
+            wait:
+                Some(ResumeWait::Signal {
+                    signal,
+                    deadline_ms,
+                }),
+            ..
+        }) => RunStatus::Waiting {
+            deadline_ms,
+            signal: Some(signal),
         },
         Ok(ResumePlan::Forward { .. }) => RunStatus::Forward,
         Err(e) => RunStatus::Malformed(e.message().to_string()),

@@ -2,6 +2,7 @@
 
 use super::{CheckpointRow, CheckpointStore, ListRuns, RunSummary, StoreFuture};
 use crate::error::CanoError;
+use crate::signal::{Signal, SignalStore, Wakers};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::future::{Future, ready};
@@ -33,6 +34,9 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Default)]
 pub struct MemoryCheckpointStore {
     runs: Arc<Mutex<HashMap<String, BTreeMap<u64, CheckpointRow>>>>,
+    /// Pending signals per run, oldest first.
+    signals: Arc<Mutex<HashMap<String, Vec<Signal>>>>,
+    wakers: Arc<Wakers>,
 }
 
 impl MemoryCheckpointStore {
@@ -101,8 +105,80 @@ impl CheckpointStore for MemoryCheckpointStore {
         Self: Sync + 'async_trait,
     {
         self.runs.lock().remove(workflow_id);
+        // A finished run's undelivered signals go with it.
+        let mut signals = self.signals.lock();
+        if !signals.is_empty() {
+            signals.remove(workflow_id);
+        }
         Box::pin(ready(Ok(())))
     }
+}
+
+/// Signals are kept in memory beside the logs; a run is known while it has a log.
+impl SignalStore for MemoryCheckpointStore {
+    fn send_signal<'a>(&'a self, workflow_id: &'a str, signal: Signal) -> StoreFuture<'a, bool> {
+        let known = self
+            .runs
+            .lock()
+            .get(workflow_id)
+            .is_some_and(|rows| !rows.is_empty());
+        if !known {
+            return Box::pin(ready(Err(no_run(workflow_id, &signal))));
+        }
+        let stored = {
+            let mut signals = self.signals.lock();
+            let pending = signals.entry(workflow_id.to_owned()).or_default();
+            let new = !pending.iter().any(|s| s.id == signal.id);
+            if new {
+                pending.push(signal);
+            }
+            new
+        };
+        self.wakers.wake(workflow_id);
+        Box::pin(ready(Ok(stored)))
+    }
+
+    fn pending_signals<'a>(
+        &'a self,
+        workflow_id: &'a str,
+        name: &'a str,
+    ) -> StoreFuture<'a, Vec<Signal>> {
+        let pending = self
+            .signals
+            .lock()
+            .get(workflow_id)
+            .map(|all| all.iter().filter(|s| s.name == name).cloned().collect())
+            .unwrap_or_default();
+        Box::pin(ready(Ok(pending)))
+    }
+
+    fn remove_signal<'a>(
+        &'a self,
+        workflow_id: &'a str,
+        signal_id: &'a str,
+    ) -> StoreFuture<'a, ()> {
+        if let Some(pending) = self.signals.lock().get_mut(workflow_id) {
+            pending.retain(|s| s.id != signal_id);
+        }
+        Box::pin(ready(Ok(())))
+    }
+
+    fn signal_waker(&self, workflow_id: &str) -> Option<Arc<tokio::sync::Notify>> {
+        Some(self.wakers.get(workflow_id))
+    }
+
+    fn forget_signal_waker(&self, workflow_id: &str) {
+        self.wakers.forget(workflow_id);
+    }
+}
+
+/// The error for a signal sent to a run the store does not hold.
+pub(crate) fn no_run(workflow_id: &str, signal: &Signal) -> CanoError {
+    CanoError::checkpoint_store(format!(
+        "cannot send signal {:?} ({:?}): no run {workflow_id:?} in this store \
+         (it never started here, or it has finished)",
+        signal.name, signal.id
+    ))
 }
 
 impl ListRuns for MemoryCheckpointStore {

@@ -88,6 +88,13 @@ pub enum RowKind {
     /// A timer state is waiting: `output_blob` holds its wall-clock deadline, so that a
     /// resumed run waits only what is left. (Not written by cano 0.12.0.)
     Timer,
+    /// A [signal](crate::signal) state starts waiting: `output_blob` holds (as JSON) the
+    /// signal's name and the wait's deadline, if it has one. (Not written by cano 0.12.0.)
+    SignalWait,
+    /// A signal was consumed: `output_blob` holds (as JSON) its name, id and payload, so
+    /// that a resumed run hands the same payload to its task and never consumes the id
+    /// again. (Not written by cano 0.12.0.)
+    Signal,
 }
 
 /// One entry of a run's checkpoint log.
@@ -244,11 +251,14 @@ pub enum RunStatus {
         remaining: usize,
     },
     /// The run is waiting at its last state: a [timer](crate::TimerTask) until
-    /// `deadline_ms` (milliseconds since the Unix epoch, UTC). `resume_from` continues the
-    /// wait for what is left of it.
+    /// `deadline_ms` (milliseconds since the Unix epoch, UTC), or a
+    /// [signal](crate::signal) state for `signal` (until `deadline_ms`, if it has a
+    /// timeout). `resume_from` continues the wait for what is left of it.
     Waiting {
         /// When the wait ends, if it has a deadline.
         deadline_ms: Option<u64>,
+        /// The signal the run waits for, if it waits for one.
+        signal: Option<String>,
     },
     /// The log does not follow the [format](log); the text says what is wrong.
     Malformed(String),

@@ -69,6 +69,7 @@ pub use stepped::{
 pub use cano_macros::batch_task as batch;
 pub use cano_macros::poll_task as poll;
 pub use cano_macros::router_task as router;
+pub use cano_macros::signal_task as signal;
 pub use cano_macros::stepped_task as stepped;
 pub use cano_macros::timer_task as timer;
 

@@ -22,7 +22,7 @@ use super::table::Entry;
 use crate::cancel::CancellationToken;
 use crate::error::CanoError;
 use crate::observer::WorkflowObserver;
-use crate::recovery::log::{self, ResumePlan};
+use crate::recovery::log::{self, ResumePlan, ResumeWait};
 use crate::recovery::{CheckpointRow, CheckpointStore};
 use crate::task::TaskConfig;
 use crate::task::attempt::{self, Observed, TaskScope};
@@ -231,7 +231,8 @@ where
                     last_sequence,
                     compensations,
                     cursor,
-                    timer,
+                    wait,
+                    consumed_signals,
                     supersedes,
                 } => {
                     let state = self.state_labelled(state)?;
@@ -243,7 +244,8 @@ where
                     let extra = RunExtra {
                         compensations,
                         resume_cursor: cursor,
-                        resume_timer: timer,
+                        resume_wait: wait,
+                        consumed_signals,
                         supersedes,
                         writer: None,
                         interrupt: None,
@@ -567,12 +569,24 @@ where
         // stands, even if the process dies again before the next step.
         // A timer state resumed while waiting likewise records its re-entry as a timer
         // row with the deadline it still waits for.
-        let row = match (run.resume_cursor(), run.resume_timer(), handler) {
+        // Signal states too: the re-entry repeats the wait, or the signal consumed.
+        let row = match (run.resume_cursor(), run.resume_wait(), handler) {
             (Some(cursor), _, Some(h)) if h.is_stepped() => {
                 log::cursor(sequence, state, task_id, cursor.clone())
             }
-            (_, Some(deadline_ms), Some(h)) if h.is_timer() => {
-                log::timer(sequence, state, task_id, deadline_ms)
+            (_, Some(ResumeWait::Timer(deadline_ms)), Some(h)) if h.is_timer() => {
+                log::timer(sequence, state, task_id, *deadline_ms)
+            }
+            (
+                _,
+                Some(ResumeWait::Signal {
+                    signal,
+                    deadline_ms,
+                }),
+                Some(h),
+            ) if h.is_signal() => log::signal_wait(sequence, state, task_id, signal, *deadline_ms),
+            (_, Some(ResumeWait::Received(signal)), Some(h)) if h.is_signal() => {
+                log::signal_received(sequence, state, task_id, signal)?
             }
             _ => log::entry(sequence, state, task_id, run.take_supersedes()),
         };

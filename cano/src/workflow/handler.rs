@@ -10,6 +10,7 @@ use super::join::JoinConfig;
 use crate::error::CanoError;
 use crate::resource::Resources;
 use crate::saga::ErasedCompensatable;
+use crate::signal::ErasedSignalTask;
 use crate::task::attempt::{self, Attempt};
 use crate::task::stepped::ErasedSteppedTask;
 use crate::task::{TaskConfig, TaskObject, TaskResult};
@@ -34,6 +35,11 @@ where
     /// durably (its deadline recorded in the log). `task.__timer()` is `Some`.
     Timer {
         task: TaskObject<TState, TResourceKey>,
+        config: Arc<TaskConfig>,
+    },
+    /// `register_signal`: waits for a signal, then runs the task on its payload.
+    Signal {
+        task: Arc<dyn ErasedSignalTask<TState, TResourceKey>>,
         config: Arc<TaskConfig>,
     },
     /// `register_split`: members run concurrently, then the join decides.
@@ -87,6 +93,10 @@ where
                 task: Arc::clone(task),
                 config: Arc::clone(config),
             },
+            Self::Signal { task, config } => Self::Signal {
+                task: Arc::clone(task),
+                config: Arc::clone(config),
+            },
             Self::Compensatable { task, config } => Self::Compensatable {
                 task: Arc::clone(task),
                 config: Arc::clone(config),
@@ -115,6 +125,12 @@ where
                     )))
                 }
             }
+            Self::Signal { task, .. } => match task.timeout() {
+                Some((_, state)) if !known(&state) => Err(CanoError::configuration(format!(
+                    "Signal state's timeout state {state:?} is neither registered nor an exit state"
+                ))),
+                _ => Ok(()),
+            },
             Self::Task { .. }
             | Self::Timer { .. }
             | Self::Stepped { .. }
@@ -131,6 +147,7 @@ where
             Self::Split { .. } => Some(Cow::Borrowed("")),
             Self::Stepped { task, .. } => Some(task.name()),
             Self::Timer { task, .. } => Some(task.name()),
+            Self::Signal { task, .. } => Some(task.name()),
             Self::Compensatable { task, .. } => Some(task.name()),
         }
     }
@@ -150,6 +167,7 @@ where
             Self::Task { checkpointed, .. } => *checkpointed,
             Self::Split { .. }
             | Self::Timer { .. }
+            | Self::Signal { .. }
             | Self::Stepped { .. }
             | Self::Compensatable { .. } => true,
         }
@@ -163,6 +181,11 @@ where
     /// Whether this is a durable timer state.
     pub(crate) fn is_timer(&self) -> bool {
         matches!(self, Self::Timer { .. })
+    }
+
+    /// Whether this is a signal state.
+    pub(crate) fn is_signal(&self) -> bool {
+        matches!(self, Self::Signal { .. })
     }
 
     /// The compensatable task behind this state, if any.

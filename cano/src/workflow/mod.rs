@@ -58,6 +58,7 @@ use crate::observer::WorkflowObserver;
 use crate::recovery::{CheckpointStore, RunWriters};
 use crate::resource::Resources;
 use crate::saga::{CompensatableAdapter, CompensatableTask, ErasedCompensatable};
+use crate::signal::{ErasedSignalTask, SignalAdapter, SignalStore, SignalTask};
 use crate::task::stepped::{ErasedSteppedTask, SteppedAdapter};
 use crate::task::{RouterTask, SteppedTask, Task, TaskConfig, TaskObject};
 use crate::util::FastMap;
@@ -96,6 +97,8 @@ where
     checkpoint_store: Option<Arc<dyn CheckpointStore>>,
     /// The same store as `checkpoint_store`, when it hands out per-run writers.
     run_writers: Option<Arc<dyn RunWriters>>,
+    /// The same store as `checkpoint_store`, when it keeps signals.
+    signals: Option<Arc<dyn SignalStore>>,
     workflow_id: Option<Arc<str>>,
     /// Saga compensators by task name (how completion rows refer to them).
     compensators: FastMap<String, Arc<dyn ErasedCompensatable<TState, TResourceKey>>>,
@@ -131,6 +134,7 @@ where
             observers: None,
             checkpoint_store: None,
             run_writers: None,
+            signals: None,
             workflow_id: None,
             compensators: FastMap::default(),
             #[cfg(feature = "tracing")]
@@ -299,6 +303,19 @@ where
         self.with_handler(state, Handler::Compensatable { task, config })
     }
 
+    /// Register a [`SignalTask`] for `state`: entering it, the run waits until the signal
+    /// the task names is sent to it (or the task's timeout passes), then the task gets the
+    /// signal's payload. The workflow needs a signal store
+    /// ([`with_signal_store`](Self::with_signal_store)) and an id; see [`crate::signal`].
+    pub fn register_signal<T>(self, state: TState, task: T) -> Self
+    where
+        T: SignalTask<TState, TResourceKey> + 'static,
+    {
+        let config = Arc::new(SignalTask::config(&task));
+        let task: Arc<dyn ErasedSignalTask<TState, TResourceKey>> = Arc::new(SignalAdapter(task));
+        self.with_handler(state, Handler::Signal { task, config })
+    }
+
     /// Run every task in `tasks` concurrently whenever the workflow enters `state`, then
     /// move to `join_config.join_state` if `join_config.strategy` is satisfied.
     ///
@@ -407,7 +424,28 @@ where
     pub fn with_checkpoint_store(mut self, store: Arc<dyn CheckpointStore>) -> Self {
         self.checkpoint_store = Some(store);
         self.run_writers = None;
+        self.signals = None;
         self.edited()
+    }
+
+    /// [`with_checkpoint_store`](Self::with_checkpoint_store) for a store that keeps
+    /// signals ([`SignalStore`]), which [signal states](Self::register_signal) need. If
+    /// the workflow already has this very store (e.g. from
+    /// [`with_run_writers`](Self::with_run_writers)), that is kept.
+    pub fn with_signal_store<S: SignalStore>(mut self, store: Arc<S>) -> Self {
+        if !self.has_store(&store) {
+            self.checkpoint_store = Some(Arc::clone(&store) as Arc<dyn CheckpointStore>);
+            self.run_writers = None;
+        }
+        self.signals = Some(store);
+        self.edited()
+    }
+
+    /// Whether `store` is the workflow's checkpoint store already.
+    fn has_store<S>(&self, store: &Arc<S>) -> bool {
+        self.checkpoint_store
+            .as_ref()
+            .is_some_and(|current| std::ptr::addr_eq(Arc::as_ptr(current), Arc::as_ptr(store)))
     }
 
     /// [`with_checkpoint_store`](Self::with_checkpoint_store) for a store that hands each
@@ -416,7 +454,10 @@ where
     /// the store can refuse the writes of a run that is no longer this process's (a lost
     /// lease). A refused write fails the run and no further task of it starts.
     pub fn with_run_writers<S: RunWriters>(mut self, store: Arc<S>) -> Self {
-        self.checkpoint_store = Some(Arc::clone(&store) as Arc<dyn CheckpointStore>);
+        if !self.has_store(&store) {
+            self.checkpoint_store = Some(Arc::clone(&store) as Arc<dyn CheckpointStore>);
+            self.signals = None;
+        }
         self.run_writers = Some(store);
         self.edited()
     }
@@ -458,6 +499,12 @@ where
         }
         for (_, handler) in self.states.iter() {
             handler.validate(|s| self.is_known(s))?;
+            if handler.is_signal() && self.signals.is_none() {
+                return Err(CanoError::configuration(
+                    "A signal state needs a store that keeps signals: call with_signal_store \
+                     (MemoryCheckpointStore and RedbCheckpointStore keep them)",
+                ));
+            }
         }
         Ok(())
     }
@@ -503,6 +550,7 @@ where
             observers: self.observers.clone(),
             checkpoint_store: self.checkpoint_store.clone(),
             run_writers: self.run_writers.clone(),
+            signals: self.signals.clone(),
             workflow_id: self.workflow_id.clone(),
             compensators: self.compensators.clone(),
             #[cfg(feature = "tracing")]

@@ -19,7 +19,7 @@
 
 use crate::cancel::CancellationToken;
 use crate::error::CanoError;
-use crate::recovery::log::CompletedStep;
+use crate::recovery::log::{CompletedStep, ResumeWait};
 use crate::recovery::{CheckpointRow, CheckpointStore, RunWriter, StoreFuture};
 use std::future::Future;
 use std::sync::Arc;
@@ -44,9 +44,12 @@ pub(crate) struct RunExtra {
     /// The cursor recorded at the resume point; only the first state of a resumed run
     /// (the one whose cursor it is) may use it.
     pub(crate) resume_cursor: Option<Vec<u8>>,
-    /// The deadline (ms since the epoch) recorded at the resume point by a waiting timer
-    /// state; like the cursor, only the first state of a resumed run may use it.
-    pub(crate) resume_timer: Option<u64>,
+    /// What a waiting state recorded at the resume point (a timer's deadline, a signal
+    /// wait, a consumed signal); like the cursor, only the first state of a resumed run
+    /// may use it.
+    pub(crate) resume_wait: Option<ResumeWait>,
+    /// The ids of the signals this run consumed (never consumed again).
+    pub(crate) consumed_signals: Vec<String>,
     /// The completion row at the resume point, which the resumed state's re-run replaces.
     /// The re-entry row names it, so a later resume never compensates that superseded run
     /// of the step as well as the new one.
@@ -193,14 +196,26 @@ impl Run {
         self.extra.as_mut()?.resume_cursor.take()
     }
 
-    /// The timer deadline recorded at the resume point, if the run still has it.
-    pub(crate) fn resume_timer(&self) -> Option<u64> {
-        self.extra.as_ref()?.resume_timer
+    /// What a waiting state recorded at the resume point, if the run still has it.
+    pub(crate) fn resume_wait(&self) -> Option<&ResumeWait> {
+        self.extra.as_ref()?.resume_wait.as_ref()
     }
 
-    /// Take the resume point's timer deadline (used once).
-    pub(crate) fn take_resume_timer(&mut self) -> Option<u64> {
-        self.extra.as_mut()?.resume_timer.take()
+    /// Take what a waiting state recorded at the resume point (used once).
+    pub(crate) fn take_resume_wait(&mut self) -> Option<ResumeWait> {
+        self.extra.as_mut()?.resume_wait.take()
+    }
+
+    /// Whether the run consumed the signal `id` already.
+    pub(crate) fn consumed_signal(&self, id: &str) -> bool {
+        self.extra
+            .as_ref()
+            .is_some_and(|e| e.consumed_signals.iter().any(|c| c == id))
+    }
+
+    /// Remember that the run consumed the signal `id`.
+    pub(crate) fn mark_consumed(&mut self, id: String) {
+        self.extra().consumed_signals.push(id);
     }
 
     /// Forget what the resume point recorded (cursor, timer): it belongs to the first
@@ -208,7 +223,7 @@ impl Run {
     pub(crate) fn clear_resume_point(&mut self) {
         if let Some(extra) = self.extra.as_mut() {
             extra.resume_cursor = None;
-            extra.resume_timer = None;
+            extra.resume_wait = None;
         }
     }
 

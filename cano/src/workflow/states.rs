@@ -4,13 +4,14 @@
 
 use super::Workflow;
 use super::handler::{Handler, single_next};
-use super::run::Run;
+use super::run::{MISSING_ID, Run};
 use crate::error::CanoError;
-use crate::recovery::log::{self, CompletedStep};
+use crate::recovery::log::{self, CompletedStep, ResumeWait};
 use crate::saga::ErasedCompensatable;
+use crate::signal::{ErasedSignalTask, Signal, SignalStore};
 use crate::task::attempt::retry_all;
 use crate::task::stepped::{ErasedStep, ErasedSteppedTask};
-use crate::task::timer::{self, TimerTask};
+use crate::task::timer::{self, TimerOutcome, TimerTask};
 use crate::task::{TaskConfig, TaskResult};
 use std::fmt;
 use std::hash::Hash;
@@ -85,6 +86,214 @@ where
             Handler::Compensatable { task, config } => {
                 Box::pin(self.run_compensatable(task.as_ref(), config, run, label)).await
             }
+            Handler::Signal { task, config } => {
+                Box::pin(self.run_signal(task.as_ref(), config, run, label)).await
+            }
+        }
+    }
+
+    /// A signal state: wait for the signal (recording the wait, with its deadline, unless
+    /// the resume point did), consume it (recording it), then hand its payload to the
+    /// task. A resume point that had consumed a signal hands that one to the task again.
+    /// The timeout moves to the task's timeout state.
+    async fn run_signal(
+        &self,
+        task: &dyn ErasedSignalTask<TState, TResourceKey>,
+        config: &TaskConfig,
+        run: &mut Run,
+        label: &str,
+    ) -> Result<TState, CanoError> {
+        let resources = &*self.resources;
+        let scope = self.begin_task(config, || task.name());
+        let outcome = async {
+            let signal = match run.take_resume_wait() {
+                // The re-entry row recorded it again.
+                Some(ResumeWait::Received(signal)) => signal,
+                resumed => {
+                    let name = task.signal();
+                    let deadline = match resumed {
+                        Some(ResumeWait::Signal { deadline_ms, .. }) => deadline_ms,
+                        _ => self.start_signal_wait(task, &name, run, label).await?,
+                    };
+                    match self.receive(task, &name, deadline, run, label).await? {
+                        Some(signal) => signal,
+                        None => {
+                            return task.timeout().map(|(_, state)| state).ok_or_else(|| {
+                                CanoError::workflow(format!(
+                                    "signal {name:?}: the wait recorded in the log timed out, \
+                                     but the task has no timeout state any more"
+                                ))
+                            });
+                        }
+                    }
+                }
+            };
+            scope
+                .attempts(|| task.on_signal(resources, &signal.payload), retry_all)
+                .await
+                .and_then(single_next)
+        }
+        .await;
+        scope.end(&outcome);
+        outcome
+    }
+
+    /// Record that the state starts waiting for `name` (and until when): the wait's
+    /// deadline, if the task has a timeout.
+    async fn start_signal_wait(
+        &self,
+        task: &dyn ErasedSignalTask<TState, TResourceKey>,
+        name: &str,
+        run: &mut Run,
+        label: &str,
+    ) -> Result<Option<u64>, CanoError> {
+        let deadline = match task.timeout() {
+            Some((after, _)) => Some(timer::deadline_ms(
+                &task.name(),
+                TimerOutcome::Duration(after),
+                timer::wall_now_ms(),
+            )?),
+            None => None,
+        };
+        if let Some(store) = &self.checkpoint_store {
+            self.append_row(store.as_ref(), run, |sequence| {
+                Ok(log::signal_wait(
+                    sequence,
+                    label,
+                    task.name(),
+                    name,
+                    deadline,
+                ))
+            })
+            .await
+            .map_err(|e| {
+                CanoError::checkpoint_store(format!("append signal wait checkpoint: {e}"))
+            })?;
+        }
+        Ok(deadline)
+    }
+
+    /// Wait for a signal named `name` for this run (until `deadline`, if set; `None` when
+    /// it passes first), and consume it: its row is in the log before it is returned.
+    async fn receive(
+        &self,
+        task: &dyn ErasedSignalTask<TState, TResourceKey>,
+        name: &str,
+        deadline: Option<u64>,
+        run: &mut Run,
+        label: &str,
+    ) -> Result<Option<Signal>, CanoError> {
+        let signals = self
+            .signals
+            .as_ref()
+            .ok_or_else(|| CanoError::configuration("a signal state needs with_signal_store"))?;
+        let id = run
+            .workflow_id
+            .clone()
+            .ok_or_else(|| CanoError::checkpoint_store(MISSING_ID))?;
+        let waker = signals.signal_waker(&id);
+        let received = loop {
+            // Registered before the store is read, so a signal sent meanwhile wakes it.
+            let notified = waker.as_ref().map(|waker| waker.notified());
+            let mut notified = std::pin::pin!(notified);
+            let early = notified
+                .as_mut()
+                .as_pin_mut()
+                .is_some_and(|notified| notified.enable());
+            match self
+                .take_signal(task, signals.as_ref(), name, run, label)
+                .await
+            {
+                Ok(Some(signal)) => break Ok(Some(signal)),
+                Ok(None) => {}
+                Err(e) => break Err(e),
+            }
+            if early {
+                continue;
+            }
+            let expired = async {
+                match deadline {
+                    Some(deadline) => timer::sleep_until_ms(deadline).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let woken = async {
+                match notified.as_mut().as_pin_mut() {
+                    Some(notified) => notified.await,
+                    // A store that cannot wake its waiters is asked every second.
+                    None => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
+                }
+            };
+            tokio::select! {
+                () = woken => {}
+                () = expired => {
+                    // A signal that came with the deadline still counts.
+                    break self.take_signal(task, signals.as_ref(), name, run, label).await;
+                }
+            }
+        };
+        signals.forget_signal_waker(&id);
+        received
+    }
+
+    /// The first pending signal named `name` that the run may consume, consumed: skips
+    /// (and forgets) signals the run consumed before and payloads the task cannot read.
+    async fn take_signal(
+        &self,
+        task: &dyn ErasedSignalTask<TState, TResourceKey>,
+        signals: &dyn SignalStore,
+        name: &str,
+        run: &mut Run,
+        label: &str,
+    ) -> Result<Option<Signal>, CanoError> {
+        let id = run.workflow_id.clone().unwrap_or_default();
+        let pending = signals
+            .pending_signals(&id, name)
+            .await
+            .map_err(|e| CanoError::checkpoint_store(format!("read pending signals: {e}")))?;
+        for signal in pending {
+            if run.consumed_signal(&signal.id) {
+                self.forget_signal(signals, &id, &signal.id).await;
+                continue;
+            }
+            if let Err(why) = task.check(&signal.payload) {
+                let err = CanoError::workflow(format!(
+                    "signal {:?} ({:?}) for run {id:?} rejected: {why}",
+                    signal.name, signal.id
+                ));
+                #[cfg(feature = "tracing")]
+                tracing::warn!(signal = %signal.name, id = %signal.id, error = %err, "signal rejected");
+                self.notify(|o| o.on_signal_rejected(&signal.name, &signal.id, &err));
+                self.forget_signal(signals, &id, &signal.id).await;
+                continue;
+            }
+            if let Some(store) = &self.checkpoint_store {
+                self.append_row(store.as_ref(), run, |sequence| {
+                    log::signal_received(sequence, label, task.name(), &signal)
+                })
+                .await
+                .map_err(|e| {
+                    CanoError::checkpoint_store(format!("append signal checkpoint: {e}"))
+                })?;
+            }
+            run.mark_consumed(signal.id.clone());
+            #[cfg(feature = "tracing")]
+            tracing::info!(signal = %signal.name, id = %signal.id, "signal received");
+            self.notify(|o| o.on_signal_received(&signal.name, &signal.id));
+            self.forget_signal(signals, &id, &signal.id).await;
+            return Ok(Some(signal));
+        }
+        Ok(None)
+    }
+
+    /// Remove a consumed or rejected signal from the store. A failure leaves it there,
+    /// harmlessly (the run never consumes an id twice), and is reported.
+    async fn forget_signal(&self, signals: &dyn SignalStore, run_id: &str, signal_id: &str) {
+        if let Err(e) = signals.remove_signal(run_id, signal_id).await {
+            #[cfg(feature = "tracing")]
+            tracing::warn!(signal_id, error = %e, "could not remove a consumed signal");
+            #[cfg(not(feature = "tracing"))]
+            let _ = e;
         }
     }
 
@@ -148,10 +357,10 @@ where
         let resources = &*self.resources;
         let scope = self.begin_task(config, || timer.name());
         let outcome = async {
-            let deadline = match run.take_resume_timer() {
+            let deadline = match run.take_resume_wait() {
                 // The re-entry row already records it.
-                Some(deadline) => deadline,
-                None => {
+                Some(ResumeWait::Timer(deadline)) => deadline,
+                _ => {
                     let wait = scope.attempts(|| timer.wait(resources), retry_all).await?;
                     let deadline = timer::deadline_ms(&timer.name(), wait, timer::wall_now_ms())?;
                     if let (Some(store), true) = (&self.checkpoint_store, run.workflow_id.is_some())
