@@ -13,8 +13,8 @@
 //! * observers' `on_cancelled(state)` fires once, then the saga's compensation stack
 //!   drains — the drain itself cannot be cancelled;
 //! * resources set up for the run are torn down once;
-//! * the run ends with [`CanoError::cancelled`]'s error (tell it apart with
-//!   [`CanoError::is_cancelled`]), or `CompensationFailed` whose first error is it.
+//! * the run ends with [`CanoError::cancelled`](crate::CanoError::cancelled)'s error (tell it apart with
+//!   [`CanoError::is_cancelled`](crate::CanoError::is_cancelled)), or `CompensationFailed` whose first error is it.
 //!
 //! A token cancelled before the run starts runs nothing (no setup, no row). Task bodies
 //! are not given the token; what they await is simply dropped.

@@ -160,7 +160,7 @@ where
     /// gets the whole limit again). When it passes:
     ///
     /// * the task in flight is dropped at its next `.await` (a
-    ///   [`CompensatableTask`](crate::CompensatableTask) is never interrupted: it
+    ///   [`CompensatableTask`] is never interrupted: it
     ///   completes and the run stops after it);
     /// * observers' `on_workflow_timeout(elapsed, limit)` fires;
     /// * the saga's completed steps are compensated within the compensation budget
@@ -233,7 +233,7 @@ where
     /// `state`. `task.config()` is read now, once.
     ///
     /// A [`TimerTask`](crate::TimerTask) (`#[task::timer]`) registered here is run
-    /// durably: see [`task::timer`](crate::task::timer).
+    /// durably: see [`task::timer`](mod@crate::task::timer).
     pub fn register<T>(self, state: TState, task: T) -> Self
     where
         T: Task<TState, TResourceKey> + Send + Sync + 'static,
