@@ -418,3 +418,105 @@ async fn a_store_that_fails_while_a_signal_is_consumed_loses_nothing() {
     assert_eq!(wf.resume_from("order-7").await, Ok(S::Ship));
     assert_eq!(f.seen(), [approval("gu")]);
 }
+
+/// The approval flow across "processes" on one redb file: the run waits and its process
+/// goes away; a second opening of the file sends the signal; a third resumes the run,
+/// which consumes it. Real clock, no timeouts involved.
+#[cfg(feature = "recovery")]
+#[tokio::test]
+async fn on_a_redb_file_a_signal_sent_while_the_run_is_down_is_consumed_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("orders.redb");
+    let f = Fixture::new();
+    let instant = |store: Arc<RedbCheckpointStore>| {
+        Workflow::bare()
+            .register_signal(S::Approve, f.task(None, Duration::ZERO))
+            .add_exit_states(vec![S::Ship, S::Expired, S::Rejected])
+            .with_signal_store(store)
+            .with_workflow_id("order-7")
+    };
+    {
+        let store = Arc::new(RedbCheckpointStore::new(&path).unwrap());
+        let wf = instant(store.clone());
+        let waiting =
+            tokio::time::timeout(Duration::from_millis(200), wf.orchestrate(S::Approve)).await;
+        assert!(waiting.is_err(), "the run waits");
+        let rows = store.load_run("order-7").await.unwrap();
+        assert_eq!(rows.last().map(|r| r.kind), Some(RowKind::SignalWait));
+        let err = store
+            .send_signal("nobody", signal_of("x", "y"))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("no run \"nobody\""), "{err}");
+    }
+    {
+        let store = RedbCheckpointStore::new(&path).unwrap();
+        assert!(
+            store
+                .send_signal("order-7", signal_of("s1", "jo"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .send_signal("order-7", signal_of("s1", "jo"))
+                .await
+                .unwrap()
+        );
+        let pending = store.pending_signals("order-7", "approval").await.unwrap();
+        assert_eq!(pending, [signal_of("s1", "jo")]);
+    }
+    let store = Arc::new(RedbCheckpointStore::new(&path).unwrap());
+    assert_eq!(
+        instant(store.clone()).resume_from("order-7").await,
+        Ok(S::Ship)
+    );
+    assert_eq!(f.seen(), [approval("jo")]);
+    assert!(store.load_run("order-7").await.unwrap().is_empty());
+    assert!(
+        store
+            .pending_signals("order-7", "approval")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// In one process, a signal sent through the store wakes the waiting run at once; a
+/// finished run's leftover signals are cleared with its log.
+#[cfg(feature = "recovery")]
+#[tokio::test]
+async fn on_a_redb_file_a_send_wakes_the_waiting_run_and_clear_drops_leftovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(RedbCheckpointStore::new(dir.path().join("o.redb")).unwrap());
+    let f = Fixture::new();
+    let wf = Workflow::bare()
+        .register_signal(S::Approve, f.task(None, Duration::ZERO))
+        .add_exit_states(vec![S::Ship, S::Expired, S::Rejected])
+        .with_signal_store(store.clone())
+        .with_workflow_id("order-8");
+    let run = tokio::spawn(async move { wf.orchestrate(S::Approve).await });
+    while store.load_run("order-8").await.unwrap().is_empty() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Another signal name the run does not wait for stays behind until the log is cleared.
+    let other = Signal::new("other", "o1", &1).unwrap();
+    store.send_signal("order-8", other).await.unwrap();
+    let sent = std::time::Instant::now();
+    store
+        .send_signal("order-8", signal_of("s1", "ka"))
+        .await
+        .unwrap();
+    assert_eq!(run.await.unwrap(), Ok(S::Ship));
+    assert!(
+        sent.elapsed() < Duration::from_millis(900),
+        "woken, not polled"
+    );
+    assert!(
+        store
+            .pending_signals("order-8", "other")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -35,6 +35,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use tokio::sync::oneshot;
 
+mod signals;
+
 const TABLE: TableDefinition<'static, (&'static str, u64), &'static [u8]> =
     TableDefinition::new("cano_checkpoints");
 
@@ -88,6 +90,8 @@ struct Inner {
     requests: Mutex<Option<Sender<Request>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     leading: Mutex<Leading>,
+    /// Signal wakers and which runs have pending signals.
+    signals: signals::Signals,
 }
 
 /// What the writers and readers of one store share.
@@ -415,6 +419,8 @@ impl RedbCheckpointStore {
             journal: Mutex::new(journal),
         });
 
+        let signals = signals::Signals::load(&shared)
+            .map_err(|e| open_error(&e, "could not read its pending signals"))?;
         let (tx, rx) = mpsc::channel();
         let writer_shared = Arc::clone(&shared);
         let writer = std::thread::Builder::new()
@@ -428,6 +434,7 @@ impl RedbCheckpointStore {
                 requests: Mutex::new(Some(tx)),
                 writer: Mutex::new(Some(writer)),
                 leading: Mutex::new(Leading::default()),
+                signals,
             }),
         })
     }
@@ -929,7 +936,8 @@ impl CheckpointStore for RedbCheckpointStore {
             self.submit(Op::Clear {
                 workflow_id: workflow_id.to_owned(),
             })
-            .await
+            .await?;
+            self.clear_signals(workflow_id).await
         })
     }
 }
