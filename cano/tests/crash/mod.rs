@@ -153,3 +153,74 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .expect("runtime")
 }
+
+/// A driver process whose stdout is read line by line, to kill it at a marker.
+pub struct Driver {
+    child: std::process::Child,
+    out: std::io::BufReader<std::process::ChildStdout>,
+    /// Everything it printed so far.
+    pub printed: String,
+}
+
+impl Driver {
+    /// Spawn `cmd` (a [`driver`] command, with any extra environment set).
+    pub fn spawn(mut cmd: Command) -> Self {
+        let mut child = cmd.spawn().expect("spawn driver");
+        let out = std::io::BufReader::new(child.stdout.take().expect("driver stdout"));
+        Self {
+            child,
+            out,
+            printed: String::new(),
+        }
+    }
+
+    /// Read until a line holding `marker`; returns the rest of that line, or `None` if
+    /// the driver ended first.
+    pub fn until(&mut self, marker: &str) -> Option<String> {
+        use std::io::BufRead;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if self.out.read_line(&mut line).unwrap_or(0) == 0 {
+                return None;
+            }
+            self.printed.push_str(&line);
+            // (The test harness prints the driver's first line after its own text.)
+            if let Some((_, rest)) = line.trim_end().split_once(marker) {
+                return Some(rest.trim().to_string());
+            }
+        }
+    }
+
+    /// SIGKILL the driver (it may have ended already); returns all it printed.
+    pub fn kill(mut self) -> String {
+        use std::io::Read;
+        let _ = self.child.kill();
+        let _ = self.out.read_to_string(&mut self.printed);
+        let _ = self.child.wait();
+        std::mem::take(&mut self.printed)
+    }
+
+    /// Let the driver run to its end; returns all it printed. Panics if it failed.
+    pub fn finish(mut self) -> String {
+        use std::io::Read;
+        let _ = self.out.read_to_string(&mut self.printed);
+        let status = self.child.wait().expect("wait for driver");
+        assert!(
+            status.success(),
+            "driver failed ({status}):\n{}",
+            self.printed
+        );
+        std::mem::take(&mut self.printed)
+    }
+}
+
+/// A test that fails midway does not leave its driver running.
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
