@@ -8,6 +8,7 @@ pub mod guide;
 pub mod observer;
 pub mod recovery;
 pub mod resource;
+pub mod run_data;
 pub mod saga;
 #[cfg(feature = "scheduler")]
 #[cfg_attr(docsrs, doc(cfg(feature = "scheduler")))]

@@ -607,6 +607,8 @@ struct RunState {
     stack: Vec<(String, Vec<u8>)>,
     resume_cursor: Option<Vec<u8>>,
     supersedes: Option<u64>,
+    /// The next entry is a resumed run's re-entry.
+    reentry: bool,
 }
 
 /// What the model expects after one run.
@@ -803,11 +805,16 @@ impl<'a> Model<'a> {
                     _ => String::new(),
                 };
                 let mut entry = CheckpointRow::new(run.seq, label.clone(), task_id);
+                let reentry = std::mem::take(&mut run.reentry);
                 if let (Some(cursor), Some(Kind::Stepped(_))) = (&run.resume_cursor, kind) {
                     entry = entry.with_cursor(cursor.clone());
-                }
-                if let Some(superseded) = run.supersedes.take() {
-                    entry.output_blob = Some(superseded.to_string().into_bytes());
+                } else if reentry {
+                    // A re-entry says so, with the completion it supersedes.
+                    let mut record = serde_json::json!({ "resumed": true });
+                    if let Some(superseded) = run.supersedes.take() {
+                        record["supersedes"] = superseded.into();
+                    }
+                    entry.output_blob = Some(serde_json::to_vec(&record).unwrap());
                 }
                 self.append(run, entry)?;
             }
@@ -1307,7 +1314,10 @@ impl<'a> Model<'a> {
         let superseded: Vec<u64> = rows
             .iter()
             .filter(|r| r.kind == RowKind::StateEntry)
-            .filter_map(|r| String::from_utf8(r.output_blob.clone()?).ok()?.parse().ok())
+            .filter_map(|r| {
+                let blob = r.output_blob.as_deref()?;
+                serde_json::from_slice::<serde_json::Value>(blob).ok()?["supersedes"].as_u64()
+            })
             .collect();
         run.stack = rows
             .iter()
@@ -1324,6 +1334,7 @@ impl<'a> Model<'a> {
         if last.kind == RowKind::CompensationCompletion {
             run.supersedes = Some(last.sequence);
         }
+        run.reentry = true;
         self.event(format!("resume:{WF}:{}", last.sequence));
         self.finish(|m| m.run_loop(state, &mut run))
     }

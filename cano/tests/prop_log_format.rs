@@ -13,8 +13,28 @@ fn kind() -> impl Strategy<Value = RowKind> {
         Just(RowKind::CompensationCompletion),
         Just(RowKind::RollbackStarted),
         Just(RowKind::Compensated),
+        Just(RowKind::Timer),
+        Just(RowKind::SignalWait),
+        Just(RowKind::Signal),
     ]
 }
+
+/// JSON blobs of the newer row kinds, well formed and not.
+const JSON_BLOBS: &[&str] = &[
+    r#"{"resumed":true,"supersedes":3}"#,
+    r#"{"set":{"k":{"type":"u8","value":1}},"removed":["x"]}"#,
+    r#"{"supersedes":null}"#,
+    r#"{}"#,
+    r#"{"category":1}"#,
+    r#"{"resumed":"yes"}"#,
+    r#"{"set":{"k":{"type":"u8"}}}"#,
+    r#"{"removed":null}"#,
+    r#"{"signal":"approval","deadline_ms":null}"#,
+    r#"{"signal":"approval","deadline_ms":5}"#,
+    r#"{"signal":1}"#,
+    r#"{"signal":"a","id":"1","payload":{"ok":true}}"#,
+    r#"{"signal":"a","id":"1"}"#,
+];
 
 fn blob() -> impl Strategy<Value = Option<Vec<u8>>> {
     prop_oneof![
@@ -28,7 +48,35 @@ fn blob() -> impl Strategy<Value = Option<Vec<u8>>> {
         Just(Some(
             br#"{"category":"timeout","message":"m","steps":[{"task_id":"t""#.to_vec()
         )),
+        proptest::sample::select(JSON_BLOBS).prop_map(|b| Some(b.as_bytes().to_vec())),
     ]
+}
+
+fn json(b: &[u8]) -> Option<serde_json::Value> {
+    serde_json::from_slice(b).ok()
+}
+
+/// What a state entry's JSON record may hold.
+fn entry_record_ok(v: &serde_json::Value) -> bool {
+    let Some(o) = v.as_object() else {
+        return false;
+    };
+    let stored_ok = |e: &serde_json::Value| {
+        e.as_object().is_some_and(|e| {
+            e.get("type").is_some_and(|t| t.is_string()) && e.contains_key("value")
+        })
+    };
+    let known = ["resumed", "supersedes", "set", "removed"];
+    o.keys().all(|k| known.contains(&k.as_str()))
+        && o.get("resumed").is_none_or(|r| r.is_boolean())
+        && o.get("supersedes")
+            .is_none_or(|s| s.is_null() || s.is_u64())
+        && o.get("set")
+            .is_none_or(|s| s.as_object().is_some_and(|m| m.values().all(stored_ok)))
+        && o.get("removed").is_none_or(|r| {
+            r.as_array()
+                .is_some_and(|a| a.iter().all(|k| k.is_string()))
+        })
 }
 
 fn row() -> impl Strategy<Value = CheckpointRow> {
@@ -56,7 +104,18 @@ proptest! {
         let blob = row.output_blob.as_deref();
         let allowed = match (row.kind, blob) {
             (RowKind::StateEntry, None) => true,
+            (RowKind::StateEntry, Some(b)) if b.first() == Some(&b'{') => {
+                json(b).is_some_and(|v| entry_record_ok(&v))
+            }
             (RowKind::StateEntry, Some(b)) => is_decimal(b),
+            (RowKind::Timer, Some(b)) => is_decimal(b),
+            (RowKind::SignalWait, Some(b)) => json(b).is_some_and(|v| {
+                v["signal"].is_string()
+                    && v.get("deadline_ms").is_none_or(|d| d.is_null() || d.is_u64())
+            }),
+            (RowKind::Signal, Some(b)) => json(b).is_some_and(|v| {
+                v["signal"].is_string() && v["id"].is_string() && v.get("payload").is_some()
+            }),
             (RowKind::Compensated, Some(b)) => {
                 is_decimal(b) && std::str::from_utf8(b).is_ok_and(|t| t.parse::<usize>().is_ok())
             }
@@ -70,10 +129,37 @@ proptest! {
             Ok(entry) => {
                 prop_assert!(allowed, "accepted {row:?}");
                 match entry {
-                    LogEntry::StateEntry { state, task_id, supersedes } => {
+                    LogEntry::StateEntry { state, task_id, supersedes, resumed, writes } => {
                         prop_assert_eq!(state, row.state.as_str());
                         prop_assert_eq!(task_id, row.task_id.as_str());
-                        prop_assert_eq!(supersedes.map(|s| s.to_string().into_bytes()), row.output_blob.clone());
+                        match blob {
+                            None => prop_assert!(supersedes.is_none() && !resumed && writes.is_none()),
+                            Some(b) if b.first() == Some(&b'{') => {
+                                let v = json(b).unwrap_or_default();
+                                prop_assert_eq!(supersedes, v["supersedes"].as_u64());
+                                prop_assert_eq!(resumed, v["resumed"].as_bool().unwrap_or(false));
+                                let written = writes.map_or(0, |w| w.set.len() + w.removed.len());
+                                let listed = v["set"].as_object().map_or(0, |m| m.len())
+                                    + v["removed"].as_array().map_or(0, |a| a.len());
+                                prop_assert_eq!(written, listed);
+                            }
+                            // The decimal marker of earlier versions: a re-entry.
+                            Some(b) => {
+                                prop_assert_eq!(supersedes.map(|s| s.to_string().into_bytes()), Some(b.to_vec()));
+                                prop_assert!(resumed);
+                            }
+                        }
+                    }
+                    LogEntry::Timer { deadline_ms, .. } => {
+                        prop_assert_eq!(Some(deadline_ms.to_string().into_bytes()), row.output_blob.clone());
+                    }
+                    LogEntry::SignalWait { signal, .. } => {
+                        let v = json(blob.unwrap_or_default()).unwrap_or_default();
+                        prop_assert_eq!(v["signal"].as_str(), Some(signal.as_str()));
+                    }
+                    LogEntry::Signal { signal, .. } => {
+                        let v = json(blob.unwrap_or_default()).unwrap_or_default();
+                        prop_assert_eq!(v["id"].as_str(), Some(signal.id.as_str()));
                     }
                     LogEntry::StepCursor { cursor, .. } => prop_assert_eq!(Some(cursor), blob),
                     LogEntry::Completion { output, .. } => prop_assert_eq!(Some(output), blob),

@@ -581,6 +581,17 @@ fn well_formed(row: &CheckpointRow) -> bool {
     };
     match (row.kind, row.output_blob.as_deref()) {
         (RowKind::StateEntry, None) => true,
+        (RowKind::StateEntry, Some(b)) if b.first() == Some(&b'{') => {
+            serde_json::from_slice::<serde_json::Value>(b).is_ok_and(|v| {
+                v.as_object().is_some_and(|o| {
+                    o.iter().all(|(k, v)| match k.as_str() {
+                        "resumed" => v.is_boolean(),
+                        "supersedes" => v.is_null() || v.is_u64(),
+                        _ => false,
+                    })
+                })
+            })
+        }
         (RowKind::StateEntry, Some(b)) | (RowKind::Compensated, Some(b)) => decimal(b),
         (RowKind::StepCursor | RowKind::CompensationCompletion, Some(_)) => true,
         (RowKind::RollbackStarted, Some(b)) => serde_json::from_slice::<Record>(b).is_ok(),
@@ -639,10 +650,11 @@ fn plan(rows: &[CheckpointRow]) -> Plan {
         .iter()
         .filter(|r| r.kind == RowKind::StateEntry)
         .filter_map(|r| {
-            std::str::from_utf8(r.output_blob.as_deref()?)
-                .ok()?
-                .parse()
-                .ok()
+            let blob = r.output_blob.as_deref()?;
+            match serde_json::from_slice::<serde_json::Value>(blob) {
+                Ok(record) if blob.first() == Some(&b'{') => record["supersedes"].as_u64(),
+                _ => std::str::from_utf8(blob).ok()?.parse().ok(),
+            }
         })
         .collect();
     let mut completed: Vec<&CheckpointRow> = rows
@@ -911,9 +923,11 @@ fn check_plan(setup: &Setup, out: &Outcome) -> Result<(), TestCaseError> {
                         && last.kind == RowKind::StepCursor
                         && last.output_blob.is_some();
                     if last.kind == RowKind::CompensationCompletion {
+                        let expected =
+                            format!(r#"{{"resumed":true,"supersedes":{}}}"#, last.sequence);
                         prop_assert_eq!(
                             entry.output_blob.clone(),
-                            Some(last.sequence.to_string().into_bytes()),
+                            Some(expected.into_bytes()),
                             "the re-entry row names the completion it supersedes"
                         );
                     } else if resumed_cursor {
@@ -921,7 +935,11 @@ fn check_plan(setup: &Setup, out: &Outcome) -> Result<(), TestCaseError> {
                         prop_assert_eq!(&entry.output_blob, &last.output_blob);
                     } else {
                         prop_assert_eq!(entry.kind, RowKind::StateEntry);
-                        prop_assert_eq!(&entry.output_blob, &None);
+                        prop_assert_eq!(
+                            entry.output_blob.as_deref(),
+                            Some(&br#"{"resumed":true}"#[..]),
+                            "a re-entry is marked as one"
+                        );
                     }
                 }
                 // Only the resume point's own cursor is used, and only by the resumed state.

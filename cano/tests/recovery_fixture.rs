@@ -294,6 +294,11 @@ use RowKind::{CompensationCompletion as Done_, StateEntry as Entry, StepCursor a
 
 const PAY_R: &str = r#"{"payment_id":"PAY-R","amount_cents":500}"#;
 
+/// The blob of a resumed run's re-entry row: 0.12.0 writes none; ours marks the row as a
+/// re-entry, so that visits (and idempotency keys) are counted the same after any number
+/// of resumes (COMPATIBILITY.md).
+const RESUMED: &str = r#"{"resumed":true}"#;
+
 fn cases() -> Vec<Case> {
     let mut out = Vec::new();
     for ship_fails in [false, true] {
@@ -303,7 +308,7 @@ fn cases() -> Vec<Case> {
             resume_seq: 1,
             calls: &["Work", "Finish"],
             rows: &[
-                (2, "Work", Entry, None, None),
+                (2, "Work", Entry, None, Some(RESUMED)),
                 (3, "Finish", Entry, None, None),
                 (4, "Done", Entry, Some(""), None),
             ],
@@ -335,7 +340,7 @@ fn cases() -> Vec<Case> {
             resume_seq: 1,
             calls: &["Fanout[0]", "Fanout[1]", "Fanout[2]", "Merge"],
             rows: &[
-                (2, "Fanout", Entry, Some(""), None),
+                (2, "Fanout", Entry, Some(""), Some(RESUMED)),
                 (3, "Merge", Entry, None, None),
                 (4, "Done", Entry, Some(""), None),
             ],
@@ -346,7 +351,7 @@ fn cases() -> Vec<Case> {
             ship_fails,
             resume_seq: 3,
             calls: &[],
-            rows: &[(4, "Done", Entry, Some(""), None)],
+            rows: &[(4, "Done", Entry, Some(""), Some(RESUMED))],
             error: None,
         });
     }
@@ -356,7 +361,7 @@ fn cases() -> Vec<Case> {
         resume_seq: 4,
         calls: &["Ship"],
         rows: &[
-            (5, "Ship", Entry, None, None),
+            (5, "Ship", Entry, None, Some(RESUMED)),
             (6, "Done", Entry, Some(""), None),
         ],
         error: None,
@@ -370,7 +375,7 @@ fn cases() -> Vec<Case> {
             r#"charge.compensate {"payment_id":"PAY-7","amount_cents":1999}"#,
             r#"reserve.compensate {"sku":"SKU-42","qty":2}"#,
         ],
-        rows: &[(5, "Ship", Entry, None, None)],
+        rows: &[(5, "Ship", Entry, None, Some(RESUMED))],
         error: Some("Task execution error: ship failed"),
     });
     for (id, first) in [
@@ -380,17 +385,23 @@ fn cases() -> Vec<Case> {
         let rows_ok: &'static [Row] = if first == 4 {
             // The resume point is Charge's completion row (seq 3), which the re-run
             // replaces. 0.12.0 writes the re-entry row without output; ours names the
-            // superseded row ("3") so a second resume never compensates both runs of the
+            // superseded row (3) so a second resume never compensates both runs of the
             // step (COMPATIBILITY.md).
             &[
-                (4, "Charge", Entry, Some("charge"), Some("3")),
+                (
+                    4,
+                    "Charge",
+                    Entry,
+                    Some("charge"),
+                    Some(r#"{"resumed":true,"supersedes":3}"#),
+                ),
                 (5, "Charge", Done_, Some("charge"), Some(PAY_R)),
                 (6, "Ship", Entry, None, None),
                 (7, "Done", Entry, Some(""), None),
             ]
         } else {
             &[
-                (3, "Charge", Entry, Some("charge"), None),
+                (3, "Charge", Entry, Some("charge"), Some(RESUMED)),
                 (4, "Charge", Done_, Some("charge"), Some(PAY_R)),
                 (5, "Ship", Entry, None, None),
                 (6, "Done", Entry, Some(""), None),

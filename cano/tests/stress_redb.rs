@@ -411,16 +411,20 @@ fn check_log(id: &str, rows: &[CheckpointRow]) {
             (RowKind::StateEntry, "Start", "start")
             | (RowKind::StateEntry, "Load", "load")
             | (RowKind::StateEntry, "Ship", "ship")
-            | (RowKind::StateEntry, "Done", "") => blob.is_none(),
+            | (RowKind::StateEntry, "Done", "") => blob.is_none_or(|b| b == br#"{"resumed":true}"#),
             // A re-entry at a completion row names the row it supersedes.
             (RowKind::StateEntry, "Reserve", "reserve")
             | (RowKind::StateEntry, "Charge", "charge") => blob.is_none_or(|b| {
-                std::str::from_utf8(b)
+                serde_json::from_slice::<serde_json::Value>(b)
                     .ok()
-                    .and_then(|s| s.parse::<u64>().ok())
-                    .and_then(|seq| rows.get(seq as usize))
-                    .is_some_and(|c| {
-                        c.kind == RowKind::CompensationCompletion && c.state == r.state
+                    .filter(|v| v["resumed"] == true)
+                    .map(|v| v["supersedes"].as_u64())
+                    .is_some_and(|superseded| {
+                        superseded.is_none_or(|seq| {
+                            rows.get(seq as usize).is_some_and(|c| {
+                                c.kind == RowKind::CompensationCompletion && c.state == r.state
+                            })
+                        })
                     })
             }),
             (RowKind::StepCursor, "Load", "load") => matches!(blob, Some(b"1") | Some(b"2")),

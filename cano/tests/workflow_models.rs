@@ -972,7 +972,11 @@ async fn a_cursor_left_by_a_stepped_state_is_not_given_to_a_plain_task_that_repl
     assert_eq!(
         store.audit_rows("s5")[2..],
         [
-            CheckpointRow::new(2, "Start", "start"),
+            // A plain re-entry, marked as one (not a cursor row).
+            CheckpointRow {
+                output_blob: Some(br#"{"resumed":true}"#.to_vec()),
+                ..CheckpointRow::new(2, "Start", "start")
+            },
             CheckpointRow::new(3, "Complete", ""),
         ]
     );

@@ -878,7 +878,7 @@ async fn a_second_resume_does_not_compensate_a_superseded_completion() {
             CheckpointRow::new(3, "B", "B").with_output(json(&2u32)),
             // A first resume re-entered B (superseding row 3) and died inside B.
             CheckpointRow {
-                output_blob: Some(b"3".to_vec()),
+                output_blob: Some(br#"{"resumed":true,"supersedes":3}"#.to_vec()),
                 ..CheckpointRow::new(4, "B", "B")
             },
         ],
@@ -922,7 +922,7 @@ async fn resume_rehydrates_the_stack_without_double_compensating_the_resume_poin
         [
             // The re-entry row names the completion row it supersedes (COMPATIBILITY.md).
             CheckpointRow {
-                output_blob: Some(b"3".to_vec()),
+                output_blob: Some(br#"{"resumed":true,"supersedes":3}"#.to_vec()),
                 ..CheckpointRow::new(4, "B", "B")
             },
             CheckpointRow::new(5, "B", "B").with_output(json(&2u32)),

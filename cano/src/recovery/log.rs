@@ -21,7 +21,7 @@
 //!
 //! | kind | written when | `output_blob` |
 //! |---|---|---|
-//! | [`StateEntry`](RowKind::StateEntry) | the run enters a state, before its task runs | `None`; or, on the first entry of a resumed run whose resume point was a completion row, the decimal ASCII text of that row's sequence (`b"7"`): the re-run *supersedes* that completion |
+//! | [`StateEntry`](RowKind::StateEntry) | the run enters a state, before its task runs | `None` for a plain entry; else JSON `{"resumed": true, "supersedes": 7, "set": {key: {"type": …, "value": …}}, "removed": [key, …]}` (each member only when it applies): `resumed` marks the first entry of a resumed run (a re-entry, not a new visit); `supersedes` is the sequence of the completion row at the resume point, which the re-run *supersedes*; `set` and `removed` are the [run data](crate::run_data) written by the states since the previous entry row. (Earlier versions of this crate wrote a re-entry's supersedes marker as decimal ASCII text, `b"7"`; it is still read.) |
 //! | [`StepCursor`](RowKind::StepCursor) | a stepped task returned a new cursor; also the re-entry of a stepped state resumed mid-way | the cursor, as the JSON of the task's `Cursor` type |
 //! | [`CompensationCompletion`](RowKind::CompensationCompletion) | a saga task finished | its `Output`, as JSON |
 //! | [`RollbackStarted`](RowKind::RollbackStarted) | a run with completed saga steps failed and its rollback begins | JSON `{"category": …, "message": …, "steps": [{"task_id": …, "output": [bytes…]}, …]}`: the error that caused it ([`CanoError::category`] and raw message) and the steps to undo, oldest first |
@@ -83,7 +83,9 @@
 
 use super::{CheckpointRow, RowKind};
 use crate::error::CanoError;
+use crate::run_data::{DataWrites, StoredValue};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// One row of a checkpoint log, decoded. Borrows from the row it was parsed from.
 ///
@@ -100,6 +102,10 @@ pub enum LogEntry<'a> {
         /// The sequence of the completion row this re-entry replaces (the first entry of
         /// a run resumed at a completion row).
         supersedes: Option<u64>,
+        /// Whether this is the re-entry of a resumed run (not a new visit).
+        resumed: bool,
+        /// The run data written by the states since the previous entry row.
+        writes: Option<DataWrites>,
     },
     /// A stepped task reached `cursor` (or its state was re-entered at it on resume).
     StepCursor {
@@ -214,20 +220,35 @@ pub fn parse_row<'a>(workflow_id: &str, row: &'a CheckpointRow) -> Result<LogEnt
     let bad = |what: String| malformed(workflow_id, row, &what);
     let blob = row.output_blob.as_deref();
     match row.kind {
-        RowKind::StateEntry => Ok(LogEntry::StateEntry {
-            state: &row.state,
-            task_id: &row.task_id,
-            supersedes: blob
-                .map(|b| {
-                    decimal(b).ok_or_else(|| {
+        RowKind::StateEntry => {
+            let record = match blob {
+                None => EntryRecord::default(),
+                Some(b) if b.first() == Some(&b'{') => serde_json::from_slice(b)
+                    .map_err(|e| bad(format!("its entry record does not decode ({e})")))?,
+                // Written by earlier versions: a re-entry's supersedes marker.
+                Some(b) => EntryRecord {
+                    resumed: true,
+                    supersedes: Some(decimal(b).ok_or_else(|| {
                         bad(format!(
                             "its supersedes marker {} is not a sequence number",
                             shown(b)
                         ))
-                    })
-                })
-                .transpose()?,
-        }),
+                    })?),
+                    ..EntryRecord::default()
+                },
+            };
+            let writes = DataWrites {
+                set: record.set,
+                removed: record.removed,
+            };
+            Ok(LogEntry::StateEntry {
+                state: &row.state,
+                task_id: &row.task_id,
+                supersedes: record.supersedes,
+                resumed: record.resumed,
+                writes: (!writes.is_empty()).then_some(writes),
+            })
+        }
         RowKind::StepCursor => Ok(LogEntry::StepCursor {
             state: &row.state,
             task_id: &row.task_id,
@@ -322,7 +343,9 @@ fn decimal(blob: &[u8]) -> Option<u64> {
     std::str::from_utf8(blob).ok()?.parse().ok()
 }
 
-/// A [`RowKind::StateEntry`] row; `supersedes` is the completion row the entry replaces.
+/// A [`RowKind::StateEntry`] row in the form earlier versions wrote (`supersedes` as
+/// decimal text).
+#[cfg(test)]
 pub(crate) fn entry(
     sequence: u64,
     state: String,
@@ -332,6 +355,45 @@ pub(crate) fn entry(
     let mut row = CheckpointRow::new(sequence, state, task_id);
     row.output_blob = supersedes.map(|s| s.to_string().into_bytes());
     row
+}
+
+/// The JSON blob of a [`RowKind::StateEntry`] row with more than a plain entry to say.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntryRecord {
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    resumed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    supersedes: Option<u64>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    set: BTreeMap<String, StoredValue>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    removed: Vec<String>,
+}
+
+/// A [`RowKind::StateEntry`] row that may carry a re-entry mark, a supersedes marker and
+/// run data writes (a plain entry, without a blob, when it carries none of them).
+pub(crate) fn entry_with(
+    sequence: u64,
+    state: String,
+    task_id: String,
+    resumed: bool,
+    supersedes: Option<u64>,
+    writes: DataWrites,
+) -> Result<CheckpointRow, CanoError> {
+    let mut row = CheckpointRow::new(sequence, state, task_id);
+    if resumed || supersedes.is_some() || !writes.is_empty() {
+        let record = EntryRecord {
+            resumed,
+            supersedes,
+            set: writes.set,
+            removed: writes.removed,
+        };
+        row.output_blob = Some(serde_json::to_vec(&record).map_err(|e| {
+            CanoError::store(format!("run data does not encode for the checkpoint log: {e}"))
+        })?);
+    }
+    Ok(row)
 }
 
 /// A [`RowKind::StepCursor`] row.
@@ -498,6 +560,10 @@ pub(crate) enum ResumePlan<'a> {
         wait: Option<ResumeWait>,
         /// The ids of every signal the run consumed.
         consumed_signals: Vec<String>,
+        /// The run data written by completed states.
+        data: BTreeMap<String, StoredValue>,
+        /// The visits (fresh state entries) recorded: the one in progress is the last.
+        visits: u64,
         /// The completion row that the re-entry supersedes.
         supersedes: Option<u64>,
     },
@@ -595,6 +661,27 @@ pub(crate) fn plan_resume<'a>(
             LogEntry::Signal { signal, .. } => Some(ResumeWait::Received(signal.clone())),
             _ => None,
         },
+        data: {
+            let mut writes: Vec<(u64, &DataWrites)> = entries
+                .iter()
+                .filter_map(|(r, e)| match e {
+                    LogEntry::StateEntry {
+                        writes: Some(w), ..
+                    } => Some((r.sequence, w)),
+                    _ => None,
+                })
+                .collect();
+            writes.sort_by_key(|(sequence, _)| *sequence);
+            let mut data = BTreeMap::new();
+            for (_, w) in writes {
+                w.clone().apply(&mut data);
+            }
+            data
+        },
+        visits: entries
+            .iter()
+            .filter(|(_, e)| matches!(e, LogEntry::StateEntry { resumed: false, .. }))
+            .count() as u64,
         consumed_signals: entries
             .iter()
             .filter_map(|(_, e)| match e {
@@ -707,12 +794,16 @@ mod tests {
                 LogEntry::StateEntry {
                     state: "A",
                     task_id: "a",
-                    supersedes: None
+                    supersedes: None,
+                    resumed: false,
+                    writes: None,
                 },
                 LogEntry::StateEntry {
                     state: "A",
                     task_id: "a",
-                    supersedes: Some(7)
+                    supersedes: Some(7),
+                    resumed: true,
+                    writes: None,
                 },
                 LogEntry::StepCursor {
                     state: "B",

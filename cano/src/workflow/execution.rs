@@ -24,6 +24,7 @@ use crate::error::CanoError;
 use crate::observer::WorkflowObserver;
 use crate::recovery::log::{self, ResumePlan, ResumeWait};
 use crate::recovery::{CheckpointRow, CheckpointStore};
+use crate::run_data::{DataWrites, RunScope};
 use crate::task::TaskConfig;
 use crate::task::attempt::{self, Observed, TaskScope};
 use std::borrow::Cow;
@@ -233,6 +234,8 @@ where
                     cursor,
                     wait,
                     consumed_signals,
+                    data,
+                    visits,
                     supersedes,
                 } => {
                     let state = self.state_labelled(state)?;
@@ -249,6 +252,8 @@ where
                         supersedes,
                         writer: None,
                         interrupt: None,
+                        data: Some(RunScope::new(Some(workflow_id.clone()), data, visits)),
+                        reentry: true,
                     };
                     self.notify(|o| o.on_resume(&workflow_id, last_sequence));
                     let run = Run::resumed(workflow_id.clone(), sequence, extra);
@@ -344,6 +349,7 @@ where
                     || self.timeout.is_some()
                     || self.total_timeout.is_some()
                     || self.run_writers.is_some()
+                    || self.has_run_data()
                     || run.interrupt().is_some())
             {
                 return self.layered(run, start, lifecycle).await;
@@ -357,7 +363,7 @@ where
                     return self.end_run(ends_run, Err(err));
                 }
             };
-            let labelled = self.observers.is_some() || self.checkpoint_store.is_some();
+            let labelled = self.observers.is_some() || self.has_run_data();
             #[cfg(feature = "tracing")]
             tracing::info!(initial_state = ?current, "Starting workflow execution");
             // Every failure leaves the loop with its error, and the one `fail` below rolls
@@ -483,7 +489,23 @@ where
             if lifecycle {
                 self.setup_resources().await?;
             }
+            // Tasks reach the run's data through a task-local around the state machine.
+            let data = match run.data() {
+                Some(data) => Some(Arc::clone(data)),
+                None if self.has_run_data() => {
+                    let data = RunScope::new(run.workflow_id.clone(), Default::default(), 0);
+                    run.set_data(Arc::clone(&data));
+                    Some(data)
+                }
+                None => None,
+            };
             let machine = self.run_loop(run, start, Layers::Inner);
+            let machine = async move {
+                match data {
+                    Some(data) => data.enter(machine).await,
+                    None => machine.await,
+                }
+            };
             // 0.12.0's hard timeout, when no total timeout turns it into a graceful one.
             let result = match self.timeout.filter(|_| self.total_timeout.is_none()) {
                 Some(limit) => tokio::time::timeout(limit, machine)
@@ -496,6 +518,12 @@ where
             }
             self.end_run(true, result)
         })
+    }
+
+    /// Whether runs carry run data (`run_data`): a checkpoint store records it; without
+    /// one, `with_run_data` keeps it in memory.
+    pub(crate) fn has_run_data(&self) -> bool {
+        self.checkpoint_store.is_some() || self.run_data
     }
 
     /// The `Debug` text of `state` (from the state tables when it is registered).
@@ -551,9 +579,18 @@ where
             None => Cow::Owned(format!("{current:?}")),
         };
         self.notify(|o| o.on_state_enter(&text));
+        let reentry = run.take_reentry();
         let store = match &self.checkpoint_store {
             Some(store) if handler.is_none_or(|h| h.is_checkpointed()) => store,
-            _ => return Ok(None),
+            _ => {
+                // In memory, every state entered is a visit.
+                if self.checkpoint_store.is_none()
+                    && let Some(data) = run.data()
+                {
+                    data.begin_visit();
+                }
+                return Ok(None);
+            }
         };
         if run.workflow_id.is_none() {
             return Err(CanoError::checkpoint_store(MISSING_ID));
@@ -588,7 +625,15 @@ where
             (_, Some(ResumeWait::Received(signal)), Some(h)) if h.is_signal() => {
                 log::signal_received(sequence, state, task_id, signal)?
             }
-            _ => log::entry(sequence, state, task_id, run.take_supersedes()),
+            _ => {
+                // A new visit records the run data written since the last entry row.
+                let writes = match (reentry, run.data()) {
+                    (false, Some(data)) => data.begin_visit(),
+                    _ => DataWrites::default(),
+                };
+                let supersedes = run.take_supersedes();
+                log::entry_with(sequence, state, task_id, reentry, supersedes, writes)?
+            }
         };
         let run: &'r Run = run;
         Ok(Some(run.append(store.as_ref(), row)))

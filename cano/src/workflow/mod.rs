@@ -99,6 +99,8 @@ where
     run_writers: Option<Arc<dyn RunWriters>>,
     /// The same store as `checkpoint_store`, when it keeps signals.
     signals: Option<Arc<dyn SignalStore>>,
+    /// Run data in memory for runs without a checkpoint store (`with_run_data`).
+    run_data: bool,
     workflow_id: Option<Arc<str>>,
     /// Saga compensators by task name (how completion rows refer to them).
     compensators: FastMap<String, Arc<dyn ErasedCompensatable<TState, TResourceKey>>>,
@@ -135,6 +137,7 @@ where
             checkpoint_store: None,
             run_writers: None,
             signals: None,
+            run_data: false,
             workflow_id: None,
             compensators: FastMap::default(),
             #[cfg(feature = "tracing")]
@@ -462,6 +465,14 @@ where
         self.edited()
     }
 
+    /// Give the tasks of runs without a checkpoint store [run data](crate::run_data) in
+    /// memory (runs with a store always have it, recorded in their log). For tests and
+    /// store-less runs of workflows whose tasks use [`RunData`](crate::run_data::RunData).
+    pub fn with_run_data(mut self) -> Self {
+        self.run_data = true;
+        self.edited()
+    }
+
     /// The id under which [`orchestrate`](Self::orchestrate) records its checkpoint log.
     ///
     /// Two runs must not share an id at the same time: a store rejects the second run's
@@ -551,6 +562,7 @@ where
             checkpoint_store: self.checkpoint_store.clone(),
             run_writers: self.run_writers.clone(),
             signals: self.signals.clone(),
+            run_data: self.run_data,
             workflow_id: self.workflow_id.clone(),
             compensators: self.compensators.clone(),
             #[cfg(feature = "tracing")]

@@ -20,6 +20,7 @@
 use crate::cancel::CancellationToken;
 use crate::error::CanoError;
 use crate::recovery::log::{CompletedStep, ResumeWait};
+use crate::run_data::RunScope;
 use crate::recovery::{CheckpointRow, CheckpointStore, RunWriter, StoreFuture};
 use std::future::Future;
 use std::sync::Arc;
@@ -59,6 +60,10 @@ pub(crate) struct RunExtra {
     pub(crate) writer: Option<Box<dyn RunWriter>>,
     /// What may stop the run early: a cancellation token, a whole-run deadline.
     pub(crate) interrupt: Option<Interrupt>,
+    /// The run's data (runs with a checkpoint store or `with_run_data`).
+    pub(crate) data: Option<Arc<RunScope>>,
+    /// The next state entry is a resumed run's re-entry, not a new visit.
+    pub(crate) reentry: bool,
 }
 
 /// What may stop a run between (and during) its states.
@@ -224,7 +229,25 @@ impl Run {
         if let Some(extra) = self.extra.as_mut() {
             extra.resume_cursor = None;
             extra.resume_wait = None;
+            extra.reentry = false;
         }
+    }
+
+    /// Whether this entry is a resumed run's re-entry (asked once per entry).
+    pub(crate) fn take_reentry(&mut self) -> bool {
+        self.extra
+            .as_mut()
+            .is_some_and(|e| std::mem::take(&mut e.reentry))
+    }
+
+    /// The run's data, if it has any.
+    pub(crate) fn data(&self) -> Option<&Arc<RunScope>> {
+        self.extra.as_ref()?.data.as_ref()
+    }
+
+    /// Give the run its data.
+    pub(crate) fn set_data(&mut self, data: Arc<RunScope>) {
+        self.extra().data = Some(data);
     }
 
     /// The sequence of the row written last: the run loop's entry rows take the run's

@@ -188,7 +188,9 @@ where
         if total > 0 {
             for _ in 0..runners {
                 let runner = start_members(Arc::clone(&shared), tx.clone(), runners > 1, batch);
-                running.runners.push(runtime.spawn(runner));
+                running
+                    .runners
+                    .push(crate::run_data::spawn_inheriting(&runtime, runner));
             }
         }
         // A strategy that waits for every member, without a deadline, leaves the collector
@@ -264,11 +266,14 @@ async fn start_members<TState, TResourceKey>(
             }
             Poll::Pending => {
                 let reporter = report.clone();
-                let detached = tokio::spawn(async move {
-                    let outcome = started.await;
-                    // The collector may have stopped listening (early stop): fine.
-                    let _ = reporter.send(vec![outcome]);
-                });
+                let detached = crate::run_data::spawn_inheriting(
+                    &tokio::runtime::Handle::current(),
+                    async move {
+                        let outcome = started.await;
+                        // The collector may have stopped listening (early stop): fine.
+                        let _ = reporter.send(vec![outcome]);
+                    },
+                );
                 shared.detach(detached.abort_handle());
                 if !finished.is_empty() {
                     let _ = report.send(std::mem::take(&mut finished));
