@@ -1,6 +1,9 @@
 //! # Approval: a run waits for a signal in its redb file, across processes
 //!
 //! Run with:
+//! `cargo run -p cano --example approval --features recovery`
+//! (no command: the three steps below, one after the other, on a fresh file in the
+//! system temp dir), or step by step:
 //! `cargo run -p cano --features recovery --example approval -- <start|approve|resume|status> [options]`
 //!
 //! The order workflow is `Submit → AwaitApproval → Ship | Rejected | Expired → Done`.
@@ -325,7 +328,20 @@ fn parse_args() -> Result<Args, String> {
             std::process::exit(0);
         }
         Some(c) => return Err(format!("unknown command {c:?}\n{USAGE}")),
-        None => return Err(format!("which command?\n{USAGE}")),
+        // No command: the whole demo, on a file of its own.
+        None => {
+            return Ok(Args {
+                command: "demo".into(),
+                db: std::env::temp_dir()
+                    .join(format!("cano-approval-demo-{}.redb", std::process::id())),
+                order: DEFAULT_ORDER.into(),
+                timeout: None,
+                by: "ana".into(),
+                reject: false,
+                note: None,
+                id: None,
+            });
+        }
     };
     let mut args = Args {
         command,
@@ -614,6 +630,28 @@ async fn status(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
+/// The three steps in a row, each opening (and closing) the file as its own process would.
+async fn demo(args: &Args) -> Result<(), String> {
+    say(&format!(
+        "demo on {} (each step opens the file anew, as a separate process would)",
+        args.db.display()
+    ));
+    say("--- step 1: start");
+    start(args).await?;
+    say("--- step 2: approve");
+    approve(args).await?;
+    say("--- step 3: resume");
+    let resumed = resume(args).await;
+    for file in [args.db.clone(), {
+        let mut wal = args.db.clone().into_os_string();
+        wal.push("-wal");
+        wal.into()
+    }] {
+        let _ = std::fs::remove_file(file);
+    }
+    resumed
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let outcome = match parse_args() {
@@ -621,6 +659,7 @@ async fn main() -> ExitCode {
             "start" => start(&args).await,
             "approve" => approve(&args).await,
             "resume" => resume(&args).await,
+            "demo" => demo(&args).await,
             _ => status(&args).await,
         },
         Err(e) => Err(e),

@@ -1,7 +1,8 @@
 //! # Reminder: a durable sleep survives a SIGKILL and fires once after the restart
 //!
 //! Run with:
-//! `cargo run -p cano --features recovery --example reminder -- [--db PATH] [--after SECONDS]`
+//! `cargo run -p cano --example reminder --features recovery`
+//! (options after `--`: `[--db PATH] [--after SECONDS]`)
 //!
 //! The workflow is `Schedule → Send → Done`. `Schedule` is a timer (`#[task::timer]`)
 //! that waits `--after` seconds (default 10); `Send` fires the reminder: it prints
