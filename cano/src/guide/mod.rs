@@ -15,6 +15,7 @@
 //! | [`recovery`] | checkpoint logs, `RedbCheckpointStore`, `resume_from`, what a crash leaves | `checkout`, `stepped_task`, `crash_resume` |
 //! | [`sagas`] | undoing completed steps when a later one fails | `saga_rollback`, `saga_crash_resume` |
 //! | [`scheduler`] | interval, cron and manual flows, backoff, shutdown | `scheduler_cron`, `scheduler_backoff`, `scheduler_manual`, `scheduler_shutdown` |
+//! | [`waiting`] | timers, signals, cancelling runs, run deadlines, durable run data and idempotency keys | `reminder`, `approval` |
 //! | [`testing`] | testing your workflows: paused clock, in-memory stores, observers as probes | — |
 //! | [`troubleshooting`] | what each error means and what to do about it | — |
 //!
@@ -65,3 +66,4 @@ pub mod scheduler;
 pub mod split_join;
 pub mod testing;
 pub mod troubleshooting;
+pub mod waiting;

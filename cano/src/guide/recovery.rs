@@ -233,6 +233,15 @@
 //! run stops with a `CheckpointStore` error before the next task runs, and the log keeps
 //! what was written.
 //!
+//! Only what the log holds survives a crash: besides the run's position, saga outputs and
+//! cursors, that is timer deadlines, signal waits and consumed signals, and the values
+//! tasks wrote with [`RunData`](crate::run_data::RunData) in states that completed. A
+//! [`MemoryStore`](crate::MemoryStore) and every other resource live in the process, so a
+//! restarted process starts them empty: a resumed task must not count on what an earlier
+//! state put there, and should keep it in run data instead. The
+//! [`waiting`](super::waiting) chapter has the whole table, and idempotency keys for the
+//! side effects a resumed task repeats.
+//!
 //! # Writing your own store
 //!
 //! A store is three async methods under `#[checkpoint_store]` (see the
