@@ -609,6 +609,8 @@ struct RunState {
     supersedes: Option<u64>,
     /// The next entry is a resumed run's re-entry.
     reentry: bool,
+    /// The members of the resumed split state that finished before the resume.
+    split_done: Vec<usize>,
 }
 
 /// What the model expects after one run.
@@ -837,9 +839,13 @@ impl<'a> Model<'a> {
                     timeout,
                     join,
                     ..
-                } => self.split(i, members, strategy, *timeout, *join)?,
+                } => {
+                    let done = std::mem::take(&mut run.split_done);
+                    self.split(i, members, strategy, *timeout, *join, run, &label, &done)?
+                }
             };
             run.resume_cursor = None;
+            run.split_done.clear();
             match outcome {
                 Ok(next) => current = next,
                 Err(e) => return self.fail(run, e).map(Err),
@@ -992,6 +998,9 @@ impl<'a> Model<'a> {
 
     /// A split: members start together; outcomes are collected in completion order
     /// until all are in, `Any`/`PartialResults` is satisfied, or the split's deadline.
+    /// Members that succeed are recorded (`SplitMember` rows, at their ends); members a
+    /// resumed split's log names (`done`) are not run and count as succeeded.
+    #[allow(clippy::too_many_arguments)]
     fn split(
         &mut self,
         i: u8,
@@ -999,6 +1008,9 @@ impl<'a> Model<'a> {
         strategy: &JoinStrategy,
         timeout: Option<u64>,
         join: Target,
+        run: &mut RunState,
+        label: &str,
+        done: &[usize],
     ) -> Result<Result<St, CanoError>, Halt> {
         let ids: Vec<String> = (0..members.len())
             .map(|idx| format!("s{i}[{idx}]"))
@@ -1029,7 +1041,16 @@ impl<'a> Model<'a> {
                 }
             }
         }
-        let mut order: Vec<usize> = (0..tls.len()).collect();
+        let stops = |successes: usize| match strategy {
+            JoinStrategy::Any => successes >= 1,
+            JoinStrategy::PartialResults(min) => successes >= *min,
+            _ => false,
+        };
+        // The log's finished members may decide the split alone: nothing runs.
+        let settled = !done.is_empty() && stops(done.len());
+        let mut order: Vec<usize> = (0..tls.len())
+            .filter(|idx| !settled && !done.contains(idx))
+            .collect();
         order.sort_by_key(|&idx| (tls[idx].end, idx));
         let mut collected: Vec<usize> = Vec::new();
         let mut stopped_at = None;
@@ -1045,17 +1066,19 @@ impl<'a> Model<'a> {
             }
             collected.push(idx);
             let successes = collected.iter().filter(|k| tls[**k].result.is_ok()).count();
-            let stop = match strategy {
-                JoinStrategy::Any => successes >= 1,
-                JoinStrategy::PartialResults(min) => successes >= *min,
-                _ => false,
-            };
-            if stop {
+            if stops(successes + done.len()) {
                 stopped_at = Some(t);
                 break;
             }
         }
-        let end = stopped_at.unwrap_or_else(|| tls.iter().map(|tl| tl.end).max().unwrap_or(0));
+        let runs = |idx: &usize| !settled && !done.contains(idx);
+        let end = stopped_at.unwrap_or_else(|| {
+            (0..tls.len())
+                .filter(runs)
+                .map(|idx| tls[idx].end)
+                .max()
+                .unwrap_or(0)
+        });
         // What the members did before the split ended (or the workflow timed out).
         let halted = self.deadline.is_some_and(|d| self.now + end >= d);
         let cut = if halted {
@@ -1068,7 +1091,7 @@ impl<'a> Model<'a> {
             self.ambiguous |= tls.iter().any(|tl| tl.activity().contains(&cut));
         }
         let mut retries: Vec<(u64, usize, u32)> = Vec::new();
-        for (idx, tl) in tls.iter().enumerate() {
+        for (idx, tl) in tls.iter().enumerate().filter(|(idx, _)| runs(idx)) {
             let started = tl.starts.iter().filter(|t| within(**t)).count();
             *self.counts.entry((i, Some(idx))).or_default() += started;
             retries.extend(
@@ -1078,9 +1101,41 @@ impl<'a> Model<'a> {
                     .map(|(t, k)| (*t, idx, *k)),
             );
         }
-        retries.sort_by_key(|(t, idx, _)| (*t, *idx));
-        for (_, idx, k) in retries {
-            self.event(format!("retry:{}:{k}", ids[idx]));
+        // Each member that succeeds is recorded when it ends, between the retries.
+        let recorded: Vec<usize> = collected
+            .iter()
+            .copied()
+            .filter(|idx| tls[*idx].result.is_ok() && within(tls[*idx].end))
+            .collect();
+        let mut happenings: Vec<(u64, usize, Option<u32>)> = retries
+            .into_iter()
+            .map(|(t, idx, k)| (t, idx, Some(k)))
+            .collect();
+        if self.case.stored {
+            if self
+                .crash
+                .is_some_and(|c| c >= self.appends && c < self.appends + recorded.len())
+            {
+                // A crash in the middle of a split: the other members keep running until
+                // the run is dropped, which this model does not follow.
+                self.ambiguous = true;
+                return Err(Halt);
+            }
+            happenings.extend(recorded.iter().map(|idx| (tls[*idx].end, *idx, None)));
+        }
+        happenings.sort_by_key(|(t, idx, k)| (*t, k.is_none(), *idx));
+        for (_, idx, k) in happenings {
+            match k {
+                Some(k) => self.event(format!("retry:{}:{k}", ids[idx])),
+                None => {
+                    let row = CheckpointRow {
+                        output_blob: Some(idx.to_string().into_bytes()),
+                        kind: RowKind::SplitMember,
+                        ..CheckpointRow::new(run.seq, label, "")
+                    };
+                    self.append(run, row)?;
+                }
+            }
         }
         self.advance(end)?;
         if timed_out && *strategy != JoinStrategy::PartialTimeout {
@@ -1088,7 +1143,7 @@ impl<'a> Model<'a> {
         }
         let (oks, errs): (Vec<usize>, Vec<usize>) =
             collected.iter().partition(|k| tls[**k].result.is_ok());
-        for idx in &oks {
+        for idx in done.iter().chain(&oks) {
             self.event(format!("success:{}", ids[*idx]));
         }
         let mut errors: Vec<(usize, CanoError)> = Vec::new();
@@ -1100,7 +1155,7 @@ impl<'a> Model<'a> {
             }
             errors.push((*idx, e));
         }
-        let successful = oks.len();
+        let successful = oks.len() + done.len();
         let total = members.len();
         let with_errors = |msg: String| {
             if errors.is_empty() {
@@ -1127,7 +1182,7 @@ impl<'a> Model<'a> {
                 }
             }
             JoinStrategy::PartialTimeout => {
-                if collected.is_empty() {
+                if collected.is_empty() && done.is_empty() {
                     Err(CanoError::workflow(
                         "PartialTimeout: No tasks completed before timeout",
                     ))
@@ -1335,6 +1390,26 @@ impl<'a> Model<'a> {
             run.supersedes = Some(last.sequence);
         }
         run.reentry = true;
+        // The members of the resumed split's visit that finished.
+        let mut newest_first: Vec<&CheckpointRow> = rows.iter().collect();
+        newest_first.sort_by_key(|r| std::cmp::Reverse(r.sequence));
+        for r in newest_first {
+            let reentry = r.kind == RowKind::StateEntry
+                && r.output_blob
+                    .as_deref()
+                    .is_some_and(|b| b.starts_with(br#"{"resumed":true"#));
+            match r.kind {
+                RowKind::SplitMember if r.state == last.state => run.split_done.push(
+                    String::from_utf8_lossy(r.output_blob.as_deref().unwrap_or_default())
+                        .parse()
+                        .unwrap(),
+                ),
+                _ if reentry && r.state == last.state => {}
+                _ => break,
+            }
+        }
+        run.split_done.sort_unstable();
+        run.split_done.dedup();
         self.event(format!("resume:{WF}:{}", last.sequence));
         self.finish(|m| m.run_loop(state, &mut run))
     }

@@ -16,6 +16,7 @@ fn kind() -> impl Strategy<Value = RowKind> {
         Just(RowKind::Timer),
         Just(RowKind::SignalWait),
         Just(RowKind::Signal),
+        Just(RowKind::SplitMember),
     ]
 }
 
@@ -109,6 +110,9 @@ proptest! {
             }
             (RowKind::StateEntry, Some(b)) => is_decimal(b),
             (RowKind::Timer, Some(b)) => is_decimal(b),
+            (RowKind::SplitMember, Some(b)) => {
+                is_decimal(b) && std::str::from_utf8(b).is_ok_and(|t| t.parse::<usize>().is_ok())
+            }
             (RowKind::SignalWait, Some(b)) => json(b).is_some_and(|v| {
                 v["signal"].is_string()
                     && v.get("deadline_ms").is_none_or(|d| d.is_null() || d.is_u64())
@@ -149,6 +153,9 @@ proptest! {
                                 prop_assert!(resumed);
                             }
                         }
+                    }
+                    LogEntry::SplitMember { index, .. } => {
+                        prop_assert_eq!(Some(index.to_string().into_bytes()), row.output_blob.clone());
                     }
                     LogEntry::Timer { deadline_ms, .. } => {
                         prop_assert_eq!(Some(deadline_ms.to_string().into_bytes()), row.output_blob.clone());

@@ -290,7 +290,10 @@ struct Case {
     error: Option<&'static str>,
 }
 
-use RowKind::{CompensationCompletion as Done_, StateEntry as Entry, StepCursor as Cursor};
+use RowKind::{
+    CompensationCompletion as Done_, SplitMember as MemberDone, StateEntry as Entry,
+    StepCursor as Cursor,
+};
 
 const PAY_R: &str = r#"{"payment_id":"PAY-R","amount_cents":500}"#;
 
@@ -339,10 +342,15 @@ fn cases() -> Vec<Case> {
             ship_fails,
             resume_seq: 1,
             calls: &["Fanout[0]", "Fanout[1]", "Fanout[2]", "Merge"],
+            // Each member that finishes is recorded, so that a crash during the split
+            // does not run the finished ones again (COMPATIBILITY.md); 0.12.0 writes none.
             rows: &[
                 (2, "Fanout", Entry, Some(""), Some(RESUMED)),
-                (3, "Merge", Entry, None, None),
-                (4, "Done", Entry, Some(""), None),
+                (3, "Fanout", MemberDone, Some(""), Some("0")),
+                (4, "Fanout", MemberDone, Some(""), Some("1")),
+                (5, "Fanout", MemberDone, Some(""), Some("2")),
+                (6, "Merge", Entry, None, None),
+                (7, "Done", Entry, Some(""), None),
             ],
             error: None,
         });

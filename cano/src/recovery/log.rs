@@ -28,12 +28,13 @@
 //! | [`Compensated`](RowKind::Compensated) | one step of that rollback was undone | the decimal ASCII text of the step's index in the `steps` list of the latest `RollbackStarted` row |
 //! | [`SignalWait`](RowKind::SignalWait) | a [signal](crate::signal) state starts waiting (after its entry row); also the re-entry of a signal state resumed while waiting | JSON `{"signal": name, "deadline_ms": ms or null}`: the signal waited for and the timeout's deadline (ms since the Unix epoch, UTC) |
 //! | [`Signal`](RowKind::Signal) | a signal state consumed a signal (before its task sees the payload); also the re-entry of a signal state resumed after that | JSON `{"signal": name, "id": the sender's id, "payload": the payload (JSON)}` |
+//! | [`SplitMember`](RowKind::SplitMember) | a member of a split state finished successfully (in a run with a checkpoint store) | the member's index, as decimal ASCII text |
 //! | [`Timer`](RowKind::Timer) | a [timer](crate::TimerTask) state starts waiting (after its entry row); also the re-entry of a timer state resumed while waiting | the deadline: decimal ASCII milliseconds since the Unix epoch, UTC (`b"1764950400000"`) |
 //!
 //! Rows of kinds `StateEntry`, `StepCursor` and `CompensationCompletion` are also what
 //! cano 0.12.0 writes (with the same blobs, except that 0.12.0 never writes a supersedes
-//! marker); `RollbackStarted`, `Compensated`, `Timer`, `SignalWait` and `Signal` are this
-//! crate's additions.
+//! marker); `RollbackStarted`, `Compensated`, `Timer`, `SignalWait`, `Signal` and
+//! `SplitMember` are this crate's additions.
 //!
 //! # Reading a log back
 //!
@@ -51,6 +52,9 @@
 //!   `CompensationCompletion`, the step runs again and its re-entry row supersedes that
 //!   completion.
 //! * Signal ids in `Signal` rows are never consumed again by the run.
+//! * If the resume point is in a split state's visit (its entry row, possibly re-entered,
+//!   followed by `SplitMember` rows), the members those rows name count as succeeded and
+//!   are not run again.
 //! * Saga steps on the compensation stack are the `CompensationCompletion` rows before the
 //!   resume point that no supersedes marker names, in sequence order.
 //!
@@ -154,6 +158,13 @@ pub enum LogEntry<'a> {
         task_id: &'a str,
         /// The signal: name, id and payload.
         signal: crate::signal::Signal,
+    },
+    /// Member `index` of the split state `state` finished successfully.
+    SplitMember {
+        /// The split state's `Debug` text.
+        state: &'a str,
+        /// The member's index.
+        index: usize,
     },
     /// A rollback began.
     RollbackStarted(RollbackRecord),
@@ -273,6 +284,16 @@ pub fn parse_row<'a>(workflow_id: &str, row: &'a CheckpointRow) -> Result<LogEnt
                 deadline_ms,
             })
         }
+        RowKind::SplitMember => {
+            let blob = blob.ok_or_else(|| bad("it has no member index".into()))?;
+            let index = decimal(blob)
+                .and_then(|i| usize::try_from(i).ok())
+                .ok_or_else(|| bad(format!("its member index {} is not a number", shown(blob))))?;
+            Ok(LogEntry::SplitMember {
+                state: &row.state,
+                index,
+            })
+        }
         RowKind::SignalWait => {
             let blob = blob.ok_or_else(|| bad("it has no signal".into()))?;
             let wait: WaitRecord = serde_json::from_slice(blob)
@@ -390,7 +411,9 @@ pub(crate) fn entry_with(
             removed: writes.removed,
         };
         row.output_blob = Some(serde_json::to_vec(&record).map_err(|e| {
-            CanoError::store(format!("run data does not encode for the checkpoint log: {e}"))
+            CanoError::store(format!(
+                "run data does not encode for the checkpoint log: {e}"
+            ))
         })?);
     }
     Ok(row)
@@ -416,6 +439,14 @@ pub(crate) fn timer(
     let mut row = CheckpointRow::new(sequence, state, task_id);
     row.output_blob = Some(deadline_ms.to_string().into_bytes());
     row.kind = RowKind::Timer;
+    row
+}
+
+/// A [`RowKind::SplitMember`] row: member `index` of the split state finished.
+pub(crate) fn split_member(sequence: u64, state: impl Into<String>, index: usize) -> CheckpointRow {
+    let mut row = CheckpointRow::new(sequence, state, "");
+    row.output_blob = Some(index.to_string().into_bytes());
+    row.kind = RowKind::SplitMember;
     row
 }
 
@@ -564,6 +595,8 @@ pub(crate) enum ResumePlan<'a> {
         data: BTreeMap<String, StoredValue>,
         /// The visits (fresh state entries) recorded: the one in progress is the last.
         visits: u64,
+        /// The members of the resumed split state that finished in its visit.
+        split_done: Vec<usize>,
         /// The completion row that the re-entry supersedes.
         supersedes: Option<u64>,
     },
@@ -677,6 +710,25 @@ pub(crate) fn plan_resume<'a>(
                 w.clone().apply(&mut data);
             }
             data
+        },
+        split_done: {
+            // Back from the resume point, through the visit's member rows and re-entries,
+            // to the entry row that began it.
+            let mut by_sequence: Vec<&(&CheckpointRow, LogEntry<'_>)> = entries.iter().collect();
+            by_sequence.sort_by_key(|(r, _)| std::cmp::Reverse(r.sequence));
+            let mut done = Vec::new();
+            for (r, e) in by_sequence {
+                match e {
+                    LogEntry::SplitMember { index, .. } if r.state == last.state => {
+                        done.push(*index);
+                    }
+                    LogEntry::StateEntry { resumed: true, .. } if r.state == last.state => {}
+                    _ => break,
+                }
+            }
+            done.sort_unstable();
+            done.dedup();
+            done
         },
         visits: entries
             .iter()

@@ -95,6 +95,10 @@ pub enum RowKind {
     /// that a resumed run hands the same payload to its task and never consumes the id
     /// again. (Not written by cano 0.12.0.)
     Signal,
+    /// A member of a split state finished successfully: `output_blob` holds its index (as
+    /// decimal text), so that a resumed split re-runs only the members that had not.
+    /// (Not written by cano 0.12.0.)
+    SplitMember,
 }
 
 /// One entry of a run's checkpoint log.

@@ -236,6 +236,7 @@ where
                     consumed_signals,
                     data,
                     visits,
+                    split_done,
                     supersedes,
                 } => {
                     let state = self.state_labelled(state)?;
@@ -254,6 +255,7 @@ where
                         interrupt: None,
                         data: Some(RunScope::new(Some(workflow_id.clone()), data, visits)),
                         reentry: true,
+                        split_done,
                     };
                     self.notify(|o| o.on_resume(&workflow_id, last_sequence));
                     let run = Run::resumed(workflow_id.clone(), sequence, extra);

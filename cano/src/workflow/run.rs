@@ -64,6 +64,8 @@ pub(crate) struct RunExtra {
     pub(crate) data: Option<Arc<RunScope>>,
     /// The next state entry is a resumed run's re-entry, not a new visit.
     pub(crate) reentry: bool,
+    /// The members of the resumed split state that finished before the resume.
+    pub(crate) split_done: Vec<usize>,
 }
 
 /// What may stop a run between (and during) its states.
@@ -230,6 +232,7 @@ impl Run {
             extra.resume_cursor = None;
             extra.resume_wait = None;
             extra.reentry = false;
+            extra.split_done = Vec::new();
         }
     }
 
@@ -238,6 +241,14 @@ impl Run {
         self.extra
             .as_mut()
             .is_some_and(|e| std::mem::take(&mut e.reentry))
+    }
+
+    /// Take the members of the resumed split state that finished before the resume.
+    pub(crate) fn take_split_done(&mut self) -> Vec<usize> {
+        self.extra
+            .as_mut()
+            .map(|e| std::mem::take(&mut e.split_done))
+            .unwrap_or_default()
     }
 
     /// The run's data, if it has any.

@@ -2,7 +2,9 @@
 
 use super::Workflow;
 use super::join::{JoinConfig, JoinStrategy, SplitResult, SplitTaskResult};
+use super::run::Run;
 use crate::error::CanoError;
+use crate::recovery::log;
 use crate::resource::Resources;
 use crate::task::attempt;
 use crate::task::{TaskConfig, TaskObject, TaskResult};
@@ -36,6 +38,8 @@ where
     next: AtomicUsize,
     /// Set when the split ends early or is dropped: runners start no more members.
     stopped: AtomicBool,
+    /// Members that finished before a resume (by index): not run again. Empty otherwise.
+    skip: Vec<bool>,
     /// Members that did not finish on their first poll and now run as their own tokio
     /// task; `None` once the split was stopped (a member moved out after that is aborted
     /// at once).
@@ -129,11 +133,17 @@ where
     /// deadline, by this future as well while it waits. `Any` and `PartialResults` stop early and cancel the rest;
     /// the other strategies wait for every member or the timeout. Dropping the returned
     /// future aborts every member still running.
+    ///
+    /// In a run with a checkpoint store, each member that succeeds is recorded (a
+    /// `SplitMember` row), and a resumed split does not run the members its log says
+    /// finished: they count as succeeded.
     pub(crate) async fn run_split(
         &self,
         tasks: &Arc<[TaskObject<TState, TResourceKey>]>,
         configs: &Arc<[Arc<TaskConfig>]>,
         join: &JoinConfig<TState>,
+        run: &mut Run,
+        label: &str,
     ) -> Result<TState, CanoError> {
         join.check()?;
         let Ok(runtime) = Handle::try_current() else {
@@ -142,6 +152,16 @@ where
             ));
         };
         let total = tasks.len();
+        let done = run.take_split_done();
+        let mut skip = Vec::new();
+        if !done.is_empty() {
+            skip = vec![false; total];
+            for &idx in &done {
+                if let Some(slot) = skip.get_mut(idx) {
+                    *slot = true;
+                }
+            }
+        }
         let mut ids: Vec<String> = Vec::new();
         let configs = match &self.observers {
             None => Arc::clone(configs),
@@ -169,6 +189,7 @@ where
             bulkhead: join.bulkhead.map(Semaphore::new),
             next: AtomicUsize::new(0),
             stopped: AtomicBool::new(false),
+            skip,
             detached: Mutex::new(Some(Vec::new())),
         });
         let (tx, mut rx) = mpsc::unbounded_channel();
@@ -185,7 +206,14 @@ where
             JoinStrategy::Any | JoinStrategy::PartialResults(_) | JoinStrategy::PartialTimeout => 1,
             _ => REPORT_BATCH,
         };
-        if total > 0 {
+        // Members the log says finished may decide the split alone: start nothing.
+        let settled = !done.is_empty()
+            && match join.strategy {
+                JoinStrategy::Any => true,
+                JoinStrategy::PartialResults(min) => done.len() >= min,
+                _ => false,
+            };
+        if total > 0 && !settled {
             for _ in 0..runners {
                 let runner = start_members(Arc::clone(&shared), tx.clone(), runners > 1, batch);
                 running
@@ -199,13 +227,23 @@ where
         // even scheduled, and the split needs no hand-off to another thread and back. A
         // member that blocks this thread holds up nothing the split could do without it:
         // the runners go on starting the others.
-        if total > 0 && join.timeout.is_none() && waits_for_all(&join.strategy) {
+        if total > 0 && !settled && join.timeout.is_none() && waits_for_all(&join.strategy) {
             start_members(Arc::clone(&shared), tx.clone(), runners > 1, batch).await;
         }
         // Runners and members hold the senders: the channel closes when the last is done.
         drop(tx);
 
-        let outcome = collect(&mut rx, &mut running, total, join).await?;
+        // Members that succeed are recorded, so that a resume does not run them again.
+        let mut record = MemberRecorder {
+            workflow: self,
+            store: self
+                .checkpoint_store
+                .as_deref()
+                .filter(|_| run.workflow_id.is_some()),
+            run,
+            label,
+        };
+        let outcome = collect(&mut rx, &mut running, total, join, &done, &mut record).await?;
         if let Some(observers) = &self.observers {
             for s in &outcome.successes {
                 if let Some(id) = ids.get(s.task_index) {
@@ -250,6 +288,9 @@ async fn start_members<TState, TResourceKey>(
         if idx >= total {
             break;
         }
+        if shared.skip.get(idx).copied().unwrap_or(false) {
+            continue;
+        }
         let mut started = Box::pin(member(idx, Arc::clone(&shared)));
         match poll_fn(|cx| Poll::Ready(started.as_mut().poll(cx))).await {
             Poll::Ready(outcome) => {
@@ -292,6 +333,41 @@ async fn start_members<TState, TResourceKey>(
     }
     if !finished.is_empty() {
         let _ = report.send(finished);
+    }
+}
+
+/// Records the members of a split that succeed (`SplitMember` rows), in a run with a
+/// checkpoint store and an id.
+struct MemberRecorder<'a, TState, TResourceKey>
+where
+    TState: Clone + fmt::Debug + Hash + Eq + Send + Sync + 'static,
+    TResourceKey: Hash + Eq + Send + Sync + 'static,
+{
+    workflow: &'a Workflow<TState, TResourceKey>,
+    store: Option<&'a dyn crate::recovery::CheckpointStore>,
+    run: &'a mut Run,
+    label: &'a str,
+}
+
+impl<TState, TResourceKey> MemberRecorder<'_, TState, TResourceKey>
+where
+    TState: Clone + fmt::Debug + Hash + Eq + Send + Sync + 'static,
+    TResourceKey: Hash + Eq + Send + Sync + 'static,
+{
+    /// Member `idx` succeeded.
+    async fn record(&mut self, idx: usize) -> Result<(), CanoError> {
+        let Some(store) = self.store else {
+            return Ok(());
+        };
+        let label = self.label;
+        self.workflow
+            .append_row(store, self.run, |sequence| {
+                Ok(log::split_member(sequence, label, idx))
+            })
+            .await
+            .map_err(|e| {
+                CanoError::checkpoint_store(format!("append split member checkpoint: {e}"))
+            })
     }
 }
 
@@ -380,18 +456,41 @@ fn member_panicked(idx: usize, payload: &(dyn std::any::Any + Send)) -> CanoErro
 /// Gather member outcomes until every member reported, the strategy allows an early
 /// stop, or the split's deadline passes. Members still running at an early stop or at
 /// the deadline are aborted.
+///
+/// `done`: members that finished before a resume (they count as succeeded, with the join
+/// state as their result); `record` is called for each member that succeeds now.
 async fn collect<TState, TResourceKey>(
     outcomes: &mut mpsc::UnboundedReceiver<Vec<MemberOutcome<TState>>>,
     running: &mut Running<TState, TResourceKey>,
     total: usize,
     join: &JoinConfig<TState>,
+    done: &[usize],
+    record: &mut MemberRecorder<'_, TState, TResourceKey>,
 ) -> Result<SplitResult<TState>, CanoError>
 where
-    TState: Clone + fmt::Debug + Send + Sync + 'static,
+    TState: Clone + fmt::Debug + Hash + Eq + Send + Sync + 'static,
     TResourceKey: Hash + Eq + Send + Sync + 'static,
 {
     let mut outcome = SplitResult::with_capacity(total);
     let mut finished = vec![false; total];
+    for &idx in done.iter().filter(|&&idx| idx < total) {
+        finished[idx] = true;
+        outcome.successes.push(SplitTaskResult {
+            task_index: idx,
+            result: Ok(TaskResult::Single(join.join_state.clone())),
+        });
+    }
+    let stops = |outcome: &SplitResult<TState>| match join.strategy {
+        JoinStrategy::Any => !outcome.successes.is_empty(),
+        JoinStrategy::PartialResults(min) => outcome.successes.len() >= min,
+        _ => false,
+    };
+    // (Only members that did finish can decide it: `PartialResults(0)` still waits for
+    // the first completion.)
+    if !done.is_empty() && stops(&outcome) {
+        running.abort_all();
+        return Ok(outcome);
+    }
     // One timer for the whole split, created after the runners were spawned.
     let mut deadline = join.timeout.map(|t| Box::pin(tokio::time::sleep(t)));
     'collecting: loop {
@@ -424,16 +523,15 @@ where
                 result,
             };
             if entry.result.is_ok() {
+                if let Err(e) = record.record(idx).await {
+                    running.abort_all();
+                    return Err(e);
+                }
                 outcome.successes.push(entry);
             } else {
                 outcome.errors.push(entry);
             }
-            let stop = match join.strategy {
-                JoinStrategy::Any => !outcome.successes.is_empty(),
-                JoinStrategy::PartialResults(min) => outcome.successes.len() >= min,
-                _ => false,
-            };
-            if stop {
+            if stops(&outcome) {
                 running.abort_all();
                 break 'collecting;
             }

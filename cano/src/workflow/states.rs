@@ -79,7 +79,7 @@ where
                 tasks,
                 configs,
                 join,
-            } => Box::pin(self.run_split(tasks, configs, join)).await,
+            } => Box::pin(self.run_split(tasks, configs, join, run, label)).await,
             Handler::Stepped { task, config } => {
                 Box::pin(self.run_stepped(task.as_ref(), config, run, label)).await
             }
