@@ -14,11 +14,13 @@
 //!
 //! What is guaranteed:
 //!
-//! * **Durable.** A signal is kept by the store until the run consumes it: one sent before
-//!   the run waits, or while the run's process is down, is consumed when it does wait (a
-//!   run resumed with `resume_from` waits again, for what is left of its timeout).
+//! * **Durable.** A signal is kept by the store until the run consumes it: one sent after
+//!   the run started (its first row is in the store) but before it waits, or while the
+//!   run's process is down, is consumed when it does wait (a run resumed with
+//!   `resume_from` waits again, for what is left of its timeout). A signal for a run the
+//!   store does not hold (not started yet, or finished) is refused with an error.
 //! * **Idempotent.** Sending a signal id that the run has already received, or that is
-//!   already pending, changes nothing.
+//!   already pending, changes nothing (`send_signal` says `false`).
 //! * **Consumed once.** Consuming a signal writes a [`RowKind::Signal`](crate::RowKind)
 //!   row (name, id, payload) to the run's log before the payload is handed to the task; a
 //!   run resumed after that hands the same payload to the task again and never takes
@@ -147,7 +149,7 @@ impl Signal {
 pub trait SignalStore: CheckpointStore {
     /// Keep `signal` for the run `workflow_id` until the run consumes it. Returns `true`
     /// if it was stored, `false` if a signal with the same id is already pending for the
-    /// run (a repeated delivery: nothing changes).
+    /// run or recorded as consumed in its log (a repeated delivery: nothing changes).
     ///
     /// # Errors
     /// The store holds no run `workflow_id` (an unknown or finished run: there is nothing

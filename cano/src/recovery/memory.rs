@@ -117,13 +117,12 @@ impl CheckpointStore for MemoryCheckpointStore {
 /// Signals are kept in memory beside the logs; a run is known while it has a log.
 impl SignalStore for MemoryCheckpointStore {
     fn send_signal<'a>(&'a self, workflow_id: &'a str, signal: Signal) -> StoreFuture<'a, bool> {
-        let known = self
-            .runs
-            .lock()
-            .get(workflow_id)
-            .is_some_and(|rows| !rows.is_empty());
-        if !known {
-            return Box::pin(ready(Err(no_run(workflow_id, &signal))));
+        let consumed = match self.runs.lock().get(workflow_id) {
+            Some(rows) if !rows.is_empty() => consumed(rows.values(), &signal.id),
+            _ => return Box::pin(ready(Err(no_run(workflow_id, &signal)))),
+        };
+        if consumed {
+            return Box::pin(ready(Ok(false)));
         }
         let stored = {
             let mut signals = self.signals.lock();
@@ -170,6 +169,17 @@ impl SignalStore for MemoryCheckpointStore {
     fn forget_signal_waker(&self, workflow_id: &str) {
         self.wakers.forget(workflow_id);
     }
+}
+
+/// Whether the log `rows` records the consumption of the signal `id`.
+pub(crate) fn consumed<'a>(rows: impl IntoIterator<Item = &'a CheckpointRow>, id: &str) -> bool {
+    rows.into_iter().any(|row| {
+        row.kind == super::RowKind::Signal
+            && matches!(
+                super::log::parse_row("", row),
+                Ok(super::log::LogEntry::Signal { signal, .. }) if signal.id == id
+            )
+    })
 }
 
 /// The error for a signal sent to a run the store does not hold.

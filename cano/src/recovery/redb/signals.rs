@@ -13,7 +13,7 @@
 use super::{RedbCheckpointStore, Shared, poisoned, redb_error};
 use crate::error::CanoError;
 use crate::recovery::StoreFuture;
-use crate::recovery::memory::no_run;
+use crate::recovery::memory::{consumed, no_run};
 use crate::signal::{Signal, SignalStore, Wakers};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -115,8 +115,12 @@ fn read(shared: &Shared, workflow_id: &str) -> Result<Vec<(u64, Signal)>, CanoEr
 
 /// Store `signal` unless its id is pending already.
 fn send(shared: &Shared, workflow_id: &str, signal: &Signal) -> Result<bool, CanoError> {
-    if RedbCheckpointStore::read_rows(shared, workflow_id)?.is_empty() {
+    let rows = RedbCheckpointStore::read_rows(shared, workflow_id)?;
+    if rows.is_empty() {
         return Err(no_run(workflow_id, signal));
+    }
+    if consumed(&rows, &signal.id) {
+        return Ok(false);
     }
     let value = postcard::to_stdvec(&StoredSignal {
         id: signal.id.clone(),
