@@ -438,7 +438,7 @@ where
                         }
                     }
                     // Boxed: the other kinds' futures are large, and only they pay for it.
-                    None => Box::pin(self.dispatch(handler, &mut run, label)).await,
+                    None => self.dispatch(handler, &mut run, label).await,
                 };
                 // A resume cursor belongs to the resume point only.
                 run.clear_resume_point();

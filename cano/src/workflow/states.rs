@@ -14,7 +14,13 @@ use crate::task::stepped::{ErasedStep, ErasedSteppedTask};
 use crate::task::timer::{self, TimerOutcome, TimerTask};
 use crate::task::{TaskConfig, TaskResult};
 use std::fmt;
+use std::future::Future;
 use std::hash::Hash;
+use std::pin::Pin;
+
+/// A handler's work, boxed.
+pub(crate) type HandlerFuture<'a, TState> =
+    Pin<Box<dyn Future<Output = Result<TState, CanoError>> + Send + 'a>>;
 
 impl<TState, TResourceKey> Workflow<TState, TResourceKey>
 where
@@ -27,69 +33,77 @@ where
     /// In a run that can be interrupted (a cancellation token, a total timeout), the work
     /// is dropped when the run must stop — except a compensatable task's, which is never
     /// interrupted mid-run (the run loop stops after it, at the next state boundary).
-    pub(crate) async fn dispatch(
-        &self,
-        handler: &Handler<TState, TResourceKey>,
-        run: &mut Run,
-        label: &str,
-    ) -> Result<TState, CanoError> {
+    ///
+    /// The work is one boxed future (two when it can be interrupted), chosen here: a run
+    /// parked in a timer or a signal state holds that box and nothing else.
+    pub(crate) fn dispatch<'a>(
+        &'a self,
+        handler: &'a Handler<TState, TResourceKey>,
+        run: &'a mut Run,
+        label: &'a str,
+    ) -> HandlerFuture<'a, TState> {
         let interrupt = match handler {
             Handler::Compensatable { .. } => None,
             _ => run.interrupt().cloned(),
         };
         match interrupt {
-            Some(interrupt) => {
-                let work = Box::pin(self.run_handler(handler, run, label));
-                match interrupt.race(work).await {
+            Some(interrupt) => Box::pin(async move {
+                match interrupt.race(self.run_handler(handler, run, label)).await {
                     Ok(outcome) => outcome,
                     Err(stop) => Err(self.stopped(stop, label)),
                 }
-            }
-            None => self.run_handler(handler, run, label).await,
+            }),
+            None => self.run_handler(handler, run, label),
         }
     }
 
-    /// Run `handler`'s work and return the next state.
-    async fn run_handler(
-        &self,
-        handler: &Handler<TState, TResourceKey>,
-        run: &mut Run,
-        label: &str,
-    ) -> Result<TState, CanoError> {
-        let resources = &*self.resources;
-        if let Handler::Timer { task, config } = handler
-            && let Some(timer) = task.__timer()
-        {
-            return Box::pin(self.run_timer(timer, config, run, label)).await;
-        }
+    /// `handler`'s work, boxed: the future of its kind, sized for it alone.
+    fn run_handler<'a>(
+        &'a self,
+        handler: &'a Handler<TState, TResourceKey>,
+        run: &'a mut Run,
+        label: &'a str,
+    ) -> HandlerFuture<'a, TState> {
         match handler {
-            // (A `Timer` whose task says it is no timer after all runs as a task.)
-            Handler::Task { task, config, .. } | Handler::Timer { task, config } => {
-                let scope = self.begin_task(config, || task.name());
-                let outcome = scope
-                    .attempts(|| task.run(resources), |e, n| task.is_retryable(e, n))
-                    .await
-                    .and_then(single_next);
-                scope.end(&outcome);
-                outcome
-            }
-            // The less common kinds run boxed, so that their larger futures do not inflate
-            // the run loop's future (and so every spawned run) for all workflows.
+            Handler::Timer { task, config } => match task.__timer() {
+                Some(timer) => Box::pin(self.run_timer(timer, config, run, label)),
+                // A `Timer` whose task says it is no timer after all runs as a task.
+                None => self.run_task(task, config),
+            },
+            Handler::Task { task, config, .. } => self.run_task(task, config),
             Handler::Split {
                 tasks,
                 configs,
                 join,
-            } => Box::pin(self.run_split(tasks, configs, join, run, label)).await,
+            } => Box::pin(self.run_split(tasks, configs, join, run, label)),
             Handler::Stepped { task, config } => {
-                Box::pin(self.run_stepped(task.as_ref(), config, run, label)).await
+                Box::pin(self.run_stepped(task.as_ref(), config, run, label))
             }
             Handler::Compensatable { task, config } => {
-                Box::pin(self.run_compensatable(task.as_ref(), config, run, label)).await
+                Box::pin(self.run_compensatable(task.as_ref(), config, run, label))
             }
             Handler::Signal { task, config } => {
-                Box::pin(self.run_signal(task.as_ref(), config, run, label)).await
+                Box::pin(self.run_signal(task.as_ref(), config, run, label))
             }
         }
+    }
+
+    /// A plain task under its retry policy, observed.
+    fn run_task<'a>(
+        &'a self,
+        task: &'a crate::task::TaskObject<TState, TResourceKey>,
+        config: &'a TaskConfig,
+    ) -> HandlerFuture<'a, TState> {
+        let resources = &*self.resources;
+        Box::pin(async move {
+            let scope = self.begin_task(config, || task.name());
+            let outcome = scope
+                .attempts(|| task.run(resources), |e, n| task.is_retryable(e, n))
+                .await
+                .and_then(single_next);
+            scope.end(&outcome);
+            outcome
+        })
     }
 
     /// A signal state: wait for the signal (recording the wait, with its deadline, unless
@@ -113,7 +127,7 @@ where
                     let name = task.signal();
                     let deadline = match resumed {
                         Some(ResumeWait::Signal { deadline_ms, .. }) => deadline_ms,
-                        _ => self.start_signal_wait(task, &name, run, label).await?,
+                        _ => Box::pin(self.start_signal_wait(task, &name, run, label)).await?,
                     };
                     match self.receive(task, &name, deadline, run, label).await? {
                         Some(signal) => signal,
@@ -128,8 +142,7 @@ where
                     }
                 }
             };
-            scope
-                .attempts(|| task.on_signal(resources, &signal.payload), retry_all)
+            Box::pin(scope.attempts(|| task.on_signal(resources, &signal.payload), retry_all))
                 .await
                 .and_then(single_next)
         }
@@ -200,10 +213,7 @@ where
                 .as_mut()
                 .as_pin_mut()
                 .is_some_and(|notified| notified.enable());
-            match self
-                .take_signal(task, signals.as_ref(), name, run, label)
-                .await
-            {
+            match Box::pin(self.take_signal(task, signals.as_ref(), name, run, label)).await {
                 Ok(Some(signal)) => break Ok(Some(signal)),
                 Ok(None) => {}
                 Err(e) => break Err(e),
@@ -211,9 +221,11 @@ where
             if early {
                 continue;
             }
+            // The sleeps are boxed only when there are any: a run waiting without a
+            // timeout for a store that wakes it keeps just the notification.
             let expired = async {
                 match deadline {
-                    Some(deadline) => timer::sleep_until_ms(deadline).await,
+                    Some(deadline) => Box::pin(timer::sleep_until_ms(deadline)).await,
                     None => std::future::pending().await,
                 }
             };
@@ -221,14 +233,14 @@ where
                 match notified.as_mut().as_pin_mut() {
                     Some(notified) => notified.await,
                     // A store that cannot wake its waiters is asked every second.
-                    None => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
+                    None => Box::pin(tokio::time::sleep(std::time::Duration::from_secs(1))).await,
                 }
             };
             tokio::select! {
                 () = woken => {}
                 () = expired => {
                     // A signal that came with the deadline still counts.
-                    break self.take_signal(task, signals.as_ref(), name, run, label).await;
+                    break Box::pin(self.take_signal(task, signals.as_ref(), name, run, label)).await;
                 }
             }
         };
@@ -360,14 +372,17 @@ where
             let deadline = match run.take_resume_wait() {
                 // The re-entry row already records it.
                 Some(ResumeWait::Timer(deadline)) => deadline,
+                // What runs only around the wait is boxed: the parked run keeps
+                // nothing of it.
                 _ => {
-                    let wait = scope.attempts(|| timer.wait(resources), retry_all).await?;
+                    let wait =
+                        Box::pin(scope.attempts(|| timer.wait(resources), retry_all)).await?;
                     let deadline = timer::deadline_ms(&timer.name(), wait, timer::wall_now_ms())?;
                     if let (Some(store), true) = (&self.checkpoint_store, run.workflow_id.is_some())
                     {
-                        self.append_row(store.as_ref(), run, |sequence| {
+                        Box::pin(self.append_row(store.as_ref(), run, |sequence| {
                             Ok(log::timer(sequence, label, timer.name(), deadline))
-                        })
+                        }))
                         .await
                         .map_err(|e| {
                             CanoError::checkpoint_store(format!("append timer checkpoint: {e}"))
@@ -377,8 +392,7 @@ where
                 }
             };
             timer::sleep_until_ms(deadline).await;
-            scope
-                .attempts(|| timer.after_wait(resources), retry_all)
+            Box::pin(scope.attempts(|| timer.after_wait(resources), retry_all))
                 .await
                 .and_then(single_next)
         }
