@@ -15,9 +15,10 @@
 //! the crash, and never a value written by the state that was interrupted: that state runs
 //! again and writes again. Reads see the state's own writes at once.
 //!
-//! Run data is available to tasks of a workflow with a checkpoint store (durable) or one
-//! built with [`Workflow::with_run_data`](crate::Workflow::with_run_data) (the same API,
-//! in memory, for tests and store-less runs); split members share their run's data.
+//! Run data is available to the tasks of a workflow built with
+//! [`Workflow::with_run_data`](crate::Workflow::with_run_data): durable with a checkpoint
+//! store, in memory without one (tests, store-less runs); split members share their run's
+//! data. Workflows that do not ask for it pay nothing for it.
 //! Values are stored as JSON with their type's name, so a value read back as another type
 //! is an error naming the key, the run and both types.
 //!
@@ -65,7 +66,8 @@
 //!     .register(Order::Charge, Charge)
 //!     .add_exit_state(Order::Done)
 //!     .with_checkpoint_store(Arc::new(cano::MemoryCheckpointStore::new()))
-//!     .with_workflow_id("order-42");
+//!     .with_workflow_id("order-42")
+//!     .with_run_data();
 //! assert_eq!(wf.orchestrate(Order::Quote).await?, Order::Done);
 //! # Ok(()) }
 //! ```
@@ -228,8 +230,8 @@ impl RunData {
             Ok(Some(scope)) => Ok(Self { scope }),
             _ => Err(CanoError::configuration(
                 "RunData::current(): not inside a task of a workflow run with run data; \
-                 give the workflow a checkpoint store (durable) or call with_run_data() \
-                 (in memory)",
+                 call with_run_data() on the workflow (durable with a checkpoint store, \
+                 in memory without one)",
             )),
         }
     }

@@ -193,6 +193,7 @@ fn workflow(
         .add_exit_state(D::Done)
         .with_checkpoint_store(store)
         .with_workflow_id(RUN_ID)
+        .with_run_data()
 }
 
 fn env_ms(var: &str) -> Duration {

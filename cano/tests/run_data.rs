@@ -85,6 +85,7 @@ fn order(seen: &Seen, slow: Duration, store: &Arc<MemoryCheckpointStore>) -> Wor
         .add_exit_state(S::Done)
         .with_checkpoint_store(store.clone())
         .with_workflow_id("order-1")
+        .with_run_data()
 }
 
 fn seen(seen: &Seen) -> Vec<String> {
@@ -183,7 +184,8 @@ async fn split_members_share_their_runs_data() {
         .register(S::Sum, Sum(log.clone()))
         .add_exit_state(S::Done)
         .with_checkpoint_store(store)
-        .with_workflow_id("fan-1");
+        .with_workflow_id("fan-1")
+        .with_run_data();
     assert_eq!(wf.orchestrate(S::Fan).await, Ok(S::Done));
     assert_eq!(seen(&log), ["28"]);
 }
@@ -257,7 +259,8 @@ async fn bad_values_and_missing_setups_are_clear_errors() {
         .register(S::Quote, Misread)
         .add_exit_state(S::Done)
         .with_checkpoint_store(store)
-        .with_workflow_id("r-9");
+        .with_workflow_id("r-9")
+        .with_run_data();
     assert_eq!(
         wf.orchestrate(S::Quote).await,
         Err(CanoError::task_execution("checked"))
@@ -267,7 +270,11 @@ async fn bad_values_and_missing_setups_are_clear_errors() {
         .register(S::Quote, Quote)
         .add_exit_state(S::Charge);
     let err = plain.orchestrate(S::Quote).await.unwrap_err();
-    assert!(err.message().contains("Configuration error: RunData::current()"), "{err}");
+    assert!(
+        err.message()
+            .contains("Configuration error: RunData::current()"),
+        "{err}"
+    );
     assert!(err.message().contains("with_run_data"), "{err}");
 }
 
@@ -291,6 +298,7 @@ async fn run_data_survives_a_reopen_of_a_redb_file() {
             .add_exit_state(S::Done)
             .with_checkpoint_store(store)
             .with_workflow_id("order-1")
+            .with_run_data()
     };
     {
         let store = Arc::new(RedbCheckpointStore::new(&path).unwrap());

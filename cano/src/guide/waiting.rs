@@ -270,8 +270,9 @@
 //! another process finds the `MemoryStore` empty. A task writes with `put`; the writes of
 //! a state are recorded together with the next state's entry row, so a state that was
 //! interrupted has written nothing durable, and writes again when it runs again. Run data
-//! needs a checkpoint store, or [`with_run_data`](crate::Workflow::with_run_data) for the
-//! same API in memory (tests, store-less runs); elsewhere
+//! is there for workflows built with
+//! [`with_run_data`](crate::Workflow::with_run_data): durable with a checkpoint store, the
+//! same API in memory without one (tests, store-less runs); elsewhere
 //! [`RunData::current`](crate::run_data::RunData::current) is a `Configuration` error
 //! that says so.
 //!
@@ -345,7 +346,8 @@
 //!     .register(Pay::Charge, Charge(gateway.clone()))
 //!     .add_exit_state(Pay::Done)
 //!     .with_checkpoint_store(store)
-//!     .with_workflow_id("order-42");
+//!     .with_workflow_id("order-42")
+//!     .with_run_data();
 //!
 //! // The process dies while the gateway's answer is on its way.
 //! let crashed = tokio::time::timeout(Duration::from_secs(2), workflow.orchestrate(Pay::Quote));

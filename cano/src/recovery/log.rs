@@ -392,6 +392,12 @@ struct EntryRecord {
     removed: Vec<String>,
 }
 
+/// A plain [`RowKind::StateEntry`] row: a new visit, with nothing more to say.
+#[inline]
+pub(crate) fn plain_entry(sequence: u64, state: String, task_id: String) -> CheckpointRow {
+    CheckpointRow::new(sequence, state, task_id)
+}
+
 /// A [`RowKind::StateEntry`] row that may carry a re-entry mark, a supersedes marker and
 /// run data writes (a plain entry, without a blob, when it carries none of them).
 pub(crate) fn entry_with(

@@ -253,7 +253,9 @@ where
                         supersedes,
                         writer: None,
                         interrupt: None,
-                        data: Some(RunScope::new(Some(workflow_id.clone()), data, visits)),
+                        data: self
+                            .has_run_data()
+                            .then(|| RunScope::new(Some(workflow_id.clone()), data, visits)),
                         reentry: true,
                         split_done,
                     };
@@ -365,7 +367,8 @@ where
                     return self.end_run(ends_run, Err(err));
                 }
             };
-            let labelled = self.observers.is_some() || self.has_run_data();
+            let labelled =
+                self.observers.is_some() || self.checkpoint_store.is_some() || self.has_run_data();
             #[cfg(feature = "tracing")]
             tracing::info!(initial_state = ?current, "Starting workflow execution");
             // Every failure leaves the loop with its error, and the one `fail` below rolls
@@ -522,10 +525,10 @@ where
         })
     }
 
-    /// Whether runs carry run data (`run_data`): a checkpoint store records it; without
-    /// one, `with_run_data` keeps it in memory.
+    /// Whether runs carry run data (`with_run_data`): a checkpoint store records it;
+    /// without one it is kept in memory. Runs of other workflows pay nothing for it.
     pub(crate) fn has_run_data(&self) -> bool {
-        self.checkpoint_store.is_some() || self.run_data
+        self.run_data
     }
 
     /// The `Debug` text of `state` (from the state tables when it is registered).
@@ -634,7 +637,12 @@ where
                     _ => DataWrites::default(),
                 };
                 let supersedes = run.take_supersedes();
-                log::entry_with(sequence, state, task_id, reentry, supersedes, writes)?
+                if reentry || supersedes.is_some() || !writes.is_empty() {
+                    log::entry_with(sequence, state, task_id, reentry, supersedes, writes)?
+                } else {
+                    // The common case: a plain entry row.
+                    log::plain_entry(sequence, state, task_id)
+                }
             }
         };
         let run: &'r Run = run;

@@ -465,9 +465,11 @@ where
         self.edited()
     }
 
-    /// Give the tasks of runs without a checkpoint store [run data](crate::run_data) in
-    /// memory (runs with a store always have it, recorded in their log). For tests and
-    /// store-less runs of workflows whose tasks use [`RunData`](crate::run_data::RunData).
+    /// Give each run [run data](crate::run_data): a key/value map its tasks reach with
+    /// [`RunData::current`](crate::run_data::RunData::current), and an idempotency key
+    /// per visit. With a checkpoint store it is durable (recorded in the run's log, with
+    /// the next state's entry row); without one it lives in memory (tests, store-less
+    /// runs). Workflows that do not ask for it pay nothing for it.
     pub fn with_run_data(mut self) -> Self {
         self.run_data = true;
         self.edited()

@@ -20,8 +20,8 @@
 use crate::cancel::CancellationToken;
 use crate::error::CanoError;
 use crate::recovery::log::{CompletedStep, ResumeWait};
-use crate::run_data::RunScope;
 use crate::recovery::{CheckpointRow, CheckpointStore, RunWriter, StoreFuture};
+use crate::run_data::RunScope;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
