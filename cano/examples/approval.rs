@@ -277,7 +277,9 @@ fn describe(status: &RunStatus) -> String {
                     ", {} left before it expires",
                     human(Duration::from_millis(deadline - now_ms()))
                 ),
-                Some(_) => ", but its timeout has passed: `resume` expires it at once".into(),
+                Some(_) => ", but its timeout has passed: `resume` takes a decision already sent, \
+                     or else expires it at once"
+                    .into(),
                 None => String::new(),
             };
             format!("waiting for the signal {signal:?}{until}")

@@ -1,6 +1,7 @@
 //! # Parked runs: 100,000 sleeping or waiting runs in one process
 //!
 //! Run with:
+//! `cargo run -p cano --example parked_runs` (a quick check), or for the figures:
 //! `cargo run --release -p cano --example parked_runs -- --runs 100000`
 //! (options: `--scenario timer|timer+store|signal|sleep-floor|all` (default `all`),
 //! `--runs N` (100000), `--warmup W` (1000), `--park-secs S` (timers' deadline, counted
