@@ -16,10 +16,10 @@
 //!   enough that all N are parked before it; no checkpoint store. All runs share one
 //!   `Arc<Workflow>`.
 //! * `timer+store`: the same with a [`MemoryCheckpointStore`]. A run's log needs an id of
-//!   its own, and the id is the workflow's (`with_workflow_id`), so each run gets a clone
-//!   of the workflow with its id, moved into its task: what a user writes.
+//!   its own: each run starts with `Workflow::orchestrate_with_id` on the one shared
+//!   workflow.
 //! * `signal`: `Wait` is a `#[task::signal]` state; the store keeps signals
-//!   (`with_signal_store`), one workflow clone and id per run as above. The benchmark wakes
+//!   (`with_signal_store`), one id per run as above. The benchmark wakes
 //!   the runs by sending each one its signal, in run order, from the main thread.
 //! * `sleep-floor` (reference, no cano): each task awaits `tokio::time::sleep_until` of the
 //!   common deadline: what a parked tokio task with a timer costs at least.
@@ -426,10 +426,11 @@ async fn timers(phase: &Phase, kind: Timed) -> Result<Measured, String> {
             })
         }
         Timed::TimerStore => {
-            let base = wf.with_checkpoint_store(Arc::clone(&store) as Arc<dyn CheckpointStore>);
+            let base =
+                Arc::new(wf.with_checkpoint_store(Arc::clone(&store) as Arc<dyn CheckpointStore>));
             spawn_runs(n, |i| {
-                let wf = base.clone().with_workflow_id(run_id(i));
-                async move { finish(wf.orchestrate(Park::Wait).await) }
+                let wf = Arc::clone(&base);
+                async move { finish(wf.orchestrate_with_id(run_id(i), Park::Wait).await) }
             })
         }
         Timed::SleepFloor => spawn_runs(n, |_| {
@@ -479,9 +480,10 @@ async fn signals(phase: &Phase) -> Result<Measured, String> {
     let store = Arc::new(MemoryCheckpointStore::new());
     let base = signal_workflow(&store);
     let started = Instant::now();
+    let base = Arc::new(base);
     let future_bytes = spawn_runs(n, |i| {
-        let wf = base.clone().with_workflow_id(run_id(i));
-        async move { finish(wf.orchestrate(Park::Wait).await) }
+        let wf = Arc::clone(&base);
+        async move { finish(wf.orchestrate_with_id(run_id(i), Park::Wait).await) }
     });
     drop(base);
     check_waiting(&store, n, RowKind::SignalWait, Duration::from_secs(120)).await?;

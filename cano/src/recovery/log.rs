@@ -485,7 +485,10 @@ pub(crate) fn signal_wait(
         deadline_ms,
     };
     // A struct of a string and a number always serializes.
-    row.output_blob = Some(serde_json::to_vec(&record).unwrap_or_default());
+    let mut blob = serde_json::to_vec(&record).unwrap_or_default();
+    // A waiting run keeps this row for as long as it waits: no spare capacity.
+    blob.shrink_to_fit();
+    row.output_blob = Some(blob);
     row.kind = RowKind::SignalWait;
     row
 }

@@ -130,6 +130,50 @@ where
         self.start(run, initial_state)
     }
 
+    /// [`orchestrate`](Self::orchestrate) under the checkpoint-log id `workflow_id`
+    /// (instead of the one set with [`with_workflow_id`](Self::with_workflow_id)): one
+    /// workflow, shared (e.g. in an `Arc`), runs many orders concurrently, each with a log
+    /// of its own, without a clone of the workflow per run.
+    ///
+    /// ```
+    /// use cano::prelude::*;
+    /// use cano::MemoryCheckpointStore;
+    /// use std::sync::Arc;
+    ///
+    /// #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    /// enum S { Work, Done }
+    /// struct Work;
+    /// #[task(state = S)]
+    /// impl Work {
+    ///     async fn run_bare(&self) -> Result<TaskResult<S>, CanoError> { Ok(TaskResult::Single(S::Done)) }
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), CanoError> {
+    /// let wf = Arc::new(
+    ///     Workflow::bare()
+    ///         .register(S::Work, Work)
+    ///         .add_exit_state(S::Done)
+    ///         .with_checkpoint_store(Arc::new(MemoryCheckpointStore::new())),
+    /// );
+    /// let runs: Vec<_> = (0..3)
+    ///     .map(|i| {
+    ///         let wf = Arc::clone(&wf);
+    ///         tokio::spawn(async move { wf.orchestrate_with_id(format!("order-{i}"), S::Work).await })
+    ///     })
+    ///     .collect();
+    /// for run in runs {
+    ///     assert_eq!(run.await.unwrap()?, S::Done);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn orchestrate_with_id(
+        &self,
+        workflow_id: impl Into<String>,
+        initial_state: TState,
+    ) -> impl Future<Output = Result<TState, CanoError>> + Send + '_ {
+        let id: Arc<str> = Arc::from(workflow_id.into());
+        self.start(Run::fresh(Some(id)), initial_state)
+    }
+
     /// A fresh run from `initial_state`, in its span.
     fn start(
         &self,
