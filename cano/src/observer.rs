@@ -30,6 +30,34 @@
 //! ```
 
 use crate::error::CanoError;
+use std::sync::Arc;
+
+/// Call `f` on every observer, in order. An observer that panics does not take the run (or
+/// the worker thread) down: the panic is caught and reported — `tracing` at ERROR with the
+/// `tracing` feature, otherwise one line on stderr per process — and the other observers
+/// still hear the event.
+pub(crate) fn each(observers: &[Arc<dyn WorkflowObserver>], f: impl Fn(&dyn WorkflowObserver)) {
+    for o in observers {
+        let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&**o)));
+        if let Err(payload) = called {
+            report_panic(&crate::util::panic_message(&*payload));
+        }
+    }
+}
+
+fn report_panic(message: &str) {
+    #[cfg(feature = "tracing")]
+    tracing::error!(panic = message, "observer panicked; the run goes on");
+    #[cfg(not(feature = "tracing"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            eprintln!(
+                "cano: an observer panicked ({message}); the run goes on (reported once per process)"
+            );
+        });
+    }
+}
 
 /// Callbacks fired while a workflow runs. All methods default to doing nothing.
 ///

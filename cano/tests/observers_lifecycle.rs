@@ -313,3 +313,67 @@ async fn every_run_ends_once_including_resumed_and_failed_ones() {
         Some("end ok Done")
     );
 }
+
+/// An observer that panics in every callback does not take the run down, and the
+/// observers after it still hear every event.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_observer_does_not_break_the_run_or_the_other_observers() {
+    struct Explodes;
+    impl WorkflowObserver for Explodes {
+        fn on_state_enter(&self, _state: &str) {
+            panic!("observer exploded");
+        }
+        fn on_task_start(&self, _task_id: &str) {
+            panic!("observer exploded");
+        }
+        fn on_task_success(&self, _task_id: &str) {
+            panic!("observer exploded");
+        }
+        fn on_run_end(&self, _outcome: Result<&str, &CanoError>) {
+            panic!("observer exploded");
+        }
+    }
+    #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    enum P {
+        Go,
+        Fan,
+        Done,
+    }
+    struct Go;
+    #[task(state = P)]
+    impl Go {
+        async fn run_bare(&self) -> Result<TaskResult<P>, CanoError> {
+            Ok(TaskResult::Single(P::Fan))
+        }
+    }
+    #[derive(Default)]
+    struct Counts(Mutex<Vec<String>>);
+    impl WorkflowObserver for Counts {
+        fn on_state_enter(&self, state: &str) {
+            self.0.lock().unwrap().push(format!("enter:{state}"));
+        }
+        fn on_task_start(&self, id: &str) {
+            self.0.lock().unwrap().push(format!("start:{id}"));
+        }
+        fn on_task_success(&self, id: &str) {
+            self.0.lock().unwrap().push(format!("success:{id}"));
+        }
+    }
+    let after = Arc::new(Counts::default());
+    let wf = Workflow::bare()
+        .register(P::Go, Go)
+        .register_split(
+            P::Fan,
+            vec![Go, Go],
+            JoinConfig::new(JoinStrategy::All, P::Done),
+        )
+        .add_exit_state(P::Done)
+        .with_observer(Arc::new(Explodes))
+        .with_observer(after.clone());
+    assert_eq!(wf.orchestrate(P::Go).await, Ok(P::Done));
+    let events = after.0.lock().unwrap().clone();
+    let count = |prefix: &str| events.iter().filter(|e| e.starts_with(prefix)).count();
+    assert_eq!(count("start:"), 3, "{events:?}");
+    assert_eq!(count("enter:"), 3, "{events:?}");
+    assert_eq!(count("success:"), 3, "{events:?}");
+}

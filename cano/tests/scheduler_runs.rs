@@ -171,15 +171,20 @@ async fn observers_see_every_scheduled_run() {
     assert_eq!(recorder.events(), expected);
 }
 
-/// An observer that panics on entering the exit state (observer panics are not caught by
-/// the engine).
-struct PanickyObserver;
+/// A checkpoint store whose appends panic: a panic that escapes the run (observer panics
+/// are caught by the engine, store panics are not).
+struct PanickyStore;
 
-impl WorkflowObserver for PanickyObserver {
-    fn on_state_enter(&self, state: &str) {
-        if state == "Done" {
-            panic!("observer exploded");
-        }
+#[checkpoint_store]
+impl CheckpointStore for PanickyStore {
+    async fn append(&self, _workflow_id: &str, _row: CheckpointRow) -> Result<(), CanoError> {
+        panic!("store exploded")
+    }
+    async fn load_run(&self, _workflow_id: &str) -> Result<Vec<CheckpointRow>, CanoError> {
+        Ok(Vec::new())
+    }
+    async fn clear(&self, _workflow_id: &str) -> Result<(), CanoError> {
+        Ok(())
     }
 }
 
@@ -187,7 +192,9 @@ impl WorkflowObserver for PanickyObserver {
 async fn a_panicking_run_is_recorded_as_a_failure() {
     let job = Job::new();
     let mut s = Scheduler::new();
-    let wf = workflow(&job).with_observer(Arc::new(PanickyObserver));
+    let wf = workflow(&job)
+        .with_checkpoint_store(Arc::new(PanickyStore))
+        .with_workflow_id("p");
     s.every("p", wf, Step::Run, ms(100)).unwrap();
     s.set_backoff("p", scheduler_support::backoff(10, 1.0, 10, None))
         .unwrap();
@@ -196,8 +203,8 @@ async fn a_panicking_run_is_recorded_as_a_failure() {
     let Status::Backoff { last_error, .. } = &failed.status else {
         panic!("{failed:?}");
     };
-    assert_eq!(last_error, "Task execution error: panic: observer exploded");
-    // The loop survived the panic and keeps running the flow.
-    assert!(job.calls() >= 2);
+    assert_eq!(last_error, "Task execution error: panic: store exploded");
+    // The loop survived the panic and keeps trying the flow.
+    assert!(failed.run_count >= 2);
     running.stop().await.unwrap();
 }

@@ -86,8 +86,9 @@
 //!
 //! Callbacks are plain synchronous functions, called inline on the run's task (split
 //! members may call them from several tasks at once), so keep them short: bump a counter,
-//! push to a channel. Do not block in them, and do not panic: a panic in an observer is
-//! not caught by the engine. Give tasks a short [`name`](crate::Task::name) if the type
+//! push to a channel. Do not block in them. A panic in an observer is caught: the run
+//! goes on, the other observers still hear the event, and the panic is reported (`tracing`
+//! at ERROR, or once per process on stderr without the `tracing` feature). Give tasks a short [`name`](crate::Task::name) if the type
 //! path is too long for your dashboards.
 //!
 //! Observers change nothing about a run: attaching one never alters results. Without
@@ -158,6 +159,7 @@
 //! | event | WARN | `Task execution failed, will retry` | `task`, `attempt`, `max_attempts`, `error` |
 //! | event | WARN | `error is not retryable; giving up` | `task`, `attempt`, `error` |
 //! | event | WARN | `workflow run cancelled` | `state` |
+//! | event | ERROR | `observer panicked; the run goes on` | `panic` |
 //! | event | INFO | `signal received` | `signal`, `id` |
 //! | event | WARN | `signal rejected` | `signal`, `id`, `error` |
 //! | event | WARN | `could not remove a consumed signal` | `signal_id`, `error` |

@@ -231,14 +231,8 @@ impl TaskScope<'_> {
         if let Some(observed) = &self.observed {
             let name = &observed.name;
             match outcome {
-                Ok(_) => observed
-                    .observers
-                    .iter()
-                    .for_each(|o| o.on_task_success(name)),
-                Err(e) => observed
-                    .observers
-                    .iter()
-                    .for_each(|o| o.on_task_failure(name, e)),
+                Ok(_) => crate::observer::each(observed.observers, |o| o.on_task_success(name)),
+                Err(e) => crate::observer::each(observed.observers, |o| o.on_task_failure(name, e)),
             }
         }
     }

@@ -207,9 +207,7 @@ impl TaskConfig {
     pub(crate) fn notify(&self, f: impl Fn(&dyn WorkflowObserver, &str)) {
         if let Some(observers) = &self.observers {
             let name = self.task_name.as_deref().unwrap_or("<task>");
-            for o in observers.iter() {
-                f(&**o, name);
-            }
+            crate::observer::each(observers, |o| f(o, name));
         }
     }
 }

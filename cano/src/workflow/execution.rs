@@ -809,9 +809,7 @@ where
     #[inline]
     pub(crate) fn notify(&self, f: impl Fn(&dyn WorkflowObserver)) {
         if let Some(observers) = &self.observers {
-            for o in observers.iter() {
-                f(&**o);
-            }
+            crate::observer::each(observers, f);
         }
     }
 
@@ -829,7 +827,7 @@ where
             };
         };
         let name = name();
-        observers.iter().for_each(|o| o.on_task_start(&name));
+        crate::observer::each(observers, |o| o.on_task_start(&name));
         let stamped = TaskConfig {
             observers: Some(Arc::clone(observers)),
             task_name: Some(name.clone()),

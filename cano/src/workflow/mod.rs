@@ -536,6 +536,22 @@ where
         }
     }
 
+    /// The states that have a handler (not the exit-only states), in no particular order.
+    ///
+    /// ```
+    /// use cano::prelude::*;
+    /// #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    /// enum S { A, Done }
+    /// struct T;
+    /// #[task(state = S)]
+    /// impl T { async fn run_bare(&self) -> Result<TaskResult<S>, CanoError> { Ok(TaskResult::Single(S::Done)) } }
+    /// let wf = Workflow::bare().register(S::A, T).add_exit_state(S::Done);
+    /// assert_eq!(wf.registered_states().collect::<Vec<_>>(), [&S::A]);
+    /// ```
+    pub fn registered_states(&self) -> impl Iterator<Item = &TState> {
+        self.states.keys()
+    }
+
     fn is_known(&self, state: &TState) -> bool {
         self.states.contains(state) || self.exit_states.contains(state)
     }

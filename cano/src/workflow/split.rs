@@ -171,7 +171,7 @@ where
                 .enumerate()
                 .map(|(idx, (task, config))| {
                     let id = format!("{}[{idx}]", task.name());
-                    observers.iter().for_each(|o| o.on_task_start(&id));
+                    crate::observer::each(observers, |o| o.on_task_start(&id));
                     let stamped = TaskConfig {
                         observers: Some(Arc::clone(observers)),
                         task_name: Some(Cow::Owned(id.clone())),
@@ -247,12 +247,12 @@ where
         if let Some(observers) = &self.observers {
             for s in &outcome.successes {
                 if let Some(id) = ids.get(s.task_index) {
-                    observers.iter().for_each(|o| o.on_task_success(id));
+                    crate::observer::each(observers, |o| o.on_task_success(id));
                 }
             }
             for e in &outcome.errors {
                 if let (Some(id), Err(err)) = (ids.get(e.task_index), &e.result) {
-                    observers.iter().for_each(|o| o.on_task_failure(id, err));
+                    crate::observer::each(observers, |o| o.on_task_failure(id, err));
                 }
             }
         }
