@@ -6,6 +6,7 @@ pub mod circuit;
 pub mod error;
 pub mod guide;
 pub mod observer;
+pub mod rate_limit;
 pub mod recovery;
 pub mod resource;
 pub mod run_data;

@@ -1,0 +1,910 @@
+//! Rate limiters: a token bucket, a fixed window, and a multi-tier limiter over both.
+//!
+//! - [`RateLimiter`] is a token bucket. It starts full with
+//!   [`capacity`](RateLimiterPolicy::capacity) tokens and refills continuously at
+//!   `tokens_per_period` tokens per `refill_period`, computed lazily on each call (no
+//!   background task).
+//! - [`WindowedRateLimiter`] allows [`limit`](WindowPolicy::limit) units per fixed window. A
+//!   window opens at the first debit after the previous one expired (monotonic clock, no
+//!   wall-clock alignment) and usage resets when it ends.
+//! - [`MultiRateLimiter`] stacks named tiers ("100 per minute *and* 5 000 per day"): an
+//!   acquire reserves every tier or none; when a tier rejects, the tiers already charged are
+//!   refunded.
+//!
+//! All three share the object-safe [`Meter`] trait (the first two implement it, the third
+//! composes them), implement [`Resource`](crate::Resource) so they can live in
+//! [`Resources`](crate::Resources), and are cheap to clone: clones share one state.
+//!
+//! `try_*` methods never wait: they return a [`Permit`] or a [`RateLimited`] that names the
+//! tier and how long to wait. `acquire*` methods sleep on Tokio's timer exactly until the
+//! capacity exists, and read time from Tokio's clock, so on a paused clock
+//! (`#[tokio::test(start_paused = true)]`) tests can assert exact waits.
+//!
+//! A rejection converts into the *existing* [`CanoError::Generic`] variant (see
+//! [`RateLimited`] for the text), so a task can use `?` on it. A bad policy (zero capacity,
+//! zero rate, a non-finite rate) is a [`CanoError::Configuration`] from the constructor,
+//! never a panic.
+//!
+//! ```
+//! use cano::rate_limit::{RateLimiter, RateLimiterPolicy};
+//! use std::time::Duration;
+//! use tokio::time::Instant;
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+//! // 2 tokens per second, bucket of 2.
+//! let limiter = RateLimiter::new(RateLimiterPolicy::per_second(2))?;
+//! let _a = limiter.try_acquire()?;
+//! let _b = limiter.try_acquire()?;
+//!
+//! // Empty: try_acquire says how long to wait, acquire waits exactly that long.
+//! let rejected = limiter.try_acquire().unwrap_err();
+//! assert_eq!(rejected.retry_after, Duration::from_millis(500));
+//! let start = Instant::now();
+//! let _c = limiter.acquire().await;
+//! assert_eq!(start.elapsed(), Duration::from_millis(500));
+//! # Ok::<(), cano::CanoError>(())
+//! # }).unwrap();
+//! ```
+
+use crate::error::CanoError;
+use parking_lot::Mutex;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+const NANOS_PER_SEC: u128 = 1_000_000_000;
+
+/// Converts nanoseconds to a `Duration`, saturating at [`Duration::MAX`].
+fn duration_from_nanos(nanos: u128) -> Duration {
+    let secs = nanos / NANOS_PER_SEC;
+    let sub = (nanos % NANOS_PER_SEC) as u32;
+    match u64::try_from(secs) {
+        Ok(secs) => Duration::new(secs, sub),
+        Err(_) => Duration::MAX,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Rejection and permits
+// ---------------------------------------------------------------------------------------
+
+/// A limiter refused a request: which tier refused and how long until it could succeed.
+///
+/// `retry_after` is [`Duration::MAX`] when the request can never succeed (its cost exceeds
+/// the tier's capacity).
+///
+/// It converts into [`CanoError::Generic`] with the text
+/// `rate limited by tier '<tier>': retry after <retry_after:?>` (for example
+/// `Error: rate limited by tier 'api': retry after 500ms` once displayed), so `?` works
+/// inside a task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimited {
+    /// The name of the tier (or single limiter) that refused.
+    pub tier: String,
+    /// How long until the same request would succeed, if nothing else takes capacity first.
+    pub retry_after: Duration,
+}
+
+impl fmt::Display for RateLimited {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "rate limited by tier '{}': retry after {:?}",
+            self.tier, self.retry_after
+        )
+    }
+}
+
+impl std::error::Error for RateLimited {}
+
+impl From<RateLimited> for CanoError {
+    fn from(err: RateLimited) -> Self {
+        CanoError::Generic(err.to_string())
+    }
+}
+
+/// Proof that a single limiter granted `cost` units.
+///
+/// A scope marker only: the units are spent when the permit is granted, and dropping it
+/// gives nothing back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a permit marks the rate-limited work; bind it to a name for the scope"]
+pub struct Permit {
+    cost: u64,
+}
+
+impl Permit {
+    /// The number of units this permit was granted for.
+    #[must_use]
+    pub fn cost(&self) -> u64 {
+        self.cost
+    }
+}
+
+/// Identifies the window a debit was made in, so a late [`Meter::credit`] cannot give back
+/// units to a window that has since reset. Token buckets ignore it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Epoch(u64);
+
+// ---------------------------------------------------------------------------------------
+// The common trait
+// ---------------------------------------------------------------------------------------
+
+/// The synchronous core shared by the limiters: debit, refund, and ask how long to wait.
+///
+/// Object-safe, so [`MultiRateLimiter`] holds its tiers as `Arc<dyn Meter>`; implement it
+/// for your own limiter to stack it with the built-in ones.
+pub trait Meter: Send + Sync + 'static {
+    /// Take `cost` units now, or return how long until they would be available
+    /// ([`Duration::MAX`] if `cost` exceeds [`capacity`](Self::capacity)). Never waits.
+    ///
+    /// # Errors
+    /// The time to wait, when the units are not available now.
+    fn try_debit(&self, cost: u64) -> Result<Epoch, Duration>;
+
+    /// Give back `cost` units taken by a [`try_debit`](Self::try_debit) that returned
+    /// `epoch`. A window limiter ignores a credit for a window that has already ended.
+    fn credit(&self, cost: u64, epoch: Epoch);
+
+    /// How long until `cost` units would be available (zero if they are now); `None` if
+    /// never, because `cost` exceeds [`capacity`](Self::capacity).
+    fn time_until(&self, cost: u64) -> Option<Duration>;
+
+    /// The most units a single request can ever get.
+    fn capacity(&self) -> u64;
+}
+
+// ---------------------------------------------------------------------------------------
+// Token bucket
+// ---------------------------------------------------------------------------------------
+
+/// The shape of a [`RateLimiter`]'s token bucket.
+///
+/// The bucket holds at most [`capacity`](Self::capacity) (`max_tokens + burst`) tokens and
+/// gains `tokens_per_period` tokens every `refill_period`, continuously (one token every
+/// `refill_period / tokens_per_period`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimiterPolicy {
+    /// The steady bucket size. Together with `burst`, must be at least 1.
+    pub max_tokens: u32,
+    /// Tokens added per `refill_period`. Must be at least 1.
+    pub tokens_per_period: u32,
+    /// The period over which `tokens_per_period` tokens are added. Must be non-zero.
+    pub refill_period: Duration,
+    /// Extra room on top of `max_tokens` for short bursts.
+    pub burst: u32,
+}
+
+impl RateLimiterPolicy {
+    /// `tokens` per `period`, with a bucket of `tokens` and no extra burst.
+    #[must_use]
+    pub fn new(tokens: u32, period: Duration) -> Self {
+        Self {
+            max_tokens: tokens,
+            tokens_per_period: tokens,
+            refill_period: period,
+            burst: 0,
+        }
+    }
+
+    /// `tokens` per second, with a bucket of `tokens`.
+    #[must_use]
+    pub fn per_second(tokens: u32) -> Self {
+        Self::new(tokens, Duration::from_secs(1))
+    }
+
+    /// A fractional rate of `tokens_per_second` (e.g. `0.5` for one token every two
+    /// seconds), with a bucket of `max_tokens`.
+    ///
+    /// # Errors
+    /// [`CanoError::Configuration`] if the rate is not finite, not positive, or so high that
+    /// one token would take less than a nanosecond.
+    pub fn from_rate(tokens_per_second: f64, max_tokens: u32) -> Result<Self, CanoError> {
+        if !tokens_per_second.is_finite() || tokens_per_second <= 0.0 {
+            return Err(CanoError::configuration(format!(
+                "rate limiter: the rate must be a finite number of tokens per second above 0, got {tokens_per_second}"
+            )));
+        }
+        let period = Duration::try_from_secs_f64(1.0 / tokens_per_second)
+            .ok()
+            .filter(|p| !p.is_zero())
+            .ok_or_else(|| {
+                CanoError::configuration(format!(
+                    "rate limiter: a rate of {tokens_per_second} tokens per second is out of range (one token must take between 1 ns and Duration::MAX)"
+                ))
+            })?;
+        Ok(Self {
+            max_tokens,
+            tokens_per_period: 1,
+            refill_period: period,
+            burst: 0,
+        })
+    }
+
+    /// The same policy with a bucket of `max_tokens`.
+    #[must_use]
+    pub fn with_max_tokens(mut self, max_tokens: u32) -> Self {
+        self.max_tokens = max_tokens;
+        self
+    }
+
+    /// The same policy with `burst` extra tokens of room.
+    #[must_use]
+    pub fn with_burst(mut self, burst: u32) -> Self {
+        self.burst = burst;
+        self
+    }
+
+    /// The most tokens the bucket holds: `max_tokens + burst`.
+    #[must_use]
+    pub fn capacity(&self) -> u64 {
+        u64::from(self.max_tokens) + u64::from(self.burst)
+    }
+
+    /// Checks the policy.
+    ///
+    /// # Errors
+    /// [`CanoError::Configuration`] if the capacity is 0, `tokens_per_period` is 0 or
+    /// `refill_period` is zero.
+    pub fn validate(&self) -> Result<(), CanoError> {
+        if self.capacity() == 0 {
+            return Err(CanoError::configuration(
+                "rate limiter: max_tokens + burst must be at least 1",
+            ));
+        }
+        if self.tokens_per_period == 0 {
+            return Err(CanoError::configuration(
+                "rate limiter: tokens_per_period must be at least 1 (a zero rate never refills)",
+            ));
+        }
+        if self.refill_period.is_zero() {
+            return Err(CanoError::configuration(
+                "rate limiter: refill_period must be non-zero",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Bucket state in scaled units: one token is `refill_period` nanoseconds' worth of units,
+/// and each elapsed nanosecond adds `tokens_per_period` units. Integer arithmetic keeps the
+/// computed waits exact.
+#[derive(Debug)]
+struct Bucket {
+    units: u128,
+    last: Instant,
+}
+
+/// A token bucket rate limiter. See the [module docs](self).
+///
+/// `Clone` is shallow: clones share one bucket.
+#[derive(Debug, Clone)]
+pub struct RateLimiter {
+    state: Arc<Mutex<Bucket>>,
+    policy: RateLimiterPolicy,
+    name: Arc<str>,
+    /// Units per token (`refill_period` in nanoseconds).
+    unit: u128,
+    /// Units gained per elapsed nanosecond (`tokens_per_period`).
+    gain: u128,
+}
+
+impl RateLimiter {
+    /// A full bucket shaped by `policy`, named `"rate_limiter"` in rejections.
+    ///
+    /// # Errors
+    /// [`CanoError::Configuration`] if the policy is invalid (see
+    /// [`RateLimiterPolicy::validate`]).
+    pub fn new(policy: RateLimiterPolicy) -> Result<Self, CanoError> {
+        policy.validate()?;
+        let unit = policy.refill_period.as_nanos();
+        let gain = u128::from(policy.tokens_per_period);
+        Ok(Self {
+            state: Arc::new(Mutex::new(Bucket {
+                units: u128::from(policy.capacity()).saturating_mul(unit),
+                last: Instant::now(),
+            })),
+            policy,
+            name: Arc::from("rate_limiter"),
+            unit,
+            gain,
+        })
+    }
+
+    /// The same limiter reporting `name` as the tier in [`RateLimited`].
+    #[must_use]
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Arc::from(name.into());
+        self
+    }
+
+    /// The name reported in [`RateLimited::tier`].
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The policy this limiter was built with.
+    #[must_use]
+    pub fn policy(&self) -> &RateLimiterPolicy {
+        &self.policy
+    }
+
+    fn max_units(&self) -> u128 {
+        u128::from(self.policy.capacity()).saturating_mul(self.unit)
+    }
+
+    /// Bring the bucket up to `now` and return it.
+    fn refilled(&self, now: Instant) -> parking_lot::MutexGuard<'_, Bucket> {
+        let mut b = self.state.lock();
+        if now > b.last {
+            let elapsed = now.duration_since(b.last).as_nanos();
+            b.units = b
+                .units
+                .saturating_add(elapsed.saturating_mul(self.gain))
+                .min(self.max_units());
+            b.last = now;
+        }
+        b
+    }
+
+    /// Time until `units` are in a bucket holding `have`.
+    fn wait_for(&self, have: u128, cost: u64) -> Option<Duration> {
+        if cost > self.policy.capacity() {
+            return None;
+        }
+        let need = u128::from(cost).saturating_mul(self.unit);
+        let deficit = need.saturating_sub(have);
+        Some(duration_from_nanos(deficit.div_ceil(self.gain)))
+    }
+
+    fn rejected(&self, retry_after: Duration) -> RateLimited {
+        RateLimited {
+            tier: self.name.to_string(),
+            retry_after,
+        }
+    }
+
+    /// Take one token now, or say how long until one exists. Never waits.
+    ///
+    /// # Errors
+    /// [`RateLimited`] when the bucket is empty.
+    pub fn try_acquire(&self) -> Result<Permit, RateLimited> {
+        self.try_acquire_n(1)
+    }
+
+    /// Take `cost` tokens now, or say how long until they exist. Never waits. A cost of 0
+    /// always succeeds.
+    ///
+    /// # Errors
+    /// [`RateLimited`] when fewer than `cost` tokens are available; its `retry_after` is
+    /// [`Duration::MAX`] if `cost` exceeds the capacity.
+    pub fn try_acquire_n(&self, cost: u64) -> Result<Permit, RateLimited> {
+        self.try_debit(cost)
+            .map(|_| Permit { cost })
+            .map_err(|wait| self.rejected(wait))
+    }
+
+    /// Take one token, sleeping exactly until one exists.
+    ///
+    /// Dropping the future before it completes takes nothing.
+    pub async fn acquire(&self) -> Permit {
+        loop {
+            match self.try_debit(1) {
+                Ok(_) => return Permit { cost: 1 },
+                Err(wait) => tokio::time::sleep(wait).await,
+            }
+        }
+    }
+
+    /// Take `cost` tokens, sleeping exactly until they exist (other callers may take tokens
+    /// in between; the wait is then recomputed).
+    ///
+    /// Dropping the future before it completes takes nothing.
+    ///
+    /// # Errors
+    /// [`CanoError::Configuration`] at once if `cost` exceeds the capacity (it could never
+    /// succeed).
+    pub async fn acquire_n(&self, cost: u64) -> Result<Permit, CanoError> {
+        if cost > self.policy.capacity() {
+            return Err(too_costly(&self.name, cost, self.policy.capacity()));
+        }
+        loop {
+            match self.try_debit(cost) {
+                Ok(_) => return Ok(Permit { cost }),
+                Err(wait) => tokio::time::sleep(wait).await,
+            }
+        }
+    }
+
+    /// Whole tokens available now.
+    #[must_use]
+    pub fn tokens_available(&self) -> u64 {
+        let units = self.refilled(Instant::now()).units;
+        u64::try_from(units / self.unit).unwrap_or(u64::MAX)
+    }
+
+    /// How long until `cost` tokens would be available (zero if they are now); `None` if
+    /// `cost` exceeds the capacity.
+    #[must_use]
+    pub fn time_until(&self, cost: u64) -> Option<Duration> {
+        let units = self.refilled(Instant::now()).units;
+        self.wait_for(units, cost)
+    }
+}
+
+fn too_costly(tier: &str, cost: u64, capacity: u64) -> CanoError {
+    CanoError::configuration(format!(
+        "rate limiter '{tier}': a cost of {cost} exceeds the capacity of {capacity} and can never be granted"
+    ))
+}
+
+impl Meter for RateLimiter {
+    fn try_debit(&self, cost: u64) -> Result<Epoch, Duration> {
+        let mut b = self.refilled(Instant::now());
+        let need = u128::from(cost).saturating_mul(self.unit);
+        if cost <= self.policy.capacity() && b.units >= need {
+            b.units -= need;
+            return Ok(Epoch(0));
+        }
+        let have = b.units;
+        drop(b);
+        Err(self.wait_for(have, cost).unwrap_or(Duration::MAX))
+    }
+
+    fn credit(&self, cost: u64, _epoch: Epoch) {
+        let max = self.max_units();
+        let mut b = self.refilled(Instant::now());
+        b.units = b
+            .units
+            .saturating_add(u128::from(cost).saturating_mul(self.unit))
+            .min(max);
+    }
+
+    fn time_until(&self, cost: u64) -> Option<Duration> {
+        RateLimiter::time_until(self, cost)
+    }
+
+    fn capacity(&self) -> u64 {
+        self.policy.capacity()
+    }
+}
+
+impl crate::resource::Resource for RateLimiter {}
+
+// ---------------------------------------------------------------------------------------
+// Fixed window
+// ---------------------------------------------------------------------------------------
+
+/// The shape of a [`WindowedRateLimiter`]: at most `limit` units per `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowPolicy {
+    /// Units allowed per window. Must be at least 1.
+    pub limit: u64,
+    /// The window length. Must be non-zero.
+    pub window: Duration,
+}
+
+impl WindowPolicy {
+    /// `limit` units per `window`.
+    #[must_use]
+    pub fn new(limit: u64, window: Duration) -> Self {
+        Self { limit, window }
+    }
+
+    /// `limit` units per second.
+    #[must_use]
+    pub fn per_second(limit: u64) -> Self {
+        Self::new(limit, Duration::from_secs(1))
+    }
+
+    /// `limit` units per minute.
+    #[must_use]
+    pub fn per_minute(limit: u64) -> Self {
+        Self::new(limit, Duration::from_secs(60))
+    }
+
+    /// `limit` units per `hours` hours.
+    #[must_use]
+    pub fn per_hours(limit: u64, hours: u64) -> Self {
+        Self::new(limit, Duration::from_secs(hours.saturating_mul(3600)))
+    }
+
+    /// `limit` units per `days` days.
+    #[must_use]
+    pub fn per_days(limit: u64, days: u64) -> Self {
+        Self::new(limit, Duration::from_secs(days.saturating_mul(86_400)))
+    }
+
+    /// Checks the policy.
+    ///
+    /// # Errors
+    /// [`CanoError::Configuration`] if `limit` is 0 or `window` is zero.
+    pub fn validate(&self) -> Result<(), CanoError> {
+        if self.limit == 0 {
+            return Err(CanoError::configuration(
+                "windowed rate limiter: limit must be at least 1",
+            ));
+        }
+        if self.window.is_zero() {
+            return Err(CanoError::configuration(
+                "windowed rate limiter: window must be non-zero",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct Window {
+    /// When the current window opened; `None` until the next debit opens one.
+    opened: Option<Instant>,
+    used: u64,
+    epoch: u64,
+}
+
+/// A fixed-window rate limiter. See the [module docs](self).
+///
+/// `Clone` is shallow: clones share one window.
+#[derive(Debug, Clone)]
+pub struct WindowedRateLimiter {
+    state: Arc<Mutex<Window>>,
+    policy: WindowPolicy,
+    name: Arc<str>,
+}
+
+impl WindowedRateLimiter {
+    /// A limiter with no window open yet, named `"window"` in rejections.
+    ///
+    /// # Errors
+    /// [`CanoError::Configuration`] if the policy is invalid (see
+    /// [`WindowPolicy::validate`]).
+    pub fn new(policy: WindowPolicy) -> Result<Self, CanoError> {
+        policy.validate()?;
+        Ok(Self {
+            state: Arc::new(Mutex::new(Window {
+                opened: None,
+                used: 0,
+                epoch: 0,
+            })),
+            policy,
+            name: Arc::from("window"),
+        })
+    }
+
+    /// The same limiter reporting `name` as the tier in [`RateLimited`].
+    #[must_use]
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Arc::from(name.into());
+        self
+    }
+
+    /// The name reported in [`RateLimited::tier`].
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The policy this limiter was built with.
+    #[must_use]
+    pub fn policy(&self) -> &WindowPolicy {
+        &self.policy
+    }
+
+    /// The window state at `now`, with an expired window closed.
+    fn current(&self, now: Instant) -> parking_lot::MutexGuard<'_, Window> {
+        let mut w = self.state.lock();
+        if let Some(opened) = w.opened {
+            let expired = opened
+                .checked_add(self.policy.window)
+                .is_some_and(|end| now >= end);
+            if expired {
+                w.opened = None;
+                w.used = 0;
+                w.epoch = w.epoch.wrapping_add(1);
+            }
+        }
+        w
+    }
+
+    fn wait_in(&self, w: &Window, now: Instant, cost: u64) -> Option<Duration> {
+        if cost > self.policy.limit {
+            return None;
+        }
+        if w.used.saturating_add(cost) <= self.policy.limit {
+            return Some(Duration::ZERO);
+        }
+        // Over the limit implies a window is open.
+        let end = w.opened.and_then(|o| o.checked_add(self.policy.window));
+        Some(end.map_or(Duration::MAX, |end| end.saturating_duration_since(now)))
+    }
+
+    fn rejected(&self, retry_after: Duration) -> RateLimited {
+        RateLimited {
+            tier: self.name.to_string(),
+            retry_after,
+        }
+    }
+
+    /// Use one unit of the current window now, or say how long until it resets. Never
+    /// waits.
+    ///
+    /// # Errors
+    /// [`RateLimited`] when the window is used up.
+    pub fn try_acquire(&self) -> Result<Permit, RateLimited> {
+        self.try_acquire_n(1)
+    }
+
+    /// Use `cost` units of the current window now, or say how long until it resets. Never
+    /// waits. A cost of 0 always succeeds.
+    ///
+    /// # Errors
+    /// [`RateLimited`] when fewer than `cost` units remain; its `retry_after` is
+    /// [`Duration::MAX`] if `cost` exceeds the limit.
+    pub fn try_acquire_n(&self, cost: u64) -> Result<Permit, RateLimited> {
+        self.try_debit(cost)
+            .map(|_| Permit { cost })
+            .map_err(|wait| self.rejected(wait))
+    }
+
+    /// Use one unit, sleeping exactly until the window resets if it is used up.
+    ///
+    /// Dropping the future before it completes uses nothing.
+    pub async fn acquire(&self) -> Permit {
+        loop {
+            match self.try_debit(1) {
+                Ok(_) => return Permit { cost: 1 },
+                Err(wait) => tokio::time::sleep(wait).await,
+            }
+        }
+    }
+
+    /// Use `cost` units, sleeping exactly until a window has room for them.
+    ///
+    /// Dropping the future before it completes uses nothing.
+    ///
+    /// # Errors
+    /// [`CanoError::Configuration`] at once if `cost` exceeds the limit.
+    pub async fn acquire_n(&self, cost: u64) -> Result<Permit, CanoError> {
+        if cost > self.policy.limit {
+            return Err(too_costly(&self.name, cost, self.policy.limit));
+        }
+        loop {
+            match self.try_debit(cost) {
+                Ok(_) => return Ok(Permit { cost }),
+                Err(wait) => tokio::time::sleep(wait).await,
+            }
+        }
+    }
+
+    /// Units used in the current window (0 if none is open).
+    #[must_use]
+    pub fn used(&self) -> u64 {
+        self.current(Instant::now()).used
+    }
+
+    /// Units left in the current window.
+    #[must_use]
+    pub fn remaining(&self) -> u64 {
+        self.policy.limit.saturating_sub(self.used())
+    }
+
+    /// When the current window ends; `None` if no window is open (the next debit opens
+    /// one).
+    #[must_use]
+    pub fn resets_at(&self) -> Option<Instant> {
+        let w = self.current(Instant::now());
+        w.opened.and_then(|o| o.checked_add(self.policy.window))
+    }
+
+    /// How long until `cost` units would be available (zero if they are now); `None` if
+    /// `cost` exceeds the limit.
+    #[must_use]
+    pub fn time_until(&self, cost: u64) -> Option<Duration> {
+        let now = Instant::now();
+        let w = self.current(now);
+        self.wait_in(&w, now, cost)
+    }
+}
+
+impl Meter for WindowedRateLimiter {
+    fn try_debit(&self, cost: u64) -> Result<Epoch, Duration> {
+        let now = Instant::now();
+        let mut w = self.current(now);
+        if cost == 0 {
+            return Ok(Epoch(w.epoch));
+        }
+        match self.wait_in(&w, now, cost) {
+            Some(Duration::ZERO) => {
+                if w.opened.is_none() {
+                    w.opened = Some(now);
+                }
+                w.used += cost;
+                Ok(Epoch(w.epoch))
+            }
+            Some(wait) => Err(wait),
+            None => Err(Duration::MAX),
+        }
+    }
+
+    fn credit(&self, cost: u64, epoch: Epoch) {
+        let mut w = self.current(Instant::now());
+        if w.epoch == epoch.0 {
+            w.used = w.used.saturating_sub(cost);
+        }
+    }
+
+    fn time_until(&self, cost: u64) -> Option<Duration> {
+        WindowedRateLimiter::time_until(self, cost)
+    }
+
+    fn capacity(&self) -> u64 {
+        self.policy.limit
+    }
+}
+
+impl crate::resource::Resource for WindowedRateLimiter {}
+
+// ---------------------------------------------------------------------------------------
+// Multi-tier
+// ---------------------------------------------------------------------------------------
+
+#[derive(Clone)]
+struct Tier {
+    name: Arc<str>,
+    meter: Arc<dyn Meter>,
+    cost: u64,
+}
+
+/// Several named limiters charged together: every tier or none. See the
+/// [module docs](self).
+///
+/// Tiers are charged in the order they were added, one lock at a time; when one rejects,
+/// the tiers already charged get their units back. A tier with cost 0 is never charged.
+/// Tier names are labels only: the same meter added twice is charged twice.
+///
+/// ```
+/// use cano::rate_limit::{MultiRateLimiter, RateLimiter, RateLimiterPolicy, WindowPolicy, WindowedRateLimiter};
+/// use std::sync::Arc;
+///
+/// let per_second = RateLimiter::new(RateLimiterPolicy::per_second(10))?;
+/// let per_day = WindowedRateLimiter::new(WindowPolicy::per_days(1, 1))?;
+/// let multi = MultiRateLimiter::new()
+///     .with_tier("second", Arc::new(per_second.clone()), 1)
+///     .with_tier("day", Arc::new(per_day), 1);
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let _first = multi.try_acquire()?;
+/// let rejected = multi.try_acquire().unwrap_err();
+/// assert_eq!(rejected.tier, "day");
+/// assert_eq!(per_second.tokens_available(), 9, "the second tier was refunded");
+/// # Ok::<(), cano::CanoError>(())
+/// # }).unwrap();
+/// # Ok::<(), cano::CanoError>(())
+/// ```
+#[derive(Clone, Default)]
+pub struct MultiRateLimiter {
+    tiers: Vec<Tier>,
+}
+
+impl fmt::Debug for MultiRateLimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MultiRateLimiter")
+            .field(
+                "tiers",
+                &self
+                    .tiers
+                    .iter()
+                    .map(|t| (&*t.name, t.cost))
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+/// Proof that a [`MultiRateLimiter`] charged every tier. A scope marker only: dropping it
+/// gives nothing back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "a permit marks the rate-limited work; bind it to a name for the scope"]
+pub struct MultiPermit {
+    charged: Vec<(Arc<str>, u64)>,
+}
+
+impl MultiPermit {
+    /// The tiers charged, in order, with the units each was charged (tiers of cost 0 are
+    /// left out).
+    pub fn charged(&self) -> impl Iterator<Item = (&str, u64)> + '_ {
+        self.charged.iter().map(|(n, c)| (&**n, *c))
+    }
+}
+
+impl MultiRateLimiter {
+    /// A limiter with no tiers (it grants everything).
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add a tier named `name` charging `meter` `cost` units per acquire.
+    #[must_use]
+    pub fn with_tier(mut self, name: impl Into<String>, meter: Arc<dyn Meter>, cost: u64) -> Self {
+        self.tiers.push(Tier {
+            name: Arc::from(name.into()),
+            meter,
+            cost,
+        });
+        self
+    }
+
+    /// The tier names, in charging order.
+    pub fn tier_names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.tiers.iter().map(|t| &*t.name)
+    }
+
+    /// Charge every tier now, or none. Never waits.
+    ///
+    /// # Errors
+    /// [`RateLimited`] naming the first tier that refused, with its `retry_after`
+    /// ([`Duration::MAX`] if the tier's cost exceeds its capacity). Tiers charged before it
+    /// have been refunded.
+    pub fn try_acquire(&self) -> Result<MultiPermit, RateLimited> {
+        let mut taken: Vec<(&Tier, Epoch)> = Vec::with_capacity(self.tiers.len());
+        for tier in self.tiers.iter().filter(|t| t.cost > 0) {
+            match tier.meter.try_debit(tier.cost) {
+                Ok(epoch) => taken.push((tier, epoch)),
+                Err(retry_after) => {
+                    for (done, epoch) in taken.iter().rev() {
+                        done.meter.credit(done.cost, *epoch);
+                    }
+                    return Err(RateLimited {
+                        tier: tier.name.to_string(),
+                        retry_after,
+                    });
+                }
+            }
+        }
+        Ok(MultiPermit {
+            charged: taken
+                .into_iter()
+                .map(|(t, _)| (t.name.clone(), t.cost))
+                .collect(),
+        })
+    }
+
+    /// Charge every tier, sleeping for the refusing tier's `retry_after` (at least 1 ms)
+    /// and trying again until all tiers grant at once.
+    ///
+    /// Dropping the future before it completes charges nothing.
+    ///
+    /// # Errors
+    /// [`CanoError::Configuration`] at once if some tier's cost exceeds its capacity.
+    pub async fn acquire(&self) -> Result<MultiPermit, CanoError> {
+        if let Some(t) = self.tiers.iter().find(|t| t.cost > t.meter.capacity()) {
+            return Err(too_costly(&t.name, t.cost, t.meter.capacity()));
+        }
+        loop {
+            match self.try_acquire() {
+                Ok(permit) => return Ok(permit),
+                Err(rejected) => {
+                    tokio::time::sleep(rejected.retry_after.max(Duration::from_millis(1))).await;
+                }
+            }
+        }
+    }
+}
+
+impl crate::resource::Resource for MultiRateLimiter {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duration_from_nanos_splits_and_saturates() {
+        assert_eq!(
+            duration_from_nanos(1_500_000_000),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(duration_from_nanos(u128::MAX), Duration::MAX);
+    }
+}
