@@ -205,6 +205,9 @@ where
             .clone()
             .ok_or_else(|| CanoError::checkpoint_store(MISSING_ID))?;
         let waker = signals.signal_waker(&id);
+        // The store forgets the waker however the wait ends (a signal, the deadline, an
+        // error, or the run dropped: cancelled, timed out).
+        let _forget = ForgetWaker(signals.as_ref(), &id);
         let received = loop {
             // Registered before the store is read, so a signal sent meanwhile wakes it.
             let notified = waker.as_ref().map(|waker| waker.notified());
@@ -244,7 +247,6 @@ where
                 }
             }
         };
-        signals.forget_signal_waker(&id);
         received
     }
 
@@ -448,5 +450,14 @@ where
         };
         scope.end(&outcome);
         outcome
+    }
+}
+
+/// Tells a signal store, when dropped, that the run stopped waiting.
+struct ForgetWaker<'a>(&'a dyn SignalStore, &'a str);
+
+impl Drop for ForgetWaker<'_> {
+    fn drop(&mut self) {
+        self.0.forget_signal_waker(self.1);
     }
 }
