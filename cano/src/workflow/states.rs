@@ -208,7 +208,7 @@ where
         // The store forgets the waker however the wait ends (a signal, the deadline, an
         // error, or the run dropped: cancelled, timed out).
         let _forget = ForgetWaker(signals.as_ref(), &id);
-        let received = loop {
+        loop {
             // Registered before the store is read, so a signal sent meanwhile wakes it.
             let notified = waker.as_ref().map(|waker| waker.notified());
             let mut notified = std::pin::pin!(notified);
@@ -246,8 +246,7 @@ where
                     break Box::pin(self.take_signal(task, signals.as_ref(), name, run, label)).await;
                 }
             }
-        };
-        received
+        }
     }
 
     /// The first pending signal named `name` that the run may consume, consumed: skips
