@@ -359,13 +359,6 @@ impl RateLimiter {
         Some(duration_from_nanos(deficit.div_ceil(self.gain)))
     }
 
-    fn rejected(&self, retry_after: Duration) -> RateLimited {
-        RateLimited {
-            tier: self.name.to_string(),
-            retry_after,
-        }
-    }
-
     /// Take one token now, or say how long until one exists. Never waits.
     ///
     /// # Errors
@@ -381,21 +374,15 @@ impl RateLimiter {
     /// [`RateLimited`] when fewer than `cost` tokens are available; its `retry_after` is
     /// [`Duration::MAX`] if `cost` exceeds the capacity.
     pub fn try_acquire_n(&self, cost: u64) -> Result<Permit, RateLimited> {
-        self.try_debit(cost)
-            .map(|_| Permit { cost })
-            .map_err(|wait| self.rejected(wait))
+        try_take(self, &self.name, cost)
     }
 
     /// Take one token, sleeping exactly until one exists.
     ///
     /// Dropping the future before it completes takes nothing.
     pub async fn acquire(&self) -> Permit {
-        loop {
-            match self.try_debit(1) {
-                Ok(_) => return Permit { cost: 1 },
-                Err(wait) => tokio::time::sleep(wait).await,
-            }
-        }
+        // One unit always fits: a policy's capacity is at least 1.
+        take_waiting(self, 1).await
     }
 
     /// Take `cost` tokens, sleeping exactly until they exist (other callers may take tokens
@@ -410,12 +397,7 @@ impl RateLimiter {
         if cost > self.policy.capacity() {
             return Err(too_costly(&self.name, cost, self.policy.capacity()));
         }
-        loop {
-            match self.try_debit(cost) {
-                Ok(_) => return Ok(Permit { cost }),
-                Err(wait) => tokio::time::sleep(wait).await,
-            }
-        }
+        Ok(take_waiting(self, cost).await)
     }
 
     /// Whole tokens available now.
@@ -431,6 +413,29 @@ impl RateLimiter {
     pub fn time_until(&self, cost: u64) -> Option<Duration> {
         let units = self.refilled(Instant::now()).units;
         self.wait_for(units, cost)
+    }
+}
+
+/// Take `cost` units of `meter` now, or say (as tier `tier`) how long until they exist.
+fn try_take(meter: &dyn Meter, tier: &str, cost: u64) -> Result<Permit, RateLimited> {
+    meter
+        .try_debit(cost)
+        .map(|_| Permit { cost })
+        .map_err(|retry_after| RateLimited {
+            tier: tier.to_string(),
+            retry_after,
+        })
+}
+
+/// Take `cost` units of `meter`, sleeping exactly until they exist (the wait is
+/// recomputed if other callers took units meanwhile). The caller checked that `cost`
+/// fits the meter's capacity.
+async fn take_waiting(meter: &dyn Meter, cost: u64) -> Permit {
+    loop {
+        match meter.try_debit(cost) {
+            Ok(_) => return Permit { cost },
+            Err(wait) => tokio::time::sleep(wait).await,
+        }
     }
 }
 
@@ -620,13 +625,6 @@ impl WindowedRateLimiter {
         Some(end.map_or(Duration::MAX, |end| end.saturating_duration_since(now)))
     }
 
-    fn rejected(&self, retry_after: Duration) -> RateLimited {
-        RateLimited {
-            tier: self.name.to_string(),
-            retry_after,
-        }
-    }
-
     /// Use one unit of the current window now, or say how long until it resets. Never
     /// waits.
     ///
@@ -643,21 +641,15 @@ impl WindowedRateLimiter {
     /// [`RateLimited`] when fewer than `cost` units remain; its `retry_after` is
     /// [`Duration::MAX`] if `cost` exceeds the limit.
     pub fn try_acquire_n(&self, cost: u64) -> Result<Permit, RateLimited> {
-        self.try_debit(cost)
-            .map(|_| Permit { cost })
-            .map_err(|wait| self.rejected(wait))
+        try_take(self, &self.name, cost)
     }
 
     /// Use one unit, sleeping exactly until the window resets if it is used up.
     ///
     /// Dropping the future before it completes uses nothing.
     pub async fn acquire(&self) -> Permit {
-        loop {
-            match self.try_debit(1) {
-                Ok(_) => return Permit { cost: 1 },
-                Err(wait) => tokio::time::sleep(wait).await,
-            }
-        }
+        // One unit always fits: a policy's capacity is at least 1.
+        take_waiting(self, 1).await
     }
 
     /// Use `cost` units, sleeping exactly until a window has room for them.
@@ -670,12 +662,7 @@ impl WindowedRateLimiter {
         if cost > self.policy.limit {
             return Err(too_costly(&self.name, cost, self.policy.limit));
         }
-        loop {
-            match self.try_debit(cost) {
-                Ok(_) => return Ok(Permit { cost }),
-                Err(wait) => tokio::time::sleep(wait).await,
-            }
-        }
+        Ok(take_waiting(self, cost).await)
     }
 
     /// Units used in the current window (0 if none is open).
