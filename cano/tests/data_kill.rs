@@ -27,12 +27,11 @@ mod crash;
 use cano::prelude::*;
 use cano::recovery::log::{self, LogEntry};
 use cano::run_data::RunData;
-use crash::{Driver, Rng, record, side_effects};
+use crash::{Driver, Rng, now_ms, record, say, side_effects};
 use std::borrow::Cow;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const ENTRY: &str = "data_driver_entry";
 const RUN_ID: &str = "order-9";
@@ -51,18 +50,6 @@ enum D {
     Charge,
     Ship,
     Done,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-fn say(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
 }
 
 fn pid() -> u32 {

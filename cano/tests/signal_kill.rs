@@ -21,12 +21,11 @@ use cano::RunStatus;
 use cano::prelude::*;
 use cano::recovery::log::{self, LogEntry};
 use cano::signal::{Signal, SignalStore};
-use crash::{Driver, record, side_effects};
+use crash::{Driver, now_ms, number_after, record, say, side_effects};
 use std::borrow::Cow;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const ENTRY: &str = "signal_driver_entry";
 const RUN_ID: &str = "order-7";
@@ -50,18 +49,6 @@ enum O {
 struct Approval {
     approved: bool,
     by: String,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-fn say(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
 }
 
 /// A plain state: records `<name> <pid>`, then moves to `next`.
@@ -307,15 +294,6 @@ fn on_signal_by(effects: &[String]) -> Vec<&str> {
         .into_iter()
         .filter_map(|rest| rest.split_whitespace().nth(1))
         .collect()
-}
-
-/// The number after `marker` in `printed` (the last word of its line).
-fn number_after(printed: &str, marker: &str) -> Option<u64> {
-    printed
-        .lines()
-        .find_map(|l| l.split_once(marker).map(|(_, rest)| rest))
-        .and_then(|rest| rest.split_whitespace().last())
-        .and_then(|n| n.parse().ok())
 }
 
 /// Start a run and SIGKILL it once its wait is durable; returns what it printed.

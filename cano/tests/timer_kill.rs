@@ -20,14 +20,12 @@ mod crash;
 
 use cano::prelude::*;
 use cano::recovery::log::{self, LogEntry};
-use crash::{Rng, record, side_effects};
+use crash::{Driver, Rng, now_ms, number_after, record, say, side_effects};
 use std::borrow::Cow;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const ENTRY: &str = "timer_driver_entry";
 const RUN_ID: &str = "reminder";
@@ -45,18 +43,6 @@ enum R {
     Schedule,
     Send,
     Done,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-fn say(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
 }
 
 /// Waits `wait`; records each `wait()` call (`wait <pid>`) and each firing
@@ -212,72 +198,11 @@ fn timer_driver_entry() {
     std::process::exit(code);
 }
 
-/// A driver process whose output is read line by line.
-struct Driver {
-    child: Child,
-    out: BufReader<ChildStdout>,
-    printed: String,
-}
-
-impl Driver {
-    fn spawn(mode: &str, dir: &Path, wait: Duration) -> Self {
-        let mut child = crash::driver(ENTRY, mode, dir)
-            .env(WAIT_VAR, wait.as_millis().to_string())
-            .spawn()
-            .expect("spawn driver");
-        let out = BufReader::new(child.stdout.take().expect("driver stdout"));
-        Self {
-            child,
-            out,
-            printed: String::new(),
-        }
-    }
-
-    /// Read until a line holding `marker`; returns the rest of that line, or `None`
-    /// if the driver ended first.
-    fn until(&mut self, marker: &str) -> Option<String> {
-        let mut line = String::new();
-        loop {
-            line.clear();
-            if self.out.read_line(&mut line).unwrap_or(0) == 0 {
-                return None;
-            }
-            self.printed.push_str(&line);
-            // (The test harness prints the driver's first line after its own text.)
-            if let Some((_, rest)) = line.trim_end().split_once(marker) {
-                return Some(rest.trim().to_string());
-            }
-        }
-    }
-
-    /// SIGKILL the driver (it may have ended already); returns all it printed.
-    fn kill(mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.out.read_to_string(&mut self.printed);
-        let _ = self.child.wait();
-        self.printed
-    }
-
-    /// Let the driver run to its end; returns all it printed. Panics if it failed.
-    fn finish(mut self) -> String {
-        let _ = self.out.read_to_string(&mut self.printed);
-        let status = self.child.wait().expect("wait for driver");
-        assert!(
-            status.success(),
-            "driver failed ({status}):\n{}",
-            self.printed
-        );
-        self.printed
-    }
-}
-
-/// The number after `marker` in `printed` (the last word of its line).
-fn number_after(printed: &str, marker: &str) -> Option<u64> {
-    printed
-        .lines()
-        .find_map(|l| l.split_once(marker).map(|(_, rest)| rest))
-        .and_then(|rest| rest.split_whitespace().last())
-        .and_then(|n| n.parse().ok())
+/// A driver of `mode` whose timer waits `wait`.
+fn spawn(mode: &str, dir: &Path, wait: Duration) -> Driver {
+    let mut cmd = crash::driver(ENTRY, mode, dir);
+    cmd.env(WAIT_VAR, wait.as_millis().to_string());
+    Driver::spawn(cmd)
 }
 
 /// The run's log, read through a short-lived store (the driver must be dead: redb
@@ -320,7 +245,7 @@ fn a_sleep_killed_midway_resumes_with_only_what_is_left() {
     let dir = tempfile::tempdir().expect("tempdir");
     let dir = dir.path();
 
-    let mut fresh = Driver::spawn("fresh", dir, wait);
+    let mut fresh = spawn("fresh", dir, wait);
     let asked_at = now_ms();
     assert!(fresh.until("TIMER_DURABLE").is_some(), "{}", fresh.printed);
     let durable_at = now_ms();
@@ -342,7 +267,7 @@ fn a_sleep_killed_midway_resumes_with_only_what_is_left() {
 
     // Killed again while sleeping, after the resumed run recorded its re-entry: the
     // re-entry row carries the same deadline.
-    let mut resumed = Driver::spawn("resume", dir, wait);
+    let mut resumed = spawn("resume", dir, wait);
     assert!(resumed.until("CHECKPOINT").is_some(), "{}", resumed.printed);
     std::thread::sleep(Duration::from_millis(700));
     let printed = resumed.kill();
@@ -356,7 +281,7 @@ fn a_sleep_killed_midway_resumes_with_only_what_is_left() {
     assert_eq!(rows[2].kind, RowKind::Timer);
     assert_eq!(deadline_of(&rows), Some(deadline), "the deadline moved");
 
-    let out = Driver::spawn("resume", dir, wait).finish();
+    let out = spawn("resume", dir, wait).finish();
     assert!(out.contains("COMPLETED Done"), "{out}");
     let resumed_at = number_after(&out, "RESUMING").expect("RESUMING line");
     let effects = side_effects(dir);
@@ -398,7 +323,7 @@ fn a_deadline_that_passed_while_nothing_ran_fires_at_once_on_resume() {
     let dir = tempfile::tempdir().expect("tempdir");
     let dir = dir.path();
 
-    let mut fresh = Driver::spawn("fresh", dir, wait);
+    let mut fresh = spawn("fresh", dir, wait);
     assert!(fresh.until("TIMER_DURABLE").is_some(), "{}", fresh.printed);
     std::thread::sleep(Duration::from_millis(300));
     let printed = fresh.kill();
@@ -408,7 +333,7 @@ fn a_deadline_that_passed_while_nothing_ran_fires_at_once_on_resume() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
-    let out = Driver::spawn("resume", dir, wait).finish();
+    let out = spawn("resume", dir, wait).finish();
     assert!(out.contains("COMPLETED Done"), "{out}");
     let resumed_at = number_after(&out, "RESUMING").expect("RESUMING line");
     let effects = side_effects(dir);
@@ -475,7 +400,7 @@ fn trial(aim: Aim, rng: &mut Rng, wait: Duration) -> Landed {
     let dir = dir.path();
     let wait_ms = wait.as_millis() as u64;
 
-    let mut fresh = Driver::spawn("fresh", dir, wait);
+    let mut fresh = spawn("fresh", dir, wait);
     let (marker, span) = match aim {
         Aim::Asked => (Some("ASKED"), ASK_PAUSE.as_millis() as u64 / 2),
         Aim::Sleeping => (Some("TIMER_DURABLE"), wait_ms * 3 / 4),
@@ -497,12 +422,12 @@ fn trial(aim: Aim, rng: &mut Rng, wait: Duration) -> Landed {
     let deadline = deadline_of(&rows);
     match landed {
         Landed::BeforeStart => {
-            let out = Driver::spawn("fresh", dir, wait).finish();
+            let out = spawn("fresh", dir, wait).finish();
             completions += usize::from(out.contains("COMPLETED Done"));
         }
         Landed::AfterEnd => {}
         _ => {
-            let out = Driver::spawn("resume", dir, wait).finish();
+            let out = spawn("resume", dir, wait).finish();
             completions += usize::from(out.contains("COMPLETED Done"));
         }
     }

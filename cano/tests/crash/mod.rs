@@ -147,6 +147,29 @@ impl Rng {
 }
 
 /// A current-thread runtime for driver bodies and post-crash checks.
+/// Milliseconds since the Unix epoch (what drivers print, to compare across processes).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Print `line` to stdout and flush it at once (the parent reads it to time a kill).
+pub fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// The number after `marker` in `printed` (the last word of its line).
+pub fn number_after(printed: &str, marker: &str) -> Option<u64> {
+    printed
+        .lines()
+        .find_map(|l| l.split_once(marker).map(|(_, rest)| rest))
+        .and_then(|rest| rest.split_whitespace().last())
+        .and_then(|n| n.parse().ok())
+}
+
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
