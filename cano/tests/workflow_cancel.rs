@@ -188,9 +188,15 @@ async fn a_token_cancelled_before_the_run_runs_nothing() {
     assert!(log.entries().is_empty(), "{:?}", log.entries());
     assert!(store.load_run("early").await.unwrap().is_empty());
     assert_eq!(recorder.events_with("cancelled:"), ["cancelled:Reserve"]);
-    // resume_from_with_token too (the log is empty, so this is the store's error first).
+    // resume_from_with_token too: a run left at Charge is not resumed, and its log is kept.
+    store
+        .append("early", CheckpointRow::new(0, "Charge", "charge"))
+        .await
+        .unwrap();
     let err = wf.resume_from_with_token("early", token).await.unwrap_err();
-    assert_eq!(err.category(), "checkpoint_store", "{err}");
+    assert_eq!(err.message(), "Workflow cancelled in state Charge");
+    assert!(log.entries().is_empty(), "{:?}", log.entries());
+    assert_eq!(store.load_run("early").await.unwrap().len(), 1);
 }
 
 #[tokio::test(start_paused = true)]
