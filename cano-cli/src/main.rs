@@ -1,0 +1,214 @@
+//! `cano`: look at and act on the runs a cano checkpoint store holds.
+//!
+//! ```text
+//! cano runs list   --store redb:PATH [--status S] [--limit N] [--json]
+//! cano runs show   --store redb:PATH RUN_ID [--json]
+//! cano runs signal --store redb:PATH RUN_ID NAME --payload JSON [--id ID]
+//! cano runs purge  --store redb:PATH RUN_ID… | --all-failed [--yes] [--json]
+//! cano graph       --store redb:PATH RUN_ID --format mermaid|dot
+//! ```
+//!
+//! Exit codes: 0 success, 1 an error (the store, the file or the run is not what the
+//! command needs), 2 a usage problem. `cano --help` and `cano runs list --help` say more.
+
+mod error;
+mod graph;
+mod report;
+mod runs;
+mod store;
+
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use error::Failure;
+use std::io::Write;
+use std::process::ExitCode;
+use store::StoreSpec;
+
+/// Look at and act on the runs a cano checkpoint store holds.
+#[derive(Debug, Parser)]
+#[command(name = "cano", version, about, long_about = None)]
+#[command(after_help = "Exit codes: 0 ok, 1 error, 2 usage.")]
+struct Cli {
+    /// The store: `redb:PATH` (a cano redb checkpoint file; it must exist and no other
+    /// process may have it open) or `postgres://…` (not supported by this build yet).
+    #[arg(long, global = true, env = "CANO_STORE", value_name = "STORE", value_parser = parse_store)]
+    store: Option<StoreSpec>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List, inspect and act on runs.
+    #[command(subcommand)]
+    Runs(RunsCommand),
+    /// Draw a run's path (the states it entered, in order) as a diagram on stdout.
+    Graph(GraphArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum RunsCommand {
+    /// List the runs the store holds.
+    #[command(long_about = LIST_ABOUT)]
+    List(ListArgs),
+    /// Show a run's path, row by row, and where it stopped and why.
+    Show(ShowArgs),
+    /// Send a signal to a run (kept in the store until the run consumes it).
+    Signal(SignalArgs),
+    /// Clear runs' logs for good (and their pending signals).
+    Purge(PurgeArgs),
+    /// Cancel a run (on a redb store: only the program that runs it can).
+    Cancel(RunIdArg),
+    /// Retry a stopped run (on a redb store: only the program that owns its workflow can).
+    Retry(RunIdArg),
+}
+
+const LIST_ABOUT: &str = "\
+List the runs the store holds, by run id.
+
+A store keeps a checkpoint log per run, and a log alone cannot tell a run in progress
+from one that stopped. The CLI opens a redb file only when no process has it open, so
+nothing in it is running. Statuses:
+
+  failed        went forward as far as its last row and stopped there: a task returned
+                an error, or its process died. Workflow::resume_from continues it.
+                (--status failed also lists rolling-back runs.)
+  rolling-back  a saga rollback is recorded with steps still to undo: a compensation
+                failed, or the process died during it. Workflow::resume_from finishes it.
+  waiting       parked on a timer (until its deadline) or on a signal (until it comes,
+                or its timeout). Workflow::resume_from continues the wait.
+  malformed     the log does not follow cano's format (only --status malformed lists it).
+  running       none on a redb store (see above).
+  done          none: a run that finished (or whose rollback finished cleanly) clears
+                its log.
+
+Times: the store keeps no start or stop times, so there is no --since; the deadlines of
+waiting runs are shown in UTC.";
+
+#[derive(Debug, Args)]
+struct ListArgs {
+    /// Only runs with this status (see above).
+    #[arg(long, value_enum)]
+    status: Option<runs::Filter>,
+    /// At most this many runs.
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct ShowArgs {
+    /// The run's id.
+    run_id: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct SignalArgs {
+    /// The run's id.
+    run_id: String,
+    /// The signal's name (what the run's signal state waits for).
+    name: String,
+    /// The payload, as JSON text (e.g. '{"approved": true}').
+    #[arg(long, value_name = "JSON")]
+    payload: String,
+    /// The signal's id: sending the same id again changes nothing. Default: one made from
+    /// the current time.
+    #[arg(long, value_name = "ID")]
+    id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("which").required(true).args(["run_ids", "all_failed"]))]
+struct PurgeArgs {
+    /// The runs to purge.
+    #[arg(value_name = "RUN_ID")]
+    run_ids: Vec<String>,
+    /// Purge every failed or rolling-back run (not waiting ones).
+    #[arg(long, conflicts_with = "run_ids")]
+    all_failed: bool,
+    /// Purge more than one run without asking.
+    #[arg(long)]
+    yes: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct RunIdArg {
+    /// The run's id.
+    run_id: String,
+}
+
+#[derive(Debug, Args)]
+struct GraphArgs {
+    /// The run's id.
+    run_id: String,
+    /// The diagram's language.
+    #[arg(long, value_enum, default_value = "mermaid")]
+    format: graph::Format,
+}
+
+fn parse_store(s: &str) -> Result<StoreSpec, String> {
+    s.parse()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Some(store) = cli.store.clone() else {
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                format!(
+                    "no store given: pass --store STORE (or set CANO_STORE), where STORE is {}",
+                    store::ACCEPTED
+                ),
+            )
+            .exit();
+    };
+    // Nothing here should panic; should something still, the user gets an error and exit
+    // code 1, not a backtrace (and the store is dropped on the way, folding its log).
+    let outcome = std::panic::catch_unwind(|| run(&store, cli.command))
+        .unwrap_or_else(|_| Err(Failure::error("internal error (a bug in the cano CLI)")));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            let _ = writeln!(std::io::stderr(), "error: {failure}");
+            failure.exit_code()
+        }
+    }
+}
+
+fn run(store: &StoreSpec, command: Command) -> Result<(), Failure> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::error(format!("cannot start the async runtime: {e}")))?;
+    rt.block_on(async move {
+        match command {
+            Command::Runs(RunsCommand::List(a)) => {
+                runs::list(store, a.status, a.limit, a.json).await
+            }
+            Command::Runs(RunsCommand::Show(a)) => runs::show(store, &a.run_id, a.json).await,
+            Command::Runs(RunsCommand::Signal(a)) => {
+                runs::signal(store, &a.run_id, &a.name, &a.payload, a.id).await
+            }
+            Command::Runs(RunsCommand::Purge(a)) => {
+                let which = if a.all_failed {
+                    runs::Which::AllFailed
+                } else {
+                    runs::Which::Ids(a.run_ids)
+                };
+                runs::purge(store, which, a.yes, a.json).await
+            }
+            Command::Runs(RunsCommand::Cancel(a)) => runs::cancel(store, &a.run_id).await,
+            Command::Runs(RunsCommand::Retry(a)) => runs::retry(store, &a.run_id).await,
+            Command::Graph(a) => runs::graph(store, &a.run_id, a.format).await,
+        }
+    })
+}

@@ -1,0 +1,573 @@
+//! The commands: each opens the store, does its work through the `cano` library and
+//! prints what the [`crate::report`] module describes.
+
+use crate::error::Failure;
+use crate::graph;
+use crate::report::{self, PathRow, PendingSignal, PurgeView, RunView, ShowView};
+use crate::store::StoreSpec;
+use cano::recovery::{ListRuns, RunStatus, log};
+use cano::signal::{Signal, SignalStore};
+use cano::{CheckpointRow, CheckpointStore, RedbCheckpointStore};
+use std::fmt::Write as _;
+use std::io::Write as _;
+
+/// Which runs `runs list --status` keeps (see `cano runs list --help` for the mapping).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Filter {
+    /// Stopped going forward, or rolling back.
+    Failed,
+    /// Never on a redb store.
+    Running,
+    /// On a timer or a signal.
+    Waiting,
+    /// Never: finished runs clear their log.
+    Done,
+    /// A rollback with steps left.
+    RollingBack,
+    /// A log that does not follow the format.
+    Malformed,
+}
+
+impl Filter {
+    /// Whether a run with `status` is kept.
+    fn keeps(self, status: &RunStatus) -> bool {
+        match self {
+            Self::Failed => matches!(status, RunStatus::Forward | RunStatus::RollingBack { .. }),
+            Self::Waiting => matches!(status, RunStatus::Waiting { .. }),
+            Self::RollingBack => matches!(status, RunStatus::RollingBack { .. }),
+            Self::Malformed => matches!(status, RunStatus::Malformed(_)),
+            Self::Running | Self::Done => false,
+        }
+    }
+
+    /// Why a filter can match nothing on this store, if it cannot.
+    fn never(self) -> Option<&'static str> {
+        match self {
+            Self::Running => Some(
+                "no run in a redb file is running while the CLI has it open (a running \
+                 program holds the file); stopped runs are listed as failed",
+            ),
+            Self::Done => Some("a finished run clears its log: a store holds no done runs"),
+            _ => None,
+        }
+    }
+}
+
+/// Which runs `runs purge` clears.
+pub enum Which {
+    /// These runs.
+    Ids(Vec<String>),
+    /// Every failed or rolling-back run.
+    AllFailed,
+}
+
+/// More runs than this get a progress bar while they are purged.
+const PROGRESS_OVER: usize = 5;
+
+/// Print `text` on stdout; a closed pipe (`| head`) is not an error.
+fn emit(text: &str) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Failure::error(format!("cannot write to stdout: {e}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A value as pretty JSON and a newline.
+fn to_json(value: &impl serde::Serialize) -> Result<String, Failure> {
+    serde_json::to_string_pretty(value)
+        .map(|mut s| {
+            s.push('\n');
+            s
+        })
+        .map_err(|e| Failure::error(format!("cannot encode the output as JSON: {e}")))
+}
+
+/// Every run of the store, by id.
+async fn all_runs(store: &RedbCheckpointStore) -> Result<Vec<RunView>, Failure> {
+    let mut runs: Vec<RunView> = store.list_runs().await?.iter().map(RunView::new).collect();
+    runs.sort_by(|a, b| a.run_id.cmp(&b.run_id));
+    Ok(runs)
+}
+
+/// A run's rows (by sequence) and its summary; an error if the store holds no such run.
+async fn load(
+    store: &RedbCheckpointStore,
+    spec: &StoreSpec,
+    run_id: &str,
+) -> Result<(Vec<CheckpointRow>, RunView), Failure> {
+    let mut rows = store.load_run(run_id).await?;
+    if rows.is_empty() {
+        return Err(unknown_run(spec, run_id));
+    }
+    rows.sort_by_key(|r| r.sequence);
+    let view = RunView::new(&log::summarize(run_id, &rows));
+    Ok((rows, view))
+}
+
+fn unknown_run(spec: &StoreSpec, run_id: &str) -> Failure {
+    Failure::error(format!(
+        "{} holds no run {run_id:?}: it was never started with this store, or it finished \
+         (a finished run clears its log). `cano runs list` shows the runs it holds",
+        spec.name()
+    ))
+}
+
+/// `cano runs list`.
+pub async fn list(
+    spec: &StoreSpec,
+    filter: Option<Filter>,
+    limit: Option<usize>,
+    json: bool,
+) -> Result<(), Failure> {
+    let store = spec.open()?;
+    let mut runs = all_runs(&store).await?;
+    if let Some(filter) = filter {
+        runs.retain(|r| filter.keeps(&r.raw));
+        if let Some(why) = filter.never() {
+            let _ = writeln!(std::io::stderr(), "note: {why}");
+        }
+    }
+    runs.truncate(limit.unwrap_or(usize::MAX));
+    if json {
+        return emit(&to_json(&runs)?);
+    }
+    if runs.is_empty() {
+        let what = filter.map_or(String::new(), |f| {
+            format!(
+                " {}",
+                clap::ValueEnum::to_possible_value(&f)
+                    .map_or_else(String::new, |v| v.get_name().to_string())
+            )
+        });
+        return emit(&format!("no{what} runs in {}\n", spec.name()));
+    }
+    emit(&table(&runs, report::now_ms()))
+}
+
+/// The runs as an aligned table.
+fn table(runs: &[RunView], now_ms: u64) -> String {
+    let header = ["RUN ID", "STATUS", "LAST STATE", "ROWS", "DETAIL"];
+    let lines: Vec<[String; 5]> = runs
+        .iter()
+        .map(|r| {
+            [
+                r.run_id.clone(),
+                r.status.to_string(),
+                r.last_state.clone(),
+                r.rows.to_string(),
+                r.detail(now_ms),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(|h| h.chars().count());
+    for line in &lines {
+        for (w, cell) in widths.iter_mut().zip(line) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut push = |cells: [&str; 5]| {
+        let [id, status, state, rows, detail] = cells;
+        let line = format!(
+            "{id:<w0$}  {status:<w1$}  {state:<w2$}  {rows:>w3$}  {detail}",
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3],
+        );
+        out.push_str(line.trim_end());
+        out.push('\n');
+    };
+    push(header);
+    for line in &lines {
+        push([&line[0], &line[1], &line[2], &line[3], &line[4]]);
+    }
+    out
+}
+
+/// `cano runs show`.
+pub async fn show(spec: &StoreSpec, run_id: &str, json: bool) -> Result<(), Failure> {
+    let store = spec.open()?;
+    let (rows, run) = load(&store, spec, run_id).await?;
+    let pending = match &run.signal {
+        Some(name) => store
+            .pending_signals(run_id, name)
+            .await?
+            .iter()
+            .map(PendingSignal::new)
+            .collect(),
+        None => Vec::new(),
+    };
+    let path = PathRow::decode(run_id, &rows);
+    let now = report::now_ms();
+    let view = ShowView {
+        why: why(&run, &path, &pending, now),
+        run,
+        pending_signals: pending,
+        path,
+    };
+    if json {
+        return emit(&to_json(&view)?);
+    }
+    let run = &view.run;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "run {:?} in {}: {}, {} rows (last sequence {})",
+        run.run_id,
+        spec.name(),
+        run.status,
+        run.rows,
+        run.last_sequence
+    );
+    let _ = writeln!(out, "\npath:");
+    for step in &view.path {
+        let _ = writeln!(out, "  #{:<4} {}", step.sequence(), describe(step));
+    }
+    let _ = writeln!(out, "\nstopped: {}", view.why);
+    for s in &view.pending_signals {
+        let _ = writeln!(
+            out,
+            "pending signal {:?} (id {:?}): {}",
+            s.name, s.id, s.payload
+        );
+    }
+    emit(&out)
+}
+
+/// One decoded row, in words.
+fn describe(step: &PathRow) -> String {
+    match step {
+        PathRow::StateEntry {
+            state,
+            task_id,
+            visit,
+            resumed,
+            supersedes,
+            data_set,
+            data_removed,
+            ..
+        } => {
+            let mut line = format!("enter {state}");
+            let mut notes = Vec::new();
+            if !task_id.is_empty() {
+                notes.push(format!("task {task_id}"));
+            }
+            if *resumed {
+                notes.push(format!("resumed: re-entry of visit {visit}"));
+            } else if *visit > 1 {
+                notes.push(format!("visit {visit}"));
+            }
+            if let Some(s) = supersedes {
+                notes.push(format!("supersedes #{s}"));
+            }
+            if !notes.is_empty() {
+                let _ = write!(line, " ({})", notes.join(", "));
+            }
+            if !data_set.is_empty() || !data_removed.is_empty() {
+                let set: Vec<String> = data_set.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+                let _ = write!(line, "; run data from the states before:");
+                if !set.is_empty() {
+                    let _ = write!(line, " set {}", set.join(", "));
+                }
+                if !data_removed.is_empty() {
+                    let _ = write!(line, " removed {}", data_removed.join(", "));
+                }
+            }
+            line
+        }
+        PathRow::StepCursor {
+            state,
+            task_id,
+            cursor,
+            ..
+        } => format!("{state}: step cursor {cursor} (task {task_id})"),
+        PathRow::Completion {
+            state,
+            task_id,
+            output,
+            ..
+        } => format!("{state}: saga step {task_id} completed, output {output}"),
+        PathRow::Timer {
+            state, deadline_ms, ..
+        } => format!(
+            "{state}: timer waits until {}",
+            report::utc_text(*deadline_ms)
+        ),
+        PathRow::SignalWait {
+            state,
+            signal,
+            deadline_ms,
+            ..
+        } => match deadline_ms {
+            Some(d) => format!(
+                "{state}: waits for signal {signal:?} until {}",
+                report::utc_text(*d)
+            ),
+            None => format!("{state}: waits for signal {signal:?} (no timeout)"),
+        },
+        PathRow::Signal {
+            state,
+            signal,
+            id,
+            payload,
+            ..
+        } => format!("{state}: consumed signal {signal:?} (id {id:?}), payload {payload}"),
+        PathRow::SplitMember { state, index, .. } => {
+            format!("{state}: split member {index} succeeded")
+        }
+        PathRow::RollbackStarted {
+            category,
+            message,
+            steps,
+            ..
+        } => format!(
+            "rollback started after {category} error: {message}; steps to undo: {} (undone last first)",
+            steps.join(", ")
+        ),
+        PathRow::Compensated { index, task_id, .. } => match task_id {
+            Some(task) => format!("compensated {task} (step {index})"),
+            None => format!("compensated step {index} (not in the rollback's list)"),
+        },
+        PathRow::Malformed { problem, .. } => format!("MALFORMED: {problem}"),
+    }
+}
+
+/// Where a run stopped and why, in words.
+fn why(run: &RunView, path: &[PathRow], pending: &[PendingSignal], now_ms: u64) -> String {
+    let resume = format!(
+        "the program that owns the workflow continues it with Workflow::resume_from({:?})",
+        run.run_id
+    );
+    let last = path.last();
+    match &run.raw {
+        RunStatus::Waiting {
+            signal: Some(signal),
+            deadline_ms,
+        } => {
+            let until = deadline_ms.map_or_else(
+                || " with no timeout".to_string(),
+                |d| {
+                    format!(
+                        " until {} ({})",
+                        report::utc_text(d),
+                        report::relative(d, now_ms)
+                    )
+                },
+            );
+            let sent = match pending.len() {
+                0 => "no signal has been sent yet".to_string(),
+                n => format!("{n} signal(s) sent and not consumed yet"),
+            };
+            format!(
+                "in {}, waiting for signal {signal:?}{until}; {sent}. Send one with \
+                 `cano runs signal`; {resume}",
+                run.last_state
+            )
+        }
+        RunStatus::Waiting { deadline_ms, .. } => {
+            let until = deadline_ms.map_or_else(String::new, |d| {
+                format!(
+                    " until {} ({})",
+                    report::utc_text(d),
+                    report::relative(d, now_ms)
+                )
+            });
+            format!("in {}, on a timer{until}; {resume}", run.last_state)
+        }
+        RunStatus::RollingBack { remaining } => {
+            let cause = path.iter().rev().find_map(|s| match s {
+                PathRow::RollbackStarted {
+                    category, message, ..
+                } => Some(format!("{category} error: {message}")),
+                _ => None,
+            });
+            format!(
+                "rolling back after {}; {remaining} compensation(s) not done: a compensation \
+                 failed or the process died during the rollback; {resume}, which finishes \
+                 the rollback",
+                cause.unwrap_or_else(|| "an error".into())
+            )
+        }
+        RunStatus::Forward => {
+            let at = match last {
+                Some(PathRow::StepCursor { cursor, .. }) => format!(" at its step cursor {cursor}"),
+                Some(PathRow::Completion { task_id, .. }) => {
+                    format!(" after its saga step {task_id} completed (it runs again)")
+                }
+                Some(PathRow::Signal { signal, .. }) => {
+                    format!(" having consumed signal {signal:?} (its task gets it again)")
+                }
+                _ => String::new(),
+            };
+            format!(
+                "in {}{at} (row #{}): a task returned an error or the process died (the log \
+                 does not record which, nor the error); {resume}, re-entering {}",
+                run.last_state, run.last_sequence, run.last_state
+            )
+        }
+        RunStatus::Malformed(problem) => {
+            format!("the log does not follow cano's format, so it cannot be resumed: {problem}")
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+/// `cano runs signal`.
+pub async fn signal(
+    spec: &StoreSpec,
+    run_id: &str,
+    name: &str,
+    payload: &str,
+    id: Option<String>,
+) -> Result<(), Failure> {
+    let id = id.unwrap_or_else(|| format!("cli-{}", report::now_ms()));
+    // Checked before the store is opened: a bad payload writes nothing.
+    let signal = Signal::from_json(name, id.as_str(), payload)
+        .map_err(|e| Failure::usage(format!("--payload: {}; nothing was sent", e.message())))?;
+    let store = spec.open()?;
+    let (_, run) = load(&store, spec, run_id).await?;
+    let stored = store.send_signal(run_id, signal).await?;
+    let mut out = String::new();
+    if stored {
+        let _ = writeln!(
+            out,
+            "sent signal {name:?} (id {id:?}) to run {run_id:?}; it is kept in {} until the run consumes it",
+            spec.name()
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "run {run_id:?} already has a signal with id {id:?} (pending or consumed): nothing changed"
+        );
+    }
+    match &run.signal {
+        Some(waits) if waits == name => {
+            let _ = writeln!(
+                out,
+                "the run waits for it: it consumes it when the program that owns the workflow \
+                 resumes it (Workflow::resume_from({run_id:?}))"
+            );
+        }
+        _ => {
+            let _ = writeln!(
+                out,
+                "note: the run is not waiting for {name:?} now (status: {}); a signal state \
+                 of the run that waits for {name:?} will consume it",
+                run.status
+            );
+        }
+    }
+    emit(&out)
+}
+
+/// `cano runs purge`.
+pub async fn purge(spec: &StoreSpec, which: Which, yes: bool, json: bool) -> Result<(), Failure> {
+    let store = spec.open()?;
+    let ids: Vec<String> = match which {
+        Which::Ids(mut ids) => {
+            ids.dedup();
+            for id in &ids {
+                if store.load_run(id).await?.is_empty() {
+                    return Err(Failure::error(format!(
+                        "{}; nothing was purged",
+                        unknown_run(spec, id)
+                    )));
+                }
+            }
+            ids
+        }
+        Which::AllFailed => all_runs(&store)
+            .await?
+            .into_iter()
+            .filter(|r| Filter::Failed.keeps(&r.raw))
+            .map(|r| r.run_id)
+            .collect(),
+    };
+    if ids.len() > 1 && !yes {
+        let shown: Vec<&str> = ids.iter().take(5).map(String::as_str).collect();
+        let more = if ids.len() > 5 { ", …" } else { "" };
+        return Err(Failure::usage(format!(
+            "this purges {} runs ({}{more}) for good; run it again with --yes to go ahead",
+            ids.len(),
+            shown.join(", ")
+        )));
+    }
+    let bar = (ids.len() > PROGRESS_OVER).then(|| {
+        let bar = indicatif::ProgressBar::new(ids.len() as u64);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "purging {bar:40} {pos}/{len} runs ({eta} left)",
+        ) {
+            bar.set_style(style);
+        }
+        bar
+    });
+    let mut purged = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Err(e) = store.clear(&id).await {
+            if let Some(bar) = &bar {
+                bar.abandon();
+            }
+            return Err(Failure::error(format!(
+                "could not purge run {id:?} ({} purged before it: {}): {e}",
+                purged.len(),
+                purged.join(", ")
+            )));
+        }
+        purged.push(id);
+        if let Some(bar) = &bar {
+            bar.inc(1);
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    if json {
+        return emit(&to_json(&PurgeView { purged })?);
+    }
+    emit(&match purged.len() {
+        0 => format!("no failed runs to purge in {}\n", spec.name()),
+        n => format!(
+            "purged {n} run(s) from {}: {}\n",
+            spec.name(),
+            purged.join(", ")
+        ),
+    })
+}
+
+/// `cano runs cancel`: a redb store cannot do it.
+pub async fn cancel(spec: &StoreSpec, run_id: &str) -> Result<(), Failure> {
+    let store = spec.open()?;
+    let (_, run) = load(&store, spec, run_id).await?;
+    Err(Failure::error(format!(
+        "run {run_id:?} is {} and no process is running it (the CLI could open the file); \
+         on a redb store a run is cancelled by the program that runs it (a \
+         CancellationToken passed to orchestrate_with_token or resume_from_with_token). \
+         To drop its log for good instead: cano runs purge {run_id}",
+        run.status
+    )))
+}
+
+/// `cano runs retry`: a redb store cannot do it.
+pub async fn retry(spec: &StoreSpec, run_id: &str) -> Result<(), Failure> {
+    let store = spec.open()?;
+    let (_, run) = load(&store, spec, run_id).await?;
+    Err(Failure::error(format!(
+        "run {run_id:?} is {} in {}; on a redb store only the program that owns the \
+         workflow can run its tasks: that program continues it with \
+         Workflow::resume_from({run_id:?})",
+        run.status,
+        spec.name()
+    )))
+}
+
+/// `cano graph`.
+pub async fn graph(spec: &StoreSpec, run_id: &str, format: graph::Format) -> Result<(), Failure> {
+    let store = spec.open()?;
+    let (rows, run) = load(&store, spec, run_id).await?;
+    let path = PathRow::decode(run_id, &rows);
+    emit(&graph::render(&run, &path, format))
+}

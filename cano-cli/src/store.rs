@@ -1,0 +1,225 @@
+//! Which store a command works on (`--store`), and opening it without harm.
+//!
+//! A redb file is opened only if it already exists, is a redb database, holds cano's
+//! checkpoint table and no other process has it open; each of these is checked before
+//! [`RedbCheckpointStore::new`] is called (which would otherwise create a missing file,
+//! or add the table to a foreign database).
+
+use crate::error::Failure;
+use cano::RedbCheckpointStore;
+use redb::{ReadableDatabase, TableHandle};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// The forms `--store` accepts, for error messages and help.
+pub const ACCEPTED: &str =
+    "redb:PATH (a cano redb checkpoint file) or postgres://… (not supported by this build yet)";
+
+/// The table every cano redb checkpoint file has (see `cano::RedbCheckpointStore`).
+const CHECKPOINT_TABLE: &str = "cano_checkpoints";
+
+/// A store named on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSpec {
+    /// `redb:PATH`.
+    Redb(PathBuf),
+    /// `postgres://…` or `postgresql://…`: recognised, not supported yet.
+    Postgres(String),
+}
+
+impl FromStr for StoreSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(path) = s.strip_prefix("redb:") {
+            // `redb://` is read as `redb:` followed by a path that starts with `//`: allow
+            // the URL-looking form for absolute paths too.
+            let path = path
+                .strip_prefix("//")
+                .filter(|p| p.starts_with('/'))
+                .unwrap_or(path);
+            if path.is_empty() {
+                return Err(format!("`{s}` names no file; expected {ACCEPTED}"));
+            }
+            return Ok(Self::Redb(PathBuf::from(path)));
+        }
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            return Ok(Self::Postgres(s.to_string()));
+        }
+        let hint = match s.split_once(':') {
+            Some((scheme, _)) if !scheme.is_empty() && !scheme.contains('/') => {
+                format!("unknown store kind `{scheme}`")
+            }
+            _ => "no store kind given (a bare path? write `redb:PATH`)".to_string(),
+        };
+        Err(format!("`{s}`: {hint}; expected {ACCEPTED}"))
+    }
+}
+
+impl StoreSpec {
+    /// The store as messages name it: the file's path, or the URL without its password.
+    pub fn name(&self) -> String {
+        match self {
+            Self::Redb(path) => path.display().to_string(),
+            Self::Postgres(url) => redact(url),
+        }
+    }
+
+    /// Open the store for a command.
+    ///
+    /// # Errors
+    /// A postgres URL (not supported by this build); see [`open_redb`].
+    pub fn open(&self) -> Result<RedbCheckpointStore, Failure> {
+        match self {
+            Self::Redb(path) => open_redb(path),
+            Self::Postgres(url) => Err(Failure::error(format!(
+                "store {}: PostgreSQL stores are not supported by this build of cano yet; \
+                 use --store redb:PATH",
+                redact(url)
+            ))),
+        }
+    }
+}
+
+/// `url` without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Open the cano redb checkpoint file at `path`, refusing anything else.
+///
+/// # Errors
+/// Naming the file: it does not exist (nothing is created), is a directory or empty, is
+/// not a redb database, is a redb database without cano's checkpoint table, or is open
+/// in another process.
+pub fn open_redb(path: &Path) -> Result<RedbCheckpointStore, Failure> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Failure::error(format!(
+            "{shown}: no such file (nothing was created: give the path of an existing cano \
+             redb checkpoint file)"
+        )),
+        _ => Failure::error(format!("{shown}: cannot read it: {e}")),
+    })?;
+    if meta.is_dir() {
+        return Err(Failure::error(format!(
+            "{shown} is a directory, not a cano redb checkpoint file"
+        )));
+    }
+    if meta.len() == 0 {
+        return Err(Failure::error(format!(
+            "{shown} is an empty file, not a cano redb checkpoint file"
+        )));
+    }
+    check_redb(path)?;
+    RedbCheckpointStore::new(path).map_err(|e| {
+        let text = e.to_string();
+        if text.contains("already open") {
+            held_open(path)
+        } else {
+            Failure::error(format!("{shown}: cannot open it as a cano store: {text}"))
+        }
+    })
+}
+
+/// Whether `path` is a redb database holding cano's checkpoint table, without creating or
+/// adding anything.
+fn check_redb(path: &Path) -> Result<(), Failure> {
+    let shown = path.display();
+    let not_redb = |why: &dyn std::fmt::Display| {
+        Failure::error(format!(
+            "{shown} is not a cano checkpoint store: it is not a redb database file, or it \
+             is damaged ({why}); nothing was changed"
+        ))
+    };
+    // redb trusts a cleanly closed file's header; a foreign file can make it panic.
+    let opened = std::panic::catch_unwind(|| redb::Database::builder().open(path));
+    let db = match opened {
+        Err(_) => return Err(not_redb(&"redb could not read it")),
+        Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => return Err(held_open(path)),
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))))
+            if e.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            return Err(Failure::error(format!(
+                "{shown}: permission denied (opening a redb file needs write access)"
+            )));
+        }
+        Ok(Err(e)) => return Err(not_redb(&e)),
+        Ok(Ok(db)) => db,
+    };
+    let has_table = db
+        .begin_read()
+        .map_err(|e| not_redb(&e))?
+        .list_tables()
+        .map_err(|e| not_redb(&e))?
+        .any(|t| t.name() == CHECKPOINT_TABLE);
+    if !has_table {
+        return Err(Failure::error(format!(
+            "{shown} is a redb database but not a cano checkpoint store (it has no \
+             `{CHECKPOINT_TABLE}` table); nothing was changed"
+        )));
+    }
+    Ok(())
+}
+
+/// The error for a file another process has open.
+fn held_open(path: &Path) -> Failure {
+    Failure::error(format!(
+        "{} is open in another process (a program running its workflows?): redb lets one \
+         process open a file at a time. Stop that process, or act through it, and try \
+         again; nothing was read or changed",
+        path.display()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_urls_parse_or_say_what_is_accepted() {
+        assert_eq!(
+            "redb:/tmp/a.redb".parse(),
+            Ok(StoreSpec::Redb("/tmp/a.redb".into()))
+        );
+        assert_eq!(
+            "redb:rel/a.redb".parse(),
+            Ok(StoreSpec::Redb("rel/a.redb".into()))
+        );
+        assert_eq!(
+            "redb:///tmp/a.redb".parse(),
+            Ok(StoreSpec::Redb("/tmp/a.redb".into()))
+        );
+        assert!(matches!(
+            "postgres://u@h/db".parse(),
+            Ok(StoreSpec::Postgres(_))
+        ));
+        for (bad, says) in [
+            ("rdb:/tmp/a", "unknown store kind `rdb`"),
+            ("/tmp/a.redb", "no store kind"),
+            ("redb:", "names no file"),
+        ] {
+            let err = bad.parse::<StoreSpec>().unwrap_err();
+            assert!(err.contains(says), "{err}");
+            assert!(err.contains("redb:PATH"), "{err}");
+        }
+    }
+
+    #[test]
+    fn passwords_are_not_repeated() {
+        assert_eq!(
+            redact("postgres://ana:secret@db:5432/cano"),
+            "postgres://ana:***@db:5432/cano"
+        );
+        assert_eq!(redact("postgres://db/cano"), "postgres://db/cano");
+    }
+}

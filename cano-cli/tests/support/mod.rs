@@ -1,0 +1,289 @@
+//! Real redb stores for the CLI tests, written by running workflows through `cano`.
+#![allow(dead_code)]
+
+use cano::cancel::CancellationToken;
+use cano::prelude::*;
+use cano::run_data::RunData;
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A run that failed going forward (in `Load`, after `Fetch` wrote run data).
+pub const FAILED: &str = "import-7";
+/// A run parked on a one-hour timer.
+pub const TIMER: &str = "reminder-3";
+/// A run waiting for the signal `approval`.
+pub const SIGNAL: &str = "order-1042";
+/// A saga whose rollback stopped with one compensation (the refund) not done.
+pub const ROLLBACK: &str = "order-1043";
+
+/// The `cano` binary, with a clean environment for `--store`.
+pub fn cano() -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::cargo_bin("cano").expect("the cano binary is built");
+    cmd.env_remove("CANO_STORE");
+    cmd
+}
+
+/// `--store redb:PATH`.
+pub fn store_arg(path: &Path) -> String {
+    format!("redb:{}", path.display())
+}
+
+/// A temp dir holding `runs.redb` with the four runs above, closed.
+pub fn fixture() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("runs.redb");
+    runtime().block_on(async {
+        let store = Arc::new(RedbCheckpointStore::new(&path).expect("create the store"));
+        failed_run(&store).await;
+        timer_run(&store).await;
+        signal_run(&store).await;
+        rollback_run(&store).await;
+    });
+    (dir, path)
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Step {
+    Fetch,
+    Load,
+    Wait,
+    AwaitApproval,
+    Ship,
+    Rejected,
+    Reserve,
+    Charge,
+    Send,
+    Done,
+}
+
+/// A task that moves to `next`, or fails with `fail` when it is set.
+struct Go {
+    name: &'static str,
+    next: Step,
+    fail: Option<&'static str>,
+}
+
+#[task(state = Step)]
+impl Go {
+    fn name(&self) -> Cow<'static, str> {
+        self.name.into()
+    }
+
+    async fn run_bare(&self) -> Result<TaskResult<Step>, CanoError> {
+        if let Some(why) = self.fail {
+            return Err(CanoError::task_execution(why));
+        }
+        if self.name == "fetch" {
+            let data = RunData::current()?;
+            data.put("source", "s3://bucket/2026-12-05.csv")?;
+            data.put("batches", 12)?;
+        }
+        Ok(TaskResult::Single(self.next.clone()))
+    }
+}
+
+fn go(name: &'static str, next: Step) -> Go {
+    Go {
+        name,
+        next,
+        fail: None,
+    }
+}
+
+async fn failed_run(store: &Arc<RedbCheckpointStore>) {
+    let wf = Workflow::bare()
+        .register(Step::Fetch, go("fetch", Step::Load))
+        .register(
+            Step::Load,
+            Go {
+                name: "load",
+                next: Step::Done,
+                fail: Some("database refused the batch"),
+            },
+        )
+        .add_exit_state(Step::Done)
+        .with_checkpoint_store(store.clone())
+        .with_run_data()
+        .with_workflow_id(FAILED);
+    let err = wf.orchestrate(Step::Fetch).await.unwrap_err();
+    assert!(err.to_string().contains("refused"), "{err}");
+}
+
+struct Later;
+
+#[task::timer(state = Step)]
+impl Later {
+    fn name(&self) -> Cow<'static, str> {
+        "later".into()
+    }
+
+    async fn wait(&self, _res: &Resources) -> Result<TimerOutcome, CanoError> {
+        Ok(TimerOutcome::Duration(Duration::from_secs(3600)))
+    }
+
+    async fn after_wait(&self, _res: &Resources) -> Result<TaskResult<Step>, CanoError> {
+        Ok(TaskResult::Single(Step::Send))
+    }
+}
+
+/// Run `wf` from `start` until its log's last row is of `kind`, then cancel it.
+async fn run_until(
+    store: &Arc<RedbCheckpointStore>,
+    wf: Workflow<Step>,
+    start: Step,
+    id: &str,
+    kind: RowKind,
+) {
+    let (handle, token) = CancellationToken::new();
+    let run = tokio::spawn(async move { wf.orchestrate_with_token(start, token).await });
+    for _ in 0..500 {
+        let rows = store.load_run(id).await.expect("read");
+        if rows.last().is_some_and(|r| r.kind == kind) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    handle.cancel();
+    let err = run.await.expect("no panic").unwrap_err();
+    assert!(err.is_cancelled(), "{err}");
+}
+
+async fn timer_run(store: &Arc<RedbCheckpointStore>) {
+    let wf = Workflow::bare()
+        .register(Step::Fetch, go("fetch_reminder", Step::Wait))
+        .register(Step::Wait, Later)
+        .register(Step::Send, go("send", Step::Done))
+        .add_exit_state(Step::Done)
+        .with_checkpoint_store(store.clone())
+        .with_workflow_id(TIMER);
+    run_until(store, wf, Step::Fetch, TIMER, RowKind::Timer).await;
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct Approval {
+    pub approved: bool,
+    pub by: String,
+}
+
+struct AwaitApproval;
+
+#[task::signal(state = Step)]
+impl AwaitApproval {
+    type Payload = Approval;
+
+    fn name(&self) -> Cow<'static, str> {
+        "await_approval".into()
+    }
+
+    fn signal(&self) -> Cow<'static, str> {
+        "approval".into()
+    }
+
+    fn timeout(&self) -> Option<(Duration, Step)> {
+        Some((Duration::from_secs(7 * 24 * 3600), Step::Rejected))
+    }
+
+    async fn on_signal(
+        &self,
+        _res: &Resources,
+        a: Approval,
+    ) -> Result<TaskResult<Step>, CanoError> {
+        RunData::current()?.put("approved_by", a.by)?;
+        Ok(TaskResult::Single(if a.approved {
+            Step::Ship
+        } else {
+            Step::Rejected
+        }))
+    }
+}
+
+/// The approval workflow: `Fetch → AwaitApproval → Ship | Rejected → Done`.
+pub fn approval_workflow(store: Arc<RedbCheckpointStore>) -> Workflow<Step> {
+    Workflow::bare()
+        .register(Step::Fetch, go("submit", Step::AwaitApproval))
+        .register_signal(Step::AwaitApproval, AwaitApproval)
+        .register(Step::Ship, go("ship", Step::Done))
+        .register(Step::Rejected, go("rejected", Step::Done))
+        .add_exit_state(Step::Done)
+        .with_signal_store(store)
+        .with_run_data()
+        .with_workflow_id(SIGNAL)
+}
+
+async fn signal_run(store: &Arc<RedbCheckpointStore>) {
+    let wf = approval_workflow(store.clone());
+    run_until(store, wf, Step::Fetch, SIGNAL, RowKind::SignalWait).await;
+}
+
+/// A saga step named `name` whose compensation fails when `refund_fails`.
+struct Saga {
+    name: &'static str,
+    next: Step,
+    fail: bool,
+    refund_fails: bool,
+}
+
+#[saga::task(state = Step)]
+impl Saga {
+    type Output = serde_json::Value;
+
+    fn name(&self) -> Cow<'static, str> {
+        self.name.into()
+    }
+
+    fn config(&self) -> TaskConfig {
+        TaskConfig::minimal()
+    }
+
+    async fn run(
+        &self,
+        _res: &Resources,
+    ) -> Result<(TaskResult<Step>, serde_json::Value), CanoError> {
+        if self.fail {
+            return Err(CanoError::task_execution("courier rejected the parcel"));
+        }
+        Ok((
+            TaskResult::Single(self.next.clone()),
+            serde_json::json!({ "done_by": self.name }),
+        ))
+    }
+
+    async fn compensate(
+        &self,
+        _res: &Resources,
+        _output: serde_json::Value,
+    ) -> Result<(), CanoError> {
+        if self.refund_fails {
+            return Err(CanoError::task_execution("payment provider unavailable"));
+        }
+        Ok(())
+    }
+}
+
+async fn rollback_run(store: &Arc<RedbCheckpointStore>) {
+    let saga = |name, next, fail, refund_fails| Saga {
+        name,
+        next,
+        fail,
+        refund_fails,
+    };
+    let wf = Workflow::bare()
+        .register_with_compensation(Step::Reserve, saga("reserve", Step::Charge, false, false))
+        .register_with_compensation(Step::Charge, saga("charge", Step::Ship, false, true))
+        .register_with_compensation(Step::Ship, saga("ship", Step::Done, true, false))
+        .add_exit_state(Step::Done)
+        .with_checkpoint_store(store.clone())
+        .with_workflow_id(ROLLBACK);
+    let err = wf.orchestrate(Step::Reserve).await.unwrap_err();
+    assert!(err.to_string().contains("courier"), "{err}");
+}
