@@ -186,9 +186,8 @@ impl CircuitBreaker {
             }
             CircuitState::HalfOpen => {
                 if inner.half_open_in_flight >= self.policy.half_open_max_calls {
-                    return Err(CanoError::circuit_open(
-                        "circuit breaker half-open: trial slot exhausted",
-                    ));
+                    // Distinct from "open": see `CanoError::is_circuit_half_open_busy`.
+                    return Err(CanoError::circuit_open(crate::error::HALF_OPEN_BUSY));
                 }
                 inner.half_open_in_flight += 1;
                 true
@@ -238,16 +237,27 @@ impl CircuitBreaker {
             CircuitState::Closed => {
                 inner.consecutive_failures = inner.consecutive_failures.saturating_add(1);
                 if inner.consecutive_failures >= self.policy.failure_threshold {
-                    let until = crate::clock::now() + self.policy.reset_timeout;
-                    inner.transition(CircuitState::Open { until });
+                    inner.transition(CircuitState::Open {
+                        until: self.reopen_at(),
+                    });
                 }
             }
-            CircuitState::HalfOpen => {
-                let until = crate::clock::now() + self.policy.reset_timeout;
-                inner.transition(CircuitState::Open { until });
-            }
+            CircuitState::HalfOpen => inner.transition(CircuitState::Open {
+                until: self.reopen_at(),
+            }),
             CircuitState::Open { .. } => debug_assert!(false, "failure recorded while open"),
         }
+    }
+
+    /// When a breaker opening now lets probe calls through again. A `reset_timeout` too
+    /// large for the clock (`Duration::MAX`, say) keeps it open for a century instead of
+    /// overflowing.
+    fn reopen_at(&self) -> Instant {
+        const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+        let now = crate::clock::now();
+        now.checked_add(self.policy.reset_timeout)
+            .or_else(|| now.checked_add(CENTURY))
+            .unwrap_or(now)
     }
 
     /// Release the permit's probe slot. Returns `false` for a stale permit (issued

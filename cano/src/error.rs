@@ -160,6 +160,11 @@ impl CanoError {
 const CANCELLED: &str = "Workflow cancelled";
 /// The start of a whole-run timeout's message ([`CanoError::workflow_timeout`]).
 const WORKFLOW_TIMEOUT: &str = "Workflow exceeded its total timeout";
+/// The start of a version mismatch's message ([`CanoError::workflow_version_mismatch`]).
+const VERSION_MISMATCH: &str =
+    "Workflow version mismatch: the checkpoint log was written by version ";
+/// A half-open breaker's rejection when every trial slot is taken (0.12.0's text).
+pub(crate) const HALF_OPEN_BUSY: &str = "circuit breaker half-open: trial slot exhausted";
 
 /// Conditions added after 0.12.0. They use the existing variants (so a 0.12.0 program's
 /// exhaustive `match` still compiles) with documented texts, and a typed helper each.
@@ -239,6 +244,76 @@ impl CanoError {
             }
             _ => false,
         }
+    }
+}
+
+impl CanoError {
+    /// The error of [`resume_from`](crate::Workflow::resume_from) when the run's log was
+    /// written under another [workflow version](crate::Workflow::with_workflow_version)
+    /// than the workflow resuming it: `CanoError::Workflow("Workflow version mismatch:
+    /// the checkpoint log was written by version 1, this workflow is version 2")`. The
+    /// engine adds the run's id. Nothing has run when it is returned.
+    ///
+    /// ```
+    /// use cano::CanoError;
+    /// let err = CanoError::workflow_version_mismatch(1, 2);
+    /// assert_eq!(err.workflow_version_mismatch_versions(), Some((1, 2)));
+    /// assert_eq!(
+    ///     err.message(),
+    ///     "Workflow version mismatch: the checkpoint log was written by version 1, this workflow is version 2"
+    /// );
+    /// ```
+    pub fn workflow_version_mismatch(stored: u32, expected: u32) -> Self {
+        Self::Workflow(format!(
+            "{VERSION_MISMATCH}{stored}, this workflow is version {expected}"
+        ))
+    }
+
+    /// [`workflow_version_mismatch`](Self::workflow_version_mismatch) naming the run.
+    pub(crate) fn workflow_version_mismatch_for(run: &str, stored: u32, expected: u32) -> Self {
+        Self::Workflow(format!(
+            "{VERSION_MISMATCH}{stored}, this workflow is version {expected} (run {run:?}); \
+             resume it with a workflow of version {stored}, or clear its log"
+        ))
+    }
+
+    /// `(stored, expected)` when this is a
+    /// [`workflow_version_mismatch`](Self::workflow_version_mismatch) error: the version
+    /// the log was written under and the version of the workflow that tried to resume it.
+    pub fn workflow_version_mismatch_versions(&self) -> Option<(u32, u32)> {
+        let Self::Workflow(m) = self else {
+            return None;
+        };
+        let rest = m.strip_prefix(VERSION_MISMATCH)?;
+        let (stored, rest) = rest.split_once(", this workflow is version ")?;
+        let expected = rest.split(|c: char| !c.is_ascii_digit()).next()?;
+        Some((stored.parse().ok()?, expected.parse().ok()?))
+    }
+
+    /// Whether a [circuit breaker](crate::CircuitBreaker) rejected the call because it is
+    /// half-open and every trial slot is taken (rather than because it is open): a
+    /// [`CanoError::CircuitOpen`] with the text `circuit breaker half-open: trial slot
+    /// exhausted`. Both short-circuit retries alike; this tells them apart in logs and
+    /// metrics.
+    ///
+    /// ```
+    /// use cano::{CanoError, CircuitBreaker, CircuitPolicy};
+    /// use std::{sync::Arc, time::Duration};
+    /// let breaker = Arc::new(CircuitBreaker::new(CircuitPolicy {
+    ///     failure_threshold: 1,
+    ///     reset_timeout: Duration::ZERO,
+    ///     half_open_max_calls: 1,
+    /// }));
+    /// breaker.record_failure(breaker.try_acquire()?); // opens; half-open at once
+    /// let _trial = breaker.try_acquire()?;             // takes the one trial slot
+    /// let busy = breaker.try_acquire().unwrap_err();
+    /// assert!(busy.is_circuit_half_open_busy());
+    /// assert_eq!(busy.category(), "circuit_open");
+    /// assert!(!CanoError::circuit_open("circuit breaker is open").is_circuit_half_open_busy());
+    /// # Ok::<(), CanoError>(())
+    /// ```
+    pub fn is_circuit_half_open_busy(&self) -> bool {
+        matches!(self, Self::CircuitOpen(m) if m == HALF_OPEN_BUSY)
     }
 }
 

@@ -140,12 +140,33 @@ fn half_open_admits_max_calls_probes_and_closes_after_that_many_successes() {
         third,
         CanoError::circuit_open("circuit breaker half-open: trial slot exhausted")
     );
+    assert!(third.is_circuit_half_open_busy());
     assert_eq!(b.state(), CircuitState::HalfOpen);
 
     b.record_success(p1);
     assert_eq!(b.state(), CircuitState::HalfOpen, "one of two successes");
     b.record_success(p2);
     assert_eq!(b.state(), CircuitState::Closed);
+}
+
+#[test]
+fn an_open_breaker_is_not_reported_as_half_open_busy() {
+    let b = breaker(1, LONG, 1);
+    fail_once(&b);
+    let err = b.try_acquire().unwrap_err();
+    assert_eq!(err.category(), "circuit_open");
+    assert!(!err.is_circuit_half_open_busy());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reset_timeout_too_large_for_the_clock_keeps_the_breaker_open() {
+    let b = breaker(1, Duration::MAX, 1);
+    fail_once(&b);
+    assert!(is_open(&b));
+    tokio::time::advance(Duration::from_secs(10 * 365 * 24 * 3600)).await;
+    let err = b.try_acquire().unwrap_err();
+    assert!(!err.is_circuit_half_open_busy());
+    assert!(is_open(&b), "still open after ten years");
 }
 
 #[test]

@@ -30,6 +30,9 @@ const JSON_BLOBS: &[&str] = &[
     r#"{"resumed":"yes"}"#,
     r#"{"set":{"k":{"type":"u8"}}}"#,
     r#"{"removed":null}"#,
+    r#"{"version":2,"resumed":true}"#,
+    r#"{"version":-1}"#,
+    r#"{"version":4294967296}"#,
     r#"{"signal":"approval","deadline_ms":null}"#,
     r#"{"signal":"approval","deadline_ms":5}"#,
     r#"{"signal":1}"#,
@@ -67,13 +70,15 @@ fn entry_record_ok(v: &serde_json::Value) -> bool {
             e.get("type").is_some_and(|t| t.is_string()) && e.contains_key("value")
         })
     };
-    let known = ["resumed", "supersedes", "set", "removed"];
+    let known = ["resumed", "supersedes", "set", "removed", "version"];
     o.keys().all(|k| known.contains(&k.as_str()))
         && o.get("resumed").is_none_or(|r| r.is_boolean())
         && o.get("supersedes")
             .is_none_or(|s| s.is_null() || s.is_u64())
         && o.get("set")
             .is_none_or(|s| s.as_object().is_some_and(|m| m.values().all(stored_ok)))
+        && o.get("version")
+            .is_none_or(|v| v.is_null() || v.as_u64().is_some_and(|v| u32::try_from(v).is_ok()))
         && o.get("removed").is_none_or(|r| {
             r.as_array()
                 .is_some_and(|a| a.iter().all(|k| k.is_string()))
@@ -133,15 +138,16 @@ proptest! {
             Ok(entry) => {
                 prop_assert!(allowed, "accepted {row:?}");
                 match entry {
-                    LogEntry::StateEntry { state, task_id, supersedes, resumed, writes } => {
+                    LogEntry::StateEntry { state, task_id, supersedes, resumed, writes, version } => {
                         prop_assert_eq!(state, row.state.as_str());
                         prop_assert_eq!(task_id, row.task_id.as_str());
                         match blob {
-                            None => prop_assert!(supersedes.is_none() && !resumed && writes.is_none()),
+                            None => prop_assert!(supersedes.is_none() && !resumed && writes.is_none() && version.is_none()),
                             Some(b) if b.first() == Some(&b'{') => {
                                 let v = json(b).unwrap_or_default();
                                 prop_assert_eq!(supersedes, v["supersedes"].as_u64());
                                 prop_assert_eq!(resumed, v["resumed"].as_bool().unwrap_or(false));
+                                prop_assert_eq!(version.map(u64::from), v["version"].as_u64());
                                 let written = writes.map_or(0, |w| w.set.len() + w.removed.len());
                                 let listed = v["set"].as_object().map_or(0, |m| m.len())
                                     + v["removed"].as_array().map_or(0, |a| a.len());

@@ -4,6 +4,7 @@
 //! `on_resume` event, the task calls, the appended rows and the final log are checked.
 #![cfg(feature = "recovery")]
 
+use cano::ListRuns;
 use cano::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -602,4 +603,38 @@ async fn an_id_missing_from_the_file_is_a_clear_error() {
         err.to_string(),
         r#"Checkpoint store error: no checkpoint rows for workflow id "no-such-run""#
     );
+}
+
+#[tokio::test]
+async fn reference_runs_resume_as_version_0_and_no_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let redb = RedbCheckpointStore::new(copy_fixture(dir.path())).unwrap();
+    let summaries = redb.list_runs().await.unwrap();
+    assert_eq!(summaries.len(), RUN_IDS.len());
+    assert!(summaries.iter().all(|s| s.version == 0), "{summaries:?}");
+    let before = all_rows(&redb).await;
+    let store = Arc::new(Recording {
+        inner: redb,
+        appended: Mutex::new(Vec::new()),
+        cleared: Mutex::new(Vec::new()),
+    });
+    let calls = Calls::default();
+    let resumes = Arc::new(Resumes::default());
+    let v1 = workflow(store.clone(), calls.clone(), resumes, false).with_workflow_version(1);
+    for id in RUN_IDS {
+        let err = v1.resume_from(id).await.unwrap_err();
+        assert_eq!(
+            err.workflow_version_mismatch_versions(),
+            Some((0, 1)),
+            "{id}: {err}"
+        );
+        assert!(err.to_string().contains(&format!("{id:?}")), "{err}");
+    }
+    assert!(calls.take().is_empty(), "a refused resume ran a task");
+    assert!(store.appended.lock().unwrap().is_empty());
+    assert!(store.cleared.lock().unwrap().is_empty());
+    assert_eq!(all_rows(&store.inner).await, before);
+    // Version 0, the default, resumes them.
+    let v0 = v1.with_workflow_version(0);
+    assert_eq!(v0.resume_from("plain-failed").await, Ok(Step::Done));
 }

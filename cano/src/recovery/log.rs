@@ -21,7 +21,7 @@
 //!
 //! | kind | written when | `output_blob` |
 //! |---|---|---|
-//! | [`StateEntry`](RowKind::StateEntry) | the run enters a state, before its task runs | `None` for a plain entry; else JSON `{"resumed": true, "supersedes": 7, "set": {key: {"type": …, "value": …}}, "removed": [key, …]}` (each member only when it applies): `resumed` marks the first entry of a resumed run (a re-entry, not a new visit); `supersedes` is the sequence of the completion row at the resume point, which the re-run *supersedes*; `set` and `removed` are the [run data](crate::run_data) written by the states since the previous entry row. (Earlier versions of this crate wrote a re-entry's supersedes marker as decimal ASCII text, `b"7"`; it is still read.) |
+//! | [`StateEntry`](RowKind::StateEntry) | the run enters a state, before its task runs | `None` for a plain entry; else JSON `{"resumed": true, "supersedes": 7, "set": {key: {"type": …, "value": …}}, "removed": [key, …], "version": 2}` (each member only when it applies): `resumed` marks the first entry of a resumed run (a re-entry, not a new visit); `supersedes` is the sequence of the completion row at the resume point, which the re-run *supersedes*; `set` and `removed` are the [run data](crate::run_data) written by the states since the previous entry row; `version` (on a run's first row only, and only when it is not 0) is the [workflow version](crate::Workflow::with_workflow_version) the run was started under. (Earlier versions of this crate wrote a re-entry's supersedes marker as decimal ASCII text, `b"7"`; it is still read.) |
 //! | [`StepCursor`](RowKind::StepCursor) | a stepped task returned a new cursor; also the re-entry of a stepped state resumed mid-way | the cursor, as the JSON of the task's `Cursor` type |
 //! | [`CompensationCompletion`](RowKind::CompensationCompletion) | a saga task finished | its `Output`, as JSON |
 //! | [`RollbackStarted`](RowKind::RollbackStarted) | a run with completed saga steps failed and its rollback begins | JSON `{"category": …, "message": …, "steps": [{"task_id": …, "output": [bytes…]}, …]}`: the error that caused it ([`CanoError::category`] and raw message) and the steps to undo, oldest first |
@@ -51,6 +51,9 @@
 //!   signal state hands that signal's payload to its task again; if it is a
 //!   `CompensationCompletion`, the step runs again and its re-entry row supersedes that
 //!   completion.
+//! * Before anything runs, the version the run was started under (the `version` of its
+//!   first entry row; 0 when there is none, as in every log written by cano 0.12.0) must
+//!   be the resuming workflow's [version](crate::Workflow::with_workflow_version).
 //! * Signal ids in `Signal` rows are never consumed again by the run.
 //! * If the resume point is in a split state's visit (its entry row, possibly re-entered,
 //!   followed by `SplitMember` rows), the members those rows name count as succeeded and
@@ -110,6 +113,10 @@ pub enum LogEntry<'a> {
         resumed: bool,
         /// The run data written by the states since the previous entry row.
         writes: Option<DataWrites>,
+        /// The [workflow version](crate::Workflow::with_workflow_version) the run was
+        /// started under, on the run's first entry row (`None` on later rows, and for
+        /// version 0).
+        version: Option<u32>,
     },
     /// A stepped task reached `cursor` (or its state was re-entered at it on resume).
     StepCursor {
@@ -258,6 +265,7 @@ pub fn parse_row<'a>(workflow_id: &str, row: &'a CheckpointRow) -> Result<LogEnt
                 supersedes: record.supersedes,
                 resumed: record.resumed,
                 writes: (!writes.is_empty()).then_some(writes),
+                version: record.version,
             })
         }
         RowKind::StepCursor => Ok(LogEntry::StepCursor {
@@ -390,6 +398,8 @@ struct EntryRecord {
     set: BTreeMap<String, StoredValue>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     removed: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    version: Option<u32>,
 }
 
 /// A plain [`RowKind::StateEntry`] row: a new visit, with nothing more to say.
@@ -398,23 +408,42 @@ pub(crate) fn plain_entry(sequence: u64, state: String, task_id: String) -> Chec
     CheckpointRow::new(sequence, state, task_id)
 }
 
+/// What an entry row says beside its state: see [`entry_with`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct EntryMark {
+    /// The re-entry of a resumed run (not a new visit).
+    pub resumed: bool,
+    /// The completion row the re-entry supersedes.
+    pub supersedes: Option<u64>,
+    /// The workflow version, on a run's first entry (never `Some(0)`).
+    pub version: Option<u32>,
+}
+
+impl EntryMark {
+    /// Whether the mark says nothing: a plain entry.
+    #[inline]
+    pub(crate) fn is_plain(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 /// A [`RowKind::StateEntry`] row that may carry a re-entry mark, a supersedes marker and
 /// run data writes (a plain entry, without a blob, when it carries none of them).
 pub(crate) fn entry_with(
     sequence: u64,
     state: String,
     task_id: String,
-    resumed: bool,
-    supersedes: Option<u64>,
+    mark: EntryMark,
     writes: DataWrites,
 ) -> Result<CheckpointRow, CanoError> {
     let mut row = CheckpointRow::new(sequence, state, task_id);
-    if resumed || supersedes.is_some() || !writes.is_empty() {
+    if mark.resumed || mark.supersedes.is_some() || mark.version.is_some() || !writes.is_empty() {
         let record = EntryRecord {
-            resumed,
-            supersedes,
+            resumed: mark.resumed,
+            supersedes: mark.supersedes,
             set: writes.set,
             removed: writes.removed,
+            version: mark.version,
         };
         row.output_blob = Some(serde_json::to_vec(&record).map_err(|e| {
             CanoError::store(format!(
@@ -587,6 +616,8 @@ pub(crate) enum ResumePlan<'a> {
         original: CanoError,
         remaining: Vec<(usize, CompletedStep)>,
         last_sequence: u64,
+        /// The workflow version the run was started under.
+        version: u32,
     },
     /// Re-enter the state labelled `state` and run on.
     Forward {
@@ -608,7 +639,18 @@ pub(crate) enum ResumePlan<'a> {
         split_done: Vec<usize>,
         /// The completion row that the re-entry supersedes.
         supersedes: Option<u64>,
+        /// The workflow version the run was started under.
+        version: u32,
     },
+}
+
+impl ResumePlan<'_> {
+    /// The workflow version the run was started under (0 when its log names none).
+    pub(crate) fn version(&self) -> u32 {
+        match self {
+            Self::Rollback { version, .. } | Self::Forward { version, .. } => *version,
+        }
+    }
 }
 
 /// Read `rows` (one run's log, any order) as described in the [module docs](self).
@@ -629,6 +671,16 @@ pub(crate) fn plan_resume<'a>(
         )));
     };
     let last_sequence = last.sequence;
+    let version = entries
+        .iter()
+        .filter_map(|(r, e)| match e {
+            LogEntry::StateEntry {
+                version: Some(v), ..
+            } => Some((r.sequence, *v)),
+            _ => None,
+        })
+        .max_by_key(|(sequence, _)| *sequence)
+        .map_or(0, |(_, v)| v);
     let latest_rollback = entries
         .iter()
         .filter_map(|(r, e)| match e {
@@ -656,6 +708,7 @@ pub(crate) fn plan_resume<'a>(
             original: record.original(),
             remaining,
             last_sequence,
+            version,
         });
     }
     let superseded: Vec<u64> = entries
@@ -751,6 +804,7 @@ pub(crate) fn plan_resume<'a>(
             })
             .collect(),
         supersedes: matches!(last_entry, LogEntry::Completion { .. }).then_some(last_sequence),
+        version,
     })
 }
 
@@ -774,7 +828,9 @@ pub fn summarize(workflow_id: &str, rows: &[CheckpointRow]) -> super::RunSummary
         .max_by_key(|r| r.sequence)
         .map(|r| r.state.clone())
         .unwrap_or_default();
-    let status = match plan_resume(workflow_id, rows) {
+    let plan = plan_resume(workflow_id, rows);
+    let version = plan.as_ref().map_or(0, ResumePlan::version);
+    let status = match plan {
         Ok(ResumePlan::Rollback { remaining, .. }) => RunStatus::RollingBack {
             remaining: remaining.len(),
         },
@@ -805,6 +861,7 @@ pub fn summarize(workflow_id: &str, rows: &[CheckpointRow]) -> super::RunSummary
         last_sequence,
         rows: rows.len(),
         status,
+        version,
     }
 }
 
@@ -858,6 +915,7 @@ mod tests {
                     supersedes: None,
                     resumed: false,
                     writes: None,
+                    version: None,
                 },
                 LogEntry::StateEntry {
                     state: "A",
@@ -865,6 +923,7 @@ mod tests {
                     supersedes: Some(7),
                     resumed: true,
                     writes: None,
+                    version: None,
                 },
                 LogEntry::StepCursor {
                     state: "B",
@@ -884,6 +943,23 @@ mod tests {
                 LogEntry::Compensated { index: 0 },
             ]
         );
+    }
+
+    #[test]
+    fn a_version_is_read_from_the_first_entry_and_zero_without_one() {
+        let mark = EntryMark {
+            version: Some(3),
+            ..EntryMark::default()
+        };
+        let first = entry_with(0, "A".into(), "a".into(), mark, DataWrites::default()).unwrap();
+        assert_eq!(first.output_blob.as_deref(), Some(&br#"{"version":3}"#[..]));
+        let rows = [first, plain_entry(1, "B".into(), "b".into())];
+        assert_eq!(plan_resume("r", &rows).unwrap().version(), 3);
+        assert_eq!(summarize("r", &rows).version, 3);
+        let unversioned = [plain_entry(0, "A".into(), "a".into())];
+        assert_eq!(plan_resume("r", &unversioned).unwrap().version(), 0);
+        let rolling = [rows[0].clone(), started(1, &["a"])];
+        assert_eq!(plan_resume("r", &rolling).unwrap().version(), 3);
     }
 
     #[test]

@@ -233,6 +233,9 @@ pub struct RunSummary {
     pub rows: usize,
     /// What the log says about the run.
     pub status: RunStatus,
+    /// The [workflow version](crate::Workflow::with_workflow_version) the run was started
+    /// under (0 when its log names none).
+    pub version: u32,
 }
 
 /// Where a run stands, as far as its checkpoint log can tell.

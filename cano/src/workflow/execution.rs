@@ -217,7 +217,10 @@ where
     /// # Errors
     /// [`CanoError::Configuration`] without a checkpoint store;
     /// [`CanoError::CheckpointStore`] when the log cannot be read or is empty;
-    /// [`CanoError::Workflow`] when the last row's state is not a state of this workflow;
+    /// [`CanoError::Workflow`] when the last row's state is not a state of this workflow,
+    /// or when the run was started under another
+    /// [workflow version](Self::with_workflow_version) (see
+    /// [`CanoError::workflow_version_mismatch`]; nothing runs);
     /// plus everything [`orchestrate`](Self::orchestrate) can return.
     pub async fn resume_from(&self, workflow_id: impl Into<String>) -> Result<TState, CanoError> {
         self.resume(Arc::from(workflow_id.into()), CancellationToken::disabled())
@@ -255,60 +258,7 @@ where
             let layers = Layers::Outer {
                 lifecycle: self.resources.has_lifecycle(),
             };
-            let (run, start) = match log::plan_resume(&workflow_id, &rows)? {
-                // The run died while rolling back: finish the rollback.
-                ResumePlan::Rollback {
-                    original,
-                    remaining,
-                    last_sequence,
-                } => {
-                    let mut run = Run::fresh(Some(workflow_id.clone()));
-                    run.sequence = last_sequence.saturating_add(1);
-                    self.notify(|o| o.on_resume(&workflow_id, last_sequence));
-                    let pending = PendingRollback {
-                        original,
-                        remaining,
-                    };
-                    (run, Start::Rollback(Box::new(pending)))
-                }
-                ResumePlan::Forward {
-                    state,
-                    last_sequence,
-                    compensations,
-                    cursor,
-                    wait,
-                    consumed_signals,
-                    data,
-                    visits,
-                    split_done,
-                    supersedes,
-                } => {
-                    let state = self.state_labelled(state)?;
-                    let sequence = last_sequence.checked_add(1).ok_or_else(|| {
-                        CanoError::checkpoint_store(format!(
-                            "checkpoint log {workflow_id:?} is full: its last sequence is u64::MAX"
-                        ))
-                    })?;
-                    let extra = RunExtra {
-                        compensations,
-                        resume_cursor: cursor,
-                        resume_wait: wait,
-                        consumed_signals,
-                        supersedes,
-                        writer: None,
-                        interrupt: None,
-                        data: self
-                            .has_run_data()
-                            .then(|| RunScope::new(Some(workflow_id.clone()), data, visits)),
-                        reentry: true,
-                        split_done,
-                    };
-                    self.notify(|o| o.on_resume(&workflow_id, last_sequence));
-                    let run = Run::resumed(workflow_id.clone(), sequence, extra);
-                    (run, Start::At(state))
-                }
-            };
-            let mut run = run;
+            let (mut run, start) = self.resumed_run(&workflow_id, &rows)?;
             run.set_interrupt(Interrupt::new(token, None));
             self.run_loop(run, start, layers).await
         };
@@ -326,6 +276,78 @@ where
         }
         #[cfg(not(feature = "tracing"))]
         fut.await
+    }
+
+    /// The run that continues `workflow_id`'s log `rows`, and where it starts. Sync, so
+    /// that the plan is not kept in the resume future.
+    fn resumed_run(
+        &self,
+        workflow_id: &Arc<str>,
+        rows: &[CheckpointRow],
+    ) -> Result<(Run, Start<TState>), CanoError> {
+        let plan = log::plan_resume(workflow_id, rows)?;
+        if plan.version() != self.version {
+            return Err(CanoError::workflow_version_mismatch_for(
+                workflow_id,
+                plan.version(),
+                self.version,
+            ));
+        }
+        Ok(match plan {
+            // The run died while rolling back: finish the rollback.
+            ResumePlan::Rollback {
+                original,
+                remaining,
+                last_sequence,
+                version: _,
+            } => {
+                let mut run = Run::fresh(Some(workflow_id.clone()));
+                run.sequence = last_sequence.saturating_add(1);
+                self.notify(|o| o.on_resume(workflow_id, last_sequence));
+                let pending = PendingRollback {
+                    original,
+                    remaining,
+                };
+                (run, Start::Rollback(Box::new(pending)))
+            }
+            ResumePlan::Forward {
+                state,
+                last_sequence,
+                compensations,
+                cursor,
+                wait,
+                consumed_signals,
+                data,
+                visits,
+                split_done,
+                supersedes,
+                version: _,
+            } => {
+                let state = self.state_labelled(state)?;
+                let sequence = last_sequence.checked_add(1).ok_or_else(|| {
+                    CanoError::checkpoint_store(format!(
+                        "checkpoint log {workflow_id:?} is full: its last sequence is u64::MAX"
+                    ))
+                })?;
+                let extra = RunExtra {
+                    compensations,
+                    resume_cursor: cursor,
+                    resume_wait: wait,
+                    consumed_signals,
+                    supersedes,
+                    writer: None,
+                    interrupt: None,
+                    data: self
+                        .has_run_data()
+                        .then(|| RunScope::new(Some(workflow_id.clone()), data, visits)),
+                    reentry: true,
+                    split_done,
+                };
+                self.notify(|o| o.on_resume(workflow_id, last_sequence));
+                let run = Run::resumed(workflow_id.clone(), sequence, extra);
+                (run, Start::At(state))
+            }
+        })
     }
 
     /// The registered or exit state whose `Debug` text is `label`.
@@ -680,9 +702,14 @@ where
                     (false, Some(data)) => data.begin_visit(),
                     _ => DataWrites::default(),
                 };
-                let supersedes = run.take_supersedes();
-                if reentry || supersedes.is_some() || !writes.is_empty() {
-                    log::entry_with(sequence, state, task_id, reentry, supersedes, writes)?
+                let mark = log::EntryMark {
+                    resumed: reentry,
+                    supersedes: run.take_supersedes(),
+                    // A fresh run's first row records the version it is started under.
+                    version: (sequence == 0 && self.version != 0).then_some(self.version),
+                };
+                if !mark.is_plain() || !writes.is_empty() {
+                    log::entry_with(sequence, state, task_id, mark, writes)?
                 } else {
                     // The common case: a plain entry row.
                     log::plain_entry(sequence, state, task_id)

@@ -101,6 +101,8 @@ where
     signals: Option<Arc<dyn SignalStore>>,
     /// Run data in memory for runs without a checkpoint store (`with_run_data`).
     run_data: bool,
+    /// The version stamped in each run's log (`with_workflow_version`).
+    version: u32,
     workflow_id: Option<Arc<str>>,
     /// Saga compensators by task name (how completion rows refer to them).
     compensators: FastMap<String, Arc<dyn ErasedCompensatable<TState, TResourceKey>>>,
@@ -138,6 +140,7 @@ where
             run_writers: None,
             signals: None,
             run_data: false,
+            version: 0,
             workflow_id: None,
             compensators: FastMap::default(),
             #[cfg(feature = "tracing")]
@@ -366,6 +369,42 @@ where
     where
         T: Task<TState, TResourceKey> + Send + Sync + 'static,
     {
+        self.register_split_from(state, tasks, join_config)
+    }
+
+    /// [`register_split`](Self::register_split) taking the members from any iterable: an
+    /// array, a range mapped to tasks, a `Vec`.
+    ///
+    /// (cano 0.15 changed `register_split` itself to take `impl IntoIterator`; that would
+    /// stop `register_split(s, iter.collect(), …)` from compiling, which 0.12.0 programs
+    /// write, so this crate adds a method instead.)
+    ///
+    /// ```
+    /// use cano::prelude::*;
+    /// #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    /// enum S { Fanout, Done }
+    /// struct Ping;
+    /// #[task(state = S)]
+    /// impl Ping {
+    ///     async fn run_bare(&self) -> Result<TaskResult<S>, CanoError> { Ok(TaskResult::Single(S::Done)) }
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), CanoError> {
+    /// let wf = Workflow::bare()
+    ///     .register_split_from(S::Fanout, [Ping, Ping, Ping], JoinConfig::new(JoinStrategy::All, S::Done))
+    ///     .add_exit_states_from([S::Done]);
+    /// assert_eq!(wf.orchestrate(S::Fanout).await?, S::Done);
+    /// # Ok(()) }
+    /// ```
+    pub fn register_split_from<T>(
+        self,
+        state: TState,
+        tasks: impl IntoIterator<Item = T>,
+        join_config: JoinConfig<TState>,
+    ) -> Self
+    where
+        T: Task<TState, TResourceKey> + Send + Sync + 'static,
+    {
+        let tasks: Vec<T> = tasks.into_iter().collect();
         let configs: Arc<[Arc<TaskConfig>]> = tasks.iter().map(|t| Arc::new(t.config())).collect();
         let tasks: Arc<[TaskObject<TState, TResourceKey>]> = tasks
             .into_iter()
@@ -406,6 +445,13 @@ where
 
     /// [`add_exit_state`](Self::add_exit_state) for each state, in order.
     pub fn add_exit_states(self, states: Vec<TState>) -> Self {
+        self.add_exit_states_from(states)
+    }
+
+    /// [`add_exit_states`](Self::add_exit_states) taking any iterable (an array, an
+    /// iterator). A method of its own for the reason given at
+    /// [`register_split_from`](Self::register_split_from).
+    pub fn add_exit_states_from(self, states: impl IntoIterator<Item = TState>) -> Self {
         states.into_iter().fold(self, Self::add_exit_state)
     }
 
@@ -473,6 +519,57 @@ where
     pub fn with_run_data(mut self) -> Self {
         self.run_data = true;
         self.edited()
+    }
+
+    /// Stamp `version` into the log of every run this workflow starts, and resume only
+    /// runs started under the same version.
+    ///
+    /// Bump it when a change to the workflow (states renamed or removed, tasks whose saved
+    /// outputs or cursors changed shape) means that logs written by the old code must not
+    /// be resumed by the new. [`resume_from`](Self::resume_from) of a run started under
+    /// another version fails before anything runs, with an error naming both versions
+    /// ([`CanoError::workflow_version_mismatch_versions`]). Logs written without a version
+    /// (by cano 0.12.0, or by a workflow that never called this) resume as version 0, the
+    /// default. The version is recorded in the blob of the run's first row;
+    /// [`CheckpointRow`](crate::CheckpointRow) keeps its fields.
+    ///
+    /// ```
+    /// use cano::prelude::*;
+    /// use cano::MemoryCheckpointStore;
+    /// use std::sync::Arc;
+    /// #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    /// enum S { Work, Done }
+    /// struct Fail;
+    /// #[task(state = S)]
+    /// impl Fail {
+    ///     fn config(&self) -> TaskConfig { TaskConfig::minimal() }
+    ///     async fn run_bare(&self) -> Result<TaskResult<S>, CanoError> {
+    ///         Err(CanoError::task_execution("not today"))
+    ///     }
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let store = Arc::new(MemoryCheckpointStore::new());
+    /// let v1 = Workflow::bare()
+    ///     .register(S::Work, Fail)
+    ///     .add_exit_state(S::Done)
+    ///     .with_checkpoint_store(store.clone())
+    ///     .with_workflow_version(1);
+    /// assert!(v1.clone().with_workflow_id("run-1").orchestrate(S::Work).await.is_err());
+    ///
+    /// let v2 = v1.with_workflow_version(2);
+    /// let err = v2.resume_from("run-1").await.unwrap_err();
+    /// assert_eq!(err.workflow_version_mismatch_versions(), Some((1, 2)));
+    /// # }
+    /// ```
+    pub fn with_workflow_version(mut self, version: u32) -> Self {
+        self.version = version;
+        self.edited()
+    }
+
+    /// The version set with [`with_workflow_version`](Self::with_workflow_version) (0 by
+    /// default).
+    pub fn workflow_version(&self) -> u32 {
+        self.version
     }
 
     /// The id under which [`orchestrate`](Self::orchestrate) records its checkpoint log.
@@ -581,6 +678,7 @@ where
             run_writers: self.run_writers.clone(),
             signals: self.signals.clone(),
             run_data: self.run_data,
+            version: self.version,
             workflow_id: self.workflow_id.clone(),
             compensators: self.compensators.clone(),
             #[cfg(feature = "tracing")]
