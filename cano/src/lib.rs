@@ -17,6 +17,9 @@ pub mod scheduler;
 pub mod signal;
 pub mod store;
 pub mod task;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 pub mod workflow;
 
 mod clock;
@@ -31,6 +34,9 @@ pub use observer::WorkflowObserver;
 #[cfg(feature = "recovery")]
 #[cfg_attr(docsrs, doc(cfg(feature = "recovery")))]
 pub use recovery::RedbCheckpointStore;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use recovery::PostgresCheckpointStore;
 pub use recovery::{
     CheckpointRow, CheckpointStore, ListRuns, MemoryCheckpointStore, RowKind, RunStatus,
     RunSummary, RunWriter, RunWriters,
@@ -72,6 +78,9 @@ pub mod prelude {
     #[cfg(feature = "recovery")]
     #[cfg_attr(docsrs, doc(cfg(feature = "recovery")))]
     pub use crate::RedbCheckpointStore;
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub use crate::PostgresCheckpointStore;
     #[cfg(feature = "tracing")]
     #[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
     pub use crate::TracingObserver;

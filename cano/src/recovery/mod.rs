@@ -8,12 +8,13 @@
 //! it, and [`Workflow::resume_from`](crate::Workflow::resume_from) continues from the
 //! last recorded state.
 //!
-//! Two stores come with the crate: [`MemoryCheckpointStore`] (in memory, for tests and
-//! runs that need no crash recovery) and `RedbCheckpointStore` (feature `recovery`: one
-//! durable file). What each row means is documented in [`log`]. Beside
-//! [`CheckpointStore`], stores can offer capabilities: [`ListRuns`] (list the runs a store
-//! holds, for operators' tools) and [`RunWriters`] (hand each run a writer of its own, so
-//! that a store can fence a run's writes).
+//! Three stores come with the crate: [`MemoryCheckpointStore`] (in memory, for tests and
+//! runs that need no crash recovery), `RedbCheckpointStore` (feature `recovery`: one
+//! durable file) and `PostgresCheckpointStore` (feature `postgres`: a PostgreSQL database
+//! that processes on many machines can share). What each row means is documented in
+//! [`log`]. Beside [`CheckpointStore`], stores can offer capabilities: [`ListRuns`] (list
+//! the runs a store holds, for operators' tools) and [`RunWriters`] (hand each run a
+//! writer of its own, so that a store can fence a run's writes).
 //!
 //! Implementing a store takes three async methods; `#[checkpoint_store]` on an inherent
 //! impl writes the trait header for you:
@@ -56,10 +57,16 @@ mod memory;
 mod redb;
 #[cfg(feature = "recovery")]
 mod wal;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;
 
 pub use self::memory::MemoryCheckpointStore;
 #[cfg(feature = "recovery")]
 pub use self::redb::RedbCheckpointStore;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use self::postgres::PostgresCheckpointStore;
 
 use crate::error::CanoError;
 use serde::{Deserialize, Serialize};
@@ -273,7 +280,8 @@ pub enum RunStatus {
 
 /// A store that can list the runs it holds: a capability beside [`CheckpointStore`].
 ///
-/// Implemented by [`MemoryCheckpointStore`] and `RedbCheckpointStore` (feature `recovery`).
+/// Implemented by [`MemoryCheckpointStore`], `RedbCheckpointStore` (feature `recovery`) and
+/// `PostgresCheckpointStore` (feature `postgres`).
 pub trait ListRuns: CheckpointStore {
     /// Every run the store holds a log for, by id.
     ///

@@ -1,0 +1,507 @@
+//! [`PostgresCheckpointStore`]: checkpoint logs in PostgreSQL (feature `postgres`), and
+//! [`TempPostgres`], a throwaway PostgreSQL server for tests and demos.
+//!
+//! The store keeps every run's log in the table `cano_checkpoints`, one row per
+//! [`CheckpointRow`], keyed by `(workflow_id, sequence)`, and pending
+//! [signals](crate::signal) in `cano_signals`. It creates and upgrades these tables itself
+//! when it connects; the [`schema`] module documents them and how versions are handled. A
+//! row's [`RowKind`] is stored as its serde name (`'StateEntry'`, `'Signal'`, …), the same
+//! names the kinds have in every serialized row.
+//!
+//! Each `append` is one `INSERT` committed before it returns, at the server's durability
+//! settings (with the defaults, `fsync` and `synchronous_commit` on, it is on disk). Calls
+//! share a small pool of connections, so concurrent runs do not wait for each other's
+//! round trips.
+//!
+//! The tables live in the first schema of the connection's `search_path` (normally
+//! `public`); to keep them elsewhere, set it in the connection string, e.g.
+//! `postgresql://app@db/app?options=-csearch_path%3Dcano` (the schema must exist).
+
+mod error;
+mod pool;
+pub mod schema;
+mod signals;
+mod temp;
+
+pub use self::schema::SCHEMA_VERSION;
+pub use self::temp::TempPostgres;
+
+use self::error::{Doing, pg_error};
+use self::pool::{Connector, Pool};
+use super::{CheckpointRow, CheckpointStore, ListRuns, RowKind, RunSummary, StoreFuture};
+use crate::error::CanoError;
+use crate::signal::Wakers;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{Config, NoTls, Socket};
+
+/// Connections a store opens at most, unless set with
+/// [`PostgresStoreBuilder::with_max_connections`].
+const DEFAULT_MAX_CONNECTIONS: usize = 8;
+
+/// How long opening a connection may take, unless the connection string sets
+/// `connect_timeout`.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A durable [`CheckpointStore`] in a PostgreSQL database, with [`ListRuns`] and
+/// [`SignalStore`](crate::signal::SignalStore).
+///
+/// ```no_run
+/// use cano::prelude::*;
+/// use std::sync::Arc;
+///
+/// # #[derive(Debug, Clone, PartialEq, Eq, Hash)] enum S { A, Done }
+/// # fn wf() -> Workflow<S> { Workflow::bare() }
+/// # #[tokio::main] async fn main() -> Result<(), CanoError> {
+/// let store = PostgresCheckpointStore::connect("postgresql://cano:secret@localhost/app").await?;
+/// let workflow = wf()
+///     .with_checkpoint_store(Arc::new(store))
+///     .with_workflow_id("nightly-2026-11-26");
+/// # Ok(()) }
+/// ```
+///
+/// `Clone` shares one pool of connections. Processes on other machines may use the same
+/// database at once: every call is one statement or one transaction, and a duplicate
+/// `(workflow_id, sequence)` is refused by the table's primary key whichever process
+/// wrote first. (This store does not fence writers: two processes resuming the same run
+/// at once is for the caller to prevent.)
+///
+/// Every method's future may be dropped: a statement already sent is then committed or
+/// not, as the server decides, and its connection goes back to the pool.
+#[derive(Clone)]
+pub struct PostgresCheckpointStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    /// Wake-ups for runs of this process that wait for signals.
+    wakers: Wakers,
+    /// Which of them wait now (woken every second to look for signals sent elsewhere).
+    waiting: signals::Waiting,
+}
+
+impl std::fmt::Debug for PostgresCheckpointStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresCheckpointStore")
+            .finish_non_exhaustive()
+    }
+}
+
+/// Options for connecting a [`PostgresCheckpointStore`]: the TLS connector and the pool
+/// size. Made by [`PostgresCheckpointStore::builder`].
+///
+/// ```no_run
+/// use cano::recovery::postgres::PostgresCheckpointStore;
+///
+/// # async fn f() -> Result<(), cano::CanoError> {
+/// let store = PostgresCheckpointStore::builder("host=db.internal user=cano dbname=app")
+///     .with_max_connections(16)
+///     .connect()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[must_use = "a builder does nothing until `connect` is awaited"]
+pub struct PostgresStoreBuilder<T = NoTls> {
+    config: String,
+    tls: T,
+    max_connections: usize,
+}
+
+impl<T> std::fmt::Debug for PostgresStoreBuilder<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The connection string may hold a password.
+        f.debug_struct("PostgresStoreBuilder")
+            .field("max_connections", &self.max_connections)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresCheckpointStore {
+    /// Connect without TLS to the database at `url` (a `postgresql://` URL or a
+    /// `key=value` connection string, as libpq takes), creating or upgrading the cano
+    /// tables, with a pool of up to 8 connections.
+    ///
+    /// Use [`builder`](Self::builder) for TLS or another pool size.
+    ///
+    /// # Errors
+    /// [`CanoError::CheckpointStore`], saying what to check, when the string does not
+    /// parse, the server cannot be reached, the credentials are refused, the database
+    /// does not exist, the tables cannot be created, or the database's cano schema is
+    /// newer than this library's ([`SCHEMA_VERSION`]).
+    ///
+    /// Dropping the future abandons the connection; a migration in flight is rolled back.
+    pub async fn connect(url: &str) -> Result<Self, CanoError> {
+        Self::builder(url).connect().await
+    }
+
+    /// Options for connecting to `url`: without TLS and with up to 8 connections unless
+    /// changed.
+    pub fn builder(url: impl Into<String>) -> PostgresStoreBuilder<NoTls> {
+        PostgresStoreBuilder {
+            config: url.into(),
+            tls: NoTls,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+impl<T> PostgresStoreBuilder<T> {
+    /// Connect through `tls`, a TLS connector (for example `postgres-native-tls`'s
+    /// `MakeTlsConnector` or `tokio-postgres-rustls`'s `MakeRustlsConnect`). The
+    /// connection string's `sslmode` says whether TLS is required.
+    pub fn with_tls<U>(self, tls: U) -> PostgresStoreBuilder<U>
+    where
+        U: MakeTlsConnect<Socket> + Clone + Send + Sync + 'static,
+    {
+        PostgresStoreBuilder {
+            config: self.config,
+            tls,
+            max_connections: self.max_connections,
+        }
+    }
+
+    /// Open at most `n` connections at once (at least 1; default 8). Calls beyond that
+    /// wait for a free connection.
+    pub fn with_max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+}
+
+impl<T> PostgresStoreBuilder<T>
+where
+    T: MakeTlsConnect<Socket> + Clone + Send + Sync + 'static,
+    T::Stream: Send + Sync + 'static,
+    T::TlsConnect: Send + Sync,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+    /// Connect, create or upgrade the cano tables, and make the store.
+    ///
+    /// # Errors
+    /// See [`PostgresCheckpointStore::connect`].
+    ///
+    /// Dropping the future abandons the connection; a migration in flight is rolled back.
+    pub async fn connect(self) -> Result<PostgresCheckpointStore, CanoError> {
+        let mut config: Config = self.config.parse().map_err(|e| {
+            CanoError::checkpoint_store(format!(
+                "postgres: the connection string does not parse: {e}; write it as \
+                 `postgresql://user:password@host:port/database` or \
+                 `host=… port=… user=… password=… dbname=…`"
+            ))
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+        }
+        let tls = self.tls;
+        let connector: Connector = Box::new(move || {
+            let (config, tls) = (config.clone(), tls.clone());
+            Box::pin(async move {
+                let (client, connection) = config
+                    .connect(tls)
+                    .await
+                    .map_err(|e| pg_error(&e, Doing::Connect))?;
+                // The connection's I/O runs beside its client; it ends when the client is
+                // dropped or the server goes away (the client then reports it closed).
+                tokio::spawn(connection);
+                Ok(client)
+            })
+        });
+        let mut first = connector().await?;
+        schema::migrate(&mut first).await?;
+        let first = pool::prepare(first).await?;
+        Ok(PostgresCheckpointStore {
+            inner: Arc::new(Inner {
+                pool: Pool::new(connector, self.max_connections, first),
+                wakers: Wakers::default(),
+                waiting: signals::Waiting::default(),
+            }),
+        })
+    }
+}
+
+/// How a [`RowKind`] is stored: its serde name. The serde derive on `RowKind` is the one
+/// mapping; these two only move it in and out of text.
+fn kind_name(kind: RowKind) -> Result<String, CanoError> {
+    match serde_json::to_value(kind) {
+        Ok(serde_json::Value::String(name)) => Ok(name),
+        other => Err(CanoError::checkpoint_store(format!(
+            "postgres: row kind {kind:?} has no name ({other:?})"
+        ))),
+    }
+}
+
+fn kind_from_name(workflow_id: &str, sequence: u64, name: &str) -> Result<RowKind, CanoError> {
+    serde_json::from_value(serde_json::Value::String(name.to_owned())).map_err(|_| {
+        CanoError::checkpoint_store(format!(
+            "postgres: row {sequence} of run {workflow_id:?} has kind {name:?}, which this \
+             version of cano does not know; it was written by a newer cano or edited by hand"
+        ))
+    })
+}
+
+/// A sequence as the table's `bigint`.
+fn sequence_param(workflow_id: &str, sequence: u64) -> Result<i64, CanoError> {
+    i64::try_from(sequence).map_err(|_| {
+        CanoError::checkpoint_store(format!(
+            "postgres: sequence {sequence} of run {workflow_id:?} is above the largest \
+             the table holds ({})",
+            i64::MAX
+        ))
+    })
+}
+
+/// PostgreSQL's `text` cannot hold the NUL character: refuse it with a clear error (before
+/// the server does with an obscure one).
+fn no_nul(workflow_id: &str, sequence: u64, texts: &[&str]) -> Result<(), CanoError> {
+    if texts.iter().any(|t| t.contains('\0')) {
+        return Err(CanoError::checkpoint_store(format!(
+            "postgres: row {sequence} of run {workflow_id:?} has a NUL character in its id, \
+             state or task name, which PostgreSQL text cannot hold; remove it"
+        )));
+    }
+    Ok(())
+}
+
+/// One `cano_checkpoints` row (selected as `sequence, kind, state, task_id, output_blob`
+/// from column `offset` on) back as a [`CheckpointRow`].
+fn decode_row(
+    workflow_id: &str,
+    row: &tokio_postgres::Row,
+    offset: usize,
+    doing: Doing,
+) -> Result<CheckpointRow, CanoError> {
+    let failed = |e: tokio_postgres::Error| pg_error(&e, doing);
+    let sequence: i64 = row.try_get(offset).map_err(failed)?;
+    let sequence = u64::try_from(sequence).map_err(|_| {
+        CanoError::checkpoint_store(format!(
+            "postgres: run {workflow_id:?} has a row with negative sequence {sequence}"
+        ))
+    })?;
+    let kind: &str = row.try_get(offset + 1).map_err(failed)?;
+    Ok(CheckpointRow {
+        sequence,
+        kind: kind_from_name(workflow_id, sequence, kind)?,
+        state: row.try_get(offset + 2).map_err(failed)?,
+        task_id: row.try_get(offset + 3).map_err(failed)?,
+        output_blob: row.try_get(offset + 4).map_err(failed)?,
+    })
+}
+
+impl PostgresCheckpointStore {
+    async fn append_row(&self, workflow_id: &str, row: CheckpointRow) -> Result<(), CanoError> {
+        let sequence = sequence_param(workflow_id, row.sequence)?;
+        no_nul(
+            workflow_id,
+            row.sequence,
+            &[workflow_id, &row.state, &row.task_id],
+        )?;
+        let kind = kind_name(row.kind)?;
+        let conn = self.inner.pool.get().await?;
+        let inserted = conn
+            .client
+            .execute(
+                &conn.append,
+                &[
+                    &workflow_id,
+                    &sequence,
+                    &kind,
+                    &row.state,
+                    &row.task_id,
+                    &row.output_blob,
+                ],
+            )
+            .await
+            .map_err(|e| pg_error(&e, Doing::Append))?;
+        if inserted == 0 {
+            return Err(CanoError::checkpoint_store(format!(
+                "checkpoint conflict: workflow {workflow_id:?} already has a row at sequence {}; \
+                 resume the existing run or clear it before starting a new one",
+                row.sequence
+            )));
+        }
+        Ok(())
+    }
+
+    async fn load_rows(&self, workflow_id: &str) -> Result<Vec<CheckpointRow>, CanoError> {
+        let conn = self.inner.pool.get().await?;
+        let rows = conn
+            .client
+            .query(&conn.load, &[&workflow_id])
+            .await
+            .map_err(|e| pg_error(&e, Doing::Load))?;
+        rows.iter()
+            .map(|row| decode_row(workflow_id, row, 0, Doing::Load))
+            .collect()
+    }
+
+    async fn clear_run(&self, workflow_id: &str) -> Result<(), CanoError> {
+        let failed = |e: tokio_postgres::Error| pg_error(&e, Doing::Clear);
+        let mut conn = self.inner.pool.get().await?;
+        let tx = conn.client.transaction().await.map_err(failed)?;
+        // Rows first: a signal being sent holds a lock on the run's first row, so this
+        // waits for it, and the next statement (a fresh snapshot) deletes that signal too.
+        tx.execute(
+            "DELETE FROM cano_checkpoints WHERE workflow_id = $1",
+            &[&workflow_id],
+        )
+        .await
+        .map_err(failed)?;
+        tx.execute(
+            "DELETE FROM cano_signals WHERE workflow_id = $1",
+            &[&workflow_id],
+        )
+        .await
+        .map_err(failed)?;
+        tx.commit().await.map_err(failed)
+    }
+
+    async fn list(&self) -> Result<Vec<RunSummary>, CanoError> {
+        let conn = self.inner.pool.get().await?;
+        let rows = conn
+            .client
+            .query(
+                "SELECT workflow_id, sequence, kind, state, task_id, output_blob \
+                 FROM cano_checkpoints ORDER BY workflow_id, sequence",
+                &[],
+            )
+            .await
+            .map_err(|e| pg_error(&e, Doing::List))?;
+        drop(conn);
+        let mut runs = Vec::new();
+        let mut current: Option<(String, Vec<CheckpointRow>)> = None;
+        for row in &rows {
+            let id: &str = row.try_get(0).map_err(|e| pg_error(&e, Doing::List))?;
+            let decoded = decode_row(id, row, 1, Doing::List)?;
+            match &mut current {
+                Some((run, log)) if run == id => log.push(decoded),
+                _ => {
+                    if let Some((run, log)) = current.take() {
+                        runs.push(super::log::summarize(&run, &log));
+                    }
+                    current = Some((id.to_owned(), vec![decoded]));
+                }
+            }
+        }
+        if let Some((run, log)) = current {
+            runs.push(super::log::summarize(&run, &log));
+        }
+        Ok(runs)
+    }
+}
+
+impl CheckpointStore for PostgresCheckpointStore {
+    fn append<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        workflow_id: &'life1 str,
+        row: CheckpointRow,
+    ) -> Pin<Box<dyn Future<Output = Result<(), CanoError>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: Sync + 'async_trait,
+    {
+        Box::pin(self.append_row(workflow_id, row))
+    }
+
+    fn load_run<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        workflow_id: &'life1 str,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<CheckpointRow>, CanoError>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: Sync + 'async_trait,
+    {
+        Box::pin(self.load_rows(workflow_id))
+    }
+
+    fn clear<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        workflow_id: &'life1 str,
+    ) -> Pin<Box<dyn Future<Output = Result<(), CanoError>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: Sync + 'async_trait,
+    {
+        Box::pin(self.clear_run(workflow_id))
+    }
+}
+
+impl ListRuns for PostgresCheckpointStore {
+    fn list_runs(&self) -> StoreFuture<'_, Vec<RunSummary>> {
+        Box::pin(self.list())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_a_stable_name_that_reads_back() {
+        let kinds = [
+            (RowKind::StateEntry, "StateEntry"),
+            (RowKind::CompensationCompletion, "CompensationCompletion"),
+            (RowKind::StepCursor, "StepCursor"),
+            (RowKind::RollbackStarted, "RollbackStarted"),
+            (RowKind::Compensated, "Compensated"),
+            (RowKind::Timer, "Timer"),
+            (RowKind::SignalWait, "SignalWait"),
+            (RowKind::Signal, "Signal"),
+            (RowKind::SplitMember, "SplitMember"),
+        ];
+        for (kind, name) in kinds {
+            assert_eq!(kind_name(kind).unwrap(), name);
+            assert_eq!(kind_from_name("r", 0, name).unwrap(), kind);
+        }
+        let err = kind_from_name("r", 3, "Teleport").unwrap_err();
+        assert!(err.to_string().contains("\"Teleport\""), "{err}");
+    }
+
+    #[test]
+    fn nul_characters_are_refused_with_a_clear_error() {
+        assert!(no_nul("r", 0, &["a", "b"]).is_ok());
+        let err = no_nul("r", 4, &["a", "b\0c"]).unwrap_err();
+        assert!(err.to_string().contains("NUL"), "{err}");
+    }
+
+    #[test]
+    fn sequences_above_bigint_are_refused() {
+        assert_eq!(sequence_param("r", 7).unwrap(), 7);
+        assert!(sequence_param("r", u64::MAX).is_err());
+    }
+
+    #[test]
+    fn a_bad_connection_string_says_how_to_write_one() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let err = rt
+            .block_on(PostgresCheckpointStore::connect("host=x port=notaport"))
+            .unwrap_err();
+        assert!(err.to_string().contains("does not parse"), "{err}");
+    }
+
+    #[test]
+    fn the_store_is_send_sync_and_usable_as_dyn() {
+        fn check<T: Send + Sync + 'static>() {}
+        check::<PostgresCheckpointStore>();
+        check::<PostgresStoreBuilder>();
+        fn as_dyn(
+            s: Arc<PostgresCheckpointStore>,
+        ) -> (
+            Arc<dyn CheckpointStore>,
+            Arc<dyn ListRuns>,
+            Arc<dyn crate::signal::SignalStore>,
+        ) {
+            (s.clone(), s.clone(), s)
+        }
+        let _ = as_dyn;
+    }
+}

@@ -1,0 +1,134 @@
+//! A small connection pool: up to `max` open connections, handed out one caller at a
+//! time, so that concurrent runs do not queue behind one connection.
+//!
+//! Connections are opened on demand (the first one when the store connects), kept open
+//! while healthy, and dropped when the server closed them; the next caller then opens a
+//! new one. The TLS connector's type is erased here, so the store is not generic over it.
+
+use super::error::{Doing, pg_error};
+use crate::error::CanoError;
+use std::future::Future;
+use std::ops::{Deref, DerefMut};
+use std::pin::Pin;
+use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio_postgres::{Client, Statement};
+
+/// How the pool opens a connection (the configuration and TLS connector, erased).
+pub(super) type Connector =
+    Box<dyn Fn() -> Pin<Box<dyn Future<Output = Result<Client, CanoError>> + Send>> + Send + Sync>;
+
+/// An open connection with the statements the hot paths use, prepared once.
+pub(super) struct Conn {
+    pub(super) client: Client,
+    /// `INSERT` of one checkpoint row (nothing on a duplicate key).
+    pub(super) append: Statement,
+    /// A run's rows, by ascending sequence.
+    pub(super) load: Statement,
+}
+
+/// The pool. Dropping it closes the idle connections.
+pub(super) struct Pool {
+    connector: Connector,
+    idle: parking_lot::Mutex<Vec<Conn>>,
+    permits: Semaphore,
+}
+
+impl Pool {
+    /// A pool of at most `max` connections (at least one), holding `first`.
+    pub(super) fn new(connector: Connector, max: usize, first: Conn) -> Self {
+        Self {
+            connector,
+            idle: parking_lot::Mutex::new(vec![first]),
+            permits: Semaphore::new(max.max(1)),
+        }
+    }
+
+    /// A connection for one caller: an idle one, or a new one when none is idle and the
+    /// pool has room; else wait for one to come back.
+    ///
+    /// Dropping the future gives up the wait; nothing is opened or lost.
+    pub(super) async fn get(&self) -> Result<Pooled<'_>, CanoError> {
+        let permit =
+            self.permits.acquire().await.map_err(|_| {
+                CanoError::checkpoint_store("postgres: the connection pool is closed")
+            })?;
+        let reused = {
+            let mut idle = self.idle.lock();
+            let mut found = None;
+            while let Some(conn) = idle.pop() {
+                if !conn.client.is_closed() {
+                    found = Some(conn);
+                    break;
+                }
+            }
+            found
+        };
+        let conn = match reused {
+            Some(conn) => conn,
+            None => prepare((self.connector)().await?).await?,
+        };
+        Ok(Pooled {
+            conn: Some(conn),
+            pool: self,
+            _permit: permit,
+        })
+    }
+}
+
+/// Prepare the hot statements on a new connection.
+pub(super) async fn prepare(client: Client) -> Result<Conn, CanoError> {
+    let append = client
+        .prepare(
+            "INSERT INTO cano_checkpoints (workflow_id, sequence, kind, state, task_id, output_blob) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        )
+        .await
+        .map_err(|e| pg_error(&e, Doing::Prepare))?;
+    let load = client
+        .prepare(
+            "SELECT sequence, kind, state, task_id, output_blob FROM cano_checkpoints \
+             WHERE workflow_id = $1 ORDER BY sequence",
+        )
+        .await
+        .map_err(|e| pg_error(&e, Doing::Prepare))?;
+    Ok(Conn {
+        client,
+        append,
+        load,
+    })
+}
+
+/// A connection lent to one caller; it goes back to the pool when dropped, unless the
+/// server closed it.
+pub(super) struct Pooled<'a> {
+    conn: Option<Conn>,
+    pool: &'a Pool,
+    _permit: SemaphorePermit<'a>,
+}
+
+impl Deref for Pooled<'_> {
+    type Target = Conn;
+
+    fn deref(&self) -> &Conn {
+        // Only `drop` takes the connection out.
+        self.conn.as_ref().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl DerefMut for Pooled<'_> {
+    fn deref_mut(&mut self) -> &mut Conn {
+        self.conn.as_mut().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        // A query future dropped mid-way leaves the connection usable: the driver discards
+        // the rest of its answer, and an unfinished transaction is rolled back.
+        if let Some(conn) = self.conn.take()
+            && !conn.client.is_closed()
+        {
+            self.pool.idle.lock().push(conn);
+        }
+    }
+}

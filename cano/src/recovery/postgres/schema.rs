@@ -1,0 +1,119 @@
+//! The store's tables and their versions: the one place that creates or changes them.
+//!
+//! `cano_schema_version` holds one row per migration applied (`version`, the library that
+//! applied it, when). Connecting runs every migration the database lacks, in one
+//! transaction that first takes a transaction-scoped advisory lock
+//! (`pg_advisory_xact_lock`): processes that start at once queue on the lock, and each
+//! after the first finds the work done. A database whose newest version is above
+//! [`SCHEMA_VERSION`] was upgraded by a newer cano and is refused, unchanged.
+//!
+//! # Version 1
+//!
+//! ```sql
+//! CREATE TABLE cano_checkpoints (
+//!     workflow_id text        NOT NULL,
+//!     sequence    bigint      NOT NULL CHECK (sequence >= 0),
+//!     kind        text        NOT NULL,  -- the RowKind's serde name, e.g. 'StateEntry'
+//!     state       text        NOT NULL,
+//!     task_id     text        NOT NULL,
+//!     output_blob bytea,
+//!     created_at  timestamptz NOT NULL DEFAULT now(),
+//!     PRIMARY KEY (workflow_id, sequence)
+//! );
+//! CREATE TABLE cano_signals (
+//!     workflow_id text        NOT NULL,
+//!     signal_id   text        NOT NULL,
+//!     arrival     bigint      GENERATED ALWAYS AS IDENTITY,  -- the order signals arrived in
+//!     name        text        NOT NULL,
+//!     payload     bytea       NOT NULL,  -- JSON
+//!     sent_at     timestamptz NOT NULL DEFAULT now(),
+//!     PRIMARY KEY (workflow_id, signal_id)
+//! );
+//! ```
+
+use super::error::{Doing, pg_error};
+use crate::error::CanoError;
+use tokio_postgres::Client;
+
+/// The schema version this library writes and reads: the newest of its migrations.
+pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
+
+/// Migration `n + 1` is `MIGRATIONS[n]`. Append only; never edit a released one.
+const MIGRATIONS: &[&str] = &["
+    CREATE TABLE cano_checkpoints (
+        workflow_id text        NOT NULL,
+        sequence    bigint      NOT NULL CHECK (sequence >= 0),
+        kind        text        NOT NULL,
+        state       text        NOT NULL,
+        task_id     text        NOT NULL,
+        output_blob bytea,
+        created_at  timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (workflow_id, sequence)
+    );
+    CREATE TABLE cano_signals (
+        workflow_id text        NOT NULL,
+        signal_id   text        NOT NULL,
+        arrival     bigint      GENERATED ALWAYS AS IDENTITY,
+        name        text        NOT NULL,
+        payload     bytea       NOT NULL,
+        sent_at     timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (workflow_id, signal_id)
+    );
+"];
+
+/// The advisory lock key every cano process takes while it migrates (`"cano"` in ASCII,
+/// then the schema lock's number).
+const MIGRATION_LOCK: i64 = 0x6361_6e6f_0000_0001;
+
+/// Bring the database's cano tables to [`SCHEMA_VERSION`], or refuse a newer schema.
+///
+/// Cancel-safe: dropped mid-way, the open transaction is rolled back and nothing changes.
+pub(super) async fn migrate(client: &mut Client) -> Result<(), CanoError> {
+    let failed = |e: tokio_postgres::Error| pg_error(&e, Doing::Migrate);
+    let tx = client.transaction().await.map_err(failed)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(failed)?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS cano_schema_version (
+             version    integer     PRIMARY KEY,
+             library    text        NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         )",
+    )
+    .await
+    .map_err(failed)?;
+    let current: i32 = tx
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM cano_schema_version",
+            &[],
+        )
+        .await
+        .map_err(failed)?
+        .try_get(0)
+        .map_err(failed)?;
+    if current > SCHEMA_VERSION {
+        return Err(newer_schema(current));
+    }
+    let library = concat!("cano ", env!("CARGO_PKG_VERSION"));
+    for (version, sql) in (1..).zip(MIGRATIONS).skip(current.max(0) as usize) {
+        tx.batch_execute(sql).await.map_err(failed)?;
+        tx.execute(
+            "INSERT INTO cano_schema_version (version, library) VALUES ($1, $2)",
+            &[&version, &library],
+        )
+        .await
+        .map_err(failed)?;
+    }
+    tx.commit().await.map_err(failed)
+}
+
+/// The error for a database upgraded by a newer cano.
+fn newer_schema(found: i32) -> CanoError {
+    CanoError::checkpoint_store(format!(
+        "postgres: the database's cano schema is version {found}, newer than this library \
+         (cano {}) knows, which is version {SCHEMA_VERSION}; a newer cano upgraded it. \
+         Upgrade cano in this program, or point it at another database; nothing was changed",
+        env!("CARGO_PKG_VERSION")
+    ))
+}
