@@ -141,28 +141,28 @@ fn check_redb(path: &Path) -> Result<(), Failure> {
              is damaged ({why}); nothing was changed"
         ))
     };
-    // redb trusts a cleanly closed file's header; a foreign file can make it panic.
-    let opened = std::panic::catch_unwind(|| redb::Database::builder().open(path));
-    let db = match opened {
-        Err(_) => return Err(not_redb(&"redb could not read it")),
-        Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => return Err(held_open(path)),
-        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))))
+    // Read-only first: it changes nothing, whatever the file holds. A file whose last
+    // writer did not close it cleanly (a killed process) must be repaired before it can be
+    // read; redb does that when the file is opened for writing, as cano would.
+    let tables = match guarded(|| redb::ReadOnlyDatabase::open(path)) {
+        Err(redb::DatabaseError::RepairAborted) => {
+            guarded(|| redb::Database::builder().open(path)).and_then(|db| table_names(&db))
+        }
+        opened => opened.and_then(|db| table_names(&db)),
+    };
+    let tables = match tables {
+        Ok(tables) => tables,
+        Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(held_open(path)),
+        Err(redb::DatabaseError::Storage(redb::StorageError::Io(e)))
             if e.kind() == std::io::ErrorKind::PermissionDenied =>
         {
             return Err(Failure::error(format!(
-                "{shown}: permission denied (opening a redb file needs write access)"
+                "{shown}: permission denied (opening a redb file needs read and write access)"
             )));
         }
-        Ok(Err(e)) => return Err(not_redb(&e)),
-        Ok(Ok(db)) => db,
+        Err(e) => return Err(not_redb(&e)),
     };
-    let has_table = db
-        .begin_read()
-        .map_err(|e| not_redb(&e))?
-        .list_tables()
-        .map_err(|e| not_redb(&e))?
-        .any(|t| t.name() == CHECKPOINT_TABLE);
-    if !has_table {
+    if !tables.iter().any(|t| t == CHECKPOINT_TABLE) {
         return Err(Failure::error(format!(
             "{shown} is a redb database but not a cano checkpoint store (it has no \
              `{CHECKPOINT_TABLE}` table); nothing was changed"
@@ -171,6 +171,27 @@ fn check_redb(path: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `open`'s result; a panic inside redb (it trusts a file's header) as an error.
+fn guarded<T>(
+    open: impl FnOnce() -> Result<T, redb::DatabaseError> + std::panic::UnwindSafe,
+) -> Result<T, redb::DatabaseError> {
+    std::panic::catch_unwind(open).unwrap_or_else(|_| {
+        Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(
+            "redb could not read it".into(),
+        )))
+    })
+}
+
+/// The names of a database's tables.
+fn table_names(db: &impl ReadableDatabase) -> Result<Vec<String>, redb::DatabaseError> {
+    let storage = |e: redb::StorageError| redb::DatabaseError::Storage(e);
+    let txn = db.begin_read().map_err(|e| match e {
+        redb::TransactionError::Storage(e) => storage(e),
+        other => storage(redb::StorageError::Corrupted(other.to_string())),
+    })?;
+    let tables = txn.list_tables().map_err(storage)?;
+    Ok(tables.map(|t| t.name().to_string()).collect())
+}
 /// The error for a file another process has open.
 fn held_open(path: &Path) -> Failure {
     Failure::error(format!(

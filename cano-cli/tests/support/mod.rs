@@ -79,6 +79,11 @@ impl Go {
         self.name.into()
     }
 
+    /// One attempt: a failing task fails the run at once.
+    fn config(&self) -> TaskConfig {
+        TaskConfig::minimal()
+    }
+
     async fn run_bare(&self) -> Result<TaskResult<Step>, CanoError> {
         if let Some(why) = self.fail {
             return Err(CanoError::task_execution(why));
@@ -286,4 +291,36 @@ async fn rollback_run(store: &Arc<RedbCheckpointStore>) {
         .with_workflow_id(ROLLBACK);
     let err = wf.orchestrate(Step::Reserve).await.unwrap_err();
     assert!(err.to_string().contains("courier"), "{err}");
+}
+
+/// Add `n` failed runs `bulk-0`, `bulk-1`, … to the store at `path` (closed afterwards).
+pub fn add_failed_runs(path: &Path, n: usize) {
+    runtime().block_on(async {
+        let store = Arc::new(RedbCheckpointStore::new(path).expect("open the store"));
+        for i in 0..n {
+            let wf = Workflow::bare()
+                .register(
+                    Step::Load,
+                    Go {
+                        name: "load",
+                        next: Step::Done,
+                        fail: Some("disk full"),
+                    },
+                )
+                .add_exit_state(Step::Done)
+                .with_checkpoint_store(store.clone())
+                .with_workflow_id(format!("bulk-{i}"));
+            assert!(wf.orchestrate(Step::Load).await.is_err());
+        }
+    });
+}
+
+/// The states a run entered, as an observer saw them.
+#[derive(Default)]
+pub struct Trail(pub std::sync::Mutex<Vec<String>>);
+
+impl WorkflowObserver for Trail {
+    fn on_state_enter(&self, state: &str) {
+        self.0.lock().unwrap().push(state.to_string());
+    }
 }
