@@ -21,6 +21,7 @@
 //! | `deadline_ms`, `deadline` | when a waiting run's wait ends, or `null` |
 //! | `compensations_left` | a rolling-back run's steps still to undo, or `null` |
 //! | `problem` | why a malformed log does not follow the format, or `null` |
+//! | `version` | the workflow version the run was started under (0 when its log names none) |
 //!
 //! # `cano runs show RUN_ID --json`
 //!
@@ -31,7 +32,7 @@
 //!
 //! | `kind` | members |
 //! |---|---|
-//! | `state_entry` | `state`, `task_id`, `visit` (how many fresh entries of this state so far, this one included), `resumed` (the first entry of a resumed run: a re-entry, not a new visit), `supersedes` (the completion row it replaces, or `null`), `data_set` (run data keys set since the previous entry row, with their values), `data_removed` (keys removed) |
+//! | `state_entry` | `state`, `task_id`, `visit` (how many fresh entries of this state so far, this one included), `version` (the workflow version the run was started under, on its first row, or `null`), `resumed` (the first entry of a resumed run: a re-entry, not a new visit), `supersedes` (the completion row it replaces, or `null`), `data_set` (run data keys set since the previous entry row, with their values), `data_removed` (keys removed) |
 //! | `step_cursor` | `state`, `task_id`, `cursor` (JSON) |
 //! | `completion` | `state`, `task_id`, `output` (a saga step's output, JSON) |
 //! | `timer` | `state`, `task_id`, `deadline_ms`, `deadline` |
@@ -76,6 +77,8 @@ pub struct RunView {
     pub compensations_left: Option<usize>,
     /// Why a malformed log does not follow the format.
     pub problem: Option<String>,
+    /// The workflow version the run was started under (0: none named).
+    pub version: u32,
     /// The status as the library reports it (not serialized).
     #[serde(skip)]
     pub raw: RunStatus,
@@ -109,6 +112,7 @@ impl RunView {
             deadline: deadline_ms.map(rfc3339),
             compensations_left,
             problem,
+            version: summary.version,
             raw: summary.status.clone(),
         }
     }
@@ -159,6 +163,8 @@ pub enum PathRow {
         task_id: String,
         /// Fresh entries of this state so far, this one included.
         visit: u64,
+        /// The workflow version the run was started under (on its first row).
+        version: Option<u32>,
         /// The re-entry of a resumed run.
         resumed: bool,
         /// The completion row this re-entry replaces.
@@ -297,6 +303,7 @@ impl PathRow {
                     supersedes,
                     resumed,
                     writes,
+                    version,
                 } => {
                     let visit = visits.entry(state).or_default();
                     if !resumed {
@@ -313,6 +320,7 @@ impl PathRow {
                         state: state.to_string(),
                         task_id: task_id.to_string(),
                         visit: (*visit).max(1),
+                        version,
                         resumed,
                         supersedes,
                         data_set,

@@ -214,9 +214,13 @@ pub async fn show(spec: &StoreSpec, run_id: &str, json: bool) -> Result<(), Fail
     }
     let run = &view.run;
     let mut out = String::new();
+    let version = match run.version {
+        0 => String::new(),
+        v => format!(", workflow version {v}"),
+    };
     let _ = writeln!(
         out,
-        "run {:?} in {}: {}, {} rows (last sequence {})",
+        "run {:?} in {}: {}, {} rows (last sequence {}){version}",
         run.run_id,
         spec.name(),
         run.status,
@@ -245,6 +249,7 @@ fn describe(step: &PathRow) -> String {
             state,
             task_id,
             visit,
+            version,
             resumed,
             supersedes,
             data_set,
@@ -263,6 +268,9 @@ fn describe(step: &PathRow) -> String {
             }
             if let Some(s) = supersedes {
                 notes.push(format!("supersedes #{s}"));
+            }
+            if let Some(v) = version {
+                notes.push(format!("workflow version {v}"));
             }
             if !notes.is_empty() {
                 let _ = write!(line, " ({})", notes.join(", "));

@@ -81,6 +81,7 @@ fn json_lists_every_run_with_every_key() {
             "deadline",
             "compensations_left",
             "problem",
+            "version",
         ] {
             assert!(run.get(key).is_some(), "{key} missing in {run}");
         }
