@@ -17,6 +17,9 @@ pub mod scheduler;
 pub mod signal;
 pub mod store;
 pub mod task;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 pub mod workflow;
 
 mod clock;

@@ -7,16 +7,16 @@
 //! | chapter | what it covers | example to run |
 //! |---|---|---|
 //! | [`concepts`] | states, tasks, resources, exit states, what a run does | `checkout` |
-//! | [`retries_and_timeouts`] | retry modes, the default of four attempts, the three kinds of timeout | `checkout`, `poll_task` |
+//! | [`retries_and_timeouts`] | retry modes, the default of four attempts, the three kinds of timeout, rate limits | `checkout`, `poll_task`, `rate_limiter` |
 //! | [`split_join`] | running tasks in parallel and joining them | `split_join` |
 //! | [`circuit_breakers`] | stop calling a failing dependency, probe, recover | `circuit_breaker` |
 //! | [`processing_models`] | router, poll, batch and stepped states | `router_task`, `poll_task`, `batch_task`, `stepped_task`, `processing_models` |
 //! | [`observers_and_tracing`] | watching runs: observers, `tracing` spans and events | `observer_metrics`, `tracing_spans` |
-//! | [`recovery`] | checkpoint logs, `RedbCheckpointStore`, `resume_from`, what a crash leaves | `checkout`, `stepped_task`, `crash_resume` |
+//! | [`recovery`] | checkpoint logs, `RedbCheckpointStore`, `resume_from`, what a crash leaves, workflow versions | `checkout`, `stepped_task`, `crash_resume`, `workflow_versions` |
 //! | [`sagas`] | undoing completed steps when a later one fails | `saga_rollback`, `saga_crash_resume` |
 //! | [`scheduler`] | interval, cron and manual flows, backoff, shutdown | `scheduler_cron`, `scheduler_backoff`, `scheduler_manual`, `scheduler_shutdown` |
 //! | [`waiting`] | timers, signals, cancelling runs, run deadlines, durable run data and idempotency keys | `reminder`, `approval` |
-//! | [`testing`] | testing your workflows: paused clock, in-memory stores, observers as probes | — |
+//! | [`testing`] | testing your workflows: paused clock, in-memory stores, observers as probes, the testing kit | `testing_kit` |
 //! | [`troubleshooting`] | what each error means and what to do about it | — |
 //!
 //! The examples live in `cano/examples/`; each file opens with what it shows and the

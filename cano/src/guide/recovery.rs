@@ -260,6 +260,22 @@
 //! `#[non_exhaustive]`: store the kind as it comes (e.g. with serde) rather than matching
 //! on the variants you know.
 //!
+//! # Changing a workflow while runs are in flight
+//!
+//! A log records states by their `Debug` text and saga outputs and cursors as JSON: a new
+//! release that renames a state or changes an output's shape cannot resume the logs the
+//! old release left. Give the workflow a version with
+//! [`with_workflow_version`](crate::Workflow::with_workflow_version) and bump it with such
+//! a change: each run's log records the version it was started under (in its first row),
+//! and `resume_from` of a run started under another version fails before anything runs,
+//! with an error naming both versions
+//! ([`workflow_version_mismatch_versions`](crate::CanoError::workflow_version_mismatch_versions)
+//! gives them back). Keep the old release running until its runs are done, or resume them
+//! with a build of the old version. Logs without a version — every log of cano 0.12.0 —
+//! are version 0, the default. [`ListRuns`](crate::ListRuns) reports each run's version.
+//! The example `workflow_versions` (`cargo run -p cano --example workflow_versions`)
+//! shows a refused and an accepted resume.
+//!
 //! # Scheduled runs
 //!
 //! A workflow with a checkpoint store that runs under the [`scheduler`](super::scheduler)

@@ -144,3 +144,18 @@
 //!   scheduler's [backoff](super::scheduler) fits better than long retry delays.
 //! * A compensation (see [`sagas`](super::sagas)) is never retried; only the task's
 //!   attempt timeout applies to it.
+//!
+//! # Rate limits
+//!
+//! A retry loop reacts to failures; a dependency with a published quota ("5 calls per
+//! second and 20 per minute") is better served by not exceeding it.
+//! [`cano::rate_limit`](crate::rate_limit) has a token bucket
+//! ([`RateLimiter`](crate::rate_limit::RateLimiter)), a fixed window
+//! ([`WindowedRateLimiter`](crate::rate_limit::WindowedRateLimiter)) and a multi-tier
+//! limiter ([`MultiRateLimiter`](crate::rate_limit::MultiRateLimiter)) that reserves every
+//! tier or none. They are resources: put one in the workflow's [`Resources`](crate::Resources)
+//! and call `acquire().await` in the task before the call — it sleeps exactly until
+//! capacity exists (on Tokio's clock, so a paused-clock test asserts exact waits) — or
+//! `try_acquire()` to get back which tier refused and how long to wait. The example
+//! `rate_limiter` (`cargo run -p cano --example rate_limiter`) holds a split of twelve
+//! API calls to such a quota.

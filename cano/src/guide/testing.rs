@@ -201,6 +201,48 @@
 //! can log `on_checkpoint` and `on_resume` to check which rows a run wrote and where a
 //! resume started.
 //!
+//! # The testing kit (feature `testing`)
+//!
+//! [`cano::testing`](crate::testing) packages these probes: a
+//! [`RecordingObserver`](crate::testing::RecordingObserver) with assertions on the path
+//! (`assert_path`, or `check_path` that returns where the path went another way), the
+//! outcome (`assert_completed_with`), the states no run entered
+//! (`assert_registered_states_entered`, which returns the dead states instead of
+//! panicking) and the compensations (`assert_compensated`); the in-memory store under the
+//! name `InMemoryCheckpointStore`; a [`TestResources`](crate::testing::TestResources)
+//! builder; and [`panic_on_attempt`](crate::testing::panic_on_attempt), a task that fails,
+//! then panics on a chosen attempt, then succeeds — to test that a panic fails the state
+//! at once (it is not retried) and that a resume runs the next attempt. The example
+//! `testing_kit` (`cargo run -p cano --example testing_kit --features testing`) uses each
+//! of them on a saga.
+//!
+//! ```
+//! # #[cfg(feature = "testing")] {
+//! use cano::prelude::*;
+//! use cano::testing::RecordingObserver;
+//! use std::sync::Arc;
+//!
+//! #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+//! enum Step { Parse, Retry, Done }
+//! struct Parse;
+//! #[task(state = Step)]
+//! impl Parse {
+//!     async fn run_bare(&self) -> Result<TaskResult<Step>, CanoError> { Ok(TaskResult::Single(Step::Done)) }
+//! }
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let recorder = Arc::new(RecordingObserver::new());
+//! let wf = Workflow::bare()
+//!     .register(Step::Parse, Parse)
+//!     .register(Step::Retry, Parse)
+//!     .add_exit_state(Step::Done)
+//!     .with_observer(recorder.clone());
+//! wf.orchestrate(Step::Parse).await.unwrap();
+//! recorder.assert_path(&["Parse", "Done"]);
+//! assert_eq!(recorder.assert_registered_states_entered(&wf), Err(vec!["Retry".to_string()]));
+//! # });
+//! # }
+//! ```
+//!
 //! # Scheduler tests
 //!
 //! With the paused clock, a scheduler test can let minutes of schedule pass with
