@@ -49,6 +49,14 @@ struct Node {
     kind: NodeKind,
 }
 
+impl Node {
+    /// The node's lines, each escaped with `esc`, joined by `separator`.
+    fn label(&self, esc: impl Fn(&str) -> String, separator: &str) -> String {
+        let lines: Vec<String> = self.lines.iter().map(|l| esc(l)).collect();
+        lines.join(separator)
+    }
+}
+
 #[derive(Debug)]
 struct Edge {
     from: String,
@@ -253,12 +261,7 @@ impl Diagram {
         };
         let mut out = String::from("flowchart TD\n");
         for n in &self.nodes {
-            let label = n
-                .lines
-                .iter()
-                .map(|l| esc(l))
-                .collect::<Vec<_>>()
-                .join("<br/>");
+            let label = n.label(esc, "<br/>");
             let _ = match n.kind {
                 NodeKind::State => writeln!(out, "    {}[\"{label}\"]", n.id),
                 NodeKind::Rollback => writeln!(out, "    {}{{{{\"{label}\"}}}}", n.id),
@@ -297,12 +300,7 @@ impl Diagram {
             esc(run_id)
         );
         for n in &self.nodes {
-            let label = n
-                .lines
-                .iter()
-                .map(|l| esc(l))
-                .collect::<Vec<_>>()
-                .join("\\n");
+            let label = n.label(esc, "\\n");
             let mut attrs = format!("label=\"{label}\"");
             match n.kind {
                 NodeKind::State => {}

@@ -88,15 +88,7 @@ fn a_signal_for_an_unknown_run_is_an_error() {
 }
 
 fn listed(store: &str) -> String {
-    let out = cano()
-        .args(["runs", "list", "--json", "--store", store])
-        .output()
-        .unwrap();
-    let runs: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-    runs.iter()
-        .map(|r| r["run_id"].as_str().unwrap().to_string())
-        .collect::<Vec<_>>()
-        .join(" ")
+    support::ids(&support::list_json(store, &[]))
 }
 
 #[test]

@@ -3,33 +3,12 @@
 mod support;
 
 use predicates::prelude::*;
-use support::{FAILED, ROLLBACK, SIGNAL, TIMER, cano, fixture, store_arg};
-
-fn list_json(store: &str, extra: &[&str]) -> Vec<serde_json::Value> {
-    let out = cano()
-        .args(["runs", "list", "--json", "--store", store])
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
-}
-
-fn ids(runs: &[serde_json::Value]) -> Vec<&str> {
-    runs.iter().map(|r| r["run_id"].as_str().unwrap()).collect()
-}
+use support::{FAILED, ROLLBACK, SIGNAL, TIMER, cano, fixture, ids, list_json, store_arg};
 
 #[test]
 fn the_table_has_a_line_per_run_with_status_last_state_and_what_it_waits_for() {
     let (_dir, path) = fixture();
-    let out = cano()
-        .args(["runs", "list", "--store", &store_arg(&path)])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let text = String::from_utf8(out).unwrap();
+    let text = support::stdout_of(["runs", "list", "--store", &store_arg(&path)]);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 5, "{text}");
     assert!(lines[0].starts_with("RUN ID"), "{text}");
@@ -60,7 +39,7 @@ fn the_table_has_a_line_per_run_with_status_last_state_and_what_it_waits_for() {
 fn json_lists_every_run_with_every_key() {
     let (_dir, path) = fixture();
     let runs = list_json(&store_arg(&path), &[]);
-    assert_eq!(ids(&runs), [FAILED, SIGNAL, ROLLBACK, TIMER]);
+    assert_eq!(ids(&runs), format!("{FAILED} {SIGNAL} {ROLLBACK} {TIMER}"));
     let signal = &runs[1];
     assert_eq!(signal["status"], "waiting");
     assert_eq!(signal["last_state"], "AwaitApproval");
@@ -92,7 +71,7 @@ fn json_lists_every_run_with_every_key() {
 fn status_filters_map_what_a_log_can_tell() {
     let (_dir, path) = fixture();
     let store = store_arg(&path);
-    let filtered = |s: &str| ids(&list_json(&store, &["--status", s])).join(" ");
+    let filtered = |s: &str| ids(&list_json(&store, &["--status", s]));
     assert_eq!(filtered("failed"), format!("{FAILED} {ROLLBACK}"));
     assert_eq!(filtered("rolling-back"), ROLLBACK);
     assert_eq!(filtered("waiting"), format!("{SIGNAL} {TIMER}"));
@@ -100,7 +79,7 @@ fn status_filters_map_what_a_log_can_tell() {
     assert_eq!(filtered("running"), "");
     assert_eq!(
         ids(&list_json(&store, &["--status", "waiting", "--limit", "1"])),
-        [SIGNAL]
+        SIGNAL
     );
     cano()
         .args(["runs", "list", "--status", "running", "--store", &store])

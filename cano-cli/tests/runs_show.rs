@@ -6,14 +6,7 @@ use predicates::prelude::*;
 use support::{FAILED, ROLLBACK, SIGNAL, TIMER, cano, fixture, store_arg};
 
 fn show(store: &str, id: &str) -> String {
-    let out = cano()
-        .args(["runs", "show", id, "--store", store])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    String::from_utf8(out).unwrap()
+    support::stdout_of(["runs", "show", id, "--store", store])
 }
 
 #[test]
@@ -132,14 +125,7 @@ fn graph_draws_the_path_in_mermaid_and_dot() {
     let (_dir, path) = fixture();
     let store = store_arg(&path);
     let graph = |id: &str, format: &str| {
-        let out = cano()
-            .args(["graph", id, "--format", format, "--store", &store])
-            .assert()
-            .success()
-            .get_output()
-            .stdout
-            .clone();
-        String::from_utf8(out).unwrap()
+        support::stdout_of(["graph", id, "--format", format, "--store", &store])
     };
     let mermaid = graph(ROLLBACK, "mermaid");
     for part in [

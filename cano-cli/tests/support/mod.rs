@@ -25,6 +25,38 @@ pub fn cano() -> assert_cmd::Command {
     cmd
 }
 
+/// Run `cano` with `args`, expect success, and return its stdout.
+pub fn stdout_of<I, S>(args: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let out = cano()
+        .args(args)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    String::from_utf8(out).expect("UTF-8 on stdout")
+}
+
+/// `cano runs list --json` on `store` (with `extra` options), parsed.
+pub fn list_json(store: &str, extra: &[&str]) -> Vec<serde_json::Value> {
+    let out = stdout_of(
+        ["runs", "list", "--json", "--store", store]
+            .iter()
+            .chain(extra),
+    );
+    serde_json::from_str(&out).expect("JSON on stdout")
+}
+
+/// The ids of runs listed as JSON, joined by spaces.
+pub fn ids(runs: &[serde_json::Value]) -> String {
+    let ids: Vec<&str> = runs.iter().map(|r| r["run_id"].as_str().unwrap()).collect();
+    ids.join(" ")
+}
+
 /// `--store redb:PATH`.
 pub fn store_arg(path: &Path) -> String {
     format!("redb:{}", path.display())
