@@ -6,7 +6,8 @@
 //! edge taken twice). The state the run stopped in is outlined in red. A rollback is a
 //! hexagon reached by a dashed red edge from the state that failed, followed by the saga
 //! steps it undoes (last first), each with a dotted edge to the state whose step it
-//! undoes, marked done or not done.
+//! undoes, marked done or not done. The state it stopped in also says what it waits for
+//! (a timer, a signal) or the step cursor it stopped at.
 
 use crate::report::{PathRow, RunView, utc_text};
 use std::collections::{BTreeSet, HashMap};
@@ -194,6 +195,9 @@ impl Diagram {
         if let Some(node) = current {
             if let Some(wait) = wait_line(run) {
                 d.nodes[node].lines.push(wait);
+            }
+            if let Some(PathRow::StepCursor { cursor, .. }) = path.last() {
+                d.nodes[node].lines.push(format!("at step cursor {cursor}"));
             }
             d.stopped = Some(d.nodes[node].id.clone());
         }
@@ -384,5 +388,16 @@ mod tests {
         let (view, path) = run(&rows);
         assert!(render(&view, &path, Format::Mermaid).contains("Say(#quot;hi#quot;)"));
         assert!(render(&view, &path, Format::Dot).contains("Say(\\\"hi\\\")"));
+    }
+
+    #[test]
+    fn a_run_stopped_mid_way_in_a_stepped_state_shows_its_cursor() {
+        let rows = [
+            CheckpointRow::new(0, "Batches", "load"),
+            CheckpointRow::new(1, "Batches", "load").with_cursor(b"4".to_vec()),
+        ];
+        let (view, path) = run(&rows);
+        let m = render(&view, &path, Format::Mermaid);
+        assert!(m.contains("s0[\"Batches<br/>at step cursor 4\"]"), "{m}");
     }
 }
