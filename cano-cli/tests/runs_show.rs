@@ -151,3 +151,36 @@ fn graph_draws_the_path_in_mermaid_and_dot() {
     assert!(dot.contains("color=red, penwidth=3];"), "{dot}");
     assert!(dot.trim_end().ends_with('}'), "{dot}");
 }
+
+#[test]
+fn a_malformed_log_is_listed_and_shown_row_by_row_not_refused() {
+    let (_dir, path) = fixture();
+    support::add_malformed_run(&path);
+    let store = store_arg(&path);
+    let runs = support::list_json(&store, &["--status", "malformed"]);
+    assert_eq!(support::ids(&runs), support::MALFORMED);
+    assert!(runs[0]["problem"].as_str().unwrap().contains("\"soon\""));
+    assert_eq!(
+        support::ids(&support::list_json(&store, &["--status", "failed"])),
+        format!("{FAILED} {ROLLBACK}")
+    );
+    let text = show(&store, support::MALFORMED);
+    assert!(text.contains("#0    enter Wait (task later)"), "{text}");
+    assert!(text.contains("#1    MALFORMED: "), "{text}");
+    assert!(
+        text.contains("stopped: the log does not follow cano's format"),
+        "{text}"
+    );
+    cano()
+        .args([
+            "graph",
+            support::MALFORMED,
+            "--format",
+            "dot",
+            "--store",
+            &store,
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("s0 [label=\"Wait\""));
+}

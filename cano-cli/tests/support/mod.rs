@@ -356,3 +356,19 @@ impl WorkflowObserver for Trail {
         self.0.lock().unwrap().push(state.to_string());
     }
 }
+
+/// A run whose log does not follow the format: its timer row's deadline is not a number.
+pub const MALFORMED: &str = "broken-1";
+
+/// Add [`MALFORMED`] to the store at `path` (closed afterwards).
+pub fn add_malformed_run(path: &Path) {
+    runtime().block_on(async {
+        let store = RedbCheckpointStore::new(path).expect("open the store");
+        let mut timer = CheckpointRow::new(1, "Wait", "later");
+        timer.kind = RowKind::Timer;
+        timer.output_blob = Some(b"soon".to_vec());
+        for row in [CheckpointRow::new(0, "Wait", "later"), timer] {
+            store.append(MALFORMED, row).await.expect("append");
+        }
+    });
+}
