@@ -131,7 +131,8 @@ struct PurgeArgs {
     /// Purge every failed or rolling-back run (not waiting ones).
     #[arg(long, conflicts_with = "run_ids")]
     all_failed: bool,
-    /// Purge more than one run without asking.
+    /// Purge more than one run without asking (without it, more than one run is purged
+    /// only after a yes at a terminal; elsewhere the command stops with exit code 2).
     #[arg(long)]
     yes: bool,
     /// Print JSON instead of text.

@@ -496,13 +496,7 @@ pub async fn purge(spec: &StoreSpec, which: Which, yes: bool, json: bool) -> Res
             .collect(),
     };
     if ids.len() > 1 && !yes {
-        let shown: Vec<&str> = ids.iter().take(5).map(String::as_str).collect();
-        let more = if ids.len() > 5 { ", …" } else { "" };
-        return Err(Failure::usage(format!(
-            "this purges {} runs ({}{more}) for good; run it again with --yes to go ahead",
-            ids.len(),
-            shown.join(", ")
-        )));
+        confirm(&ids)?;
     }
     let bar = (ids.len() > PROGRESS_OVER).then(|| {
         let bar = indicatif::ProgressBar::new(ids.len() as u64);
@@ -544,6 +538,29 @@ pub async fn purge(spec: &StoreSpec, which: Which, yes: bool, json: bool) -> Res
             purged.join(", ")
         ),
     })
+}
+
+/// Ask before purging several runs: at a terminal, a yes/no question; elsewhere, a usage
+/// error that asks for `--yes`.
+fn confirm(ids: &[String]) -> Result<(), Failure> {
+    use std::io::IsTerminal;
+    let shown: Vec<&str> = ids.iter().take(5).map(String::as_str).collect();
+    let more = if ids.len() > 5 { ", …" } else { "" };
+    let what = format!("{} runs ({}{more})", ids.len(), shown.join(", "));
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        return Err(Failure::usage(format!(
+            "this purges {what} for good; run it again with --yes to go ahead"
+        )));
+    }
+    let _ = write!(std::io::stderr(), "purge {what} for good? [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|e| Failure::error(format!("cannot read the answer: {e}")))?;
+    match answer.trim() {
+        "y" | "Y" | "yes" => Ok(()),
+        _ => Err(Failure::error("nothing was purged")),
+    }
 }
 
 /// `cano runs cancel`: a redb store cannot do it.
