@@ -68,12 +68,17 @@ pub fn fixture() -> (tempfile::TempDir, PathBuf) {
     let path = dir.path().join("runs.redb");
     runtime().block_on(async {
         let store = Arc::new(RedbCheckpointStore::new(&path).expect("create the store"));
-        failed_run(&store).await;
-        timer_run(&store).await;
-        signal_run(&store).await;
-        rollback_run(&store).await;
+        write_runs(&store).await;
     });
     (dir, path)
+}
+
+/// Run the four workflows above on `store`, leaving their runs in it.
+pub async fn write_runs(store: &Arc<RedbCheckpointStore>) {
+    failed_run(store).await;
+    timer_run(store).await;
+    signal_run(store).await;
+    rollback_run(store).await;
 }
 
 pub fn runtime() -> tokio::runtime::Runtime {
