@@ -164,6 +164,47 @@ async fn bad_connections_give_clear_errors() {
     assert!(err.to_string().contains("does not parse"), "{err}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_killed_by_the_server_is_replaced() {
+    let Some(server) = pg_support::server().await else {
+        return;
+    };
+    let Some(url) = pg_support::fresh_database("killed").await else {
+        return;
+    };
+    let store = PostgresCheckpointStore::builder(url.clone())
+        .with_max_connections(1)
+        .connect()
+        .await
+        .unwrap();
+    store
+        .append("run", CheckpointRow::new(0, "S", "t"))
+        .await
+        .unwrap();
+    let database = url.rsplit('/').next().unwrap().to_owned();
+    let killed: i64 = client(&server.url())
+        .await
+        .query_one(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid()) AS t",
+            &[&database],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(killed, 1, "the store's one connection");
+    // The next call may still meet the dead connection: it fails with an error saying so,
+    // and the call after it runs on a new connection.
+    let row = CheckpointRow::new(1, "S", "t");
+    if let Err(e) = store.append("run", row.clone()).await {
+        let text = e.to_string();
+        eprintln!("the first call after the kill: {text}");
+        assert!(text.contains("retry"), "{text}");
+        store.append("run", row).await.unwrap();
+    }
+    assert_eq!(store.load_run("run").await.unwrap().len(), 2);
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum S {
     Reserve,

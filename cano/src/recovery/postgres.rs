@@ -200,13 +200,19 @@ where
         let connector: Connector = Box::new(move || {
             let (config, tls) = (config.clone(), tls.clone());
             Box::pin(async move {
+                let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+                    CanoError::checkpoint_store(
+                        "postgres: the store needs a tokio runtime (its connections run on \
+                         it); call it from inside one",
+                    )
+                })?;
                 let (client, connection) = config
                     .connect(tls)
                     .await
                     .map_err(|e| pg_error(&e, Doing::Connect))?;
                 // The connection's I/O runs beside its client; it ends when the client is
                 // dropped or the server goes away (the client then reports it closed).
-                tokio::spawn(connection);
+                runtime.spawn(connection);
                 Ok(client)
             })
         });
@@ -315,7 +321,7 @@ impl PostgresCheckpointStore {
                 ],
             )
             .await
-            .map_err(|e| pg_error(&e, Doing::Append))?;
+            .map_err(conn.on_error(Doing::Append))?;
         if inserted == 0 {
             return Err(CanoError::checkpoint_store(format!(
                 "checkpoint conflict: workflow {workflow_id:?} already has a row at sequence {}; \
@@ -332,16 +338,16 @@ impl PostgresCheckpointStore {
             .client
             .query(&conn.load, &[&workflow_id])
             .await
-            .map_err(|e| pg_error(&e, Doing::Load))?;
+            .map_err(conn.on_error(Doing::Load))?;
         rows.iter()
             .map(|row| decode_row(workflow_id, row, 0, Doing::Load))
             .collect()
     }
 
     async fn clear_run(&self, workflow_id: &str) -> Result<(), CanoError> {
-        let failed = |e: tokio_postgres::Error| pg_error(&e, Doing::Clear);
         let mut conn = self.inner.pool.get().await?;
-        let tx = conn.client.transaction().await.map_err(failed)?;
+        let failed = conn.on_error(Doing::Clear);
+        let tx = conn.client.transaction().await.map_err(&failed)?;
         // Rows first: a signal being sent holds a lock on the run's first row, so this
         // waits for it, and the next statement (a fresh snapshot) deletes that signal too.
         tx.execute(
@@ -349,14 +355,14 @@ impl PostgresCheckpointStore {
             &[&workflow_id],
         )
         .await
-        .map_err(failed)?;
+        .map_err(&failed)?;
         tx.execute(
             "DELETE FROM cano_signals WHERE workflow_id = $1",
             &[&workflow_id],
         )
         .await
-        .map_err(failed)?;
-        tx.commit().await.map_err(failed)
+        .map_err(&failed)?;
+        tx.commit().await.map_err(&failed)
     }
 
     async fn list(&self) -> Result<Vec<RunSummary>, CanoError> {
@@ -369,7 +375,7 @@ impl PostgresCheckpointStore {
                 &[],
             )
             .await
-            .map_err(|e| pg_error(&e, Doing::List))?;
+            .map_err(conn.on_error(Doing::List))?;
         drop(conn);
         let mut runs = Vec::new();
         let mut current: Option<(String, Vec<CheckpointRow>)> = None;

@@ -49,6 +49,13 @@ fn advice(e: &tokio_postgres::Error, doing: Doing) -> &'static str {
     if code == Some(&SqlState::TOO_MANY_CONNECTIONS) {
         return "the server has no free connection slot: lower the pool size or raise `max_connections`";
     }
+    if code == Some(&SqlState::ADMIN_SHUTDOWN)
+        || code == Some(&SqlState::CRASH_SHUTDOWN)
+        || code == Some(&SqlState::CANNOT_CONNECT_NOW)
+    {
+        return "the server ended the connection (a restart, a shutdown or an administrator); \
+                the next call opens a new one, retry the operation";
+    }
     if e.is_closed() {
         return "the connection was closed (server restart or network loss); the next call opens a new one, retry the operation";
     }

@@ -10,6 +10,8 @@ use crate::error::CanoError;
 use std::future::Future;
 use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_postgres::{Client, Statement};
 
@@ -24,6 +26,32 @@ pub(super) struct Conn {
     pub(super) append: Statement,
     /// A run's rows, by ascending sequence.
     pub(super) load: Statement,
+    /// Set when a call on it failed in a way that says the connection is gone; it is then
+    /// dropped instead of going back to the pool (the client may not know it yet).
+    broken: Arc<AtomicBool>,
+}
+
+impl Conn {
+    /// Turns a driver error of a call on this connection into the store's error, and
+    /// marks the connection broken when the error says it is gone.
+    pub(super) fn on_error(
+        &self,
+        doing: Doing,
+    ) -> impl Fn(tokio_postgres::Error) -> CanoError + Send + Sync + 'static {
+        let broken = Arc::clone(&self.broken);
+        move |e| {
+            let gone = e.is_closed()
+                || match e.as_db_error() {
+                    // Not the server's answer: I/O or protocol trouble.
+                    None => true,
+                    Some(db) => db.code().code().starts_with("57P"),
+                };
+            if gone {
+                broken.store(true, Ordering::Release);
+            }
+            pg_error(&e, doing)
+        }
+    }
 }
 
 /// The pool. Dropping it closes the idle connections.
@@ -95,6 +123,7 @@ pub(super) async fn prepare(client: Client) -> Result<Conn, CanoError> {
         client,
         append,
         load,
+        broken: Arc::default(),
     })
 }
 
@@ -124,9 +153,11 @@ impl DerefMut for Pooled<'_> {
 impl Drop for Pooled<'_> {
     fn drop(&mut self) {
         // A query future dropped mid-way leaves the connection usable: the driver discards
-        // the rest of its answer, and an unfinished transaction is rolled back.
+        // the rest of its answer, and an unfinished transaction is rolled back. A
+        // connection the server ended is dropped (a new one is opened on demand).
         if let Some(conn) = self.conn.take()
             && !conn.client.is_closed()
+            && !conn.broken.load(Ordering::Acquire)
         {
             self.pool.idle.lock().push(conn);
         }

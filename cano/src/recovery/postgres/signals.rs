@@ -12,7 +12,7 @@
 //! it at once; every other waiting run is woken once a second ([`POLL_INTERVAL`]) to look,
 //! so a signal sent by another process is taken within about a second.
 
-use super::error::{Doing, pg_error};
+use super::error::Doing;
 use super::{PostgresCheckpointStore, decode_row, kind_name};
 use crate::error::CanoError;
 use crate::recovery::memory::{consumed, no_run};
@@ -66,15 +66,12 @@ fn start_polling(inner: Weak<super::Inner>) {
     });
 }
 
-fn failed(e: tokio_postgres::Error) -> CanoError {
-    pg_error(&e, Doing::Signal)
-}
-
 impl PostgresCheckpointStore {
     async fn store_signal(&self, workflow_id: &str, signal: &Signal) -> Result<bool, CanoError> {
         let signal_kind = kind_name(RowKind::Signal)?;
         let mut conn = self.inner.pool.get().await?;
-        let tx = conn.client.transaction().await.map_err(failed)?;
+        let failed = conn.on_error(Doing::Signal);
+        let tx = conn.client.transaction().await.map_err(&failed)?;
         let run = tx
             .query_opt(
                 "SELECT 1 FROM cano_checkpoints WHERE workflow_id = $1 \
@@ -82,7 +79,7 @@ impl PostgresCheckpointStore {
                 &[&workflow_id],
             )
             .await
-            .map_err(failed)?;
+            .map_err(&failed)?;
         if run.is_none() {
             return Err(no_run(workflow_id, signal));
         }
@@ -93,7 +90,7 @@ impl PostgresCheckpointStore {
                 &[&workflow_id, &signal_kind],
             )
             .await
-            .map_err(failed)?
+            .map_err(&failed)?
             .iter()
             .map(|row| decode_row(workflow_id, row, 0, Doing::Signal))
             .collect::<Result<Vec<_>, _>>()?;
@@ -107,13 +104,14 @@ impl PostgresCheckpointStore {
                 &[&workflow_id, &signal.id, &signal.name, &signal.payload],
             )
             .await
-            .map_err(failed)?;
-        tx.commit().await.map_err(failed)?;
+            .map_err(&failed)?;
+        tx.commit().await.map_err(&failed)?;
         Ok(stored == 1)
     }
 
     async fn pending(&self, workflow_id: &str, name: &str) -> Result<Vec<Signal>, CanoError> {
         let conn = self.inner.pool.get().await?;
+        let failed = conn.on_error(Doing::Signal);
         let rows = conn
             .client
             .query(
@@ -122,13 +120,13 @@ impl PostgresCheckpointStore {
                 &[&workflow_id, &name],
             )
             .await
-            .map_err(failed)?;
+            .map_err(&failed)?;
         rows.iter()
             .map(|row| {
                 Ok(Signal {
-                    id: row.try_get(0).map_err(failed)?,
-                    name: row.try_get(1).map_err(failed)?,
-                    payload: row.try_get(2).map_err(failed)?,
+                    id: row.try_get(0).map_err(&failed)?,
+                    name: row.try_get(1).map_err(&failed)?,
+                    payload: row.try_get(2).map_err(&failed)?,
                 })
             })
             .collect()
@@ -142,7 +140,7 @@ impl PostgresCheckpointStore {
                 &[&workflow_id, &signal_id],
             )
             .await
-            .map_err(failed)?;
+            .map_err(conn.on_error(Doing::Signal))?;
         Ok(())
     }
 }

@@ -299,8 +299,9 @@ impl TempPostgres {
                 .arg("-l")
                 .arg(&log)
                 .args(["-w", "-t", "60", "-s", "-o"])
+                // pg_ctl hands these to a shell: the directory is quoted.
                 .arg(format!(
-                    "-p {} -k {} -c listen_addresses=127.0.0.1",
+                    "-p {} -k '{}' -c listen_addresses=127.0.0.1",
                     self.port,
                     self.dir.display()
                 ))
@@ -416,6 +417,13 @@ fn user_ids(user: &str) -> Result<(u32, u32), CanoError> {
 /// A fresh, private directory under the system's temporary directory.
 fn make_temp_dir() -> Result<PathBuf, CanoError> {
     let base = std::env::temp_dir();
+    if base.to_string_lossy().contains('\'') {
+        return Err(CanoError::checkpoint_store(format!(
+            "postgres: the temporary directory {} has a `'` in its path, which pg_ctl's \
+             options cannot carry; set TMPDIR to another directory",
+            base.display()
+        )));
+    }
     let mut last = None;
     for _ in 0..16 {
         let dir = base.join(format!(
