@@ -8,6 +8,11 @@
 //! row's [`RowKind`] is stored as its serde name (`'StateEntry'`, `'Signal'`, …), the same
 //! names the kinds have in every serialized row.
 //!
+//! A signal sent through any store on the database wakes the run waiting for it at once,
+//! in whichever process it waits: sends are announced with `NOTIFY` on the channel
+//! `cano_signals`, and each store with waiting runs listens on one connection. The
+//! notification is a hint; waiting runs also look once a second, so none is missed.
+//!
 //! Each `append` is one `INSERT` committed before it returns, at the server's durability
 //! settings (with the defaults, `fsync` and `synchronous_commit` on, it is on disk). Calls
 //! share a small pool of connections, so concurrent runs do not wait for each other's
@@ -80,8 +85,10 @@ struct Inner {
     pool: Pool,
     /// Wake-ups for runs of this process that wait for signals.
     wakers: Wakers,
-    /// Which of them wait now (woken every second to look for signals sent elsewhere).
+    /// Which of them wait now (woken on notifications, and every poll interval).
     waiting: signals::Waiting,
+    /// How often waiting runs look for signals whatever the notifications say.
+    signal_poll_interval: Duration,
 }
 
 impl std::fmt::Debug for PostgresCheckpointStore {
@@ -109,6 +116,7 @@ pub struct PostgresStoreBuilder<T = NoTls> {
     config: String,
     tls: T,
     max_connections: usize,
+    signal_poll_interval: Duration,
 }
 
 impl<T> std::fmt::Debug for PostgresStoreBuilder<T> {
@@ -116,6 +124,7 @@ impl<T> std::fmt::Debug for PostgresStoreBuilder<T> {
         // The connection string may hold a password.
         f.debug_struct("PostgresStoreBuilder")
             .field("max_connections", &self.max_connections)
+            .field("signal_poll_interval", &self.signal_poll_interval)
             .finish_non_exhaustive()
     }
 }
@@ -145,6 +154,7 @@ impl PostgresCheckpointStore {
             config: url.into(),
             tls: NoTls,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            signal_poll_interval: signals::POLL_INTERVAL,
         }
     }
 }
@@ -161,6 +171,7 @@ impl<T> PostgresStoreBuilder<T> {
             config: self.config,
             tls,
             max_connections: self.max_connections,
+            signal_poll_interval: self.signal_poll_interval,
         }
     }
 
@@ -168,6 +179,16 @@ impl<T> PostgresStoreBuilder<T> {
     /// wait for a free connection.
     pub fn with_max_connections(mut self, n: usize) -> Self {
         self.max_connections = n.max(1);
+        self
+    }
+
+    /// How often a run waiting for a [signal](crate::signal) looks for one even when no
+    /// notification said so (default: every second). Sends are announced with
+    /// `NOTIFY`, so waiting runs usually wake at once; this bounds the delay when a
+    /// notification is lost (the listening connection dropped, a server restart).
+    /// Longer: fewer queries from many waiting runs. At least 10 ms.
+    pub fn with_signal_poll_interval(mut self, every: Duration) -> Self {
+        self.signal_poll_interval = every.max(Duration::from_millis(10));
         self
     }
 }
@@ -200,23 +221,23 @@ where
         let connector: Connector = Box::new(move || {
             let (config, tls) = (config.clone(), tls.clone());
             Box::pin(async move {
-                let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+                tokio::runtime::Handle::try_current().map_err(|_| {
                     CanoError::checkpoint_store(
                         "postgres: the store needs a tokio runtime (its connections run on \
                          it); call it from inside one",
                     )
                 })?;
-                let (client, connection) = config
+                let (client, mut connection) = config
                     .connect(tls)
                     .await
                     .map_err(|e| pg_error(&e, Doing::Connect))?;
-                // The connection's I/O runs beside its client; it ends when the client is
-                // dropped or the server goes away (the client then reports it closed).
-                runtime.spawn(connection);
-                Ok(client)
+                let messages: pool::Messages = Box::pin(futures_util::stream::poll_fn(move |cx| {
+                    connection.poll_message(cx)
+                }));
+                Ok((client, messages))
             })
         });
-        let mut first = connector().await?;
+        let mut first = pool::open(&connector).await?;
         schema::migrate(&mut first).await?;
         let first = pool::prepare(first).await?;
         Ok(PostgresCheckpointStore {
@@ -224,6 +245,7 @@ where
                 pool: Pool::new(connector, self.max_connections, first),
                 wakers: Wakers::default(),
                 waiting: signals::Waiting::default(),
+                signal_poll_interval: self.signal_poll_interval,
             }),
         })
     }

@@ -7,17 +7,35 @@
 
 use super::error::{Doing, pg_error};
 use crate::error::CanoError;
+use futures_util::{Stream, StreamExt};
 use std::future::Future;
 use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{Semaphore, SemaphorePermit};
-use tokio_postgres::{Client, Statement};
+use tokio_postgres::{AsyncMessage, Client, Statement};
 
-/// How the pool opens a connection (the configuration and TLS connector, erased).
-pub(super) type Connector =
-    Box<dyn Fn() -> Pin<Box<dyn Future<Output = Result<Client, CanoError>> + Send>> + Send + Sync>;
+/// What the server sends a connection unasked (notices, notifications). Polling it also
+/// drives the connection's I/O: a connection does nothing while nobody polls it.
+pub(super) type Messages =
+    Pin<Box<dyn Stream<Item = Result<AsyncMessage, tokio_postgres::Error>> + Send>>;
+
+/// How the pool opens a connection (the configuration and TLS connector, erased): the
+/// client, and the connection's messages, which the caller must keep polling.
+pub(super) type Connector = Box<
+    dyn Fn() -> Pin<Box<dyn Future<Output = Result<(Client, Messages), CanoError>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// Open a connection whose I/O runs on a task of its own (it ends when the client is
+/// dropped or the server goes away; the client then reports it closed).
+pub(super) async fn open(connector: &Connector) -> Result<Client, CanoError> {
+    let (client, mut messages) = connector().await?;
+    tokio::spawn(async move { while let Some(Ok(_)) = messages.next().await {} });
+    Ok(client)
+}
 
 /// An open connection with the statements the hot paths use, prepared once.
 pub(super) struct Conn {
@@ -71,6 +89,11 @@ impl Pool {
         }
     }
 
+    /// How the pool opens its connections (for a connection of another use).
+    pub(super) fn connector(&self) -> &Connector {
+        &self.connector
+    }
+
     /// A connection for one caller: an idle one, or a new one when none is idle and the
     /// pool has room; else wait for one to come back.
     ///
@@ -93,7 +116,7 @@ impl Pool {
         };
         let conn = match reused {
             Some(conn) => conn,
-            None => prepare((self.connector)().await?).await?,
+            None => prepare(open(&self.connector).await?).await?,
         };
         Ok(Pooled {
             conn: Some(conn),

@@ -8,62 +8,148 @@
 //! signal, so it cannot interleave with a clear: either the clear waits and deletes the
 //! new signal too, or the send finds the run gone and is refused.
 //!
-//! Wake-ups: a send through this store object wakes the runs of this process waiting on
-//! it at once; every other waiting run is woken once a second ([`POLL_INTERVAL`]) to look,
-//! so a signal sent by another process is taken within about a second.
+//! Wake-ups: a send notifies the channel `cano_signals` (`pg_notify`, delivered when its
+//! transaction commits) with the run's id. Each store object that has runs waiting keeps
+//! one connection listening on it and wakes its waiting run of that id, in whichever
+//! process it is. A notification is only a hint: a lost one (the listening connection
+//! dropped, a server restart) costs a delay, not a signal, because every waiting run also
+//! looks for signals once a second (or as set with
+//! [`PostgresStoreBuilder::with_signal_poll_interval`](super::PostgresStoreBuilder::with_signal_poll_interval)),
+//! and the listener reconnects.
 
 use super::error::Doing;
+use super::pool::Messages;
 use super::{PostgresCheckpointStore, decode_row, kind_name};
 use crate::error::CanoError;
 use crate::recovery::memory::{consumed, no_run};
 use crate::recovery::{RowKind, StoreFuture};
 use crate::signal::{Signal, SignalStore};
+use futures_util::StreamExt;
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
+use tokio_postgres::AsyncMessage;
 
-/// How often a waiting run looks for signals sent by other processes.
+/// How often a waiting run looks for signals whatever the notifications say, unless set
+/// with [`PostgresStoreBuilder::with_signal_poll_interval`](super::PostgresStoreBuilder::with_signal_poll_interval).
 pub(super) const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
-/// The runs of this store object that wait for a signal, and the task that wakes them
-/// every [`POLL_INTERVAL`].
+/// How often a lost listening connection is opened again (at most), and how long opening
+/// it may take.
+const RELISTEN: Duration = Duration::from_secs(1);
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The notification channel of signal sends.
+const CHANNEL: &str = "cano_signals";
+
+/// The longest payload `pg_notify` takes is 7,999 bytes: a run with a longer id is found
+/// by polling only.
+const MAX_NOTIFY_PAYLOAD: usize = 7_999;
+
+/// The runs of this store object that wait for a signal, and whether the task that wakes
+/// them (on notifications, and every [`POLL_INTERVAL`]) runs.
 #[derive(Default)]
 pub(super) struct Waiting {
     runs: parking_lot::Mutex<HashSet<String>>,
-    /// Whether the polling task runs (started by the first wait).
-    polling: std::sync::atomic::AtomicBool,
+    /// Whether the watching task runs (started by the first wait).
+    watching: AtomicBool,
 }
 
-/// Wake every waiting run of the store every [`POLL_INTERVAL`], until the store is gone.
-fn start_polling(inner: Weak<super::Inner>) {
+/// Wake the store's waiting runs when a notification names them, and all of them every
+/// poll interval, until the store is gone.
+fn start_watching(inner: Weak<super::Inner>) {
     let Ok(handle) = tokio::runtime::Handle::try_current() else {
         return;
     };
-    /// Lets the next wait start polling again should this task end (its runtime shut
+    /// Lets the next wait start a watcher again should this task end (its runtime shut
     /// down).
     struct Stopped(Weak<super::Inner>);
     impl Drop for Stopped {
         fn drop(&mut self) {
             if let Some(inner) = self.0.upgrade() {
-                inner
-                    .waiting
-                    .polling
-                    .store(false, std::sync::atomic::Ordering::Release);
+                inner.waiting.watching.store(false, Ordering::Release);
             }
         }
     }
     let stopped = Stopped(inner.clone());
     handle.spawn(async move {
         let _stopped = stopped;
+        // The listening connection: its client (kept for the connection to stay open) and
+        // its messages.
+        let mut listener: Option<(tokio_postgres::Client, Messages)> = None;
+        let poll = inner
+            .upgrade()
+            .map_or(POLL_INTERVAL, |inner| inner.signal_poll_interval);
+        let mut beat = tokio::time::interval(poll.min(RELISTEN));
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut polled = tokio::time::Instant::now();
         loop {
-            tokio::time::sleep(POLL_INTERVAL).await;
-            let Some(inner) = inner.upgrade() else { return };
-            let runs: Vec<String> = inner.waiting.runs.lock().iter().cloned().collect();
-            for run in runs {
-                inner.wakers.wake(&run);
+            let message = async {
+                match listener.as_mut() {
+                    Some((_, messages)) => messages.next().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                message = message => match message {
+                    Some(Ok(AsyncMessage::Notification(n))) => {
+                        let Some(inner) = inner.upgrade() else { return };
+                        if inner.waiting.runs.lock().contains(n.payload()) {
+                            inner.wakers.wake(n.payload());
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    // The connection is gone: listen again at the next beat.
+                    Some(Err(_)) | None => listener = None,
+                },
+                _ = beat.tick() => {
+                    let Some(inner) = inner.upgrade() else { return };
+                    if polled.elapsed() >= poll {
+                        polled = tokio::time::Instant::now();
+                        let runs: Vec<String> =
+                            inner.waiting.runs.lock().iter().cloned().collect();
+                        for run in &runs {
+                            inner.wakers.wake(run);
+                        }
+                    }
+                    if listener.is_none() {
+                        listener = listen(&inner).await;
+                    }
+                }
             }
         }
     });
+}
+
+/// A connection listening on [`CHANNEL`], or `None` if that failed (tried again later).
+async fn listen(inner: &super::Inner) -> Option<(tokio_postgres::Client, Messages)> {
+    let connecting = inner.pool.connector()();
+    let (client, mut messages) = tokio::time::timeout(LISTEN_TIMEOUT, connecting)
+        .await
+        .ok()?
+        .ok()?;
+    // The connection works only while its messages are polled: drive both until `LISTEN`
+    // is answered.
+    let answered = {
+        let sql = format!("LISTEN {CHANNEL}");
+        let listening = client.batch_execute(&sql);
+        tokio::pin!(listening);
+        tokio::time::timeout(LISTEN_TIMEOUT, async {
+            loop {
+                tokio::select! {
+                    done = &mut listening => break done.is_ok(),
+                    message = messages.next() => {
+                        if !matches!(message, Some(Ok(_))) {
+                            break false;
+                        }
+                    }
+                }
+            }
+        })
+        .await
+    };
+    matches!(answered, Ok(true)).then_some((client, messages))
 }
 
 impl PostgresCheckpointStore {
@@ -105,6 +191,12 @@ impl PostgresCheckpointStore {
             )
             .await
             .map_err(&failed)?;
+        if stored == 1 && workflow_id.len() <= MAX_NOTIFY_PAYLOAD {
+            // Delivered at commit, to every listening store.
+            tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &workflow_id])
+                .await
+                .map_err(&failed)?;
+        }
         tx.commit().await.map_err(&failed)?;
         Ok(stored == 1)
     }
@@ -177,13 +269,8 @@ impl SignalStore for PostgresCheckpointStore {
             .runs
             .lock()
             .insert(workflow_id.to_owned());
-        if !self
-            .inner
-            .waiting
-            .polling
-            .swap(true, std::sync::atomic::Ordering::AcqRel)
-        {
-            start_polling(Arc::downgrade(&self.inner));
+        if !self.inner.waiting.watching.swap(true, Ordering::AcqRel) {
+            start_watching(Arc::downgrade(&self.inner));
         }
         Some(waker)
     }
