@@ -113,30 +113,10 @@ impl TempPostgres {
     /// # Errors
     /// [`CanoError::CheckpointStore`] naming the package to install when neither has them.
     pub fn find_binaries() -> Result<PathBuf, CanoError> {
-        let has_both = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
-        if let Some(path) = std::env::var_os("PATH")
-            && let Some(dir) = std::env::split_paths(&path).find(|d| has_both(d))
-        {
-            return Ok(dir);
-        }
-        let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|entry| {
-                let version = entry.file_name().to_str()?.parse::<u32>().ok()?;
-                let bin = entry.path().join("bin");
-                has_both(&bin).then_some((version, bin))
-            })
-            .collect();
-        versions.sort();
-        versions.pop().map(|(_, bin)| bin).ok_or_else(|| {
-            CanoError::checkpoint_store(
-                "postgres: no PostgreSQL installation found (`initdb` and `pg_ctl` are neither \
-                 on PATH nor in /usr/lib/postgresql/*/bin); install the `postgresql` package \
-                 (Debian/Ubuntu: `apt-get install postgresql`)",
-            )
-        })
+        find_binaries_in(
+            std::env::var_os("PATH").as_deref(),
+            Path::new("/usr/lib/postgresql"),
+        )
     }
 
     /// The TCP port the server listens on (on `127.0.0.1`).
@@ -384,6 +364,39 @@ impl Drop for TempPostgres {
     }
 }
 
+/// [`TempPostgres::find_binaries`] over the search path `path` and the versioned
+/// installations in `versions_dir` (`<dir>/<major>/bin`).
+fn find_binaries_in(
+    path: Option<&std::ffi::OsStr>,
+    versions_dir: &Path,
+) -> Result<PathBuf, CanoError> {
+    let has_both = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
+    if let Some(path) = path
+        && let Some(dir) = std::env::split_paths(path).find(|d| has_both(d))
+    {
+        return Ok(dir);
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir(versions_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = entry.path().join("bin");
+            has_both(&bin).then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin).ok_or_else(|| {
+        CanoError::checkpoint_store(format!(
+            "postgres: no PostgreSQL installation found (`initdb` and `pg_ctl` are neither \
+             on PATH nor in {}/*/bin); install the `postgresql` package \
+             (Debian/Ubuntu: `apt-get install postgresql`)",
+            versions_dir.display()
+        ))
+    })
+}
+
 /// Whether this process runs as root.
 fn is_root() -> bool {
     match std::fs::metadata("/proc/self") {
@@ -483,4 +496,44 @@ fn random_u64() -> u64 {
             .unwrap_or(0),
     );
     hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake_install(dir: &Path) {
+        std::fs::create_dir_all(dir).unwrap();
+        for program in ["initdb", "pg_ctl"] {
+            std::fs::write(dir.join(program), "").unwrap();
+        }
+    }
+
+    #[test]
+    fn binaries_come_from_path_first_then_the_newest_versioned_install() {
+        let root = std::env::temp_dir().join(format!("cano-find-pg-{:x}", random_u64()));
+        let versions = root.join("lib");
+        fake_install(&versions.join("9").join("bin"));
+        fake_install(&versions.join("16").join("bin"));
+        fake_install(&versions.join("15").join("bin"));
+        std::fs::create_dir_all(versions.join("notes")).unwrap();
+        assert_eq!(
+            find_binaries_in(None, &versions).unwrap(),
+            versions.join("16").join("bin")
+        );
+        let on_path = root.join("path-bin");
+        fake_install(&on_path);
+        let path = std::env::join_paths([root.join("nothing"), on_path.clone()]).unwrap();
+        assert_eq!(find_binaries_in(Some(&path), &versions).unwrap(), on_path);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn no_installation_names_the_package_to_install() {
+        let missing = std::env::temp_dir().join(format!("cano-no-pg-{:x}", random_u64()));
+        let err = find_binaries_in(Some(std::ffi::OsStr::new("")), &missing).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, CanoError::CheckpointStore(_)), "{err:?}");
+        assert!(text.contains("install the `postgresql` package"), "{text}");
+    }
 }
