@@ -12,6 +12,10 @@ use std::process::{Child, Command, Stdio};
 /// run as root).
 const SERVER_USER: &str = "postgres";
 
+/// The server's `max_connections` (PostgreSQL's default, 100, is soon used up by tests
+/// that run in parallel, each with a pool of its own).
+const MAX_CONNECTIONS: u32 = 300;
+
 /// A throwaway PostgreSQL server, **for tests and demos**: a new cluster in a temporary
 /// directory, made with the system's `initdb` and run with its `pg_ctl`, listening on
 /// `127.0.0.1` on a free port (its Unix socket in the temporary directory). It never
@@ -22,8 +26,9 @@ const SERVER_USER: &str = "postgres";
 /// user (through `runuser`), which owns the temporary directory.
 ///
 /// The superuser is `postgres`, with a random password that [`url`](Self::url) carries
-/// (TCP connections must give it; the server's defaults are kept otherwise, `fsync`
-/// included). Dropping the value stops the server (`pg_ctl stop -m fast`) and deletes the
+/// (TCP connections must give it). The server's defaults are kept, `fsync` and
+/// `synchronous_commit` included, except `max_connections`, which is 300: tests running
+/// in parallel each open a pool. Dropping the value stops the server (`pg_ctl stop -m fast`) and deletes the
 /// directory; should the process die first (a crash, `SIGKILL`, or a value kept in a
 /// `static` that is never dropped), a small watcher process started with the server does
 /// the same as soon as this process is gone.
@@ -281,7 +286,7 @@ impl TempPostgres {
                 .args(["-w", "-t", "60", "-s", "-o"])
                 // pg_ctl hands these to a shell: the directory is quoted.
                 .arg(format!(
-                    "-p {} -k '{}' -c listen_addresses=127.0.0.1",
+                    "-p {} -k '{}' -c listen_addresses=127.0.0.1 -c max_connections={MAX_CONNECTIONS}",
                     self.port,
                     self.dir.display()
                 ))
