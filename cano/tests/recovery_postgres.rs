@@ -82,6 +82,31 @@ async fn processes_starting_together_create_the_schema_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_connector_is_passed_through_the_builder() {
+    let Some(url) = pg_support::fresh_database("tls").await else {
+        return;
+    };
+    // The throwaway server speaks no TLS: a connector that never negotiates it.
+    let store = PostgresCheckpointStore::builder(format!("{url}?sslmode=disable"))
+        .with_tls(cano::recovery::postgres::tokio_postgres::NoTls)
+        .with_max_connections(2)
+        .connect()
+        .await
+        .unwrap();
+    store
+        .append("run", CheckpointRow::new(0, "S", "t"))
+        .await
+        .unwrap();
+    // Requiring TLS from a server without it is a clear error.
+    let err = PostgresCheckpointStore::connect(&format!("{url}?sslmode=require"))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("cannot connect"), "{text}");
+    assert!(text.contains("sslmode"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schema_newer_than_the_library_is_refused_and_left_alone() {
     let Some(url) = pg_support::fresh_database("newer_schema").await else {
         return;

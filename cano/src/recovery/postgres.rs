@@ -30,6 +30,9 @@ mod temp;
 
 pub use self::schema::SCHEMA_VERSION;
 pub use self::temp::TempPostgres;
+/// The PostgreSQL driver the store uses, for naming its types (`NoTls`, the
+/// `tls::MakeTlsConnect` a TLS connector implements) at the version cano was built with.
+pub use tokio_postgres;
 
 use self::error::{Doing, pg_error};
 use self::pool::{Connector, Pool};

@@ -59,6 +59,11 @@ fn advice(e: &tokio_postgres::Error, doing: Doing) -> &'static str {
     if e.is_closed() {
         return "the connection was closed (server restart or network loss); the next call opens a new one, retry the operation";
     }
+    if matches!(doing, Doing::Connect) && e.to_string().contains("TLS") {
+        return "the client and the server disagree on TLS: check `sslmode` in the connection \
+                string, and pass a TLS connector with `PostgresCheckpointStore::builder(url).with_tls(…)` \
+                when the server requires TLS";
+    }
     if matches!(doing, Doing::Connect) && e.as_db_error().is_none() {
         return "is the server running and reachable at the host and port of the connection string? \
                 check the URL, the firewall and that PostgreSQL listens on TCP";
