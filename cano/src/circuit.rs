@@ -83,6 +83,14 @@ struct Inner {
 
 impl Inner {
     fn transition(&mut self, to: CircuitState) {
+        if crate::instrument::enabled() {
+            crate::instrument::circuit_transition(match (&self.state, &to) {
+                (CircuitState::Closed, _) => "closed_to_open",
+                (CircuitState::Open { .. }, _) => "open_to_halfopen",
+                (CircuitState::HalfOpen, CircuitState::Closed) => "halfopen_to_closed",
+                (CircuitState::HalfOpen, _) => "halfopen_to_open",
+            });
+        }
         #[cfg(feature = "tracing")]
         {
             let (from, next) = (state_name(&self.state), state_name(&to));
@@ -180,12 +188,14 @@ impl CircuitBreaker {
         let was_half_open = match inner.state {
             CircuitState::Closed => false,
             CircuitState::Open { .. } => {
+                crate::instrument::circuit_acquire("rejected_open");
                 return Err(CanoError::circuit_open(
                     "circuit breaker open: rejecting call",
                 ));
             }
             CircuitState::HalfOpen => {
                 if inner.half_open_in_flight >= self.policy.half_open_max_calls {
+                    crate::instrument::circuit_acquire("rejected_half_open_busy");
                     // Distinct from "open": see `CanoError::is_circuit_half_open_busy`.
                     return Err(CanoError::circuit_open(crate::error::HALF_OPEN_BUSY));
                 }
@@ -194,6 +204,7 @@ impl CircuitBreaker {
             }
         };
         drop(inner);
+        crate::instrument::circuit_acquire("admitted");
         Ok(Permit {
             breaker: Arc::clone(self),
             was_half_open,
@@ -205,6 +216,7 @@ impl CircuitBreaker {
     /// Report that the call made under `permit` succeeded.
     pub fn record_success(&self, mut permit: Permit) {
         permit.consumed = true;
+        crate::instrument::circuit_outcome(true);
         let mut inner = self.lock();
         if !self.settle(&mut inner, &permit) {
             return;
@@ -229,6 +241,7 @@ impl CircuitBreaker {
     }
 
     fn fail(&self, permit: &Permit) {
+        crate::instrument::circuit_outcome(false);
         let mut inner = self.lock();
         if !self.settle(&mut inner, permit) {
             return;

@@ -5,6 +5,10 @@ pub mod cancel;
 pub mod circuit;
 pub mod error;
 pub mod guide;
+mod instrument;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 pub mod observer;
 pub mod rate_limit;
 pub mod recovery;
@@ -31,6 +35,9 @@ pub use error::{CanoError, CanoResult};
 #[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
 pub use observer::TracingObserver;
 pub use observer::WorkflowObserver;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub use metrics::MetricsObserver;
 #[cfg(feature = "recovery")]
 #[cfg_attr(docsrs, doc(cfg(feature = "recovery")))]
 pub use recovery::RedbCheckpointStore;
@@ -81,6 +88,9 @@ pub mod prelude {
     #[cfg(feature = "postgres")]
     #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     pub use crate::PostgresCheckpointStore;
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub use crate::MetricsObserver;
     #[cfg(feature = "tracing")]
     #[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
     pub use crate::TracingObserver;

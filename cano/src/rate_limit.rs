@@ -382,7 +382,7 @@ impl RateLimiter {
     /// Dropping the future before it completes takes nothing.
     pub async fn acquire(&self) -> Permit {
         // One unit always fits: a policy's capacity is at least 1.
-        take_waiting(self, 1).await
+        take_waiting(self, &self.name, 1).await
     }
 
     /// Take `cost` tokens, sleeping exactly until they exist (other callers may take tokens
@@ -397,7 +397,7 @@ impl RateLimiter {
         if cost > self.policy.capacity() {
             return Err(too_costly(&self.name, cost, self.policy.capacity()));
         }
-        Ok(take_waiting(self, cost).await)
+        Ok(take_waiting(self, &self.name, cost).await)
     }
 
     /// Whole tokens available now.
@@ -418,23 +418,39 @@ impl RateLimiter {
 
 /// Take `cost` units of `meter` now, or say (as tier `tier`) how long until they exist.
 fn try_take(meter: &dyn Meter, tier: &str, cost: u64) -> Result<Permit, RateLimited> {
-    meter
-        .try_debit(cost)
-        .map(|_| Permit { cost })
-        .map_err(|retry_after| RateLimited {
-            tier: tier.to_string(),
-            retry_after,
-        })
+    match meter.try_debit(cost) {
+        Ok(_) => {
+            crate::instrument::rate_limit_acquired(cost);
+            Ok(Permit { cost })
+        }
+        Err(retry_after) => {
+            crate::instrument::rate_limit_throttled(tier, None);
+            Err(RateLimited {
+                tier: tier.to_string(),
+                retry_after,
+            })
+        }
+    }
 }
 
 /// Take `cost` units of `meter`, sleeping exactly until they exist (the wait is
 /// recomputed if other callers took units meanwhile). The caller checked that `cost`
 /// fits the meter's capacity.
-async fn take_waiting(meter: &dyn Meter, cost: u64) -> Permit {
+async fn take_waiting(meter: &dyn Meter, tier: &str, cost: u64) -> Permit {
+    let mut waited_since = None;
     loop {
         match meter.try_debit(cost) {
-            Ok(_) => return Permit { cost },
-            Err(wait) => tokio::time::sleep(wait).await,
+            Ok(_) => {
+                if let Some(since) = waited_since {
+                    crate::instrument::rate_limit_throttled(tier, Some(Instant::now() - since));
+                }
+                crate::instrument::rate_limit_acquired(cost);
+                return Permit { cost };
+            }
+            Err(wait) => {
+                waited_since.get_or_insert_with(Instant::now);
+                tokio::time::sleep(wait).await;
+            }
         }
     }
 }
@@ -649,7 +665,7 @@ impl WindowedRateLimiter {
     /// Dropping the future before it completes uses nothing.
     pub async fn acquire(&self) -> Permit {
         // One unit always fits: a policy's capacity is at least 1.
-        take_waiting(self, 1).await
+        take_waiting(self, &self.name, 1).await
     }
 
     /// Use `cost` units, sleeping exactly until a window has room for them.
@@ -662,7 +678,7 @@ impl WindowedRateLimiter {
         if cost > self.policy.limit {
             return Err(too_costly(&self.name, cost, self.policy.limit));
         }
-        Ok(take_waiting(self, cost).await)
+        Ok(take_waiting(self, &self.name, cost).await)
     }
 
     /// Units used in the current window (0 if none is open).
@@ -835,6 +851,21 @@ impl MultiRateLimiter {
     /// ([`Duration::MAX`] if the tier's cost exceeds its capacity). Tiers charged before it
     /// have been refunded.
     pub fn try_acquire(&self) -> Result<MultiPermit, RateLimited> {
+        let charged = self.charge();
+        match &charged {
+            Ok(_) => crate::instrument::rate_limit_acquired(self.cost()),
+            Err(rejected) => crate::instrument::rate_limit_throttled(&rejected.tier, None),
+        }
+        charged
+    }
+
+    /// The units one acquire takes, over every tier.
+    fn cost(&self) -> u64 {
+        self.tiers.iter().map(|t| t.cost).sum()
+    }
+
+    /// [`try_acquire`](Self::try_acquire) without metrics.
+    fn charge(&self) -> Result<MultiPermit, RateLimited> {
         let mut taken: Vec<(&Tier, Epoch)> = Vec::with_capacity(self.tiers.len());
         for tier in self.tiers.iter().filter(|t| t.cost > 0) {
             match tier.meter.try_debit(tier.cost) {
@@ -869,10 +900,23 @@ impl MultiRateLimiter {
         if let Some(t) = self.tiers.iter().find(|t| t.cost > t.meter.capacity()) {
             return Err(too_costly(&t.name, t.cost, t.meter.capacity()));
         }
+        let mut waited: Option<(Instant, String)> = None;
         loop {
-            match self.try_acquire() {
-                Ok(permit) => return Ok(permit),
+            match self.charge() {
+                Ok(permit) => {
+                    if let Some((since, tier)) = waited {
+                        crate::instrument::rate_limit_throttled(
+                            &tier,
+                            Some(Instant::now() - since),
+                        );
+                    }
+                    crate::instrument::rate_limit_acquired(self.cost());
+                    return Ok(permit);
+                }
                 Err(rejected) => {
+                    if waited.is_none() {
+                        waited = Some((Instant::now(), rejected.tier.clone()));
+                    }
                     tokio::time::sleep(rejected.retry_after.max(Duration::from_millis(1))).await;
                 }
             }

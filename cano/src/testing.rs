@@ -612,6 +612,8 @@ impl<S> PanicOnAttempt<S> {
     }
 }
 
+// Not offered in "other types implement `Task`" notes of users' compile errors.
+#[diagnostic::do_not_recommend]
 impl<S, K> Task<S, K> for PanicOnAttempt<S>
 where
     S: Clone + fmt::Debug + Send + Sync + 'static,

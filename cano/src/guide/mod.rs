@@ -11,7 +11,7 @@
 //! | [`split_join`] | running tasks in parallel and joining them | `split_join` |
 //! | [`circuit_breakers`] | stop calling a failing dependency, probe, recover | `circuit_breaker` |
 //! | [`processing_models`] | router, poll, batch and stepped states | `router_task`, `poll_task`, `batch_task`, `stepped_task`, `processing_models` |
-//! | [`observers_and_tracing`] | watching runs: observers, `tracing` spans and events | `observer_metrics`, `tracing_spans` |
+//! | [`observers_and_tracing`] | watching runs: observers, `tracing` spans and events, metrics | `observer_metrics`, `tracing_spans`, `metrics` |
 //! | [`recovery`] | checkpoint logs, `RedbCheckpointStore`, `resume_from`, what a crash leaves, workflow versions | `checkout`, `stepped_task`, `crash_resume`, `workflow_versions` |
 //! | [`sagas`] | undoing completed steps when a later one fails | `saga_rollback`, `saga_crash_resume` |
 //! | [`scheduler`] | interval, cron and manual flows, backoff, shutdown | `scheduler_cron`, `scheduler_backoff`, `scheduler_manual`, `scheduler_shutdown` |

@@ -185,9 +185,27 @@
 //! cancelled at stop) go to the run's observers (`on_teardown_failed`,
 //! `on_checkpoint_clear_failed`, `on_run_end`), and to standard error when it has none.
 //!
+//! # Metrics (feature `metrics`)
+//!
+//! With the `metrics` feature, cano reports to whatever recorder of the
+//! [`metrics`](https://docs.rs/metrics) facade the program installs (a Prometheus
+//! exporter, StatsD, …): runs by outcome and their duration, runs in progress, each
+//! state's work by state and kind, attempts, circuit breakers, split branches, the
+//! processing models' loops, checkpoint appends and clears, compensations, scheduled flows
+//! and rate limiters — all named `cano_*`. The engine's metrics are off until
+//! [`cano::metrics::describe`](crate::metrics::describe) (or `enable`) is called, so a
+//! build with the feature and no recorder pays one atomic load per hook and formats
+//! nothing. [`MetricsObserver`](crate::metrics::MetricsObserver) adds per-state and
+//! per-task counters from observer events. The names, the labels and the label policy
+//! (no run ids, errors or payloads as labels) are in the [`cano::metrics`](crate::metrics)
+//! module docs; the example `metrics`
+//! (`cargo run -p cano --example metrics --features metrics`) prints what a Prometheus
+//! server would scrape after twenty orders.
+//!
 //! # Which to use
 //!
-//! * Metrics and alerting: a small observer with counters (see `observer_metrics`).
+//! * Metrics and alerting: the `metrics` feature (above), or a small observer with
+//!   counters of your own (see `observer_metrics`).
 //! * Logs for people: `TracingObserver` plus a span per run with your identifiers.
 //! * Tests: an observer that records events as strings is the easiest way to assert what
 //!   happened, and in what order (see [`testing`](super::testing)).

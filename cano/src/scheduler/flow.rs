@@ -220,6 +220,7 @@ where
         #[cfg(feature = "tracing")]
         tracing::debug!(flow = %self.id, run = reservation.number, "scheduled run started");
         let token = reservation.token.clone();
+        let started = std::time::Instant::now();
         let run =
             self.workflow
                 .run_scheduled(self.initial_state.clone(), log_id, reservation.token);
@@ -234,9 +235,22 @@ where
         if token.is_cancelled() && outcome.as_ref().is_err_and(is_clean_cancel) {
             // The engine has reported the cancel (`on_cancelled`, and `tracing`'s
             // "workflow run cancelled"); it is not a failed run.
+            crate::instrument::scheduler_flow_run(
+                &self.id,
+                crate::instrument::outcome::CANCELLED,
+                started.elapsed(),
+            );
             self.record_cancelled();
             return;
         }
+        crate::instrument::scheduler_flow_run(
+            &self.id,
+            match &outcome {
+                Ok(()) => crate::instrument::outcome::SUCCESS,
+                Err(_) => crate::instrument::outcome::FAILURE,
+            },
+            started.elapsed(),
+        );
         #[cfg(feature = "tracing")]
         match &outcome {
             Ok(()) => {
@@ -285,6 +299,7 @@ where
                 let streak = info.failure_streak.saturating_add(1);
                 let last_error = e.to_string();
                 info.failure_streak = streak;
+                crate::instrument::scheduler_flow_backoff(&self.id, self.policy.is_tripped(streak));
                 if self.policy.is_tripped(streak) {
                     info.next_eligible = None;
                     info.status = Status::Tripped { streak, last_error };

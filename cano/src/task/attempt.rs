@@ -55,7 +55,10 @@ pub(crate) fn is_plain(config: &TaskConfig) -> bool {
         observers,
         task_name: _,
     } = config;
-    attempt_timeout.is_none() && circuit_breaker.is_none() && observers.is_none()
+    attempt_timeout.is_none()
+        && circuit_breaker.is_none()
+        && observers.is_none()
+        && !crate::instrument::enabled()
 }
 
 /// Poll `attempt` with panics caught: a bare first attempt.
@@ -85,7 +88,10 @@ where
     ));
     match CatchUnwind::new(retried).await {
         Ok(outcome) => outcome,
-        Err(payload) => Err(panicked(&*payload)),
+        Err(payload) => {
+            crate::instrument::attempt(crate::instrument::outcome::PANIC);
+            Err(panicked(&*payload))
+        }
     }
 }
 
@@ -165,6 +171,7 @@ where
         Some(breaker) => match breaker.try_acquire() {
             Ok(p) => Some(p),
             Err(e) => {
+                crate::instrument::circuit_rejected();
                 config.notify(|o, name| o.on_circuit_open(name));
                 return Err(e);
             }
@@ -179,6 +186,14 @@ where
         },
         None => run_fn().await,
     };
+    if crate::instrument::enabled() {
+        use crate::instrument::outcome;
+        crate::instrument::attempt(match &outcome {
+            Ok(_) => outcome::SUCCESS,
+            Err(CanoError::Timeout(m)) if m == ATTEMPT_TIMEOUT => outcome::TIMEOUT,
+            Err(_) => outcome::FAILURE,
+        });
+    }
     if let (Some(breaker), Some(permit)) = (&config.circuit_breaker, permit) {
         match &outcome {
             Ok(_) => breaker.record_success(permit),

@@ -167,13 +167,17 @@ where
     }
     drop(in_flight);
     drop(items);
+    let slots_len = slots.len();
     let outputs = slots
         .into_iter()
         .map(|slot| {
             slot.unwrap_or_else(|| Err(CanoError::task_execution("batch item produced no result")))
         })
-        .collect();
-    b.finish(res, outputs).await
+        .collect::<Vec<_>>();
+    let failed = outputs.iter().filter(|o| o.is_err()).count();
+    let finished = b.finish(res, outputs).await;
+    crate::instrument::batch_run(finished.is_ok(), slots_len - failed, failed);
+    finished
 }
 
 /// `fut`'s output tagged with the item index.

@@ -125,8 +125,12 @@ where
     let mut consecutive_errors: u32 = 0;
     loop {
         match p.poll(res).await {
-            Ok(PollOutcome::Ready(result)) => return Ok(result),
+            Ok(PollOutcome::Ready(result)) => {
+                crate::instrument::poll_iteration(true);
+                return Ok(result);
+            }
             Ok(PollOutcome::Pending { delay_ms }) => {
+                crate::instrument::poll_iteration(false);
                 consecutive_errors = 0;
                 if delay_ms > 0 {
                     tokio::time::sleep(Duration::from_millis(delay_ms)).await;

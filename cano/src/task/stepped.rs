@@ -117,8 +117,14 @@ where
     let mut cursor = None;
     loop {
         match s.step(res, cursor).await? {
-            StepOutcome::More(next) => cursor = Some(next),
-            StepOutcome::Done(result) => return Ok(result),
+            StepOutcome::More(next) => {
+                crate::instrument::step_iteration(false);
+                cursor = Some(next);
+            }
+            StepOutcome::Done(result) => {
+                crate::instrument::step_iteration(true);
+                return Ok(result);
+            }
         }
     }
 }
@@ -185,7 +191,9 @@ where
                 })?),
                 None => None,
             };
-            match self.0.step(res, cursor).await? {
+            let step = self.0.step(res, cursor).await?;
+            crate::instrument::step_iteration(matches!(step, StepOutcome::Done(_)));
+            match step {
                 StepOutcome::More(next) => {
                     serde_json::to_vec(&next)
                         .map(ErasedStep::More)

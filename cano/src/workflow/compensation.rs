@@ -131,6 +131,7 @@ where
                     }
                 }
             };
+            crate::instrument::compensation(outcome.is_ok());
             match &outcome {
                 Ok(()) => {
                     #[cfg(feature = "tracing")]
@@ -158,6 +159,7 @@ where
                 }
             }
         }
+        crate::instrument::compensation_drain(errors.len() <= 1);
         if errors.len() > 1 {
             if !recording {
                 // The rollback's start could not be recorded, and the log is kept: record

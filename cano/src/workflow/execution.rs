@@ -420,7 +420,8 @@ where
                     || self.total_timeout.is_some()
                     || self.run_writers.is_some()
                     || self.has_run_data()
-                    || run.interrupt().is_some())
+                    || run.interrupt().is_some()
+                    || crate::instrument::enabled())
             {
                 return self.layered(run, start, lifecycle).await;
             }
@@ -491,7 +492,9 @@ where
                         "No task registered for state: {current:?}"
                     ));
                 };
-                let bare = self.observers.is_none() && run.interrupt().is_none();
+                let bare = self.observers.is_none()
+                    && run.interrupt().is_none()
+                    && !crate::instrument::enabled();
                 let outcome = match handler.plain_task().filter(|_| bare) {
                     // The common case, inline: the first attempt runs without the retry
                     // machinery (or a dispatch future) around it; the retry loop, boxed,
@@ -541,6 +544,23 @@ where
             start => start,
         };
         Box::pin(async move {
+            let meter = crate::instrument::run_started();
+            let result = self.layers(run, start, lifecycle).await;
+            if let Some(meter) = meter {
+                meter.finish(&result);
+            }
+            result
+        })
+    }
+
+    /// The body of [`layered`](Self::layered), inside the run's metrics.
+    async fn layers(
+        &self,
+        run: Run,
+        start: Start<TState>,
+        lifecycle: bool,
+    ) -> Result<TState, CanoError> {
+        {
             let mut run = run;
             if let Some(limit) = self.run_deadline() {
                 let token = run.interrupt().and_then(|i| i.token.clone());
@@ -588,7 +608,7 @@ where
                 self.teardown_resources().await;
             }
             self.end_run(true, result)
-        })
+        }
     }
 
     /// Whether runs carry run data (`with_run_data`): a checkpoint store records it;

@@ -161,6 +161,21 @@ where
         }
     }
 
+    /// The kind of state this is, as the `kind` label of its metrics.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Self::Task {
+                checkpointed: true, ..
+            } => "single",
+            Self::Task { .. } => "router",
+            Self::Timer { .. } => "timer",
+            Self::Split { .. } => "split",
+            Self::Stepped { .. } => "stepped",
+            Self::Compensatable { .. } => "compensatable",
+            Self::Signal { .. } => "signal",
+        }
+    }
+
     /// Whether entering this state writes an entry row.
     pub(crate) fn is_checkpointed(&self) -> bool {
         match self {

@@ -306,13 +306,14 @@ impl Run {
         store: &'a dyn CheckpointStore,
         row: CheckpointRow,
     ) -> StoreFuture<'a, ()> {
-        match (self.writer(), self.workflow_id.as_deref()) {
+        let append = match (self.writer(), self.workflow_id.as_deref()) {
             (Some(writer), _) => writer.append(row),
             (None, Some(id)) => store.append(id, row),
             (None, None) => Box::pin(std::future::ready(Err(CanoError::checkpoint_store(
                 MISSING_ID,
             )))),
-        }
+        };
+        counted(append, crate::instrument::checkpoint_append)
     }
 
     /// Remove this run's log, the way [`append`](Self::append) writes it (`None` without
@@ -321,11 +322,12 @@ impl Run {
         &'a self,
         store: &'a dyn CheckpointStore,
     ) -> Option<StoreFuture<'a, ()>> {
-        match (self.writer(), self.workflow_id.as_deref()) {
-            (Some(writer), _) => Some(writer.clear()),
-            (None, Some(id)) => Some(store.clear(id)),
-            (None, None) => None,
-        }
+        let clear = match (self.writer(), self.workflow_id.as_deref()) {
+            (Some(writer), _) => writer.clear(),
+            (None, Some(id)) => store.clear(id),
+            (None, None) => return None,
+        };
+        Some(counted(clear, crate::instrument::checkpoint_clear))
     }
 
     /// Claim the next sequence number for a row (returned) and advance past it.
@@ -352,6 +354,19 @@ impl Run {
     }
 }
 
+/// `call`, reporting whether it succeeded to `count` when the engine's metrics are on
+/// (and `call` itself, unwrapped, when they are off).
+fn counted<'a>(call: StoreFuture<'a, ()>, count: fn(bool)) -> StoreFuture<'a, ()> {
+    if !crate::instrument::enabled() {
+        return call;
+    }
+    Box::pin(async move {
+        let result = call.await;
+        count(result.is_ok());
+        result
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,3 +383,4 @@ mod tests {
         assert!(err.to_string().contains("\"r\" is full"), "{err}");
     }
 }
+

@@ -410,6 +410,7 @@ where
     } else {
         Box::pin(member_attempts(idx, &shared, None)).await
     };
+    crate::instrument::split_branch(outcome.is_ok());
     (idx, outcome)
 }
 

@@ -46,7 +46,7 @@ where
             Handler::Compensatable { .. } => None,
             _ => run.interrupt().cloned(),
         };
-        match interrupt {
+        let work = match interrupt {
             Some(interrupt) => Box::pin(async move {
                 match interrupt.race(self.run_handler(handler, run, label)).await {
                     Ok(outcome) => outcome,
@@ -54,7 +54,16 @@ where
                 }
             }),
             None => self.run_handler(handler, run, label),
+        };
+        if !crate::instrument::enabled() {
+            return work;
         }
+        Box::pin(async move {
+            let started = std::time::Instant::now();
+            let outcome = work.await;
+            crate::instrument::state_ran(label, handler.kind(), started.elapsed());
+            outcome
+        })
     }
 
     /// `handler`'s work, boxed: the future of its kind, sized for it alone.
