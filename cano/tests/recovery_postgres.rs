@@ -148,6 +148,34 @@ async fn a_schema_newer_than_the_library_is_refused_and_left_alone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_dropped_by_hand_is_reported_with_what_to_do() {
+    let Some(url) = pg_support::fresh_database("dropped").await else {
+        return;
+    };
+    drop(connect(&url).await);
+    client(&url)
+        .await
+        .batch_execute("DROP TABLE cano_checkpoints")
+        .await
+        .unwrap();
+    let err = PostgresCheckpointStore::connect(&url).await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("cano_checkpoints"), "{text}");
+    assert!(text.contains("drop `cano_schema_version`"), "{text}");
+    // Doing so brings the tables back.
+    client(&url)
+        .await
+        .batch_execute("DROP TABLE cano_schema_version")
+        .await
+        .unwrap();
+    let store = connect(&url).await;
+    store
+        .append("run", CheckpointRow::new(0, "S", "t"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_connections_give_clear_errors() {
     let Some(server) = pg_support::server().await else {
         return;

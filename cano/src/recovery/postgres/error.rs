@@ -46,6 +46,11 @@ fn advice(e: &tokio_postgres::Error, doing: Doing) -> &'static str {
     if code == Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
         return "the user lacks a privilege the store needs: grant it, or connect as the tables' owner";
     }
+    if code == Some(&SqlState::UNDEFINED_TABLE) {
+        return "a cano table is missing although `cano_schema_version` says it was created \
+                (dropped by hand, or another `search_path`): restore it, or drop \
+                `cano_schema_version` so that the next connect creates the tables again";
+    }
     if code == Some(&SqlState::TOO_MANY_CONNECTIONS) {
         return "the server has no free connection slot: lower the pool size or raise `max_connections`";
     }

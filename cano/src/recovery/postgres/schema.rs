@@ -38,9 +38,11 @@ use tokio_postgres::Client;
 /// The schema version this library writes and reads: the newest of its migrations.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 
-/// Migration `n + 1` is `MIGRATIONS[n]`. Append only; never edit a released one.
+/// Migration `n + 1` is `MIGRATIONS[n]`. Append only; never edit a released one. Each is
+/// written to run again over a database that has part of it (`IF NOT EXISTS`), so that
+/// dropping `cano_schema_version` rebuilds what is missing.
 const MIGRATIONS: &[&str] = &["
-    CREATE TABLE cano_checkpoints (
+    CREATE TABLE IF NOT EXISTS cano_checkpoints (
         workflow_id text        NOT NULL,
         sequence    bigint      NOT NULL CHECK (sequence >= 0),
         kind        text        NOT NULL,
@@ -50,7 +52,7 @@ const MIGRATIONS: &[&str] = &["
         created_at  timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (workflow_id, sequence)
     );
-    CREATE TABLE cano_signals (
+    CREATE TABLE IF NOT EXISTS cano_signals (
         workflow_id text        NOT NULL,
         signal_id   text        NOT NULL,
         arrival     bigint      GENERATED ALWAYS AS IDENTITY,
