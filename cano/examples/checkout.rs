@@ -12,7 +12,9 @@
 //! - a checkpoint store (an in-memory one written with `#[checkpoint_store]`): every
 //!   state entry is recorded *before* its task runs;
 //! - the shipping step failing on the first run, the log kept, and
-//!   [`Workflow::resume_from`] continuing at `Ship` without charging the card again.
+//!   [`Workflow::resume_from`] continuing at `Ship` without charging the card again;
+//! - the workflow drawn as a Mermaid flowchart ([`Workflow::to_mermaid`], with the
+//!   transitions declared by [`Workflow::with_transitions`]), printed first.
 
 use cano::prelude::*;
 use std::collections::HashMap;
@@ -195,11 +197,19 @@ async fn main() -> Result<(), CanoError> {
         .register(Order::Charge, Charge)
         .register(Order::Ship, Ship)
         .add_exit_states(vec![Order::Done, Order::Rejected])
+        // Where each state may lead, for the diagram (the tasks decide at run time).
+        .with_transitions(Order::Validate, [Order::Reserve, Order::Rejected])
+        .with_transitions(Order::Reserve, [Order::Charge])
+        .with_transitions(Order::Charge, [Order::Ship])
+        .with_transitions(Order::Ship, [Order::Done])
         .with_observer(Arc::new(Narrator))
         .with_checkpoint_store(log.clone())
         .with_workflow_id("order-1001");
 
-    println!("=== first run ===");
+    println!("=== the workflow, as Mermaid (Workflow::to_mermaid) ===");
+    print!("{}", workflow.to_mermaid());
+
+    println!("\n=== first run ===");
     let err = match workflow.orchestrate(Order::Validate).await {
         Ok(state) => {
             return Err(CanoError::generic(format!(

@@ -41,6 +41,7 @@
 //! ```
 
 mod compensation;
+mod diagram;
 mod entry;
 mod execution;
 mod handler;
@@ -103,6 +104,8 @@ where
     run_data: bool,
     /// The version stamped in each run's log (`with_workflow_version`).
     version: u32,
+    /// Transitions declared for diagrams (`with_transitions`).
+    transitions: Arc<Vec<(TState, TState)>>,
     workflow_id: Option<Arc<str>>,
     /// Saga compensators by task name (how completion rows refer to them).
     compensators: FastMap<String, Arc<dyn ErasedCompensatable<TState, TResourceKey>>>,
@@ -141,6 +144,7 @@ where
             signals: None,
             run_data: false,
             version: 0,
+            transitions: Arc::default(),
             workflow_id: None,
             compensators: FastMap::default(),
             #[cfg(feature = "tracing")]
@@ -595,7 +599,8 @@ where
     /// [`CanoError::Configuration`] when no state has a handler, no exit state is
     /// defined, or a split state is misconfigured (`PartialTimeout` without a timeout, a
     /// `Percentage` outside `(0, 1]`, a zero bulkhead, a join state that is neither
-    /// registered nor an exit state).
+    /// registered nor an exit state), or a [declared transition](Self::with_transitions)
+    /// names a state that is neither.
     pub fn validate(&self) -> Result<(), CanoError> {
         if self.states.is_empty() {
             return Err(CanoError::configuration(
@@ -607,6 +612,7 @@ where
                 "Workflow has no exit states defined \u{2014} orchestration may loop forever",
             ));
         }
+        self.validate_transitions()?;
         for (_, handler) in self.states.iter() {
             handler.validate(|s| self.is_known(s))?;
             if handler.is_signal() && self.signals.is_none() {
@@ -679,6 +685,7 @@ where
             signals: self.signals.clone(),
             run_data: self.run_data,
             version: self.version,
+            transitions: Arc::clone(&self.transitions),
             workflow_id: self.workflow_id.clone(),
             compensators: self.compensators.clone(),
             #[cfg(feature = "tracing")]
