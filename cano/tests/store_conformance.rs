@@ -68,6 +68,21 @@ mod checks {
         assert_eq!(store.load_run("run").await.unwrap(), want);
     }
 
+    pub async fn large_blobs_and_unusual_ids_round_trip(store: Arc<impl Store>) {
+        let id = "ünï/cöde id with spaces, 'single' and \"double\" quotes; DROP TABLE x --";
+        let blob: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 256) as u8).collect();
+        let rows = vec![
+            CheckpointRow::new(0, "Big", "big").with_output(blob),
+            CheckpointRow::new(1, "", "").with_cursor(Vec::new()),
+        ];
+        for r in &rows {
+            store.append(id, r.clone()).await.expect("append");
+        }
+        assert_eq!(store.load_run(id).await.unwrap(), rows);
+        store.clear(id).await.unwrap();
+        assert!(store.load_run(id).await.unwrap().is_empty());
+    }
+
     pub async fn a_duplicate_sequence_is_rejected_and_the_first_row_kept(store: Arc<impl Store>) {
         store.append("run", row(0)).await.unwrap();
         store.append("run", row(1)).await.unwrap();
@@ -271,6 +286,7 @@ macro_rules! conformance {
     ($store:ident, $make:expr) => {
         conformance!(@tests $store, $make;
             rows_round_trip_and_load_sorted,
+            large_blobs_and_unusual_ids_round_trip,
             a_duplicate_sequence_is_rejected_and_the_first_row_kept,
             an_unknown_id_loads_empty,
             clear_removes_only_that_id,
