@@ -30,6 +30,7 @@ mod router;
 mod saga;
 mod signal;
 mod stepped;
+mod stream;
 mod task;
 mod timer;
 
@@ -346,6 +347,31 @@ pub fn batch_task(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn stepped_task(args: TokenStream, item: TokenStream) -> TokenStream {
     emit_model(&stepped::MODEL, args, item)
+}
+
+/// Implements `cano::StreamTask` (and `cano::Task` for it): `#[cano::task::stream]`.
+///
+/// The forms are those of [`macro@router_task`]. An inherent impl requires `open`,
+/// `process_item`, `flush_window` and `on_close`, and may define `window`,
+/// `on_item_error`, `config` and `name`. `type Item`, `type Output` and `type Cursor` may
+/// be declared; otherwise `Item` is inferred from `process_item`'s `item` parameter (taken
+/// by value) and `Output` and `Cursor` from its `Result<(Output, Cursor), CanoError>`.
+/// The `Task` impl runs the stream in memory with `cano::task::stream::run_stream`;
+/// `Workflow::register_stream` runs it durably.
+///
+/// ```ignore
+/// #[task::stream(state = Step)]
+/// impl Import {
+///     fn window(&self) -> StreamWindow { StreamWindow::Count(500) }
+///     async fn open(&self, res: &Resources, cursor: Option<u64>) -> Result<ItemStream<Line>, CanoError> { … }
+///     async fn process_item(&self, res: &Resources, line: Line) -> Result<(Row, u64), CanoError> { … }
+///     async fn flush_window(&self, res: &Resources, rows: Vec<Row>) -> Result<WindowSignal<Step>, CanoError> { … }
+///     async fn on_close(&self, res: &Resources, reason: CloseReason) -> Result<TaskResult<Step>, CanoError> { … }
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn stream_task(args: TokenStream, item: TokenStream) -> TokenStream {
+    emit_model(&stream::MODEL, args, item)
 }
 
 /// Implements `cano::CompensatableTask`: `#[cano::saga::task]`.

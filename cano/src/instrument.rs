@@ -73,6 +73,12 @@ mod off {
     #[inline(always)]
     pub(crate) fn step_iteration(_done: bool) {}
     #[inline(always)]
+    pub(crate) fn stream_run(_outcome: &'static str) {}
+    #[inline(always)]
+    pub(crate) fn stream_item(_ok: bool) {}
+    #[inline(always)]
+    pub(crate) fn stream_window(_outputs: usize) {}
+    #[inline(always)]
     pub(crate) fn scheduler_flow_run(_flow: &str, _outcome: &'static str, _elapsed: Duration) {}
     #[inline(always)]
     pub(crate) fn scheduler_flow_backoff(_flow: &str, _tripped: bool) {}
@@ -237,6 +243,28 @@ mod on {
         if enabled() {
             let result = if done { "done" } else { "more" };
             counter!(names::STEP_ITERATIONS, "result" => result).increment(1);
+        }
+    }
+
+    #[inline]
+    pub(crate) fn stream_run(outcome: &'static str) {
+        if enabled() {
+            counter!(names::STREAM_RUNS, "outcome" => outcome).increment(1);
+        }
+    }
+
+    #[inline]
+    pub(crate) fn stream_item(ok: bool) {
+        if enabled() {
+            counter!(names::STREAM_ITEMS, "result" => ok_or_error(ok)).increment(1);
+        }
+    }
+
+    #[inline]
+    pub(crate) fn stream_window(outputs: usize) {
+        if enabled() {
+            counter!(names::STREAM_WINDOWS).increment(1);
+            histogram!(names::STREAM_WINDOW_SIZE).record(outputs as f64);
         }
     }
 

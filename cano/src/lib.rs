@@ -31,19 +31,19 @@ mod util;
 
 pub use circuit::{CircuitBreaker, CircuitPolicy, CircuitState, Permit as CircuitPermit};
 pub use error::{CanoError, CanoResult};
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub use metrics::MetricsObserver;
 #[cfg(feature = "tracing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
 pub use observer::TracingObserver;
 pub use observer::WorkflowObserver;
-#[cfg(feature = "metrics")]
-#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
-pub use metrics::MetricsObserver;
-#[cfg(feature = "recovery")]
-#[cfg_attr(docsrs, doc(cfg(feature = "recovery")))]
-pub use recovery::RedbCheckpointStore;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use recovery::PostgresCheckpointStore;
+#[cfg(feature = "recovery")]
+#[cfg_attr(docsrs, doc(cfg(feature = "recovery")))]
+pub use recovery::RedbCheckpointStore;
 pub use recovery::{
     CheckpointRow, CheckpointStore, ListRuns, MemoryCheckpointStore, RowKind, RunStatus,
     RunSummary, RunWriter, RunWriters,
@@ -65,6 +65,10 @@ pub use task::router::{DynRouterTask, RouterTask, RouterTaskObject};
 pub use task::stepped::{
     DefaultStepCursor, DynSteppedTask, StepOutcome, SteppedTask, SteppedTaskObject, run_stepped,
 };
+pub use task::stream::{
+    CloseReason, ItemStream, StreamBatch, StreamErrorPolicy, StreamTask, StreamWindow,
+    WindowSignal, run_stream,
+};
 pub use task::timer::{DynTimerTask, TimerOutcome, TimerTask, TimerTaskObject, run_timer};
 pub use task::{DynTask, RetryMode, Task, TaskConfig, TaskObject, TaskResult};
 pub use workflow::{JoinConfig, JoinStrategy, SplitResult, SplitTaskResult, StateEntry, Workflow};
@@ -81,16 +85,19 @@ pub mod prelude {
         StepOutcome, SteppedTask, Task, TaskConfig, TaskObject, TaskResult, TimerOutcome,
         TimerTask, Workflow, WorkflowObserver, run_stepped,
     };
+    pub use crate::{
+        CloseReason, ItemStream, StreamErrorPolicy, StreamTask, StreamWindow, WindowSignal,
+    };
 
-    #[cfg(feature = "recovery")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "recovery")))]
-    pub use crate::RedbCheckpointStore;
-    #[cfg(feature = "postgres")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-    pub use crate::PostgresCheckpointStore;
     #[cfg(feature = "metrics")]
     #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
     pub use crate::MetricsObserver;
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub use crate::PostgresCheckpointStore;
+    #[cfg(feature = "recovery")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "recovery")))]
+    pub use crate::RedbCheckpointStore;
     #[cfg(feature = "tracing")]
     #[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
     pub use crate::TracingObserver;

@@ -43,7 +43,7 @@
 //! | `cano_workflow_runs_total` | counter | `outcome` = success, failure, cancelled, timeout | runs that ended |
 //! | `cano_workflow_duration_seconds` | histogram | — | a run's duration, setup and teardown included |
 //! | `cano_workflow_active` | gauge | — | runs in progress |
-//! | `cano_task_duration_seconds` | histogram | `state`, `kind` = single, router, split, stepped, compensatable, timer, signal | one state's work, retries included |
+//! | `cano_task_duration_seconds` | histogram | `state`, `kind` = single, router, split, stepped, compensatable, timer, signal, stream | one state's work, retries included |
 //! | `cano_task_attempts_total` | counter | `outcome` = success, failure, timeout, panic | attempts of any work |
 //! | `cano_circuit_rejections_total` | counter | — | attempts an open breaker refused |
 //! | `cano_circuit_transitions_total` | counter | `transition` = closed_to_open, open_to_halfopen, halfopen_to_closed, halfopen_to_open | breaker state changes |
@@ -54,6 +54,10 @@
 //! | `cano_batch_runs_total` | counter | `outcome` = success, failure | batch runs |
 //! | `cano_batch_items_total` | counter | `result` = ok, err | batch items processed |
 //! | `cano_step_iterations_total` | counter | `result` = more, done | stepped task steps |
+//! | `cano_stream_runs_total` | counter | `outcome` = success, failure, cancelled | stream states that ended |
+//! | `cano_stream_items_total` | counter | `result` = ok, error | stream items processed |
+//! | `cano_stream_windows_total` | counter | — | windows flushed and committed |
+//! | `cano_stream_window_outputs` | histogram | — | outputs per flushed window |
 //! | `cano_checkpoint_appends_total` | counter | `result` = ok, error | rows appended |
 //! | `cano_checkpoint_clears_total` | counter | `result` = ok, error | logs cleared |
 //! | `cano_compensations_run_total` | counter | `result` = ok, error | saga steps compensated |
@@ -120,6 +124,14 @@ pub mod names {
     pub const BATCH_ITEMS: &str = "cano_batch_items_total";
     /// Stepped task steps, by `result`.
     pub const STEP_ITERATIONS: &str = "cano_step_iterations_total";
+    /// Stream states that ended, by `outcome`.
+    pub const STREAM_RUNS: &str = "cano_stream_runs_total";
+    /// Stream items processed, by `result`.
+    pub const STREAM_ITEMS: &str = "cano_stream_items_total";
+    /// Stream windows flushed and committed.
+    pub const STREAM_WINDOWS: &str = "cano_stream_windows_total";
+    /// Outputs per flushed stream window.
+    pub const STREAM_WINDOW_SIZE: &str = "cano_stream_window_outputs";
     /// Checkpoint rows appended, by `result`.
     pub const CHECKPOINT_APPENDS: &str = "cano_checkpoint_appends_total";
     /// Checkpoint logs cleared, by `result`.
@@ -212,6 +224,9 @@ pub fn describe() {
         (BATCH_RUNS, "Batch task runs, by outcome"),
         (BATCH_ITEMS, "Batch items processed, by result"),
         (STEP_ITERATIONS, "Stepped task steps, by result"),
+        (STREAM_RUNS, "Stream states that ended, by outcome"),
+        (STREAM_ITEMS, "Stream items processed, by result"),
+        (STREAM_WINDOWS, "Stream windows flushed and committed"),
         (CHECKPOINT_APPENDS, "Checkpoint rows appended, by result"),
         (CHECKPOINT_CLEARS, "Checkpoint logs cleared, by result"),
         (COMPENSATIONS_RUN, "Saga steps compensated, by result"),
@@ -290,6 +305,11 @@ pub fn describe() {
     for (name, help) in seconds {
         describe_histogram!(*name, Unit::Seconds, *help);
     }
+    describe_histogram!(
+        STREAM_WINDOW_SIZE,
+        Unit::Count,
+        "Outputs per flushed stream window"
+    );
     enable();
 }
 

@@ -53,20 +53,20 @@
 
 pub mod log;
 mod memory;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;
 #[cfg(feature = "recovery")]
 mod redb;
 #[cfg(feature = "recovery")]
 mod wal;
-#[cfg(feature = "postgres")]
-#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-pub mod postgres;
 
 pub use self::memory::MemoryCheckpointStore;
-#[cfg(feature = "recovery")]
-pub use self::redb::RedbCheckpointStore;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use self::postgres::PostgresCheckpointStore;
+#[cfg(feature = "recovery")]
+pub use self::redb::RedbCheckpointStore;
 
 use crate::error::CanoError;
 use serde::{Deserialize, Serialize};

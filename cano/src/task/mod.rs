@@ -52,6 +52,7 @@ pub mod poll;
 pub(crate) mod retry;
 pub mod router;
 pub mod stepped;
+pub mod stream;
 pub mod timer;
 
 pub use batch::{
@@ -71,6 +72,7 @@ pub use cano_macros::poll_task as poll;
 pub use cano_macros::router_task as router;
 pub use cano_macros::signal_task as signal;
 pub use cano_macros::stepped_task as stepped;
+pub use cano_macros::stream_task as stream;
 pub use cano_macros::timer_task as timer;
 
 /// What a task returns: the next state, or (for split states) several.

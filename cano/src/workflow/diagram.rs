@@ -249,6 +249,7 @@ where
             (Shape::Split, Some(format!("split: {n} {noun}, {strategy}")))
         }
         Handler::Stepped { .. } => (Shape::Task, Some("stepped".into())),
+        Handler::Stream { .. } => (Shape::Task, Some("stream".into())),
         Handler::Compensatable { .. } => (Shape::Task, Some("saga step".into())),
         Handler::Timer { .. } => (Shape::Wait, Some("timer".into())),
         Handler::Signal { task, .. } => {

@@ -692,14 +692,14 @@ where
             .unwrap_or(Cow::Borrowed(""))
             .into_owned();
         let state = text.into_owned();
-        // A stepped state resumed mid-way records its re-entry as a cursor row carrying the
+        // A stepped (or stream) state resumed mid-way records its re-entry as a cursor row carrying the
         // cursor it continues from: the log's last row then always says where the visit
         // stands, even if the process dies again before the next step.
         // A timer state resumed while waiting likewise records its re-entry as a timer
         // row with the deadline it still waits for.
         // Signal states too: the re-entry repeats the wait, or the signal consumed.
         let row = match (run.resume_cursor(), run.resume_wait(), handler) {
-            (Some(cursor), _, Some(h)) if h.is_stepped() => {
+            (Some(cursor), _, Some(h)) if h.resumes_at_cursor() => {
                 log::cursor(sequence, state, task_id, cursor.clone())
             }
             (_, Some(ResumeWait::Timer(deadline_ms)), Some(h)) if h.is_timer() => {

@@ -13,6 +13,7 @@ use crate::saga::ErasedCompensatable;
 use crate::signal::ErasedSignalTask;
 use crate::task::attempt::{self, Attempt};
 use crate::task::stepped::ErasedSteppedTask;
+use crate::task::stream::ErasedStreamTask;
 use crate::task::{TaskConfig, TaskObject, TaskResult};
 use std::borrow::Cow;
 use std::fmt;
@@ -58,6 +59,10 @@ where
         task: Arc<dyn ErasedCompensatable<TState, TResourceKey>>,
         config: Arc<TaskConfig>,
     },
+    /// `register_stream`: the engine drives the stream and records window cursors.
+    Stream {
+        task: Arc<dyn ErasedStreamTask<TState, TResourceKey>>,
+    },
 }
 
 impl<TState, TResourceKey> Clone for Handler<TState, TResourceKey>
@@ -101,6 +106,9 @@ where
                 task: Arc::clone(task),
                 config: Arc::clone(config),
             },
+            Self::Stream { task } => Self::Stream {
+                task: Arc::clone(task),
+            },
         }
     }
 }
@@ -134,6 +142,7 @@ where
             Self::Task { .. }
             | Self::Timer { .. }
             | Self::Stepped { .. }
+            | Self::Stream { .. }
             | Self::Compensatable { .. } => Ok(()),
         }
     }
@@ -149,6 +158,7 @@ where
             Self::Timer { task, .. } => Some(task.name()),
             Self::Signal { task, .. } => Some(task.name()),
             Self::Compensatable { task, .. } => Some(task.name()),
+            Self::Stream { task } => Some(task.name()),
         }
     }
 
@@ -173,6 +183,7 @@ where
             Self::Stepped { .. } => "stepped",
             Self::Compensatable { .. } => "compensatable",
             Self::Signal { .. } => "signal",
+            Self::Stream { .. } => "stream",
         }
     }
 
@@ -184,13 +195,15 @@ where
             | Self::Timer { .. }
             | Self::Signal { .. }
             | Self::Stepped { .. }
+            | Self::Stream { .. }
             | Self::Compensatable { .. } => true,
         }
     }
 
-    /// Whether this is an engine-driven stepped state.
-    pub(crate) fn is_stepped(&self) -> bool {
-        matches!(self, Self::Stepped { .. })
+    /// Whether this state resumes from a cursor recorded in `StepCursor` rows (stepped and
+    /// stream states).
+    pub(crate) fn resumes_at_cursor(&self) -> bool {
+        matches!(self, Self::Stepped { .. } | Self::Stream { .. })
     }
 
     /// Whether this is a durable timer state.

@@ -297,6 +297,22 @@ where
         self.with_handler(state, Handler::Stepped { task, config })
     }
 
+    /// Register a [`StreamTask`](crate::task::stream::StreamTask) for `state`: the engine
+    /// opens its source (at the cursor recorded in the run's log, when the run is
+    /// resumed), processes items one by one, flushes each window and then records its
+    /// cursor (a `StepCursor` row, with a checkpoint store), and lets `on_close` pick the
+    /// next state when the source ends. A cancel or a passed total timeout flushes and
+    /// records the window in flight before the run stops. See
+    /// [`cano::task::stream`](crate::task::stream).
+    pub fn register_stream<T>(self, state: TState, task: T) -> Self
+    where
+        T: crate::task::stream::StreamTask<TState, TResourceKey> + 'static,
+    {
+        let task: Arc<dyn crate::task::stream::ErasedStreamTask<TState, TResourceKey>> =
+            Arc::new(crate::task::stream::StreamAdapter(Arc::new(task)));
+        self.with_handler(state, Handler::Stream { task })
+    }
+
     /// Register a [`CompensatableTask`] for `state`: after it succeeds, its output goes
     /// on the run's compensation stack (and into the checkpoint log), and if a later
     /// state fails, its `compensate` runs, most recent step first.

@@ -383,4 +383,3 @@ mod tests {
         assert!(err.to_string().contains("\"r\" is full"), "{err}");
     }
 }
-

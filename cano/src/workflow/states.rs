@@ -4,13 +4,14 @@
 
 use super::Workflow;
 use super::handler::{Handler, single_next};
-use super::run::{MISSING_ID, Run};
+use super::run::{MISSING_ID, Run, Stop};
 use crate::error::CanoError;
 use crate::recovery::log::{self, CompletedStep, ResumeWait};
 use crate::saga::ErasedCompensatable;
 use crate::signal::{ErasedSignalTask, Signal, SignalStore};
 use crate::task::attempt::retry_all;
 use crate::task::stepped::{ErasedStep, ErasedSteppedTask};
+use crate::task::stream::{ErasedStreamTask, StreamHost};
 use crate::task::timer::{self, TimerOutcome, TimerTask};
 use crate::task::{TaskConfig, TaskResult};
 use std::fmt;
@@ -43,7 +44,8 @@ where
         label: &'a str,
     ) -> HandlerFuture<'a, TState> {
         let interrupt = match handler {
-            Handler::Compensatable { .. } => None,
+            // A saga step is never interrupted; a stream drains its window when stopped.
+            Handler::Compensatable { .. } | Handler::Stream { .. } => None,
             _ => run.interrupt().cloned(),
         };
         let work = match interrupt {
@@ -94,6 +96,7 @@ where
             Handler::Signal { task, config } => {
                 Box::pin(self.run_signal(task.as_ref(), config, run, label))
             }
+            Handler::Stream { task } => Box::pin(self.run_stream(task.as_ref(), run, label)),
         }
     }
 
@@ -416,6 +419,31 @@ where
     /// Each step runs under the task's retry policy (a retry reuses the cursor). With a
     /// checkpoint store, each new cursor is appended before the next step runs. A resumed
     /// run starts from the cursor recorded at the resume point.
+    /// A stream state: the stream loop (`task::stream`) from the resume cursor, its window
+    /// cursors committed to the run's log; observed as one task.
+    async fn run_stream(
+        &self,
+        task: &dyn ErasedStreamTask<TState, TResourceKey>,
+        run: &mut Run,
+        label: &str,
+    ) -> Result<TState, CanoError> {
+        let config = task.config();
+        let scope = self.begin_task(&config, || task.name());
+        let cursor = run.take_resume_cursor();
+        let mut host = StreamCommits {
+            workflow: self,
+            run,
+            label,
+            task_id: task.name(),
+        };
+        let outcome = task
+            .run(&self.resources, cursor, &mut host)
+            .await
+            .and_then(single_next);
+        scope.end(&outcome);
+        outcome
+    }
+
     async fn run_stepped(
         &self,
         task: &dyn ErasedSteppedTask<TState, TResourceKey>,
@@ -458,6 +486,66 @@ where
         };
         scope.end(&outcome);
         outcome
+    }
+}
+
+/// Where an engine-driven stream commits its window cursors (the run's log, through the
+/// one append path) and how it learns that the run must stop.
+struct StreamCommits<'a, TState, TResourceKey>
+where
+    TState: Clone + fmt::Debug + Hash + Eq + Send + Sync + 'static,
+    TResourceKey: Hash + Eq + Send + Sync + 'static,
+{
+    workflow: &'a Workflow<TState, TResourceKey>,
+    run: &'a mut Run,
+    label: &'a str,
+    task_id: std::borrow::Cow<'static, str>,
+}
+
+impl<TState, TResourceKey> StreamHost for StreamCommits<'_, TState, TResourceKey>
+where
+    TState: Clone + fmt::Debug + Hash + Eq + Send + Sync + 'static,
+    TResourceKey: Hash + Eq + Send + Sync + 'static,
+{
+    fn commit(
+        &mut self,
+        cursor: Vec<u8>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), CanoError>> + Send + '_>> {
+        Box::pin(async move {
+            let (Some(store), true) = (
+                &self.workflow.checkpoint_store,
+                self.run.workflow_id.is_some(),
+            ) else {
+                return Ok(());
+            };
+            let (label, task_id) = (self.label, &self.task_id);
+            self.workflow
+                .append_row(store.as_ref(), self.run, |sequence| {
+                    Ok(log::cursor(sequence, label, task_id.clone(), cursor))
+                })
+                .await
+                .map_err(|e| {
+                    CanoError::checkpoint_store(format!("append stream cursor checkpoint: {e}"))
+                })
+        })
+    }
+
+    fn stop_signal(&self) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        match self.run.interrupt().cloned() {
+            Some(interrupt) => Box::pin(async move {
+                interrupt.stopped().await;
+            }),
+            None => Box::pin(std::future::pending()),
+        }
+    }
+
+    fn stopped_error(&mut self) -> CanoError {
+        let stop = self
+            .run
+            .interrupt()
+            .and_then(|i| i.check())
+            .unwrap_or(Stop::Cancelled);
+        self.workflow.stopped(stop, self.label)
     }
 }
 
