@@ -11,7 +11,7 @@ mod pg_support;
 
 use cano::ListRuns;
 use cano::prelude::*;
-use cano::recovery::postgres::SCHEMA_VERSION;
+use cano::recovery::postgres::{SCHEMA_VERSION, TempPostgres};
 use cano::signal::{Signal, SignalStore};
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
@@ -474,6 +474,31 @@ async fn waiting_for_approval(
     (store, run)
 }
 
+/// Wait until a connection of the database at `url` listens for signal notifications.
+async fn until_listening(url: &str) {
+    let database = url.rsplit('/').next().unwrap().to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        // A new connection each time: the server may be restarting.
+        if let Ok((admin, connection)) = tokio_postgres::connect(url, tokio_postgres::NoTls).await {
+            tokio::spawn(connection);
+            let listening: i64 = admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 \
+                     AND query = 'LISTEN cano_signals'",
+                    &[&database],
+                )
+                .await
+                .map_or(0, |row| row.get(0));
+            if listening > 0 {
+                return;
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "nobody listens");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signal_sent_by_another_process_wakes_the_run_through_notify() {
     let Some(url) = pg_support::fresh_database("signal_notify").await else {
@@ -481,24 +506,7 @@ async fn a_signal_sent_by_another_process_wakes_the_run_through_notify() {
     };
     // Polling once a minute: only the notification can wake the run in time.
     let (waiting_side, run) = waiting_for_approval(&url, Duration::from_secs(60)).await;
-    let database = url.rsplit('/').next().unwrap().to_owned();
-    let admin = client(&url).await;
-    let listening = || async {
-        admin
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 \
-                 AND query = 'LISTEN cano_signals'",
-                &[&database],
-            )
-            .await
-            .unwrap()
-            .get::<_, i64>(0)
-    };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while listening().await == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "nobody listens");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_listening(&url).await;
 
     // Another process: it shares only the database with the waiting run.
     let sender = connect(&url).await;
@@ -533,4 +541,48 @@ async fn a_signal_whose_notification_is_lost_is_found_by_polling() {
         .expect("found by the poll")
         .unwrap();
     assert_eq!(done.unwrap(), S::Done);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_server_crash_the_store_and_its_listener_come_back() {
+    if pg_support::server().await.is_none() {
+        return;
+    }
+    // A server of its own: restarting the shared one would cut the other tests off.
+    let pg = TempPostgres::start().await.unwrap();
+    let url = pg.create_database("restart").await.unwrap();
+    let (store, run) = waiting_for_approval(&url, Duration::from_secs(60)).await;
+    until_listening(&url).await;
+
+    pg.restart().await.unwrap();
+
+    // The store's connections were cut: a call may fail (saying to retry), then one works.
+    let mut rows = None;
+    for _ in 0..10 {
+        match store.load_run("order-3").await {
+            Ok(found) => {
+                rows = Some(found);
+                break;
+            }
+            Err(e) => assert!(e.to_string().contains("retry"), "{e}"),
+        }
+    }
+    assert_eq!(
+        rows.expect("the store works again").len(),
+        2,
+        "the log survived"
+    );
+    // The listener comes back by itself, and a signal sent now wakes the run at once
+    // (the run polls only once a minute).
+    until_listening(&url).await;
+    let sender = connect(&url).await;
+    let approval = Signal::from_json("approval", "after-restart", r#"{"approved": true}"#).unwrap();
+    assert!(sender.send_signal("order-3", approval).await.unwrap());
+    let done = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("woken by the notification after the restart")
+        .unwrap();
+    assert_eq!(done.unwrap(), S::Done);
+    drop((store, sender));
+    pg.stop().await.unwrap();
 }

@@ -184,6 +184,43 @@ impl TempPostgres {
         created.map(|()| self.url_for(name))
     }
 
+    /// Restart the server the way a crash would: `pg_ctl restart -m immediate` (no
+    /// checkpoint; the server recovers from its write-ahead log), on the same port, on
+    /// tokio's blocking pool. Every open connection is cut. For tests of what clients do
+    /// when their database goes away and comes back.
+    ///
+    /// # Errors
+    /// [`CanoError::CheckpointStore`] when `pg_ctl` fails, with the tail of the server's
+    /// log.
+    ///
+    /// Dropping the future does not stop the restart.
+    pub async fn restart(&self) -> Result<(), CanoError> {
+        let mut cmd = self.command("pg_ctl");
+        let log = self.dir.join("postgres.log");
+        cmd.arg("-D")
+            .arg(self.data_dir())
+            .arg("-l")
+            .arg(&log)
+            .args(["-m", "immediate", "-w", "-t", "60", "-s", "restart"]);
+        let as_other_user = self.run_as.is_some();
+        tokio::task::spawn_blocking(move || {
+            run_command(cmd, "pg_ctl restart", as_other_user).map_err(|e| {
+                CanoError::checkpoint_store(format!(
+                    "{}; server log ({}): {}",
+                    e.message(),
+                    log.display(),
+                    log_tail(&log)
+                ))
+            })
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(CanoError::checkpoint_store(format!(
+                "postgres: restarting the throwaway server failed: {e}"
+            )))
+        })
+    }
+
     /// Stop the server (`pg_ctl stop -m fast`) and delete its directory, on tokio's
     /// blocking pool.
     ///
@@ -217,24 +254,8 @@ impl TempPostgres {
     }
 
     /// Run `cmd`, with its output in the error when it fails.
-    fn run(&self, mut cmd: Command, what: &str) -> Result<(), CanoError> {
-        let output = cmd.output().map_err(|e| {
-            let hint = if self.run_as.is_some() && e.kind() == std::io::ErrorKind::NotFound {
-                " (as root the server runs through `runuser`, from util-linux: install it)"
-            } else {
-                ""
-            };
-            CanoError::checkpoint_store(format!("postgres: cannot run {what}: {e}{hint}"))
-        })?;
-        if output.status.success() {
-            return Ok(());
-        }
-        Err(CanoError::checkpoint_store(format!(
-            "postgres: {what} failed ({}): {}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim(),
-            String::from_utf8_lossy(&output.stdout).trim(),
-        )))
+    fn run(&self, cmd: Command, what: &str) -> Result<(), CanoError> {
+        run_command(cmd, what, self.run_as.is_some())
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -400,6 +421,28 @@ fn find_binaries_in(
             versions_dir.display()
         ))
     })
+}
+
+/// Run `cmd` (through `runuser` when `as_other_user`), with its output in the error when
+/// it fails.
+fn run_command(mut cmd: Command, what: &str, as_other_user: bool) -> Result<(), CanoError> {
+    let output = cmd.output().map_err(|e| {
+        let hint = if as_other_user && e.kind() == std::io::ErrorKind::NotFound {
+            " (as root the server runs through `runuser`, from util-linux: install it)"
+        } else {
+            ""
+        };
+        CanoError::checkpoint_store(format!("postgres: cannot run {what}: {e}{hint}"))
+    })?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(CanoError::checkpoint_store(format!(
+        "postgres: {what} failed ({}): {}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr).trim(),
+        String::from_utf8_lossy(&output.stdout).trim(),
+    )))
 }
 
 /// Whether this process runs as root.
