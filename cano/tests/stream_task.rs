@@ -370,3 +370,71 @@ async fn a_hung_item_is_bounded_by_the_attempt_timeout() {
     assert_eq!(err.category(), "timeout");
     assert!(err.message().contains("attempt_timeout"), "{err}");
 }
+
+/// The trait-impl form of `#[task::stream]`.
+struct Letters;
+
+#[task::stream]
+impl StreamTask<S> for Letters {
+    type Item = char;
+    type Output = char;
+    type Cursor = usize;
+
+    fn window(&self) -> StreamWindow {
+        StreamWindow::Count(2)
+    }
+
+    async fn open(
+        &self,
+        _res: &Resources,
+        cursor: Option<usize>,
+    ) -> Result<ItemStream<char>, CanoError> {
+        Ok(items(
+            "abcde"
+                .chars()
+                .skip(cursor.unwrap_or(0))
+                .collect::<Vec<_>>(),
+        ))
+    }
+
+    async fn process_item(&self, _res: &Resources, c: char) -> Result<(char, usize), CanoError> {
+        Ok((c.to_ascii_uppercase(), (c as usize) - ('a' as usize) + 1))
+    }
+
+    async fn flush_window(
+        &self,
+        res: &Resources,
+        out: Vec<char>,
+    ) -> Result<WindowSignal<S>, CanoError> {
+        let store = res.get::<MemoryStore, _>("out")?;
+        let mut all: String = store.get("all").unwrap_or_default();
+        all.extend(out);
+        all.push('|');
+        store.put("all", all)?;
+        Ok(WindowSignal::Continue)
+    }
+
+    async fn on_close(
+        &self,
+        _res: &Resources,
+        _reason: CloseReason,
+    ) -> Result<TaskResult<S>, CanoError> {
+        Ok(TaskResult::Single(S::Done))
+    }
+}
+
+#[tokio::test]
+async fn the_trait_impl_form_runs_registered_either_way() {
+    for durable in [true, false] {
+        let out = MemoryStore::new();
+        let wf = Workflow::new(Resources::new().insert("out", out.clone()));
+        let wf = if durable {
+            wf.register_stream(S::Ingest, Letters)
+        } else {
+            wf.register(S::Ingest, Letters)
+        };
+        let wf = wf.add_exit_state(S::Done);
+        assert_eq!(wf.orchestrate(S::Ingest).await, Ok(S::Done));
+        assert_eq!(out.get::<String>("all").unwrap(), "AB|CD|E|");
+    }
+}

@@ -10,7 +10,7 @@
 //! | [`retries_and_timeouts`] | retry modes, the default of four attempts, the three kinds of timeout, rate limits | `checkout`, `poll_task`, `rate_limiter` |
 //! | [`split_join`] | running tasks in parallel and joining them | `split_join` |
 //! | [`circuit_breakers`] | stop calling a failing dependency, probe, recover | `circuit_breaker` |
-//! | [`processing_models`] | router, poll, batch and stepped states | `router_task`, `poll_task`, `batch_task`, `stepped_task`, `processing_models` |
+//! | [`processing_models`] | router, poll, batch, stepped and stream states | `router_task`, `poll_task`, `batch_task`, `stepped_task`, `stream_task`, `processing_models` |
 //! | [`observers_and_tracing`] | watching runs: observers, `tracing` spans and events, metrics | `observer_metrics`, `tracing_spans`, `metrics` |
 //! | [`recovery`] | checkpoint logs, `RedbCheckpointStore`, `resume_from`, what a crash leaves, workflow versions | `checkout`, `stepped_task`, `crash_resume`, `workflow_versions` |
 //! | [`sagas`] | undoing completed steps when a later one fails | `saga_rollback`, `saga_crash_resume` |
