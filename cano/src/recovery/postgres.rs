@@ -372,21 +372,16 @@ impl PostgresCheckpointStore {
     async fn clear_run(&self, workflow_id: &str) -> Result<(), CanoError> {
         let mut conn = self.inner.pool.get().await?;
         let failed = conn.on_error(Doing::Clear);
+        let (clear_rows, clear_signals) = (conn.clear_rows.clone(), conn.clear_signals.clone());
         let tx = conn.client.transaction().await.map_err(&failed)?;
         // Rows first: a signal being sent holds a lock on the run's first row, so this
         // waits for it, and the next statement (a fresh snapshot) deletes that signal too.
-        tx.execute(
-            "DELETE FROM cano_checkpoints WHERE workflow_id = $1",
-            &[&workflow_id],
-        )
-        .await
-        .map_err(&failed)?;
-        tx.execute(
-            "DELETE FROM cano_signals WHERE workflow_id = $1",
-            &[&workflow_id],
-        )
-        .await
-        .map_err(&failed)?;
+        tx.execute(&clear_rows, &[&workflow_id])
+            .await
+            .map_err(&failed)?;
+        tx.execute(&clear_signals, &[&workflow_id])
+            .await
+            .map_err(&failed)?;
         tx.commit().await.map_err(&failed)
     }
 

@@ -44,6 +44,9 @@ pub(super) struct Conn {
     pub(super) append: Statement,
     /// A run's rows, by ascending sequence.
     pub(super) load: Statement,
+    /// Delete a run's rows, then (in the same transaction) its pending signals.
+    pub(super) clear_rows: Statement,
+    pub(super) clear_signals: Statement,
     /// Set when a call on it failed in a way that says the connection is gone; it is then
     /// dropped instead of going back to the pool (the client may not know it yet).
     broken: Arc<AtomicBool>,
@@ -126,7 +129,7 @@ impl Pool {
     }
 }
 
-/// Prepare the hot statements on a new connection.
+/// Prepare the statements every run uses on a new connection.
 pub(super) async fn prepare(client: Client) -> Result<Conn, CanoError> {
     let append = client
         .prepare(
@@ -142,10 +145,20 @@ pub(super) async fn prepare(client: Client) -> Result<Conn, CanoError> {
         )
         .await
         .map_err(|e| pg_error(&e, Doing::Prepare))?;
+    let clear_rows = client
+        .prepare("DELETE FROM cano_checkpoints WHERE workflow_id = $1")
+        .await
+        .map_err(|e| pg_error(&e, Doing::Prepare))?;
+    let clear_signals = client
+        .prepare("DELETE FROM cano_signals WHERE workflow_id = $1")
+        .await
+        .map_err(|e| pg_error(&e, Doing::Prepare))?;
     Ok(Conn {
         client,
         append,
         load,
+        clear_rows,
+        clear_signals,
         broken: Arc::default(),
     })
 }
