@@ -499,6 +499,23 @@ async fn until_listening(url: &str) {
     }
 }
 
+/// Approve `order-3` through a store of its own, as another process would, and check that
+/// `run` finishes within seconds (long before a once-a-minute poll).
+async fn approve_from_another_process(
+    url: &str,
+    signal_id: &str,
+    run: tokio::task::JoinHandle<Result<S, CanoError>>,
+) {
+    let sender = connect(url).await;
+    let approval = Signal::from_json("approval", signal_id, r#"{"approved": true}"#).unwrap();
+    assert!(sender.send_signal("order-3", approval).await.unwrap());
+    let done = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("woken by the notification, long before the next poll")
+        .unwrap();
+    assert_eq!(done.unwrap(), S::Done);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signal_sent_by_another_process_wakes_the_run_through_notify() {
     let Some(url) = pg_support::fresh_database("signal_notify").await else {
@@ -508,15 +525,7 @@ async fn a_signal_sent_by_another_process_wakes_the_run_through_notify() {
     let (waiting_side, run) = waiting_for_approval(&url, Duration::from_secs(60)).await;
     until_listening(&url).await;
 
-    // Another process: it shares only the database with the waiting run.
-    let sender = connect(&url).await;
-    let approval = Signal::from_json("approval", "click-1", r#"{"approved": true}"#).unwrap();
-    assert!(sender.send_signal("order-3", approval).await.unwrap());
-    let done = tokio::time::timeout(Duration::from_secs(10), run)
-        .await
-        .expect("woken by the notification, long before the next poll")
-        .unwrap();
-    assert_eq!(done.unwrap(), S::Done);
+    approve_from_another_process(&url, "click-1", run).await;
     assert!(waiting_side.load_run("order-3").await.unwrap().is_empty());
 }
 
@@ -575,14 +584,7 @@ async fn after_a_server_crash_the_store_and_its_listener_come_back() {
     // The listener comes back by itself, and a signal sent now wakes the run at once
     // (the run polls only once a minute).
     until_listening(&url).await;
-    let sender = connect(&url).await;
-    let approval = Signal::from_json("approval", "after-restart", r#"{"approved": true}"#).unwrap();
-    assert!(sender.send_signal("order-3", approval).await.unwrap());
-    let done = tokio::time::timeout(Duration::from_secs(10), run)
-        .await
-        .expect("woken by the notification after the restart")
-        .unwrap();
-    assert_eq!(done.unwrap(), S::Done);
-    drop((store, sender));
+    approve_from_another_process(&url, "after-restart", run).await;
+    drop(store);
     pg.stop().await.unwrap();
 }
