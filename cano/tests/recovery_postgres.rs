@@ -107,6 +107,36 @@ async fn a_tls_connector_is_passed_through_the_builder() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tables_live_in_the_schema_the_search_path_names() {
+    let Some(url) = pg_support::fresh_database("search_path").await else {
+        return;
+    };
+    client(&url)
+        .await
+        .batch_execute("CREATE SCHEMA workflows")
+        .await
+        .unwrap();
+    let store = connect(&format!("{url}?options=-csearch_path%3Dworkflows")).await;
+    store
+        .append("run", CheckpointRow::new(0, "S", "t"))
+        .await
+        .unwrap();
+    let schemas: Vec<String> = client(&url)
+        .await
+        .query(
+            "SELECT DISTINCT table_schema::text FROM information_schema.tables \
+             WHERE table_name LIKE 'cano\\_%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(schemas, ["workflows"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schema_newer_than_the_library_is_refused_and_left_alone() {
     let Some(url) = pg_support::fresh_database("newer_schema").await else {
         return;
