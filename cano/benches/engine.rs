@@ -290,6 +290,26 @@ fn durable(c: &mut Criterion) {
     }
 }
 
+/// `try_acquire` on an uncontended limiter: the cost a task pays per call it guards
+/// (target: 30 ns or less). The limits are far above what the loop can drain.
+fn rate_limits(c: &mut Criterion) {
+    use cano::rate_limit::{RateLimiter, RateLimiterPolicy, WindowPolicy, WindowedRateLimiter};
+    // Outside a runtime, as most callers are: with the `test-util` feature (which this
+    // crate's dev-dependencies turn on) Tokio's clock inside a runtime takes a lock.
+    let mut group = c.benchmark_group("rate_limiter");
+    let bucket = RateLimiter::new(RateLimiterPolicy::per_second(u32::MAX / 2))
+        .unwrap_or_else(|e| panic!("policy: {e}"));
+    group.bench_function("token_bucket_try_acquire", |b| {
+        b.iter(|| std::hint::black_box(bucket.try_acquire().is_ok()))
+    });
+    let window = WindowedRateLimiter::new(WindowPolicy::per_second(u64::MAX / 2))
+        .unwrap_or_else(|e| panic!("policy: {e}"));
+    group.bench_function("window_try_acquire", |b| {
+        b.iter(|| std::hint::black_box(window.try_acquire().is_ok()))
+    });
+    group.finish();
+}
+
 mod harness {
     #![allow(missing_docs)]
     use super::*;
@@ -301,7 +321,8 @@ mod harness {
         retries,
         checkpoints,
         stores,
-        durable
+        durable,
+        rate_limits
     );
 }
 
