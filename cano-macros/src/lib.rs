@@ -359,14 +359,14 @@ pub fn stepped_task(args: TokenStream, item: TokenStream) -> TokenStream {
 /// The `Task` impl runs the stream in memory with `cano::task::stream::run_stream`;
 /// `Workflow::register_stream` runs it durably.
 ///
-/// ```ignore
+/// ```text
 /// #[task::stream(state = Step)]
 /// impl Import {
 ///     fn window(&self) -> StreamWindow { StreamWindow::Count(500) }
-///     async fn open(&self, res: &Resources, cursor: Option<u64>) -> Result<ItemStream<Line>, CanoError> { … }
-///     async fn process_item(&self, res: &Resources, line: Line) -> Result<(Row, u64), CanoError> { … }
-///     async fn flush_window(&self, res: &Resources, rows: Vec<Row>) -> Result<WindowSignal<Step>, CanoError> { … }
-///     async fn on_close(&self, res: &Resources, reason: CloseReason) -> Result<TaskResult<Step>, CanoError> { … }
+///     async fn open(&self, res: &Resources, cursor: Option<u64>) -> Result<ItemStream<Line>, CanoError> { ... }
+///     async fn process_item(&self, res: &Resources, line: Line) -> Result<(Row, u64), CanoError> { ... }
+///     async fn flush_window(&self, res: &Resources, rows: Vec<Row>) -> Result<WindowSignal<Step>, CanoError> { ... }
+///     async fn on_close(&self, res: &Resources, reason: CloseReason) -> Result<TaskResult<Step>, CanoError> { ... }
 /// }
 /// ```
 #[proc_macro_attribute]

@@ -273,7 +273,7 @@
 //! [`on_item_error`](crate::StreamTask::on_item_error): fail the state (the default), skip
 //! it, or tolerate a number of failures in a row. Items after the last commit are
 //! processed again after a crash: make the flush idempotent (an upsert keyed by the
-//! item). The module [`cano::task::stream`](crate::task::stream) has a complete example;
+//! item). The module [`cano::task::stream`](mod@crate::task::stream) has a complete example;
 //! on this machine the `stream_task` example moves about a million items a second through
 //! windows of 1,000 with a redb commit per window (`cargo run --release -p cano --example
 //! stream_task --features recovery -- --items 1000000`).

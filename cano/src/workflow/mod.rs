@@ -303,7 +303,7 @@ where
     /// cursor (a `StepCursor` row, with a checkpoint store), and lets `on_close` pick the
     /// next state when the source ends. A cancel or a passed total timeout flushes and
     /// records the window in flight before the run stops. See
-    /// [`cano::task::stream`](crate::task::stream).
+    /// [`cano::task::stream`](mod@crate::task::stream).
     pub fn register_stream<T>(self, state: TState, task: T) -> Self
     where
         T: crate::task::stream::StreamTask<TState, TResourceKey> + 'static,
