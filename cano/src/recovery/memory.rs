@@ -48,7 +48,12 @@ impl MemoryCheckpointStore {
         Self::default()
     }
 
-    fn append_now(&self, workflow_id: &str, row: CheckpointRow) -> Result<(), CanoError> {
+    fn append_now(&self, workflow_id: &str, mut row: CheckpointRow) -> Result<(), CanoError> {
+        // Kept as long as the run waits: no spare capacity (a JSON blob is built in a
+        // buffer of 128 bytes or more).
+        if let Some(blob) = &mut row.output_blob {
+            blob.shrink_to_fit();
+        }
         let mut runs = self.runs.lock();
         let rows = runs.entry(workflow_id.to_owned()).or_default();
         let at = match rows.last() {
@@ -65,6 +70,10 @@ impl MemoryCheckpointStore {
                 Err(at) => at,
             },
         };
+        // Grow 1, 2, 4, … rather than from 4: most waiting runs hold two or three rows.
+        if rows.len() == rows.capacity() {
+            rows.reserve_exact(rows.len().max(1));
+        }
         rows.insert(at, row);
         Ok(())
     }
