@@ -193,45 +193,18 @@ fn env_ms(var: &str) -> Duration {
 /// The driver, run inside a child process.
 #[test]
 fn data_driver_entry() {
-    let Ok(mode) = std::env::var(crash::MODE_VAR) else {
-        return;
-    };
-    let dir = PathBuf::from(std::env::var(crash::DIR_VAR).expect("crash dir"));
-    let (charge_pause, ship_pause) = (env_ms(CHARGE_VAR), env_ms(SHIP_VAR));
-    // A hung driver must not hang the suite.
-    std::thread::spawn(|| {
-        std::thread::sleep(Duration::from_secs(30));
-        say("WATCHDOG");
-        std::process::exit(99);
-    });
-    let code = crash::runtime().block_on(async {
-        let store = match RedbCheckpointStore::new(db(&dir)) {
-            Ok(store) => Arc::new(store),
-            Err(e) => {
-                say(&format!("OPEN_FAILED {e}"));
-                return 3;
-            }
-        };
+    crash::drive(|mode, dir| async move {
+        let (charge_pause, ship_pause) = (env_ms(CHARGE_VAR), env_ms(SHIP_VAR));
+        let store = Arc::new(RedbCheckpointStore::new(db(&dir))?);
         let wf = workflow(&dir, store, charge_pause, ship_pause);
-        let outcome = if mode == "resume" {
+        if mode == "resume" {
             say(&format!("RESUMING {}", pid()));
             wf.resume_from(RUN_ID).await
         } else {
             say(&format!("STARTED {}", pid()));
             wf.orchestrate(D::Quote).await
-        };
-        match outcome {
-            Ok(state) => {
-                say(&format!("COMPLETED {state:?}"));
-                0
-            }
-            Err(e) => {
-                say(&format!("FAILED {e}"));
-                1
-            }
         }
     });
-    std::process::exit(code);
 }
 
 /// Spawn a driver whose `Charge` and `Ship` take `charge` and `ship` after their work.

@@ -179,28 +179,12 @@ fn env_ms(var: &str) -> Option<Duration> {
 /// The driver, run inside a child process.
 #[test]
 fn signal_driver_entry() {
-    let Ok(mode) = std::env::var(crash::MODE_VAR) else {
-        return;
-    };
-    let dir = PathBuf::from(std::env::var(crash::DIR_VAR).expect("crash dir"));
-    let timeout = env_ms(TIMEOUT_VAR);
-    let slow = env_ms(SLOW_VAR).unwrap_or_default();
-    // A hung driver must not hang the suite.
-    std::thread::spawn(|| {
-        std::thread::sleep(Duration::from_secs(30));
-        say("WATCHDOG");
-        std::process::exit(99);
-    });
-    let code = crash::runtime().block_on(async {
-        let store = match RedbCheckpointStore::new(db(&dir)) {
-            Ok(store) => Arc::new(store),
-            Err(e) => {
-                say(&format!("OPEN_FAILED {e}"));
-                return 3;
-            }
-        };
+    crash::drive(|mode, dir| async move {
+        let timeout = env_ms(TIMEOUT_VAR);
+        let slow = env_ms(SLOW_VAR).unwrap_or_default();
+        let store = Arc::new(RedbCheckpointStore::new(db(&dir))?);
         let wf = workflow(&dir, store.clone(), timeout, slow);
-        let outcome = if mode == "resume" {
+        if mode == "resume" {
             say(&format!("RESUMING {}", now_ms()));
             wf.resume_from(RUN_ID).await
         } else {
@@ -218,19 +202,8 @@ fn signal_driver_entry() {
                 }
             });
             wf.orchestrate(O::Prepare).await
-        };
-        match outcome {
-            Ok(state) => {
-                say(&format!("COMPLETED {state:?}"));
-                0
-            }
-            Err(e) => {
-                say(&format!("FAILED {e}"));
-                1
-            }
         }
     });
-    std::process::exit(code);
 }
 
 /// Spawn a driver.

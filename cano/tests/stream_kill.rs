@@ -85,49 +85,19 @@ fn db(dir: &Path) -> PathBuf {
 /// The driver, run inside a child process.
 #[test]
 fn stream_driver_entry() {
-    let Ok(mode) = std::env::var(crash::MODE_VAR) else {
-        return;
-    };
-    let dir = PathBuf::from(std::env::var(crash::DIR_VAR).expect("crash dir"));
-    std::thread::spawn(|| {
-        std::thread::sleep(Duration::from_secs(60));
-        say("WATCHDOG");
-        std::process::exit(99);
-    });
-    let code = crash::runtime().block_on(async {
-        let store = match RedbCheckpointStore::new(db(&dir)) {
-            Ok(store) => Arc::new(store),
-            Err(e) => {
-                say(&format!("OPEN_FAILED {e}"));
-                return 3;
-            }
-        };
+    crash::drive(|mode, dir| async move {
+        let store = Arc::new(RedbCheckpointStore::new(db(&dir))?);
         let wf = Workflow::bare()
             .register_stream(St::Import, Import { dir: dir.clone() })
             .add_exit_state(St::Done)
             .with_checkpoint_store(store)
             .with_workflow_id(RUN_ID);
-        let outcome = if mode == "resume" {
+        if mode == "resume" {
             wf.resume_from(RUN_ID).await
         } else {
             wf.orchestrate(St::Import).await
-        };
-        match outcome {
-            Ok(state) => {
-                say(&format!("COMPLETED {state:?}"));
-                0
-            }
-            Err(e) if mode == "resume" && e.message().contains("no checkpoint rows") => {
-                say("NO_ROWS");
-                0
-            }
-            Err(e) => {
-                say(&format!("FAILED {e}"));
-                1
-            }
         }
     });
-    std::process::exit(code);
 }
 
 #[test]

@@ -150,52 +150,21 @@ fn workflow(dir: &Path, wait: Duration) -> Result<Workflow<R>, CanoError> {
 /// The driver, run inside a child process.
 #[test]
 fn timer_driver_entry() {
-    let Ok(mode) = std::env::var(crash::MODE_VAR) else {
-        return;
-    };
-    let dir = PathBuf::from(std::env::var(crash::DIR_VAR).expect("crash dir"));
-    let wait = std::env::var(WAIT_VAR)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map(Duration::from_millis)
-        .expect("timer wait");
-    // A hung driver must not hang the suite.
-    std::thread::spawn(|| {
-        std::thread::sleep(Duration::from_secs(30));
-        say("WATCHDOG");
-        std::process::exit(99);
-    });
-    let code = crash::runtime().block_on(async {
-        let wf = match workflow(&dir, wait) {
-            Ok(wf) => wf,
-            Err(e) => {
-                say(&format!("OPEN_FAILED {e}"));
-                return 3;
-            }
-        };
-        let outcome = if mode == "resume" {
+    crash::drive(|mode, dir| async move {
+        let wait = std::env::var(WAIT_VAR)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_millis)
+            .expect("timer wait");
+        let wf = workflow(&dir, wait)?;
+        if mode == "resume" {
             say(&format!("RESUMING {}", now_ms()));
             wf.resume_from(RUN_ID).await
         } else {
             say("STARTED");
             wf.orchestrate(R::Schedule).await
-        };
-        match outcome {
-            Ok(state) => {
-                say(&format!("COMPLETED {state:?}"));
-                0
-            }
-            Err(e) if mode == "resume" && e.message().contains("no checkpoint rows") => {
-                say("NO_ROWS");
-                0
-            }
-            Err(e) => {
-                say(&format!("FAILED {e}"));
-                1
-            }
         }
     });
-    std::process::exit(code);
 }
 
 /// A driver of `mode` whose timer waits `wait`.

@@ -182,30 +182,38 @@ where
         cursor_bytes: Option<Vec<u8>>,
     ) -> StepFuture<'a, TState> {
         Box::pin(async move {
-            let cursor = match cursor_bytes {
-                Some(bytes) => Some(serde_json::from_slice::<T::Cursor>(&bytes).map_err(|e| {
-                    CanoError::task_execution(format!(
-                        "deserialize cursor for `{}`: {e}",
-                        self.0.name()
-                    ))
-                })?),
-                None => None,
-            };
+            let cursor = decode_cursor(cursor_bytes, || self.0.name())?;
             let step = self.0.step(res, cursor).await?;
             crate::instrument::step_iteration(matches!(step, StepOutcome::Done(_)));
             match step {
                 StepOutcome::More(next) => {
-                    serde_json::to_vec(&next)
-                        .map(ErasedStep::More)
-                        .map_err(|e| {
-                            CanoError::task_execution(format!(
-                                "serialize cursor for `{}`: {e}",
-                                self.0.name()
-                            ))
-                        })
+                    encode_cursor(&next, || self.0.name()).map(ErasedStep::More)
                 }
                 StepOutcome::Done(result) => Ok(ErasedStep::Done(result)),
             }
         })
     }
+}
+
+/// A recorded cursor (JSON) as the task's cursor type; `task` names the task in the error.
+pub(crate) fn decode_cursor<C: DeserializeOwned>(
+    bytes: Option<Vec<u8>>,
+    task: impl FnOnce() -> Cow<'static, str>,
+) -> Result<Option<C>, CanoError> {
+    bytes
+        .map(|bytes| {
+            serde_json::from_slice(&bytes).map_err(|e| {
+                CanoError::task_execution(format!("deserialize cursor for `{}`: {e}", task()))
+            })
+        })
+        .transpose()
+}
+
+/// A cursor as the JSON the log records; `task` names the task in the error.
+pub(crate) fn encode_cursor<C: Serialize>(
+    cursor: &C,
+    task: impl FnOnce() -> Cow<'static, str>,
+) -> Result<Vec<u8>, CanoError> {
+    serde_json::to_vec(cursor)
+        .map_err(|e| CanoError::task_execution(format!("serialize cursor for `{}`: {e}", task())))
 }

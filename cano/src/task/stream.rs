@@ -64,6 +64,7 @@
 //! # Ok(()) }
 //! ```
 
+use super::stepped::{decode_cursor, encode_cursor};
 use super::{TaskConfig, TaskResult};
 use crate::error::CanoError;
 use crate::resource::Resources;
@@ -442,9 +443,7 @@ where
     let count = outputs.len();
     let signal = task.flush_window(res, std::mem::take(outputs)).await?;
     if let Some(cursor) = last_cursor.take() {
-        let bytes = serde_json::to_vec(&cursor).map_err(|e| {
-            CanoError::task_execution(format!("serialize cursor for `{}`: {e}", task.name()))
-        })?;
+        let bytes = encode_cursor(&cursor, || task.name())?;
         host.commit(bytes).await?;
     }
     crate::instrument::stream_window(count);
@@ -501,15 +500,7 @@ where
         host: &'a mut (dyn StreamHost + 'a),
     ) -> StreamFuture<'a, TState> {
         Box::pin(async move {
-            let cursor = match cursor {
-                Some(bytes) => Some(serde_json::from_slice::<T::Cursor>(&bytes).map_err(|e| {
-                    CanoError::task_execution(format!(
-                        "deserialize cursor for `{}`: {e}",
-                        self.0.name()
-                    ))
-                })?),
-                None => None,
-            };
+            let cursor = decode_cursor(cursor, || self.0.name())?;
             drive(&*self.0, res, cursor, host).await
         })
     }

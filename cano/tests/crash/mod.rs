@@ -170,6 +170,46 @@ pub fn number_after(printed: &str, marker: &str) -> Option<u64> {
         .and_then(|n| n.parse().ok())
 }
 
+/// The body of a `*_driver_entry` test. In a normal test run (no [`MODE_VAR`]) it does
+/// nothing. In a driver it starts a watchdog (a hung driver must not hang the suite),
+/// runs `run(mode, dir)` on a fresh runtime — it opens the store and starts or resumes
+/// the workflow — and ends the process: `COMPLETED <state>` and exit 0 when the run
+/// reached an exit state, `NO_ROWS` and exit 0 when a resume found the run already
+/// finished, `FAILED <error>` and exit 1 otherwise.
+pub fn drive<S, F>(run: impl FnOnce(String, std::path::PathBuf) -> F)
+where
+    S: std::fmt::Debug,
+    F: std::future::Future<Output = Result<S, cano::CanoError>>,
+{
+    let Ok(mode) = std::env::var(MODE_VAR) else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(std::env::var(DIR_VAR).expect("crash dir"));
+    std::thread::spawn(|| {
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        say("WATCHDOG");
+        std::process::exit(99);
+    });
+    let resuming = mode == "resume";
+    let code = runtime().block_on(async {
+        match run(mode, dir).await {
+            Ok(state) => {
+                say(&format!("COMPLETED {state:?}"));
+                0
+            }
+            Err(e) if resuming && e.message().contains("no checkpoint rows") => {
+                say("NO_ROWS");
+                0
+            }
+            Err(e) => {
+                say(&format!("FAILED {e}"));
+                1
+            }
+        }
+    });
+    std::process::exit(code);
+}
+
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
