@@ -206,6 +206,56 @@ async fn a_table_dropped_by_hand_is_reported_with_what_to_do() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_migrations_off_connect_checks_the_tables_and_changes_nothing() {
+    let Some(url) = pg_support::fresh_database("no_migrations").await else {
+        return;
+    };
+    let checked = || {
+        PostgresCheckpointStore::builder(url.clone())
+            .with_migrations(false)
+            .connect()
+    };
+    let tables = || async {
+        client(&url)
+            .await
+            .query(
+                "SELECT tablename::text FROM pg_tables WHERE tablename LIKE 'cano%' \
+                 ORDER BY tablename",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>()
+    };
+    // An empty database is refused, and stays empty.
+    let text = checked().await.unwrap_err().to_string();
+    assert!(text.contains("has no cano tables"), "{text}");
+    assert!(tables().await.is_empty());
+    // Once a program created them, the store works on them.
+    drop(connect(&url).await);
+    let store = checked().await.unwrap_or_else(|e| panic!("connect: {e}"));
+    store
+        .append("run", CheckpointRow::new(0, "S", "t"))
+        .await
+        .unwrap();
+    assert_eq!(store.list_runs().await.unwrap().len(), 1);
+    drop(store);
+    // A missing table or an older schema is refused, not rebuilt or upgraded.
+    let mut left = tables().await;
+    left.retain(|t| t != "cano_signals");
+    client(&url)
+        .await
+        .batch_execute("DROP TABLE cano_signals")
+        .await
+        .unwrap();
+    let text = checked().await.unwrap_err().to_string();
+    assert!(text.contains("incomplete or older"), "{text}");
+    assert_eq!(tables().await, left);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_connections_give_clear_errors() {
     let Some(server) = pg_support::server().await else {
         return;

@@ -120,6 +120,7 @@ pub struct PostgresStoreBuilder<T = NoTls> {
     tls: T,
     max_connections: usize,
     signal_poll_interval: Duration,
+    migrations: bool,
 }
 
 impl<T> std::fmt::Debug for PostgresStoreBuilder<T> {
@@ -128,6 +129,7 @@ impl<T> std::fmt::Debug for PostgresStoreBuilder<T> {
         f.debug_struct("PostgresStoreBuilder")
             .field("max_connections", &self.max_connections)
             .field("signal_poll_interval", &self.signal_poll_interval)
+            .field("migrations", &self.migrations)
             .finish_non_exhaustive()
     }
 }
@@ -158,6 +160,7 @@ impl PostgresCheckpointStore {
             tls: NoTls,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             signal_poll_interval: signals::POLL_INTERVAL,
+            migrations: true,
         }
     }
 }
@@ -175,6 +178,7 @@ impl<T> PostgresStoreBuilder<T> {
             tls,
             max_connections: self.max_connections,
             signal_poll_interval: self.signal_poll_interval,
+            migrations: self.migrations,
         }
     }
 
@@ -192,6 +196,15 @@ impl<T> PostgresStoreBuilder<T> {
     /// Longer: fewer queries from many waiting runs. At least 10 ms.
     pub fn with_signal_poll_interval(mut self, every: Duration) -> Self {
         self.signal_poll_interval = every.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Whether [`connect`](Self::connect) creates or upgrades the cano tables (default:
+    /// `true`). With `false` it changes no table: it checks that the database has them, at
+    /// this library's [`SCHEMA_VERSION`], and refuses it otherwise. For tools that look at
+    /// a database they must not alter (the `cano` command-line tool).
+    pub fn with_migrations(mut self, migrations: bool) -> Self {
+        self.migrations = migrations;
         self
     }
 }
@@ -241,7 +254,11 @@ where
             })
         });
         let mut first = pool::open(&connector).await?;
-        schema::migrate(&mut first).await?;
+        if self.migrations {
+            schema::migrate(&mut first).await?;
+        } else {
+            schema::check(&first).await?;
+        }
         let first = pool::prepare(first).await?;
         Ok(PostgresCheckpointStore {
             inner: Arc::new(Inner {

@@ -9,6 +9,7 @@ use tokio_postgres::error::SqlState;
 pub(super) enum Doing {
     Connect,
     Migrate,
+    Check,
     Prepare,
     Append,
     Load,
@@ -22,6 +23,7 @@ impl Doing {
         match self {
             Self::Connect => "cannot connect to the database",
             Self::Migrate => "cannot create or upgrade the cano tables",
+            Self::Check => "cannot read which cano tables the database has",
             Self::Prepare => "cannot prepare the checkpoint statements",
             Self::Append => "append failed",
             Self::Load => "loading a run failed",

@@ -110,6 +110,57 @@ pub(super) async fn migrate(client: &mut Client) -> Result<(), CanoError> {
     tx.commit().await.map_err(failed)
 }
 
+/// Check, changing nothing, that the database has the cano tables at [`SCHEMA_VERSION`]
+/// (for a store opened with migrations off).
+///
+/// Cancel-safe: it only reads.
+pub(super) async fn check(client: &Client) -> Result<(), CanoError> {
+    let failed = |e: tokio_postgres::Error| pg_error(&e, Doing::Check);
+    let found = client
+        .query_one(
+            "SELECT to_regclass('cano_schema_version') IS NOT NULL, \
+                    to_regclass('cano_checkpoints') IS NOT NULL, \
+                    to_regclass('cano_signals') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(failed)?;
+    let [versions, checkpoints, signals]: [bool; 3] = [found.get(0), found.get(1), found.get(2)];
+    if !(versions || checkpoints || signals) {
+        return Err(CanoError::checkpoint_store(
+            "postgres: the database has no cano tables (`cano_checkpoints`, `cano_signals`): \
+             no program has used it as a cano store, or the connection's `search_path` \
+             names another schema; nothing was created",
+        ));
+    }
+    let current: i32 = if versions {
+        client
+            .query_one(
+                "SELECT coalesce(max(version), 0) FROM cano_schema_version",
+                &[],
+            )
+            .await
+            .map_err(failed)?
+            .try_get(0)
+            .map_err(failed)?
+    } else {
+        0
+    };
+    if current > SCHEMA_VERSION {
+        return Err(newer_schema(current));
+    }
+    if current < SCHEMA_VERSION || !(checkpoints && signals) {
+        return Err(CanoError::checkpoint_store(format!(
+            "postgres: the database's cano tables are incomplete or older than this library \
+             (cano {}) reads (schema version {current}, expected {SCHEMA_VERSION}); a program \
+             that connects with `PostgresCheckpointStore::connect` creates or upgrades them; \
+             nothing was changed",
+            env!("CARGO_PKG_VERSION")
+        )));
+    }
+    Ok(())
+}
+
 /// The error for a database upgraded by a newer cano.
 fn newer_schema(found: i32) -> CanoError {
     CanoError::checkpoint_store(format!(
