@@ -556,59 +556,56 @@ where
     /// The body of [`layered`](Self::layered), inside the run's metrics.
     async fn layers(
         &self,
-        run: Run,
+        mut run: Run,
         start: Start<TState>,
         lifecycle: bool,
     ) -> Result<TState, CanoError> {
-        {
-            let mut run = run;
-            if let Some(limit) = self.run_deadline() {
-                let token = run.interrupt().and_then(|i| i.token.clone());
-                run.set_interrupt(Interrupt::new(token.unwrap_or_default(), Some(limit)));
-            }
-            // A token cancelled before the run starts: nothing runs.
-            if let Some(stop) = run.must_stop() {
-                let label = match &start {
-                    Start::Fresh(state) | Start::At(state) => self.label_of(state),
-                    Start::Rollback(_) => Cow::Borrowed("(rollback)"),
-                };
-                return self.end_run(true, Err(self.stopped(stop, &label)));
-            }
-            if let (Some(writers), Some(id)) = (&self.run_writers, run.workflow_id.clone()) {
-                run.set_writer(writers.writer(&id).await?);
-            }
-            if lifecycle {
-                self.setup_resources().await?;
-            }
-            // Tasks reach the run's data through a task-local around the state machine.
-            let data = match run.data() {
-                Some(data) => Some(Arc::clone(data)),
-                None if self.has_run_data() => {
-                    let data = RunScope::new(run.workflow_id.clone(), Default::default(), 0);
-                    run.set_data(Arc::clone(&data));
-                    Some(data)
-                }
-                None => None,
-            };
-            let machine = self.run_loop(run, start, Layers::Inner);
-            let machine = async move {
-                match data {
-                    Some(data) => data.enter(machine).await,
-                    None => machine.await,
-                }
-            };
-            // 0.12.0's hard timeout, when no total timeout turns it into a graceful one.
-            let result = match self.timeout.filter(|_| self.total_timeout.is_none()) {
-                Some(limit) => tokio::time::timeout(limit, machine)
-                    .await
-                    .unwrap_or_else(|_| Err(CanoError::workflow("Workflow timeout exceeded"))),
-                None => machine.await,
-            };
-            if lifecycle {
-                self.teardown_resources().await;
-            }
-            self.end_run(true, result)
+        if let Some(limit) = self.run_deadline() {
+            let token = run.interrupt().and_then(|i| i.token.clone());
+            run.set_interrupt(Interrupt::new(token.unwrap_or_default(), Some(limit)));
         }
+        // A token cancelled before the run starts: nothing runs.
+        if let Some(stop) = run.must_stop() {
+            let label = match &start {
+                Start::Fresh(state) | Start::At(state) => self.label_of(state),
+                Start::Rollback(_) => Cow::Borrowed("(rollback)"),
+            };
+            return self.end_run(true, Err(self.stopped(stop, &label)));
+        }
+        if let (Some(writers), Some(id)) = (&self.run_writers, run.workflow_id.clone()) {
+            run.set_writer(writers.writer(&id).await?);
+        }
+        if lifecycle {
+            self.setup_resources().await?;
+        }
+        // Tasks reach the run's data through a task-local around the state machine.
+        let data = match run.data() {
+            Some(data) => Some(Arc::clone(data)),
+            None if self.has_run_data() => {
+                let data = RunScope::new(run.workflow_id.clone(), Default::default(), 0);
+                run.set_data(Arc::clone(&data));
+                Some(data)
+            }
+            None => None,
+        };
+        let machine = self.run_loop(run, start, Layers::Inner);
+        let machine = async move {
+            match data {
+                Some(data) => data.enter(machine).await,
+                None => machine.await,
+            }
+        };
+        // 0.12.0's hard timeout, when no total timeout turns it into a graceful one.
+        let result = match self.timeout.filter(|_| self.total_timeout.is_none()) {
+            Some(limit) => tokio::time::timeout(limit, machine)
+                .await
+                .unwrap_or_else(|_| Err(CanoError::workflow("Workflow timeout exceeded"))),
+            None => machine.await,
+        };
+        if lifecycle {
+            self.teardown_resources().await;
+        }
+        self.end_run(true, result)
     }
 
     /// Whether runs carry run data (`with_run_data`): a checkpoint store records it;
@@ -692,9 +689,9 @@ where
             .unwrap_or(Cow::Borrowed(""))
             .into_owned();
         let state = text.into_owned();
-        // A stepped (or stream) state resumed mid-way records its re-entry as a cursor row carrying the
-        // cursor it continues from: the log's last row then always says where the visit
-        // stands, even if the process dies again before the next step.
+        // A stepped (or stream) state resumed mid-way records its re-entry as a cursor row
+        // carrying the cursor it continues from: the log's last row then always says where
+        // the visit stands, even if the process dies again before the next step.
         // A timer state resumed while waiting likewise records its re-entry as a timer
         // row with the deadline it still waits for.
         // Signal states too: the re-entry repeats the wait, or the signal consumed.
