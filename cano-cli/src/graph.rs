@@ -357,7 +357,7 @@ mod tests {
     use cano::CheckpointRow;
 
     fn run(rows: &[CheckpointRow]) -> (RunView, Vec<PathRow>) {
-        let view = RunView::new(&cano::recovery::log::summarize("r", rows));
+        let view = RunView::new(&cano::recovery::log::summarize("r", rows), false);
         (view, PathRow::decode("r", rows))
     }
 

@@ -1,12 +1,14 @@
 //! `cano`: look at and act on the runs a cano checkpoint store holds.
 //!
 //! ```text
-//! cano runs list   --store redb:PATH [--status S] [--limit N] [--json]
-//! cano runs show   --store redb:PATH RUN_ID [--json]
-//! cano runs signal --store redb:PATH RUN_ID NAME --payload JSON [--id ID]
-//! cano runs purge  --store redb:PATH RUN_ID… | --all-failed [--yes] [--json]
-//! cano graph       --store redb:PATH RUN_ID --format mermaid|dot
+//! cano runs list   --store STORE [--status S] [--limit N] [--json]
+//! cano runs show   --store STORE RUN_ID [--json]
+//! cano runs signal --store STORE RUN_ID NAME --payload JSON [--id ID]
+//! cano runs purge  --store STORE RUN_ID… | --all-failed [--yes] [--json]
+//! cano graph       --store STORE RUN_ID --format mermaid|dot
 //! ```
+//!
+//! `STORE` is `redb:PATH` or `postgres://USER:PASSWORD@HOST:PORT/DATABASE`.
 //!
 //! Exit codes: 0 success, 1 an error (the store, the file or the run is not what the
 //! command needs), 2 a usage problem. `cano --help` and `cano runs list --help` say more.
@@ -29,9 +31,11 @@ use store::StoreSpec;
 #[command(after_help = "Exit codes: 0 ok, 1 error, 2 usage.")]
 struct Cli {
     /// The store: `redb:PATH` (a cano redb checkpoint file; it must exist and no other
-    /// process may have it open) or `postgres://…` (not supported by this build yet).
-    #[arg(long, global = true, env = "CANO_STORE", value_name = "STORE", value_parser = parse_store)]
-    store: Option<StoreSpec>,
+    /// process may have it open) or `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (also
+    /// `postgresql://`; a database holding cano's tables, which the CLI never creates).
+    // Parsed in `main`, not by clap: clap's error would repeat the text, password included.
+    #[arg(long, global = true, env = "CANO_STORE", value_name = "STORE")]
+    store: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -57,9 +61,9 @@ enum RunsCommand {
     Signal(SignalArgs),
     /// Clear runs' logs for good (and their pending signals).
     Purge(PurgeArgs),
-    /// Cancel a run (on a redb store: only the program that runs it can).
+    /// Cancel a run (only the program that runs it can: the CLI says how).
     Cancel(RunIdArg),
-    /// Retry a stopped run (on a redb store: only the program that owns its workflow can).
+    /// Retry a stopped run (only the program that owns its workflow can: the CLI says how).
     Retry(RunIdArg),
 }
 
@@ -68,17 +72,22 @@ List the runs the store holds, by run id.
 
 A store keeps a checkpoint log per run, and a log alone cannot tell a run in progress
 from one that stopped. The CLI opens a redb file only when no process has it open, so
-nothing in it is running. Statuses:
+nothing in it is running; a PostgreSQL database is shared, and other processes may be
+running runs in it while the CLI reads. Statuses:
 
   failed        went forward as far as its last row and stopped there: a task returned
                 an error, or its process died. Workflow::resume_from continues it.
                 (--status failed also lists rolling-back runs.)
+  running-or-failed
+                the same on a PostgreSQL store, where the run may as well be going on
+                in another process (--status failed and --status running list it).
   rolling-back  a saga rollback is recorded with steps still to undo: a compensation
                 failed, or the process died during it. Workflow::resume_from finishes it.
   waiting       parked on a timer (until its deadline) or on a signal (until it comes,
                 or its timeout). Workflow::resume_from continues the wait.
   malformed     the log does not follow cano's format (only --status malformed lists it).
-  running       none on a redb store (see above).
+  running       none on a redb store (see above); on a PostgreSQL store, the
+                running-or-failed and rolling-back runs.
   done          none: a run that finished (or whose rollback finished cleanly) clears
                 its log.
 
@@ -128,7 +137,8 @@ struct PurgeArgs {
     /// The runs to purge.
     #[arg(value_name = "RUN_ID")]
     run_ids: Vec<String>,
-    /// Purge every failed or rolling-back run (not waiting ones).
+    /// Purge every failed or rolling-back run (not waiting ones; on a PostgreSQL store,
+    /// every running-or-failed one: stop the programs running runs first).
     #[arg(long, conflicts_with = "run_ids")]
     all_failed: bool,
     /// Purge more than one run without asking (without it, more than one run is purged
@@ -155,14 +165,17 @@ struct GraphArgs {
     format: graph::Format,
 }
 
-fn parse_store(s: &str) -> Result<StoreSpec, String> {
-    s.parse()
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Some(store) = cli.store.clone() else {
-        Cli::command()
+    let store = match cli.store.as_deref().map(str::parse::<StoreSpec>) {
+        Some(Ok(store)) => store,
+        Some(Err(why)) => Cli::command()
+            .error(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value for '--store <STORE>': {why}"),
+            )
+            .exit(),
+        None => Cli::command()
             .error(
                 clap::error::ErrorKind::MissingRequiredArgument,
                 format!(
@@ -170,7 +183,7 @@ fn main() -> ExitCode {
                     store::ACCEPTED
                 ),
             )
-            .exit();
+            .exit(),
     };
     // Nothing here should panic; should something still, the user gets an error and exit
     // code 1, not a backtrace (and the store is dropped on the way, folding its log).

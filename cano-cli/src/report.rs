@@ -13,7 +13,7 @@
 //! | key | value |
 //! |---|---|
 //! | `run_id` | the run's id |
-//! | `status` | `"failed"`, `"rolling-back"`, `"waiting"` or `"malformed"` (see `cano runs list --help`) |
+//! | `status` | `"failed"`, `"rolling-back"`, `"waiting"` or `"malformed"`; on a PostgreSQL store `"running-or-failed"` instead of `"failed"` (see `cano runs list --help`) |
 //! | `last_state` | the state of the last row that names one (`""` if none) |
 //! | `last_sequence` | the sequence of the log's last row |
 //! | `rows` | how many rows the log holds |
@@ -85,8 +85,9 @@ pub struct RunView {
 }
 
 impl RunView {
-    /// The view of a run the store summarized.
-    pub fn new(summary: &RunSummary) -> Self {
+    /// The view of a run the store summarized; `live`: other processes may be running
+    /// runs in the store while the CLI reads it (a database, not a redb file).
+    pub fn new(summary: &RunSummary, live: bool) -> Self {
         let (mut signal, mut deadline_ms, mut compensations_left, mut problem) =
             (None, None, None, None);
         match &summary.status {
@@ -103,7 +104,7 @@ impl RunView {
         }
         Self {
             run_id: summary.workflow_id.clone(),
-            status: status_name(&summary.status),
+            status: status_name(&summary.status, live),
             last_state: summary.last_state.clone(),
             last_sequence: summary.last_sequence,
             rows: summary.rows,
@@ -138,9 +139,11 @@ impl RunView {
 
 /// The name `runs list` gives a status. A store file that the CLI could open has no
 /// process working on it, so a run that went forward as far as its log shows has stopped:
-/// it returned an error or its process died (`failed`).
-pub fn status_name(status: &RunStatus) -> &'static str {
+/// it returned an error or its process died (`failed`). In a `live` store (a database
+/// other processes use) such a run may as well be running now: the log cannot tell.
+pub fn status_name(status: &RunStatus, live: bool) -> &'static str {
     match status {
+        RunStatus::Forward if live => "running-or-failed",
         RunStatus::Forward => "failed",
         RunStatus::RollingBack { .. } => "rolling-back",
         RunStatus::Waiting { .. } => "waiting",

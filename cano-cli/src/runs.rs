@@ -4,10 +4,10 @@
 use crate::error::Failure;
 use crate::graph;
 use crate::report::{self, PathRow, PendingSignal, PurgeView, RunView, ShowView};
-use crate::store::StoreSpec;
-use cano::recovery::{ListRuns, RunStatus, log};
-use cano::signal::{Signal, SignalStore};
-use cano::{CheckpointRow, CheckpointStore, RedbCheckpointStore};
+use crate::store::{Store, StoreSpec};
+use cano::CheckpointRow;
+use cano::recovery::{RunStatus, log};
+use cano::signal::Signal;
 use std::fmt::Write as _;
 use std::io::Write as _;
 
@@ -16,7 +16,7 @@ use std::io::Write as _;
 pub enum Filter {
     /// Stopped going forward, or rolling back.
     Failed,
-    /// Never on a redb store.
+    /// Never on a redb store; on a PostgreSQL store, the runs that may be running.
     Running,
     /// On a timer or a signal.
     Waiting,
@@ -29,23 +29,32 @@ pub enum Filter {
 }
 
 impl Filter {
-    /// Whether a run with `status` is kept.
-    fn keeps(self, status: &RunStatus) -> bool {
+    /// Whether a run with `status` is kept; `live`: the store may have runs in progress
+    /// (a database).
+    fn keeps(self, status: &RunStatus, live: bool) -> bool {
         match self {
             Self::Failed => matches!(status, RunStatus::Forward | RunStatus::RollingBack { .. }),
+            Self::Running => {
+                live && matches!(status, RunStatus::Forward | RunStatus::RollingBack { .. })
+            }
             Self::Waiting => matches!(status, RunStatus::Waiting { .. }),
             Self::RollingBack => matches!(status, RunStatus::RollingBack { .. }),
             Self::Malformed => matches!(status, RunStatus::Malformed(_)),
-            Self::Running | Self::Done => false,
+            Self::Done => false,
         }
     }
 
-    /// Why a filter can match nothing on this store, if it cannot.
-    fn never(self) -> Option<&'static str> {
+    /// What to know about the runs the filter keeps on this store, if anything.
+    fn note(self, live: bool) -> Option<&'static str> {
         match self {
-            Self::Running => Some(
+            Self::Running if !live => Some(
                 "no run in a redb file is running while the CLI has it open (a running \
                  program holds the file); stopped runs are listed as failed",
+            ),
+            Self::Running | Self::Failed if live => Some(
+                "a log does not say whether a process is working on its run: on a \
+                 PostgreSQL store, running and failed runs are the same runs \
+                 (running-or-failed, rolling-back)",
             ),
             Self::Done => Some("a finished run clears its log: a store holds no done runs"),
             _ => None,
@@ -86,15 +95,21 @@ fn to_json(value: &impl serde::Serialize) -> Result<String, Failure> {
 }
 
 /// Every run of the store, by id.
-async fn all_runs(store: &RedbCheckpointStore) -> Result<Vec<RunView>, Failure> {
-    let mut runs: Vec<RunView> = store.list_runs().await?.iter().map(RunView::new).collect();
+async fn all_runs(store: &dyn Store, spec: &StoreSpec) -> Result<Vec<RunView>, Failure> {
+    let live = spec.is_live();
+    let mut runs: Vec<RunView> = store
+        .list_runs()
+        .await?
+        .iter()
+        .map(|r| RunView::new(r, live))
+        .collect();
     runs.sort_by(|a, b| a.run_id.cmp(&b.run_id));
     Ok(runs)
 }
 
 /// A run's rows (by sequence) and its summary; an error if the store holds no such run.
 async fn load(
-    store: &RedbCheckpointStore,
+    store: &dyn Store,
     spec: &StoreSpec,
     run_id: &str,
 ) -> Result<(Vec<CheckpointRow>, RunView), Failure> {
@@ -103,7 +118,7 @@ async fn load(
         return Err(unknown_run(spec, run_id));
     }
     rows.sort_by_key(|r| r.sequence);
-    let view = RunView::new(&log::summarize(run_id, &rows));
+    let view = RunView::new(&log::summarize(run_id, &rows), spec.is_live());
     Ok((rows, view))
 }
 
@@ -122,11 +137,11 @@ pub async fn list(
     limit: Option<usize>,
     json: bool,
 ) -> Result<(), Failure> {
-    let store = spec.open()?;
-    let mut runs = all_runs(&store).await?;
+    let store = spec.open().await?;
+    let mut runs = all_runs(store.as_ref(), spec).await?;
     if let Some(filter) = filter {
-        runs.retain(|r| filter.keeps(&r.raw));
-        if let Some(why) = filter.never() {
+        runs.retain(|r| filter.keeps(&r.raw, spec.is_live()));
+        if let Some(why) = filter.note(spec.is_live()) {
             let _ = writeln!(std::io::stderr(), "note: {why}");
         }
     }
@@ -190,8 +205,8 @@ fn table(runs: &[RunView], now_ms: u64) -> String {
 
 /// `cano runs show`.
 pub async fn show(spec: &StoreSpec, run_id: &str, json: bool) -> Result<(), Failure> {
-    let store = spec.open()?;
-    let (rows, run) = load(&store, spec, run_id).await?;
+    let store = spec.open().await?;
+    let (rows, run) = load(store.as_ref(), spec, run_id).await?;
     let pending = match &run.signal {
         Some(name) => store
             .pending_signals(run_id, name)
@@ -436,8 +451,8 @@ pub async fn signal(
     // Checked before the store is opened: a bad payload writes nothing.
     let signal = Signal::from_json(name, id.as_str(), payload)
         .map_err(|e| Failure::usage(format!("--payload: {}; nothing was sent", e.message())))?;
-    let store = spec.open()?;
-    let (_, run) = load(&store, spec, run_id).await?;
+    let store = spec.open().await?;
+    let (_, run) = load(store.as_ref(), spec, run_id).await?;
     let stored = store.send_signal(run_id, signal).await?;
     let mut out = String::new();
     if stored {
@@ -474,7 +489,7 @@ pub async fn signal(
 
 /// `cano runs purge`.
 pub async fn purge(spec: &StoreSpec, which: Which, yes: bool, json: bool) -> Result<(), Failure> {
-    let store = spec.open()?;
+    let store = spec.open().await?;
     let ids: Vec<String> = match which {
         Which::Ids(mut ids) => {
             ids.dedup();
@@ -488,10 +503,10 @@ pub async fn purge(spec: &StoreSpec, which: Which, yes: bool, json: bool) -> Res
             }
             ids
         }
-        Which::AllFailed => all_runs(&store)
+        Which::AllFailed => all_runs(store.as_ref(), spec)
             .await?
             .into_iter()
-            .filter(|r| Filter::Failed.keeps(&r.raw))
+            .filter(|r| Filter::Failed.keeps(&r.raw, false))
             .map(|r| r.run_id)
             .collect(),
     };
@@ -563,25 +578,36 @@ fn confirm(ids: &[String]) -> Result<(), Failure> {
     }
 }
 
-/// `cano runs cancel`: a redb store cannot do it.
+/// `cano runs cancel`: no store can do it from outside the program running the run.
 pub async fn cancel(spec: &StoreSpec, run_id: &str) -> Result<(), Failure> {
-    let store = spec.open()?;
-    let (_, run) = load(&store, spec, run_id).await?;
+    let store = spec.open().await?;
+    let (_, run) = load(store.as_ref(), spec, run_id).await?;
+    let who = if spec.is_live() {
+        "a process may be working on it now; on a PostgreSQL store a run is cancelled by \
+         the program that runs it"
+    } else {
+        "no process is running it (the CLI could open the file); on a redb store a run is \
+         cancelled by the program that runs it"
+    };
     Err(Failure::error(format!(
-        "run {run_id:?} is {} and no process is running it (the CLI could open the file); \
-         on a redb store a run is cancelled by the program that runs it (a \
-         CancellationToken passed to orchestrate_with_token or resume_from_with_token). \
-         To drop its log for good instead: cano runs purge {run_id}",
+        "run {run_id:?} is {}: {who} (a CancellationToken passed to orchestrate_with_token \
+         or resume_from_with_token). To drop its log for good instead: cano runs purge \
+         {run_id}",
         run.status
     )))
 }
 
-/// `cano runs retry`: a redb store cannot do it.
+/// `cano runs retry`: only the program that owns the workflow can.
 pub async fn retry(spec: &StoreSpec, run_id: &str) -> Result<(), Failure> {
-    let store = spec.open()?;
-    let (_, run) = load(&store, spec, run_id).await?;
+    let store = spec.open().await?;
+    let (_, run) = load(store.as_ref(), spec, run_id).await?;
+    let kind = if spec.is_live() {
+        "a PostgreSQL"
+    } else {
+        "a redb"
+    };
     Err(Failure::error(format!(
-        "run {run_id:?} is {} in {}; on a redb store only the program that owns the \
+        "run {run_id:?} is {} in {}; on {kind} store only the program that owns the \
          workflow can run its tasks: that program continues it with \
          Workflow::resume_from({run_id:?})",
         run.status,
@@ -591,8 +617,8 @@ pub async fn retry(spec: &StoreSpec, run_id: &str) -> Result<(), Failure> {
 
 /// `cano graph`.
 pub async fn graph(spec: &StoreSpec, run_id: &str, format: graph::Format) -> Result<(), Failure> {
-    let store = spec.open()?;
-    let (rows, run) = load(&store, spec, run_id).await?;
+    let store = spec.open().await?;
+    let (rows, run) = load(store.as_ref(), spec, run_id).await?;
     let path = PathRow::decode(run_id, &rows);
     emit(&graph::render(&run, &path, format))
 }

@@ -4,16 +4,31 @@
 //! checkpoint table and no other process has it open; each of these is checked before
 //! [`RedbCheckpointStore::new`] is called (which would otherwise create a missing file,
 //! or add the table to a foreign database).
+//!
+//! A PostgreSQL database is opened with migrations off: the store checks that the cano
+//! tables are there, at the library's schema version, and refuses the database
+//! otherwise, creating nothing.
 
 use crate::error::Failure;
 use cano::RedbCheckpointStore;
+use cano::recovery::ListRuns;
+use cano::recovery::postgres::PostgresCheckpointStore;
+use cano::signal::SignalStore;
 use redb::{ReadableDatabase, TableHandle};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 /// The forms `--store` accepts, for error messages and help.
-pub const ACCEPTED: &str =
-    "redb:PATH (a cano redb checkpoint file) or postgres://… (not supported by this build yet)";
+pub const ACCEPTED: &str = "redb:PATH (a cano redb checkpoint file) or \
+     postgres://USER:PASSWORD@HOST:PORT/DATABASE (a PostgreSQL database holding cano's tables)";
+
+/// What the commands need of a store; both kinds have it.
+pub trait Store: ListRuns + SignalStore {}
+
+impl<T: ListRuns + SignalStore> Store for T {}
+
+/// PostgreSQL connections the CLI opens at most: it does one thing at a time.
+const PG_CONNECTIONS: usize = 2;
 
 /// The table every cano redb checkpoint file has (see `cano::RedbCheckpointStore`).
 const CHECKPOINT_TABLE: &str = "cano_checkpoints";
@@ -23,7 +38,7 @@ const CHECKPOINT_TABLE: &str = "cano_checkpoints";
 pub enum StoreSpec {
     /// `redb:PATH`.
     Redb(PathBuf),
-    /// `postgres://…` or `postgresql://…`: recognised, not supported yet.
+    /// `postgres://…` or `postgresql://…`.
     Postgres(String),
 }
 
@@ -52,7 +67,7 @@ impl FromStr for StoreSpec {
             }
             _ => "no store kind given (a bare path? write `redb:PATH`)".to_string(),
         };
-        Err(format!("`{s}`: {hint}; expected {ACCEPTED}"))
+        Err(format!("`{}`: {hint}; expected {ACCEPTED}", redact(s)))
     }
 }
 
@@ -65,20 +80,41 @@ impl StoreSpec {
         }
     }
 
+    /// Whether other processes may be running runs in the store while the CLI works on
+    /// it: a database may be shared; a redb file is opened only when no process has it.
+    pub fn is_live(&self) -> bool {
+        matches!(self, Self::Postgres(_))
+    }
+
     /// Open the store for a command.
     ///
     /// # Errors
-    /// A postgres URL (not supported by this build); see [`open_redb`].
-    pub fn open(&self) -> Result<RedbCheckpointStore, Failure> {
-        match self {
-            Self::Redb(path) => open_redb(path),
-            Self::Postgres(url) => Err(Failure::error(format!(
-                "store {}: PostgreSQL stores are not supported by this build of cano yet; \
-                 use --store redb:PATH",
-                redact(url)
-            ))),
-        }
+    /// See [`open_redb`] and [`open_postgres`].
+    pub async fn open(&self) -> Result<Box<dyn Store>, Failure> {
+        Ok(match self {
+            Self::Redb(path) => Box::new(open_redb(path)?),
+            Self::Postgres(url) => Box::new(open_postgres(url).await?),
+        })
     }
+}
+
+/// Connect to the PostgreSQL database at `url`, which must hold cano's tables.
+///
+/// # Errors
+/// Naming the database (without its password): the URL does not parse, the server cannot
+/// be reached, the credentials are refused, the database does not exist, or it has no cano
+/// tables or tables of another version (nothing is created or upgraded).
+async fn open_postgres(url: &str) -> Result<PostgresCheckpointStore, Failure> {
+    PostgresCheckpointStore::builder(url)
+        .with_max_connections(PG_CONNECTIONS)
+        .with_migrations(false)
+        .connect()
+        .await
+        .map_err(|e| {
+            // The library's text never holds the URL; keep the password out all the same.
+            let text = e.message().replace(url, &redact(url));
+            Failure::error(format!("store {}: {text}", redact(url)))
+        })
 }
 
 /// `url` without its password, for messages.

@@ -99,19 +99,34 @@ fn a_file_held_open_by_another_process_is_refused_clearly() {
 }
 
 #[test]
-fn store_urls_other_than_redb_are_refused() {
+fn store_urls_with_a_typo_are_usage_errors_and_hide_the_password() {
+    // A PostgreSQL URL is accepted; nobody listens on port 1, and the password stays out.
     cano()
-        .args(["runs", "list", "--store", "postgres://ana:secret@db/cano"])
+        .args([
+            "runs",
+            "list",
+            "--store",
+            "postgres://ana:secret@127.0.0.1:1/cano",
+        ])
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("not supported by this build"))
+        .stderr(predicate::str::contains(
+            "postgres://ana:***@127.0.0.1:1/cano",
+        ))
+        .stderr(predicate::str::contains("cannot connect"))
         .stderr(predicate::str::contains("secret").not());
-    for typo in ["rebd:/tmp/x.redb", "/tmp/x.redb", "redb:"] {
+    for typo in [
+        "rebd:/tmp/x.redb",
+        "/tmp/x.redb",
+        "redb:",
+        "postgrs://ana:secret@db/cano",
+    ] {
         cano()
             .args(["runs", "list", "--store", typo])
             .assert()
             .code(2)
-            .stderr(predicate::str::contains("redb:PATH"));
+            .stderr(predicate::str::contains("redb:PATH"))
+            .stderr(predicate::str::contains("secret").not());
     }
 }
 
