@@ -4,10 +4,13 @@
 use cano::cancel::CancellationToken;
 use cano::prelude::*;
 use cano::run_data::RunData;
+use cano::signal::SignalStore;
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+
+pub mod pg;
 
 /// A run that failed going forward (in `Load`, after `Fetch` wrote run data).
 pub const FAILED: &str = "import-7";
@@ -73,8 +76,9 @@ pub fn fixture() -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
-/// Run the four workflows above on `store`, leaving their runs in it.
-pub async fn write_runs(store: &Arc<RedbCheckpointStore>) {
+/// Run the four workflows above on `store` (a redb or a PostgreSQL one), leaving their
+/// runs in it.
+pub async fn write_runs<S: SignalStore>(store: &Arc<S>) {
     failed_run(store).await;
     timer_run(store).await;
     signal_run(store).await;
@@ -142,7 +146,7 @@ fn go(name: &'static str, next: Step) -> Go {
     }
 }
 
-async fn failed_run(store: &Arc<RedbCheckpointStore>) {
+async fn failed_run<S: SignalStore>(store: &Arc<S>) {
     let wf = Workflow::bare()
         .register(Step::Fetch, go("fetch", Step::Load))
         .register(
@@ -179,8 +183,8 @@ impl Later {
 }
 
 /// Run `wf` from `start` until its log's last row is of `kind`, then cancel it.
-async fn run_until(
-    store: &Arc<RedbCheckpointStore>,
+async fn run_until<S: SignalStore>(
+    store: &Arc<S>,
     wf: Workflow<Step>,
     start: Step,
     id: &str,
@@ -200,7 +204,7 @@ async fn run_until(
     assert!(err.is_cancelled(), "{err}");
 }
 
-async fn timer_run(store: &Arc<RedbCheckpointStore>) {
+async fn timer_run<S: SignalStore>(store: &Arc<S>) {
     let wf = Workflow::bare()
         .register(Step::Fetch, go("fetch_reminder", Step::Wait))
         .register(Step::Wait, Later)
@@ -250,7 +254,7 @@ impl AwaitApproval {
 }
 
 /// The approval workflow: `Fetch → AwaitApproval → Ship | Rejected → Done`.
-pub fn approval_workflow(store: Arc<RedbCheckpointStore>) -> Workflow<Step> {
+pub fn approval_workflow<S: SignalStore>(store: Arc<S>) -> Workflow<Step> {
     Workflow::bare()
         .register(Step::Fetch, go("submit", Step::AwaitApproval))
         .register_signal(Step::AwaitApproval, AwaitApproval)
@@ -262,7 +266,7 @@ pub fn approval_workflow(store: Arc<RedbCheckpointStore>) -> Workflow<Step> {
         .with_workflow_id(SIGNAL)
 }
 
-async fn signal_run(store: &Arc<RedbCheckpointStore>) {
+async fn signal_run<S: SignalStore>(store: &Arc<S>) {
     let wf = approval_workflow(store.clone());
     run_until(store, wf, Step::Fetch, SIGNAL, RowKind::SignalWait).await;
 }
@@ -312,7 +316,7 @@ impl Saga {
     }
 }
 
-async fn rollback_run(store: &Arc<RedbCheckpointStore>) {
+async fn rollback_run<S: SignalStore>(store: &Arc<S>) {
     let saga = |name, next, fail, refund_fails| Saga {
         name,
         next,

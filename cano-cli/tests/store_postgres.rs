@@ -1,0 +1,350 @@
+//! Every command on a real PostgreSQL store (`--store postgres://…`): runs written by
+//! workflows through the library, read, signalled and purged by the CLI; bad URLs, bad
+//! credentials and databases that are not cano stores give clear errors and change
+//! nothing.
+//!
+//! One throwaway server per test binary and a database per test (`support::pg`); without
+//! PostgreSQL the tests print why they skip, and fail when `CANO_REQUIRE_POSTGRES=1`.
+
+mod support;
+
+use cano::prelude::*;
+use cano::signal::SignalStore;
+use predicates::prelude::*;
+use std::sync::Arc;
+use support::pg;
+use support::{FAILED, ROLLBACK, SIGNAL, TIMER, cano, ids, list_json, stdout_of};
+
+#[test]
+fn runs_list_shows_the_runs_as_a_table_as_json_and_by_status() {
+    let Some(url) = pg::fixture("list") else {
+        return;
+    };
+    let out = cano()
+        .args(["runs", "list", "--store", &url])
+        .assert()
+        .success();
+    let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 5, "{text}");
+    assert!(lines[0].starts_with("RUN ID"), "{text}");
+    let line = |id: &str| *lines.iter().find(|l| l.starts_with(id)).unwrap();
+    // A shared database may have the run in progress elsewhere: the status says so.
+    assert!(line(FAILED).contains(" running-or-failed "), "{text}");
+    assert!(line(FAILED).contains(" Load "), "{text}");
+    assert!(
+        line(SIGNAL).contains("signal \"approval\" until "),
+        "{text}"
+    );
+    assert!(line(TIMER).contains("timer until "), "{text}");
+    assert!(line(ROLLBACK).contains("1 compensation(s) left"), "{text}");
+
+    let runs = list_json(&url, &[]);
+    assert_eq!(ids(&runs), format!("{FAILED} {SIGNAL} {ROLLBACK} {TIMER}"));
+    let statuses: Vec<&str> = runs.iter().map(|r| r["status"].as_str().unwrap()).collect();
+    assert_eq!(
+        statuses,
+        ["running-or-failed", "waiting", "rolling-back", "waiting"]
+    );
+    assert_eq!(runs[0]["rows"], 2);
+    assert_eq!(runs[1]["signal"], "approval");
+
+    assert_eq!(
+        ids(&list_json(&url, &["--status", "waiting"])),
+        format!("{SIGNAL} {TIMER}")
+    );
+    for status in ["failed", "running"] {
+        assert_eq!(
+            ids(&list_json(&url, &["--status", status])),
+            format!("{FAILED} {ROLLBACK}")
+        );
+    }
+    cano()
+        .args(["runs", "list", "--status", "running", "--store", &url])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "running and failed runs are the same",
+        ));
+    assert_eq!(ids(&list_json(&url, &["--limit", "1"])), FAILED);
+}
+
+#[test]
+fn runs_show_and_graph_decode_a_run_and_never_print_the_password() {
+    let Some(url) = pg::fixture("show") else {
+        return;
+    };
+    let password = pg::password(&url).to_string();
+    let rollback = stdout_of(["runs", "show", ROLLBACK, "--store", &url]);
+    for line in [
+        "rollback started after task_execution error: courier rejected the parcel; steps to undo: reserve, charge",
+        "compensated reserve (step 0)",
+        "stopped: rolling back after task_execution error: courier rejected the parcel; 1 compensation(s) not done",
+    ] {
+        assert!(rollback.contains(line), "{line:?} not in {rollback}");
+    }
+    assert!(
+        rollback.contains("postgresql://postgres:***@127.0.0.1:"),
+        "{rollback}"
+    );
+    assert!(!rollback.contains(&password), "{rollback}");
+
+    let show: serde_json::Value = serde_json::from_str(&stdout_of([
+        "runs", "show", SIGNAL, "--json", "--store", &url,
+    ]))
+    .unwrap();
+    assert_eq!(show["run"]["status"], "waiting");
+    assert!(
+        show["why"]
+            .as_str()
+            .unwrap()
+            .contains("no signal has been sent yet")
+    );
+
+    let mermaid = stdout_of(["graph", ROLLBACK, "--store", &url]);
+    assert!(mermaid.starts_with("flowchart TD\n"), "{mermaid}");
+    assert!(mermaid.contains("s0[\"Reserve\"]"), "{mermaid}");
+    let dot = stdout_of(["graph", FAILED, "--format", "dot", "--store", &url]);
+    assert!(dot.starts_with("digraph"), "{dot}");
+    assert!(dot.contains("Load"), "{dot}");
+
+    for args in [
+        &["runs", "show", "order-9999"][..],
+        &["graph", "order-9999"],
+        &["runs", "purge", "order-9999"],
+        &[
+            "runs",
+            "signal",
+            "order-9999",
+            "approval",
+            "--payload",
+            "{}",
+        ],
+    ] {
+        cano()
+            .args(args)
+            .args(["--store", &url])
+            .assert()
+            .code(1)
+            .stdout("")
+            .stderr(predicate::str::contains("holds no run \"order-9999\""))
+            .stderr(predicate::str::contains(":***@"))
+            .stderr(predicate::str::contains(password.as_str()).not());
+    }
+}
+
+#[test]
+fn a_signal_sent_by_the_cli_is_consumed_by_the_resumed_run() {
+    let Some(url) = pg::fixture("signal") else {
+        return;
+    };
+    let payload = r#"{"approved": true, "by": "ana"}"#;
+    let send = || {
+        cano()
+            .args(["runs", "signal", SIGNAL, "approval", "--id", "click-1"])
+            .args(["--payload", payload, "--store", &url])
+            .assert()
+            .success()
+    };
+    send().stdout(predicate::str::contains(
+        "sent signal \"approval\" (id \"click-1\") to run \"order-1042\"",
+    ));
+    send().stdout(predicate::str::contains("nothing changed"));
+    cano()
+        .args(["runs", "show", SIGNAL, "--store", &url])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "pending signal \"approval\" (id \"click-1\"): {\"approved\":true,\"by\":\"ana\"}",
+        ));
+    cano()
+        .args([
+            "runs",
+            "signal",
+            SIGNAL,
+            "approval",
+            "--payload",
+            "{approved",
+        ])
+        .args(["--store", &url])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("nothing was sent"));
+
+    support::runtime().block_on(async {
+        let store = Arc::new(pg::connect(&url).await);
+        let trail = Arc::new(support::Trail::default());
+        let wf = support::approval_workflow(store.clone()).with_observer(trail.clone());
+        let end = tokio::time::timeout(std::time::Duration::from_secs(10), wf.resume_from(SIGNAL))
+            .await
+            .expect("the signal was in the store: no wait")
+            .unwrap();
+        assert_eq!(end, support::Step::Done);
+        assert!(trail.0.lock().unwrap().contains(&"Ship".to_string()));
+        assert!(store.load_run(SIGNAL).await.unwrap().is_empty());
+        assert!(
+            store
+                .pending_signals(SIGNAL, "approval")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    });
+}
+
+#[test]
+fn purge_clears_runs_and_their_signals() {
+    let Some(url) = pg::fixture("purge") else {
+        return;
+    };
+    cano()
+        .args(["runs", "signal", SIGNAL, "approval", "--payload", "{}"])
+        .args(["--store", &url])
+        .assert()
+        .success();
+    cano()
+        .args(["runs", "purge", SIGNAL, "--store", &url])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("purged 1 run(s)"));
+    assert_eq!(pg::query(&url, "SELECT count(*) FROM cano_signals"), ["0"]);
+    cano()
+        .args(["runs", "purge", "--all-failed", "--store", &url])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--yes"));
+    let out = stdout_of([
+        "runs",
+        "purge",
+        "--all-failed",
+        "--yes",
+        "--json",
+        "--store",
+        &url,
+    ]);
+    let purged: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(purged["purged"], serde_json::json!([FAILED, ROLLBACK]));
+    assert_eq!(ids(&list_json(&url, &[])), TIMER);
+}
+
+#[test]
+fn cancel_and_retry_say_who_can() {
+    let Some(url) = pg::fixture("actions") else {
+        return;
+    };
+    cano()
+        .args(["runs", "cancel", FAILED, "--store", &url])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "on a PostgreSQL store a run is cancelled by",
+        ))
+        .stderr(predicate::str::contains("cano runs purge import-7"));
+    cano()
+        .args(["runs", "retry", ROLLBACK, "--store", &url])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "Workflow::resume_from(\"order-1043\")",
+        ));
+    assert_eq!(list_json(&url, &[]).len(), 4);
+}
+
+/// What `runs list` says on `store`: exit code 1 and stderr.
+fn list_fails(store: &str) -> String {
+    let out = cano()
+        .args(["runs", "list", "--store", store])
+        .assert()
+        .code(1)
+        .stdout("")
+        .get_output()
+        .clone();
+    String::from_utf8(out.stderr).unwrap()
+}
+
+#[test]
+fn bad_urls_and_credentials_are_clear_errors() {
+    let Some(url) = pg::fixture("bad") else {
+        return;
+    };
+    let server = pg::server().unwrap();
+    let password = pg::password(&url);
+
+    let wrong = url.replace(password, "not-the-password");
+    let err = list_fails(&wrong);
+    assert!(err.contains("password authentication failed"), "{err}");
+    assert!(err.contains("check the user name and password"), "{err}");
+    assert!(!err.contains("not-the-password"), "{err}");
+
+    // A port nobody listens on: the server's, once it is free.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let closed = url.replace(&format!(":{}/", server.port()), &format!(":{port}/"));
+    let err = list_fails(&closed);
+    assert!(err.contains("cannot connect to the database"), "{err}");
+    assert!(err.contains("is the server running"), "{err}");
+    assert!(!err.contains(password), "{err}");
+
+    let missing = server.url_for("no_such_database");
+    let err = list_fails(&missing);
+    assert!(err.contains("does not exist"), "{err}");
+
+    let typo = url.replace(&format!(":{}/", server.port()), ":54x2/");
+    let err = list_fails(&typo);
+    assert!(err.contains("does not parse"), "{err}");
+    assert!(!err.contains(password), "{err}");
+
+    // A misspelt scheme is a usage error.
+    cano()
+        .args([
+            "runs",
+            "list",
+            "--store",
+            &url.replace("postgresql", "postgress"),
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("unknown store kind `postgress`"))
+        .stderr(predicate::str::contains(password).not());
+}
+
+#[test]
+fn a_database_without_cano_tables_is_refused_and_left_as_it_is() {
+    let Some(url) = pg::fresh_database("foreign") else {
+        return;
+    };
+    pg::query(
+        &url,
+        "CREATE TABLE orders (id int); INSERT INTO orders VALUES (1)",
+    );
+    let tables = "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables \
+                  WHERE schemaname = 'public'";
+    for args in [
+        &["runs", "list"][..],
+        &["runs", "show", FAILED],
+        &["graph", FAILED],
+        &["runs", "signal", SIGNAL, "approval", "--payload", "{}"],
+        &["runs", "purge", FAILED],
+    ] {
+        cano()
+            .args(args)
+            .args(["--store", &url])
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("has no cano tables"))
+            .stderr(predicate::str::contains("nothing was created"));
+    }
+    assert_eq!(pg::query(&url, tables), ["orders"]);
+}
+
+#[test]
+fn the_postgres_scheme_works_like_postgresql() {
+    let Some(url) = pg::fixture("scheme") else {
+        return;
+    };
+    let short = url.replacen("postgresql://", "postgres://", 1);
+    assert_eq!(list_json(&short, &[]).len(), 4);
+}
