@@ -76,7 +76,8 @@
 //! `cano_circuit_open_events_total{task}`, `cano_checkpoints_observed_total`,
 //! `cano_resumes_total`, `cano_rollbacks_total`, `cano_observed_compensations_total{task,
 //! result}`, `cano_observed_cancellations_total`, `cano_observed_workflow_timeouts_total`,
-//! `cano_signals_total{signal, result}` and `cano_observed_runs_total{outcome}`.
+//! `cano_signals_total{signal, result}`, `cano_observed_runs_total{outcome}` and
+//! `cano_observed_unknown_resume_states_total`.
 //!
 //! # Label policy
 //!
@@ -181,6 +182,8 @@ pub mod names {
     pub const SIGNALS: &str = "cano_signals_total";
     /// Runs that ended, by `outcome` (observer).
     pub const OBSERVED_RUNS: &str = "cano_observed_runs_total";
+    /// Rows of resumed logs naming states no longer registered (observer).
+    pub const OBSERVED_UNKNOWN_RESUME_STATES: &str = "cano_observed_unknown_resume_states_total";
 }
 
 /// Switch the engine's metrics on (see the [module docs](self)). Idempotent.
@@ -285,6 +288,10 @@ pub fn describe() {
             OBSERVED_RUNS,
             "Runs that ended, by outcome (MetricsObserver)",
         ),
+        (
+            OBSERVED_UNKNOWN_RESUME_STATES,
+            "Resumed log rows naming states no longer registered (MetricsObserver)",
+        ),
     ];
     for (name, help) in counters {
         describe_counter!(*name, Unit::Count, *help);
@@ -383,6 +390,9 @@ impl WorkflowObserver for MetricsObserver {
     }
     fn on_signal_rejected(&self, name: &str, _id: &str, _error: &CanoError) {
         counter!(names::SIGNALS, "signal" => name.to_string(), "result" => "rejected").increment(1);
+    }
+    fn on_unknown_resume_state(&self, _workflow_id: &str, _sequence: u64, _state: &str) {
+        counter!(names::OBSERVED_UNKNOWN_RESUME_STATES).increment(1);
     }
     fn on_run_end(&self, outcome: Result<&str, &CanoError>) {
         let outcome = match outcome {

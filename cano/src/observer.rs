@@ -114,6 +114,11 @@ pub trait WorkflowObserver: Send + Sync + 'static {
     /// A pending signal was dropped without being consumed: its payload does not
     /// deserialize into the task's payload type (`error` says why). The run keeps waiting.
     fn on_signal_rejected(&self, _name: &str, _id: &str, _error: &CanoError) {}
+    /// A resumed run's log names, in the row with `sequence`, a state (`state`, its
+    /// `Debug` text) that is no longer registered in the workflow — one the code no longer
+    /// has, before the resume point. The row is skipped and the resume goes on (a resume
+    /// point in such a state is an error instead).
+    fn on_unknown_resume_state(&self, _workflow_id: &str, _sequence: u64, _state: &str) {}
 }
 
 /// An observer that turns every callback into a `tracing` event with target
@@ -186,6 +191,9 @@ impl WorkflowObserver for TracingObserver {
     }
     fn on_signal_rejected(&self, name: &str, id: &str, error: &CanoError) {
         tracing::warn!(target: "cano::observer", signal = name, id, error = %error, "signal rejected");
+    }
+    fn on_unknown_resume_state(&self, workflow_id: &str, sequence: u64, state: &str) {
+        tracing::warn!(target: "cano::observer", workflow_id, sequence, state, "resumed log names an unregistered state");
     }
     fn on_run_end(&self, outcome: Result<&str, &CanoError>) {
         match outcome {

@@ -173,6 +173,15 @@ pub enum RecordedEvent {
         /// Why.
         error: CanoError,
     },
+    /// A resumed run's log named a state the workflow no longer has (the row is skipped).
+    UnknownResumeState {
+        /// The run's id.
+        workflow_id: String,
+        /// The row's sequence.
+        sequence: u64,
+        /// The state's `Debug` text.
+        state: String,
+    },
     /// A run ended: with its exit state's `Debug` text, or its error.
     RunEnded {
         /// The outcome.
@@ -447,6 +456,13 @@ impl WorkflowObserver for RecordingObserver {
             name: name.to_string(),
             id: id.to_string(),
             error: error.clone(),
+        });
+    }
+    fn on_unknown_resume_state(&self, workflow_id: &str, sequence: u64, state: &str) {
+        self.push(RecordedEvent::UnknownResumeState {
+            workflow_id: workflow_id.to_string(),
+            sequence,
+            state: state.to_string(),
         });
     }
     fn on_run_end(&self, outcome: Result<&str, &CanoError>) {

@@ -178,3 +178,41 @@ async fn a_rollback_is_not_finished_by_another_version() {
     assert_eq!(probe.undone.load(Ordering::SeqCst), 1);
     assert!(store.load_run("saga").await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_state_the_workflow_no_longer_has_is_reported_and_skipped() {
+    #[derive(Default)]
+    struct Unknown(std::sync::Mutex<Vec<(u64, String)>>);
+    impl WorkflowObserver for Unknown {
+        fn on_unknown_resume_state(&self, workflow_id: &str, sequence: u64, state: &str) {
+            assert_eq!(workflow_id, "old");
+            self.0.lock().unwrap().push((sequence, state.to_string()));
+        }
+    }
+    let store = Arc::new(MemoryCheckpointStore::new());
+    // Written by an older build that had a `Weigh` state before `Ship`.
+    store
+        .append("old", CheckpointRow::new(0, "Weigh", "weigh"))
+        .await
+        .unwrap();
+    store
+        .append("old", CheckpointRow::new(1, "Ship", "ship"))
+        .await
+        .unwrap();
+    let probe = Probe::default();
+    let seen = Arc::new(Unknown::default());
+    let wf = workflow(&store, &probe, 0).with_observer(seen.clone());
+    assert_eq!(wf.resume_from("old").await, Ok(S::Done));
+    assert_eq!(*seen.0.lock().unwrap(), [(0, "Weigh".to_string())]);
+
+    // A resume point in such a state cannot be resumed.
+    store
+        .append("gone", CheckpointRow::new(0, "Weigh", "weigh"))
+        .await
+        .unwrap();
+    let err = wf.resume_from("gone").await.unwrap_err();
+    assert!(
+        err.message().contains("\"Weigh\" is not a registered"),
+        "{err}"
+    );
+}

@@ -293,6 +293,25 @@ where
                 self.version,
             ));
         }
+        if self.observers.is_some() {
+            // States the workflow no longer has, before the resume point: reported, skipped.
+            let point = rows.iter().map(|r| r.sequence).max().unwrap_or_default();
+            for row in rows
+                .iter()
+                .filter(|r| r.sequence != point && !r.state.is_empty())
+            {
+                let known = self
+                    .states
+                    .labelled_keys()
+                    .chain(self.exit_states.labelled_keys())
+                    .any(|(_, label)| label == row.state);
+                if !known {
+                    self.notify(|o| {
+                        o.on_unknown_resume_state(workflow_id, row.sequence, &row.state)
+                    });
+                }
+            }
+        }
         Ok(match plan {
             // The run died while rolling back: finish the rollback.
             ResumePlan::Rollback {
