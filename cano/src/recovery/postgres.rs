@@ -18,16 +18,54 @@
 //! share a small pool of connections, so concurrent runs do not wait for each other's
 //! round trips.
 //!
+//! # Leases and fencing
+//!
+//! Workers on many machines can share runs through one database: a worker
+//! [claims](PostgresCheckpointStore::claim) a run and holds a [`Lease`] on it for a while
+//! ([renewed](PostgresCheckpointStore::renew) by a heartbeat, handed back with
+//! [`release`](PostgresCheckpointStore::release)); a run whose lease expired can be
+//! claimed by any other worker, and each change of holder raises the run's **epoch**.
+//! Leases are kept in `cano_runs` and timed by the database's clock, never a worker's.
+//!
+//! With [`Workflow::with_run_writers`](crate::Workflow::with_run_writers), a run claims
+//! its lease when it starts (or uses the one its worker claimed before resuming it) and
+//! every append and the final clear are checked against the lease's epoch in the same
+//! statement: once another worker took the run over, a write of the old worker is refused
+//! with a `fenced` [`CanoError::CheckpointStore`], its run fails, and no further task of it
+//! starts. The [`lease`] module is the reference for these rules.
+//!
+//! ```no_run
+//! use cano::prelude::*;
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//!
+//! # #[derive(Debug, Clone, PartialEq, Eq, Hash)] enum S { A, Done }
+//! # fn wf() -> Workflow<S> { Workflow::bare() }
+//! # #[tokio::main] async fn main() -> Result<(), CanoError> {
+//! let store = PostgresCheckpointStore::connect("postgresql://cano:secret@localhost/app")
+//!     .await?
+//!     .with_worker_id("worker-a")
+//!     .with_lease_duration(Duration::from_secs(10));
+//! // Fenced by the lease this run claims for worker-a.
+//! wf().with_run_writers(Arc::new(store.clone()))
+//!     .with_workflow_id("order-7")
+//!     .orchestrate(S::A)
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
 //! The tables live in the first schema of the connection's `search_path` (normally
 //! `public`); to keep them elsewhere, set it in the connection string, e.g.
 //! `postgresql://app@db/app?options=-csearch_path%3Dcano` (the schema must exist).
 
 mod error;
+pub mod lease;
 mod pool;
 pub mod schema;
 mod signals;
 mod temp;
 
+pub use self::lease::Lease;
 pub use self::schema::SCHEMA_VERSION;
 pub use self::temp::TempPostgres;
 /// The PostgreSQL driver the store uses, for naming its types (`NoTls`, the
@@ -44,7 +82,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
-use tokio_postgres::{Config, NoTls, Socket};
+use tokio_postgres::{Config, NoTls, Socket, Statement, Transaction};
 
 /// Connections a store opens at most, unless set with
 /// [`PostgresStoreBuilder::with_max_connections`].
@@ -74,14 +112,19 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// `Clone` shares one pool of connections. Processes on other machines may use the same
 /// database at once: every call is one statement or one transaction, and a duplicate
 /// `(workflow_id, sequence)` is refused by the table's primary key whichever process
-/// wrote first. (This store does not fence writers: two processes resuming the same run
-/// at once is for the caller to prevent.)
+/// wrote first. The plain [`CheckpointStore`] methods do not fence writers; to keep a
+/// worker that lost a run from writing to it, attach the store with
+/// [`Workflow::with_run_writers`](crate::Workflow::with_run_writers): see
+/// [leases and fencing](self#leases-and-fencing).
 ///
 /// Every method's future may be dropped: a statement already sent is then committed or
 /// not, as the server decides, and its connection goes back to the pool.
 #[derive(Clone)]
 pub struct PostgresCheckpointStore {
     inner: Arc<Inner>,
+    /// The worker this store claims runs for ([`lease`]).
+    worker: Arc<str>,
+    lease_duration: Duration,
 }
 
 struct Inner {
@@ -97,6 +140,8 @@ struct Inner {
 impl std::fmt::Debug for PostgresCheckpointStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresCheckpointStore")
+            .field("worker_id", &self.worker)
+            .field("lease_duration", &self.lease_duration)
             .finish_non_exhaustive()
     }
 }
@@ -267,6 +312,8 @@ where
                 waiting: signals::Waiting::default(),
                 signal_poll_interval: self.signal_poll_interval,
             }),
+            worker: lease::default_worker_id(),
+            lease_duration: lease::DEFAULT_LEASE,
         })
     }
 }
@@ -339,6 +386,34 @@ fn decode_row(
     })
 }
 
+/// The refusal of a second row at `sequence` in `workflow_id`'s log.
+fn conflict(workflow_id: &str, sequence: u64) -> CanoError {
+    CanoError::checkpoint_store(format!(
+        "checkpoint conflict: workflow {workflow_id:?} already has a row at sequence {sequence}; \
+         resume the existing run or clear it before starting a new one"
+    ))
+}
+
+/// Delete `workflow_id`'s log and its pending signals in `tx` (the prepared `clear_rows`
+/// and `clear_signals`).
+async fn delete_log(
+    tx: &Transaction<'_>,
+    clear_rows: &Statement,
+    clear_signals: &Statement,
+    workflow_id: &str,
+    failed: &(impl Fn(tokio_postgres::Error) -> CanoError + Sync),
+) -> Result<(), CanoError> {
+    // Rows first: a signal being sent holds a lock on the run's first row, so this
+    // waits for it, and the next statement (a fresh snapshot) deletes that signal too.
+    tx.execute(clear_rows, &[&workflow_id])
+        .await
+        .map_err(failed)?;
+    tx.execute(clear_signals, &[&workflow_id])
+        .await
+        .map_err(failed)?;
+    Ok(())
+}
+
 impl PostgresCheckpointStore {
     async fn append_row(&self, workflow_id: &str, row: CheckpointRow) -> Result<(), CanoError> {
         let sequence = sequence_param(workflow_id, row.sequence)?;
@@ -365,11 +440,7 @@ impl PostgresCheckpointStore {
             .await
             .map_err(conn.on_error(Doing::Append))?;
         if inserted == 0 {
-            return Err(CanoError::checkpoint_store(format!(
-                "checkpoint conflict: workflow {workflow_id:?} already has a row at sequence {}; \
-                 resume the existing run or clear it before starting a new one",
-                row.sequence
-            )));
+            return Err(conflict(workflow_id, row.sequence));
         }
         Ok(())
     }
@@ -391,14 +462,7 @@ impl PostgresCheckpointStore {
         let failed = conn.on_error(Doing::Clear);
         let (clear_rows, clear_signals) = (conn.clear_rows.clone(), conn.clear_signals.clone());
         let tx = conn.client.transaction().await.map_err(&failed)?;
-        // Rows first: a signal being sent holds a lock on the run's first row, so this
-        // waits for it, and the next statement (a fresh snapshot) deletes that signal too.
-        tx.execute(&clear_rows, &[&workflow_id])
-            .await
-            .map_err(&failed)?;
-        tx.execute(&clear_signals, &[&workflow_id])
-            .await
-            .map_err(&failed)?;
+        delete_log(&tx, &clear_rows, &clear_signals, workflow_id, &failed).await?;
         tx.commit().await.map_err(&failed)
     }
 

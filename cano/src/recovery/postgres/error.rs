@@ -16,6 +16,9 @@ pub(super) enum Doing {
     Clear,
     List,
     Signal,
+    Claim,
+    Renew,
+    Release,
 }
 
 impl Doing {
@@ -30,6 +33,9 @@ impl Doing {
             Self::Clear => "clearing a run failed",
             Self::List => "listing runs failed",
             Self::Signal => "signal store failed",
+            Self::Claim => "claiming a run failed",
+            Self::Renew => "renewing a lease failed",
+            Self::Release => "releasing a lease failed",
         }
     }
 }

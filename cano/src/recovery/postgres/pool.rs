@@ -47,6 +47,11 @@ pub(super) struct Conn {
     /// Delete a run's rows, then (in the same transaction) its pending signals.
     pub(super) clear_rows: Statement,
     pub(super) clear_signals: Statement,
+    /// The fenced append of a leased run's row (see [`super::lease`]).
+    pub(super) fenced_append: Statement,
+    /// End a lease if it is still the run's (a release, and the first step of a fenced
+    /// clear).
+    pub(super) release: Statement,
     /// Set when a call on it failed in a way that says the connection is gone; it is then
     /// dropped instead of going back to the pool (the client may not know it yet).
     broken: Arc<AtomicBool>,
@@ -129,36 +134,32 @@ impl Pool {
     }
 }
 
-/// Prepare the statements every run uses on a new connection.
+/// Prepare the statements every run uses on a new connection (sent together: one round
+/// trip).
 pub(super) async fn prepare(client: Client) -> Result<Conn, CanoError> {
-    let append = client
-        .prepare(
+    let (append, load, clear_rows, clear_signals, fenced_append, release) = tokio::try_join!(
+        client.prepare(
             "INSERT INTO cano_checkpoints (workflow_id, sequence, kind, state, task_id, output_blob) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-        )
-        .await
-        .map_err(|e| pg_error(&e, Doing::Prepare))?;
-    let load = client
-        .prepare(
+        ),
+        client.prepare(
             "SELECT sequence, kind, state, task_id, output_blob FROM cano_checkpoints \
              WHERE workflow_id = $1 ORDER BY sequence",
-        )
-        .await
-        .map_err(|e| pg_error(&e, Doing::Prepare))?;
-    let clear_rows = client
-        .prepare("DELETE FROM cano_checkpoints WHERE workflow_id = $1")
-        .await
-        .map_err(|e| pg_error(&e, Doing::Prepare))?;
-    let clear_signals = client
-        .prepare("DELETE FROM cano_signals WHERE workflow_id = $1")
-        .await
-        .map_err(|e| pg_error(&e, Doing::Prepare))?;
+        ),
+        client.prepare("DELETE FROM cano_checkpoints WHERE workflow_id = $1"),
+        client.prepare("DELETE FROM cano_signals WHERE workflow_id = $1"),
+        client.prepare(super::lease::FENCED_APPEND),
+        client.prepare(super::lease::RELEASE),
+    )
+    .map_err(|e| pg_error(&e, Doing::Prepare))?;
     Ok(Conn {
         client,
         append,
         load,
         clear_rows,
         clear_signals,
+        fenced_append,
+        release,
         broken: Arc::default(),
     })
 }

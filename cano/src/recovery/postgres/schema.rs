@@ -30,6 +30,26 @@
 //!     PRIMARY KEY (workflow_id, signal_id)
 //! );
 //! ```
+//!
+//! # Version 2: leases
+//!
+//! ```sql
+//! CREATE TABLE cano_runs (
+//!     workflow_id text        PRIMARY KEY,
+//!     owner       text,                  -- the worker holding the lease; NULL once released
+//!     epoch       bigint      NOT NULL CHECK (epoch > 0),  -- +1 on every change of holder
+//!     lease_until timestamptz NOT NULL,  -- the database's clock; expired when <= now()
+//!     claimed_at  timestamptz NOT NULL DEFAULT now(),
+//!     released_at timestamptz            -- set by a release or a fenced clear
+//! );
+//! CREATE INDEX cano_runs_lease_until ON cano_runs (lease_until) WHERE owner IS NOT NULL;
+//! -- The epoch of the lease a fenced row was written under (NULL: written unfenced).
+//! ALTER TABLE cano_checkpoints ADD COLUMN epoch bigint;
+//! ```
+//!
+//! A run's `cano_runs` row outlives its log: clearing the log releases the lease but keeps
+//! the epoch, so that a run started again under the same id continues the count and a
+//! writer of an earlier incarnation stays fenced.
 
 use super::error::{Doing, pg_error};
 use crate::error::CanoError;
@@ -41,7 +61,8 @@ pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 /// Migration `n + 1` is `MIGRATIONS[n]`. Append only; never edit a released one. Each is
 /// written to run again over a database that has part of it (`IF NOT EXISTS`), so that
 /// dropping `cano_schema_version` rebuilds what is missing.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE IF NOT EXISTS cano_checkpoints (
         workflow_id text        NOT NULL,
         sequence    bigint      NOT NULL CHECK (sequence >= 0),
@@ -61,7 +82,21 @@ const MIGRATIONS: &[&str] = &["
         sent_at     timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (workflow_id, signal_id)
     );
-"];
+",
+    "
+    CREATE TABLE IF NOT EXISTS cano_runs (
+        workflow_id text        PRIMARY KEY,
+        owner       text,
+        epoch       bigint      NOT NULL CHECK (epoch > 0),
+        lease_until timestamptz NOT NULL,
+        claimed_at  timestamptz NOT NULL DEFAULT now(),
+        released_at timestamptz
+    );
+    CREATE INDEX IF NOT EXISTS cano_runs_lease_until ON cano_runs (lease_until)
+        WHERE owner IS NOT NULL;
+    ALTER TABLE cano_checkpoints ADD COLUMN IF NOT EXISTS epoch bigint;
+",
+];
 
 /// The advisory lock key every cano process takes while it migrates (`"cano"` in ASCII,
 /// then the schema lock's number).
