@@ -13,7 +13,7 @@ pub(crate) const MODEL: Model = Model {
     rules: Rules {
         prefix: "#[cano::task::stepped]: ",
         trait_name: "SteppedTask",
-        methods: &["step", "config", "name"],
+        methods: &["step", "config", "name", "is_retryable"],
         assoc_types: &["Cursor"],
     },
     requires: "#[cano::task::stepped] requires",

@@ -1306,3 +1306,57 @@ async fn a_million_step_stepped_task_completes() {
     eprintln!("1M-step stepped task: {:?}", start.elapsed());
     assert_eq!(steps.load(Ordering::SeqCst), MILLION);
 }
+
+/// A stepped task that says which step errors are worth another attempt.
+struct Pages {
+    calls: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+#[task::stepped(state = u8)]
+impl Pages {
+    fn config(&self) -> TaskConfig {
+        TaskConfig::new().with_fixed_retry(5, std::time::Duration::ZERO)
+    }
+    fn is_retryable(&self, error: &CanoError, _attempt: u32) -> bool {
+        !error.message().contains("gone")
+    }
+    async fn step(
+        &self,
+        _res: &Resources,
+        cursor: Option<u32>,
+    ) -> Result<StepOutcome<u32, u8>, CanoError> {
+        let page = cursor.unwrap_or(0);
+        let mut calls = self.calls.lock().unwrap();
+        calls.push(format!("page {page}"));
+        let tries = calls
+            .iter()
+            .filter(|c| **c == format!("page {page}"))
+            .count();
+        match page {
+            // Page 1 fails twice with a transient error, then succeeds.
+            1 if tries <= 2 => Err(CanoError::task_execution("503 busy")),
+            // Page 2 is gone for good.
+            2 => Err(CanoError::task_execution("page 2 gone")),
+            _ => Ok(StepOutcome::More(page + 1)),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_stepped_task_retries_only_the_errors_it_says_are_worth_it() {
+    let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let wf = Workflow::bare()
+        .register_stepped(
+            0u8,
+            Pages {
+                calls: calls.clone(),
+            },
+        )
+        .add_exit_state(1u8);
+    let err = wf.orchestrate(0).await.unwrap_err();
+    assert_eq!(err.message(), "page 2 gone", "not wrapped: not retried");
+    assert_eq!(
+        *calls.lock().unwrap(),
+        ["page 0", "page 1", "page 1", "page 1", "page 2"]
+    );
+}

@@ -74,6 +74,16 @@ where
         Cow::Borrowed(std::any::type_name::<Self>())
     }
 
+    /// Whether `error`, returned by failed attempt number `attempt` (1-based) of a step, is
+    /// worth another attempt of that step (engine-driven, with
+    /// [`register_stepped`](crate::Workflow::register_stepped)). Default: every error is.
+    /// Return `false` for permanent failures: the state then fails at once with that
+    /// error, its cursor staying where the last successful step left it.
+    fn is_retryable(&self, error: &CanoError, attempt: u32) -> bool {
+        let _ = (error, attempt);
+        true
+    }
+
     /// Do one step from `cursor` (`None` on the first step).
     #[allow(clippy::type_complexity)] // the boxed async-fn shape of the contract
     fn step<'life0, 'life1, 'async_trait>(
@@ -151,6 +161,12 @@ where
     fn name(&self) -> Cow<'static, str>;
     /// The task's settings.
     fn config(&self) -> TaskConfig;
+    /// Whether a step's error is worth another attempt ([`SteppedTask::is_retryable`]).
+    /// Default: every error is (implementations written for cano 0.12.0 keep compiling).
+    fn is_retryable(&self, error: &CanoError, attempt: u32) -> bool {
+        let _ = (error, attempt);
+        true
+    }
     /// One step from the JSON-encoded cursor.
     fn step<'a>(
         &'a self,
@@ -174,6 +190,10 @@ where
 
     fn config(&self) -> TaskConfig {
         self.0.config()
+    }
+
+    fn is_retryable(&self, error: &CanoError, attempt: u32) -> bool {
+        self.0.is_retryable(error, attempt)
     }
 
     fn step<'a>(

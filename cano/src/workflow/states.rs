@@ -456,7 +456,10 @@ where
         let mut cursor = run.take_resume_cursor();
         let outcome = loop {
             let step = scope
-                .attempts(|| task.step(resources, cursor.clone()), retry_all)
+                .attempts(
+                    || task.step(resources, cursor.clone()),
+                    |e, n| task.is_retryable(e, n),
+                )
                 .await;
             match step {
                 Err(e) => break Err(e),
