@@ -468,6 +468,14 @@ pub async fn signal(
         );
     }
     match &run.signal {
+        Some(waits) if waits == name && spec.is_live() => {
+            let _ = writeln!(
+                out,
+                "the run waits for it: a program waiting on the run now wakes and consumes it \
+                 at once; else the program that owns the workflow consumes it when it resumes \
+                 the run (Workflow::resume_from({run_id:?}))"
+            );
+        }
         Some(waits) if waits == name => {
             let _ = writeln!(
                 out,

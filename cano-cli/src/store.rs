@@ -113,6 +113,7 @@ async fn open_postgres(url: &str) -> Result<PostgresCheckpointStore, Failure> {
         .map_err(|e| {
             // The library's text never holds the URL; keep the password out all the same.
             let text = e.message().replace(url, &redact(url));
+            let text = text.strip_prefix("postgres: ").unwrap_or(&text);
             Failure::error(format!("store {}: {text}", redact(url)))
         })
 }
