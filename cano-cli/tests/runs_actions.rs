@@ -11,43 +11,14 @@ use support::{FAILED, ROLLBACK, SIGNAL, TIMER, cano, fixture, store_arg};
 #[test]
 fn a_signal_sent_by_the_cli_is_consumed_by_the_resumed_run() {
     let (_dir, path) = fixture();
-    let store = store_arg(&path);
-    let payload = r#"{"approved": true, "by": "ana"}"#;
-    let send = || {
-        cano()
-            .args(["runs", "signal", SIGNAL, "approval", "--id", "click-1"])
-            .args(["--payload", payload, "--store", &store])
-            .assert()
-            .success()
-    };
-    send().stdout(predicate::str::contains(
-        "sent signal \"approval\" (id \"click-1\") to run \"order-1042\"",
-    ));
-    send().stdout(predicate::str::contains("nothing changed"));
-    cano()
-        .args(["runs", "show", SIGNAL, "--store", &store])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains(
-            "pending signal \"approval\" (id \"click-1\"): {\"approved\":true,\"by\":\"ana\"}",
-        ))
-        .stdout(predicate::str::contains(
-            "1 signal(s) sent and not consumed yet",
-        ));
-
-    // The program that owns the workflow resumes it: it consumes the signal and finishes.
-    support::runtime().block_on(async {
-        let store = Arc::new(RedbCheckpointStore::new(&path).unwrap());
-        let trail = Arc::new(support::Trail::default());
-        let wf = support::approval_workflow(store.clone()).with_observer(trail.clone());
-        let end = tokio::time::timeout(std::time::Duration::from_secs(10), wf.resume_from(SIGNAL))
-            .await
-            .expect("the signal was in the store: no wait")
-            .unwrap();
-        assert_eq!(end, support::Step::Done);
-        assert!(trail.0.lock().unwrap().contains(&"Ship".to_string()));
-        assert!(store.load_run(SIGNAL).await.unwrap().is_empty());
-    });
+    let sent = support::send_approval(&store_arg(&path));
+    assert!(
+        sent.contains("when the program that owns the workflow"),
+        "{sent}"
+    );
+    support::runtime().block_on(support::resume_approved(Arc::new(
+        RedbCheckpointStore::new(&path).unwrap(),
+    )));
 }
 
 #[test]

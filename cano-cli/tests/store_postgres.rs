@@ -8,8 +8,6 @@
 
 mod support;
 
-use cano::prelude::*;
-use cano::signal::SignalStore;
 use predicates::prelude::*;
 use std::sync::Arc;
 use support::pg;
@@ -138,57 +136,13 @@ fn a_signal_sent_by_the_cli_is_consumed_by_the_resumed_run() {
     let Some(url) = pg::fixture("signal") else {
         return;
     };
-    let payload = r#"{"approved": true, "by": "ana"}"#;
-    let send = || {
-        cano()
-            .args(["runs", "signal", SIGNAL, "approval", "--id", "click-1"])
-            .args(["--payload", payload, "--store", &url])
-            .assert()
-            .success()
-    };
-    send().stdout(predicate::str::contains(
-        "sent signal \"approval\" (id \"click-1\") to run \"order-1042\"",
-    ));
-    send().stdout(predicate::str::contains("nothing changed"));
-    cano()
-        .args(["runs", "show", SIGNAL, "--store", &url])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains(
-            "pending signal \"approval\" (id \"click-1\"): {\"approved\":true,\"by\":\"ana\"}",
-        ));
-    cano()
-        .args([
-            "runs",
-            "signal",
-            SIGNAL,
-            "approval",
-            "--payload",
-            "{approved",
-        ])
-        .args(["--store", &url])
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("nothing was sent"));
-
+    let sent = support::send_approval(&url);
+    assert!(
+        sent.contains("a program waiting on the run now wakes"),
+        "{sent}"
+    );
     support::runtime().block_on(async {
-        let store = Arc::new(pg::connect(&url).await);
-        let trail = Arc::new(support::Trail::default());
-        let wf = support::approval_workflow(store.clone()).with_observer(trail.clone());
-        let end = tokio::time::timeout(std::time::Duration::from_secs(10), wf.resume_from(SIGNAL))
-            .await
-            .expect("the signal was in the store: no wait")
-            .unwrap();
-        assert_eq!(end, support::Step::Done);
-        assert!(trail.0.lock().unwrap().contains(&"Ship".to_string()));
-        assert!(store.load_run(SIGNAL).await.unwrap().is_empty());
-        assert!(
-            store
-                .pending_signals(SIGNAL, "approval")
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        support::resume_approved(Arc::new(pg::connect(&url).await)).await;
     });
 }
 

@@ -11,6 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub mod pg;
+/// The library tests' throwaway PostgreSQL server, shared rather than copied.
+#[path = "../../../cano/tests/pg_support/mod.rs"]
+mod pg_support;
 
 /// A run that failed going forward (in `Load`, after `Fetch` wrote run data).
 pub const FAILED: &str = "import-7";
@@ -264,6 +267,59 @@ pub fn approval_workflow<S: SignalStore>(store: Arc<S>) -> Workflow<Step> {
         .with_signal_store(store)
         .with_run_data()
         .with_workflow_id(SIGNAL)
+}
+
+/// Send [`SIGNAL`] its approval with `cano runs signal` twice on `store` (the second
+/// changes nothing), check that `runs show` lists it pending, and return what the first
+/// send printed.
+pub fn send_approval(store: &str) -> String {
+    let send = || {
+        cano()
+            .args(["runs", "signal", SIGNAL, "approval", "--id", "click-1"])
+            .args(["--payload", r#"{"approved": true, "by": "ana"}"#])
+            .args(["--store", store])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone()
+    };
+    let first = String::from_utf8(send()).expect("UTF-8 on stdout");
+    assert!(
+        first.contains("sent signal \"approval\" (id \"click-1\") to run \"order-1042\""),
+        "{first}"
+    );
+    let again = String::from_utf8(send()).expect("UTF-8 on stdout");
+    assert!(again.contains("nothing changed"), "{again}");
+    let shown = stdout_of(["runs", "show", SIGNAL, "--store", store]);
+    for says in [
+        "pending signal \"approval\" (id \"click-1\"): {\"approved\":true,\"by\":\"ana\"}",
+        "1 signal(s) sent and not consumed yet",
+    ] {
+        assert!(shown.contains(says), "{says:?} not in {shown}");
+    }
+    first
+}
+
+/// The program that owns the workflow resumes [`SIGNAL`] on `store`: it consumes the
+/// approval sent before without waiting, ships, and finishes, clearing the run.
+pub async fn resume_approved<S: SignalStore>(store: Arc<S>) {
+    let trail = Arc::new(Trail::default());
+    let wf = approval_workflow(store.clone()).with_observer(trail.clone());
+    let end = tokio::time::timeout(Duration::from_secs(10), wf.resume_from(SIGNAL))
+        .await
+        .expect("the signal was in the store: no wait")
+        .unwrap();
+    assert_eq!(end, Step::Done);
+    assert!(trail.0.lock().unwrap().contains(&"Ship".to_string()));
+    assert!(store.load_run(SIGNAL).await.unwrap().is_empty());
+    assert!(
+        store
+            .pending_signals(SIGNAL, "approval")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn signal_run<S: SignalStore>(store: &Arc<S>) {

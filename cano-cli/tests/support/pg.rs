@@ -1,53 +1,23 @@
-//! One throwaway PostgreSQL server per test binary, with a database of its own for each
-//! test.
+//! The PostgreSQL side of the CLI tests: the library tests' throwaway server (one per
+//! test binary, a database per test; see `cano/tests/pg_support`), from synchronous tests.
 //!
 //! No PostgreSQL installed: the tests print why they skip, unless
 //! `CANO_REQUIRE_POSTGRES=1` (as CI sets it), which makes them fail instead.
 
+use super::pg_support;
 use cano::recovery::postgres::{PostgresCheckpointStore, TempPostgres, tokio_postgres};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
-
-/// Never dropped: the server's watcher stops it and removes its directory when the test
-/// binary exits.
-static SERVER: OnceLock<Option<TempPostgres>> = OnceLock::new();
-static NEXT_DATABASE: AtomicUsize = AtomicUsize::new(0);
+use std::sync::Arc;
 
 /// The shared server, started on first use; `None` when PostgreSQL is not installed and
 /// not required.
 pub fn server() -> Option<&'static TempPostgres> {
-    SERVER
-        .get_or_init(|| {
-            if let Err(e) = TempPostgres::find_binaries() {
-                if std::env::var("CANO_REQUIRE_POSTGRES").as_deref() == Ok("1") {
-                    panic!("CANO_REQUIRE_POSTGRES=1, but: {e}");
-                }
-                eprintln!("SKIPPED: the PostgreSQL tests need PostgreSQL: {e}");
-                return None;
-            }
-            let started = std::time::Instant::now();
-            let server = TempPostgres::start_blocking()
-                .unwrap_or_else(|e| panic!("PostgreSQL is installed but did not start: {e}"));
-            eprintln!(
-                "throwaway PostgreSQL on port {} started in {:?}",
-                server.port(),
-                started.elapsed()
-            );
-            Some(server)
-        })
-        .as_ref()
+    super::runtime().block_on(pg_support::server())
 }
 
 /// The URL of a new, empty database on the shared server (named after `tag`); `None` when
 /// the PostgreSQL tests skip.
 pub fn fresh_database(tag: &str) -> Option<String> {
-    let server = server()?;
-    let name = format!("{tag}_{}", NEXT_DATABASE.fetch_add(1, Ordering::Relaxed));
-    Some(
-        super::runtime()
-            .block_on(server.create_database(&name))
-            .unwrap_or_else(|e| panic!("create database {name}: {e}")),
-    )
+    super::runtime().block_on(pg_support::fresh_database(tag))
 }
 
 /// A new database holding the four runs of [`super::write_runs`]; `None` when the
