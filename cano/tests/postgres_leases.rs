@@ -141,6 +141,39 @@ async fn claims_renewals_releases_and_takeovers_follow_the_epochs() {
     assert_eq!(b.claim("other").await.unwrap().epoch(), 1);
 }
 
+#[tokio::test]
+async fn one_heartbeat_renews_every_lease_still_held_and_names_the_lost_ones() {
+    let Some(url) = pg_support::fresh_database("lease_heartbeat").await else {
+        return;
+    };
+    let (a, b) = (worker(&url, "w-a").await, worker(&url, "w-b").await);
+    let mut held = Vec::new();
+    for id in ["r1", "r2", "r3", "r4"] {
+        held.push(a.claim(id).await.unwrap());
+    }
+    assert!(a.release(&held[1]).await.unwrap());
+    assert!(a.release(&held[2]).await.unwrap());
+    assert_eq!(b.claim("r3").await.unwrap().epoch(), 2, "taken over");
+    let before: Vec<_> = held.iter().map(Lease::expires_at).collect();
+    tokio::time::sleep(LEASE / 3).await;
+    assert_eq!(a.renew_all(&mut held).await.unwrap(), ["r2", "r3"]);
+    assert!(held[0].expires_at() > before[0] && held[3].expires_at() > before[3]);
+    assert_eq!(
+        held[1].expires_at(),
+        before[1],
+        "a lost lease is left as it was"
+    );
+    // Heartbeats keep the held ones past their first duration; the lost stay lost.
+    for _ in 0..3 {
+        tokio::time::sleep(LEASE / 2).await;
+        assert_eq!(a.renew_all(&mut held).await.unwrap(), ["r2", "r3"]);
+    }
+    assert_eq!(b.try_claim("r1").await.unwrap(), None);
+    assert_eq!(b.try_claim("r4").await.unwrap(), None);
+    assert_eq!(b.claim("r2").await.unwrap().epoch(), 2);
+    assert!(a.renew_all(&mut []).await.unwrap().is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_racing_for_a_run_exactly_one_wins() {
     let Some(url) = pg_support::fresh_database("lease_race").await else {

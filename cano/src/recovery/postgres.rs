@@ -600,6 +600,7 @@ mod tests {
         fn check<T: Send + Sync + 'static>() {}
         check::<PostgresCheckpointStore>();
         check::<PostgresStoreBuilder>();
+        check::<Lease>();
         fn as_dyn(
             s: Arc<PostgresCheckpointStore>,
         ) -> (
@@ -609,6 +610,14 @@ mod tests {
         ) {
             (s.clone(), s.clone(), s)
         }
+        fn as_run_writers(s: Arc<PostgresCheckpointStore>) -> Arc<dyn crate::recovery::RunWriters> {
+            s
+        }
+        let _ = as_run_writers;
+        fn claim_is_send(s: &PostgresCheckpointStore) -> impl Send + '_ {
+            s.claim("run")
+        }
+        let _ = claim_is_send;
         let _ = as_dyn;
     }
 }

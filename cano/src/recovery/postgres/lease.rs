@@ -88,8 +88,17 @@ const RENEW: &str = "
     WHERE workflow_id = $1 AND epoch = $2 AND owner IS NOT NULL AND lease_until > now()
     RETURNING lease_until";
 
+/// [`RENEW`] for the runs `$1` at the epochs `$2` for `$3` seconds each.
+const RENEW_ALL: &str = "
+    UPDATE cano_runs AS r
+    SET lease_until = greatest(r.lease_until, now() + make_interval(secs => l.secs))
+    FROM unnest($1::text[], $2::bigint[], $3::float8[]) AS l (workflow_id, epoch, secs)
+    WHERE r.workflow_id = l.workflow_id AND r.epoch = l.epoch
+      AND r.owner IS NOT NULL AND r.lease_until > now()
+    RETURNING r.workflow_id, r.epoch, r.lease_until";
+
 /// End the lease of run `$1` at epoch `$2`, if it is still the run's and has not expired
-/// (one row changed) .
+/// (one row changed).
 pub(super) const RELEASE: &str = "
     UPDATE cano_runs SET owner = NULL, lease_until = now(), released_at = now()
     WHERE workflow_id = $1 AND epoch = $2 AND owner IS NOT NULL AND lease_until > now()";
@@ -388,7 +397,14 @@ impl PostgresCheckpointStore {
         &self,
         workflow_id: &str,
     ) -> Result<Result<Lease, Option<Holder>>, CanoError> {
-        no_nul(workflow_id, 0, &[workflow_id, self.worker_id()])?;
+        no_nul(workflow_id, 0, &[workflow_id])?;
+        if self.worker_id().contains('\0') {
+            return Err(CanoError::checkpoint_store(format!(
+                "postgres: the worker id {:?} has a NUL character, which PostgreSQL text \
+                 cannot hold; set another with `with_worker_id`",
+                self.worker_id()
+            )));
+        }
         let duration = self.lease_duration;
         let conn = self.inner.pool.get().await?;
         let failed = conn.on_error(Doing::Claim);
@@ -470,6 +486,61 @@ impl PostgresCheckpointStore {
             }
             None => Err(fenced(lease, "renewal", holder(&conn.client, lease).await)),
         }
+    }
+
+    /// [`renew`](Self::renew) many leases in one statement: a worker's heartbeat for all
+    /// the runs it holds. The leases still the runs' and live are extended (their
+    /// [`expires_at`](Lease::expires_at) and [`deadline`](Lease::deadline) updated);
+    /// the ids of the others (taken over, released or expired) are returned, in the
+    /// order given: stop working on those runs, their writes are refused.
+    ///
+    /// ```no_run
+    /// # use cano::recovery::postgres::{Lease, PostgresCheckpointStore};
+    /// # async fn f(store: PostgresCheckpointStore, mut held: Vec<Lease>) -> Result<(), cano::CanoError> {
+    /// let lost = store.renew_all(&mut held).await?;
+    /// held.retain(|lease| !lost.iter().any(|id| id == lease.workflow_id()));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// A [`CanoError::CheckpointStore`] when the database cannot be reached; the leases
+    /// may then still hold, until they expire.
+    ///
+    /// Dropping the future abandons the renewal; one already sent may still extend the
+    /// leases.
+    pub async fn renew_all(&self, leases: &mut [Lease]) -> Result<Vec<String>, CanoError> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<&str> = leases.iter().map(|l| l.workflow_id.as_str()).collect();
+        let epochs: Vec<i64> = leases.iter().map(|l| epoch_param(l.epoch)).collect();
+        let secs: Vec<f64> = leases.iter().map(|l| l.duration.as_secs_f64()).collect();
+        let conn = self.inner.pool.get().await?;
+        let failed = conn.on_error(Doing::Renew);
+        let sent = Instant::now();
+        let renewed = conn
+            .client
+            .query(RENEW_ALL, &[&ids, &epochs, &secs])
+            .await
+            .map_err(&failed)?;
+        let mut until = std::collections::HashMap::with_capacity(renewed.len());
+        for row in &renewed {
+            let id: String = row.try_get(0).map_err(&failed)?;
+            let epoch: i64 = row.try_get(1).map_err(&failed)?;
+            let expires_at: SystemTime = row.try_get(2).map_err(&failed)?;
+            until.insert((id, epoch), expires_at);
+        }
+        let mut lost = Vec::new();
+        for lease in leases.iter_mut() {
+            match until.get(&(lease.workflow_id.clone(), epoch_param(lease.epoch))) {
+                Some(&expires_at) => {
+                    lease.expires_at = expires_at;
+                    lease.deadline = sent + lease.duration;
+                }
+                None => lost.push(lease.workflow_id.clone()),
+            }
+        }
+        Ok(lost)
     }
 
     /// End `lease` now, so that any worker may claim the run at once (with a new epoch):
