@@ -25,13 +25,9 @@ async fn let_the_lease_expire() {
     tokio::time::sleep(LEASE + Duration::from_millis(150)).await;
 }
 
-/// A worker: a store of its own (its own pool, as another process would have).
+/// A worker with leases of [`LEASE`].
 async fn worker(url: &str, id: &str) -> PostgresCheckpointStore {
-    PostgresCheckpointStore::connect(url)
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}"))
-        .with_worker_id(id)
-        .with_lease_duration(LEASE)
+    pg_support::worker(url, id, LEASE).await
 }
 
 /// A plain client, to look at the tables behind the store's back.

@@ -67,12 +67,9 @@ fn workflow(store: &PostgresCheckpointStore, started: &Arc<Mutex<Vec<u32>>>) -> 
         .with_workflow_id(RUN)
 }
 
+/// A worker with leases of [`LEASE`].
 async fn worker(url: &str, id: &str) -> PostgresCheckpointStore {
-    PostgresCheckpointStore::connect(url)
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}"))
-        .with_worker_id(id)
-        .with_lease_duration(LEASE)
+    pg_support::worker(url, id, LEASE).await
 }
 
 /// The worker, run inside a child process.

@@ -53,3 +53,18 @@ pub async fn fresh_database(tag: &str) -> Option<String> {
             .unwrap_or_else(|e| panic!("create database {name}: {e}")),
     )
 }
+
+/// A worker's store on `url`: a pool of its own (as another process would have), the
+/// worker id `id` and leases of `lease`.
+#[allow(dead_code)] // not every test binary has workers
+pub async fn worker(
+    url: &str,
+    id: &str,
+    lease: std::time::Duration,
+) -> cano::PostgresCheckpointStore {
+    cano::PostgresCheckpointStore::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"))
+        .with_worker_id(id)
+        .with_lease_duration(lease)
+}
