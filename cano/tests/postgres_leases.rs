@@ -303,6 +303,70 @@ async fn a_stale_writer_is_refused_after_a_takeover_and_no_sequence_is_written_t
     );
 }
 
+/// A writer that keeps appending with pauses around its lease length, against a worker
+/// trying to take the run over every few milliseconds: whichever way each append and
+/// claim interleave, the old epoch's rows all come before the new one's, the new owner
+/// continues right after the last row it finds, and the old writer is fenced for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_racing_a_takeover_never_interleave_epochs() {
+    let Some(url) = pg_support::fresh_database("lease_interleave").await else {
+        return;
+    };
+    let short = Duration::from_millis(60);
+    let a = pg_support::worker(&url, "w-a", short).await;
+    let b = pg_support::worker(&url, "w-b", short).await;
+    for round in 0..4u64 {
+        let id = format!("run-{round}");
+        let old = a.writer(&id).await.unwrap();
+        let thief = {
+            let (b, id) = (b.clone(), id.clone());
+            tokio::spawn(async move {
+                loop {
+                    if let Some(lease) = b.try_claim(&id).await.unwrap() {
+                        return lease;
+                    }
+                    tokio::time::sleep(Duration::from_millis(3)).await;
+                }
+            })
+        };
+        // Pauses from well inside the lease to past it, so that the takeover lands
+        // between, before and during appends.
+        let mut sequence = 0;
+        let refused = loop {
+            match old.append(CheckpointRow::new(sequence, "A", "a")).await {
+                Ok(()) => sequence += 1,
+                Err(e) => break e,
+            }
+            let pause = 20 + (sequence * 7 + round * 13) % 60;
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+        };
+        let lease = thief.await.unwrap();
+        // Refused either as expired (just before the takeover) or as taken over.
+        assert!(refused.to_string().contains("fenced"), "{refused}");
+        let next = b.load_run(&id).await.unwrap().len() as u64;
+        assert_eq!(next, sequence, "every acknowledged row is there, no other");
+        let new = b.writer_for(&lease);
+        new.append(CheckpointRow::new(next, "B", "b"))
+            .await
+            .unwrap();
+        new.append(CheckpointRow::new(next + 1, "B", "b"))
+            .await
+            .unwrap();
+        assert!(
+            old.append(CheckpointRow::new(next + 2, "A", "a"))
+                .await
+                .is_err()
+        );
+        let epochs: Vec<i64> = rows_with_epochs(&url, &id)
+            .await
+            .into_iter()
+            .map(|(_, epoch)| epoch.unwrap())
+            .collect();
+        let expected: Vec<i64> = (0..next).map(|_| 1).chain([2, 2]).collect();
+        assert_eq!(epochs, expected, "round {round}");
+    }
+}
+
 #[tokio::test]
 async fn a_writer_whose_lease_lapsed_is_refused_even_before_a_takeover() {
     let Some(url) = pg_support::fresh_database("lease_lapse").await else {

@@ -45,6 +45,18 @@
 //! Only writes through a run's writer are fenced: the plain [`CheckpointStore`] methods
 //! (`append`, `clear`) do not look at leases, for single-process use and tools.
 //!
+//! # Limits
+//!
+//! * Fencing guards the log, not the world: a task already running when its run was
+//!   taken over finishes (its next write is refused), so a step may run twice. Give
+//!   side effects an idempotency key such as `(run id, epoch, sequence)`.
+//! * A claim waits for the run's row lock. Appends hold it for one statement only, but a
+//!   worker stopped inside its final clear (a transaction of three statements) holds it
+//!   until the server ends that session; set the server's
+//!   `idle_in_transaction_session_timeout` to bound that wait.
+//! * The engine reads a resumed run's log before it asks for the run's writer: claim the
+//!   run first, then resume it, so that the log read is already the lease holder's.
+//!
 //! [`CheckpointStore`]: crate::recovery::CheckpointStore
 
 use super::error::{Doing, pg_error};
