@@ -82,11 +82,15 @@ async fn claims_renewals_releases_and_takeovers_follow_the_epochs() {
     };
     let (a, b) = (worker(&url, "w-a").await, worker(&url, "w-b").await);
 
+    assert_eq!(b.holder("run").await.unwrap(), None, "never claimed");
     let mut first = a.claim("run").await.unwrap();
     assert_eq!(
         (first.epoch(), first.owner(), first.workflow_id()),
         (1, "w-a", "run")
     );
+    let holder = b.holder("run").await.unwrap().expect("held");
+    assert_eq!((holder.worker_id.as_str(), holder.epoch), ("w-a", 1));
+    assert_eq!(holder.expires_at, first.expires_at());
     assert_eq!(first.duration(), LEASE);
     assert!(!first.is_expired());
     // The holder claiming again keeps its epoch (resume after claim shares the lease).
@@ -115,6 +119,7 @@ async fn claims_renewals_releases_and_takeovers_follow_the_epochs() {
     // Expired (by the database's clock): renewing fails, another worker takes it over.
     let_the_lease_expire().await;
     assert!(first.is_expired());
+    assert_eq!(b.holder("run").await.unwrap(), None, "expired");
     let err = a.renew(&mut first).await.unwrap_err();
     assert!(err.to_string().contains("fenced"), "{err}");
     assert!(err.to_string().contains("expired"), "{err}");
@@ -128,6 +133,7 @@ async fn claims_renewals_releases_and_takeovers_follow_the_epochs() {
     assert!(b.release(&second).await.unwrap());
     assert!(!b.release(&second).await.unwrap());
     assert_eq!(lease_row(&url, "run").await, Some((None, 2)));
+    assert_eq!(a.holder("run").await.unwrap(), None, "released");
     let third = a.claim("run").await.unwrap();
     assert_eq!((third.epoch(), third.owner()), (3, "w-a"));
     // Released, then claimed again by the same worker: still a new epoch.

@@ -65,7 +65,7 @@ pub mod schema;
 mod signals;
 mod temp;
 
-pub use self::lease::Lease;
+pub use self::lease::{Lease, LeaseHolder};
 pub use self::schema::SCHEMA_VERSION;
 pub use self::temp::TempPostgres;
 /// The PostgreSQL driver the store uses, for naming its types (`NoTls`, the

@@ -136,7 +136,7 @@ pub(super) const FENCED_APPEND: &str = "
 /// Who holds run `$1` now, for the texts of refused claims and writes.
 const HOLDER: &str = "
     SELECT owner, epoch, lease_until > now(),
-           extract(epoch FROM lease_until - now())::float8
+           extract(epoch FROM lease_until - now())::float8, lease_until
     FROM cano_runs WHERE workflow_id = $1";
 
 /// A worker's lease on one run: its epoch, and until when it lasts.
@@ -198,6 +198,18 @@ impl Lease {
     }
 }
 
+/// Who holds a run now, as [`PostgresCheckpointStore::holder`] reports it.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseHolder {
+    /// The worker holding the run's lease.
+    pub worker_id: String,
+    /// The run's epoch under that lease.
+    pub epoch: u64,
+    /// When the lease ends unless renewed, by the database's clock.
+    pub expires_at: SystemTime,
+}
+
 /// The worker id of a store that was given none: unique per store object and process.
 pub(super) fn default_worker_id() -> Arc<str> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -226,6 +238,7 @@ struct Holder {
     live: bool,
     /// Seconds until the lease ends (negative: since it ended).
     remaining: f64,
+    expires_at: SystemTime,
 }
 
 impl Holder {
@@ -235,6 +248,7 @@ impl Holder {
             epoch: row.try_get(1)?,
             live: row.try_get(2)?,
             remaining: row.try_get(3)?,
+            expires_at: row.try_get(4)?,
         })
     }
 }
@@ -440,13 +454,39 @@ impl PostgresCheckpointStore {
                 deadline: sent + duration,
             }));
         }
-        let holder = conn
-            .client
-            .query_opt(HOLDER, &[&workflow_id])
-            .await
-            .map_err(&failed)?;
-        let holder = holder.map(|row| Holder::from_row(&row)).transpose();
-        Ok(Err(holder.map_err(&failed)?.filter(|h| h.live)))
+        let holder = read_holder(&conn.client, workflow_id).await?;
+        Ok(Err(holder.filter(|h| h.live)))
+    }
+
+    /// Who holds run `workflow_id` now: a worker whose lease has not expired, or `None`
+    /// (never claimed, released, expired). A run with a log and no holder is not being
+    /// worked on: it stopped, or its worker died and any worker may take it over.
+    ///
+    /// ```no_run
+    /// # use cano::recovery::postgres::PostgresCheckpointStore;
+    /// # async fn f(store: PostgresCheckpointStore) -> Result<(), cano::CanoError> {
+    /// match store.holder("order-7").await? {
+    ///     Some(h) => println!("worker {} runs it (epoch {})", h.worker_id, h.epoch),
+    ///     None => println!("nobody runs it"),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// A [`CanoError::CheckpointStore`] when the database cannot be reached.
+    ///
+    /// Dropping the future abandons the read; nothing changes.
+    pub async fn holder(&self, workflow_id: &str) -> Result<Option<LeaseHolder>, CanoError> {
+        let conn = self.inner.pool.get().await?;
+        let now = read_holder(&conn.client, workflow_id).await?;
+        Ok(now.and_then(|h| match (h.owner, h.live) {
+            (Some(worker_id), true) => Some(LeaseHolder {
+                worker_id,
+                epoch: u64::try_from(h.epoch).unwrap_or_default(),
+                expires_at: h.expires_at,
+            }),
+            _ => None,
+        }))
     }
 
     /// Extend `lease` to its duration from now: the heartbeat of a worker that holds a
@@ -496,7 +536,11 @@ impl PostgresCheckpointStore {
                 lease.deadline = sent + lease.duration;
                 Ok(())
             }
-            None => Err(fenced(lease, "renewal", holder(&conn.client, lease).await)),
+            None => Err(fenced(
+                lease,
+                "renewal",
+                read_holder(&conn.client, &lease.workflow_id).await,
+            )),
         }
     }
 
@@ -626,7 +670,11 @@ impl PostgresCheckpointStore {
         let inserted: i64 = counts.try_get(1).map_err(&failed)?;
         if leased == 0 {
             let what = format!("append of row {}", row.sequence);
-            return Err(fenced(lease, &what, holder(&conn.client, lease).await));
+            return Err(fenced(
+                lease,
+                &what,
+                read_holder(&conn.client, &lease.workflow_id).await,
+            ));
         }
         if inserted == 0 {
             return Err(conflict(id, row.sequence));
@@ -649,7 +697,11 @@ impl PostgresCheckpointStore {
             .map_err(&failed)?;
         if ended == 0 {
             tx.rollback().await.map_err(&failed)?;
-            return Err(fenced(lease, "clear", holder(&conn.client, lease).await));
+            return Err(fenced(
+                lease,
+                "clear",
+                read_holder(&conn.client, &lease.workflow_id).await,
+            ));
         }
         delete_log(
             &tx,
@@ -663,14 +715,14 @@ impl PostgresCheckpointStore {
     }
 }
 
-/// What run `lease`'s lease row says now.
-async fn holder(
+/// What run `workflow_id`'s lease row says now.
+async fn read_holder(
     client: &tokio_postgres::Client,
-    lease: &Lease,
+    workflow_id: &str,
 ) -> Result<Option<Holder>, CanoError> {
     let failed = |e: tokio_postgres::Error| pg_error(&e, Doing::Load);
     client
-        .query_opt(HOLDER, &[&lease.workflow_id])
+        .query_opt(HOLDER, &[&workflow_id])
         .await
         .map_err(failed)?
         .map(|row| Holder::from_row(&row).map_err(failed))
@@ -730,6 +782,7 @@ mod tests {
             epoch,
             live,
             remaining: -0.25,
+            expires_at: SystemTime::UNIX_EPOCH,
         })
     }
 
