@@ -13,6 +13,7 @@ mod pg_support;
 use cano::RunWriters;
 use cano::prelude::*;
 use cano::recovery::postgres::Lease;
+use cano::signal::SignalStore;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -291,8 +292,23 @@ async fn a_stale_writer_is_refused_after_a_takeover_and_no_sequence_is_written_t
         1,
         2,
     );
+    // A pending signal of the run is cleared with it; a fenced clear removes nothing.
+    let signal = cano::signal::Signal::new("approval", "s-1", &true).unwrap();
+    assert!(b.send_signal("order", signal).await.unwrap());
+    assert!(stale.clear().await.is_err());
+    assert_eq!(
+        b.pending_signals("order", "approval").await.unwrap().len(),
+        1
+    );
+    assert_eq!(b.load_run("order").await.unwrap().len(), 5);
     fresh.clear().await.unwrap();
     assert!(b.load_run("order").await.unwrap().is_empty());
+    assert!(
+        b.pending_signals("order", "approval")
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(lease_row(&url, "order").await, Some((None, 2)), "released");
     assert!(stale.append(CheckpointRow::new(0, "A", "a")).await.is_err());
     // A run started again under the id continues the epochs: no earlier writer passes.

@@ -29,8 +29,9 @@
 //! The [`RunWriter`] of a leased run carries the lease's epoch. Each append is one
 //! statement that, under the run's row lock, checks that the run is still at that epoch
 //! and the lease has not expired, extends the lease by its duration, and inserts the row
-//! (with the epoch in `cano_checkpoints.epoch`); the final clear is one transaction that
-//! checks the same, releases the lease and deletes the log and its pending signals. A
+//! (with the epoch in `cano_checkpoints.epoch`); the final clear is one statement (the
+//! function `cano_fenced_clear`) that checks the same, releases the lease and deletes the
+//! log and its pending signals. A
 //! write that fails the check is refused with a [`CanoError::CheckpointStore`] whose text
 //! says `fenced`, the run, this writer's epoch and the run's current one. Because the
 //! check and the takeover both lock the run's row, they are ordered: a takeover that
@@ -50,17 +51,15 @@
 //! * Fencing guards the log, not the world: a task already running when its run was
 //!   taken over finishes (its next write is refused), so a step may run twice. Give
 //!   side effects an idempotency key such as `(run id, epoch, sequence)`.
-//! * A claim waits for the run's row lock. Appends hold it for one statement only, but a
-//!   worker stopped inside its final clear (a transaction of three statements) holds it
-//!   until the server ends that session; set the server's
-//!   `idle_in_transaction_session_timeout` to bound that wait.
+//! * A claim waits for the run's row lock, which every fenced write holds for one
+//!   statement only: a worker stopped between statements holds no lock.
 //! * The engine reads a resumed run's log before it asks for the run's writer: claim the
 //!   run first, then resume it, so that the log read is already the lease holder's.
 //!
 //! [`CheckpointStore`]: crate::recovery::CheckpointStore
 
 use super::error::{Doing, pg_error};
-use super::{PostgresCheckpointStore, conflict, delete_log, kind_name, no_nul, sequence_param};
+use super::{PostgresCheckpointStore, conflict, kind_name, no_nul, sequence_param};
 use crate::error::CanoError;
 use crate::recovery::{CheckpointRow, RunWriter, RunWriters, StoreFuture};
 use std::sync::Arc;
@@ -683,35 +682,24 @@ impl PostgresCheckpointStore {
     }
 
     async fn fenced_clear(&self, lease: &Lease) -> Result<(), CanoError> {
-        let mut conn = self.inner.pool.get().await?;
+        let conn = self.inner.pool.get().await?;
         let failed = conn.on_error(Doing::Clear);
-        let (release, clear_rows, clear_signals) = (
-            conn.release.clone(),
-            conn.clear_rows.clone(),
-            conn.clear_signals.clone(),
-        );
-        let tx = conn.client.transaction().await.map_err(&failed)?;
-        let ended = tx
-            .execute(&release, &[&lease.workflow_id, &epoch_param(lease.epoch)])
+        // One statement, so that a worker stopped mid-way holds no lock across round trips.
+        let cleared: bool = conn
+            .client
+            .query_one(
+                &conn.fenced_clear,
+                &[&lease.workflow_id, &epoch_param(lease.epoch)],
+            )
             .await
+            .map_err(&failed)?
+            .try_get(0)
             .map_err(&failed)?;
-        if ended == 0 {
-            tx.rollback().await.map_err(&failed)?;
-            return Err(fenced(
-                lease,
-                "clear",
-                read_holder(&conn.client, &lease.workflow_id).await,
-            ));
+        if !cleared {
+            let now = read_holder(&conn.client, &lease.workflow_id).await;
+            return Err(fenced(lease, "clear", now));
         }
-        delete_log(
-            &tx,
-            &clear_rows,
-            &clear_signals,
-            &lease.workflow_id,
-            &failed,
-        )
-        .await?;
-        tx.commit().await.map_err(&failed)
+        Ok(())
     }
 }
 

@@ -49,8 +49,9 @@ pub(super) struct Conn {
     pub(super) clear_signals: Statement,
     /// The fenced append of a leased run's row (see [`super::lease`]).
     pub(super) fenced_append: Statement,
-    /// End a lease if it is still the run's (a release, and the first step of a fenced
-    /// clear).
+    /// The fenced clear of a leased run (`cano_fenced_clear`, see [`super::schema`]).
+    pub(super) fenced_clear: Statement,
+    /// End a lease if it is still the run's.
     pub(super) release: Statement,
     /// Set when a call on it failed in a way that says the connection is gone; it is then
     /// dropped instead of going back to the pool (the client may not know it yet).
@@ -137,7 +138,7 @@ impl Pool {
 /// Prepare the statements every run uses on a new connection (sent together: one round
 /// trip).
 pub(super) async fn prepare(client: Client) -> Result<Conn, CanoError> {
-    let (append, load, clear_rows, clear_signals, fenced_append, release) = tokio::try_join!(
+    let (append, load, clear_rows, clear_signals, fenced_append, fenced_clear, release) = tokio::try_join!(
         client.prepare(
             "INSERT INTO cano_checkpoints (workflow_id, sequence, kind, state, task_id, output_blob) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
@@ -149,6 +150,7 @@ pub(super) async fn prepare(client: Client) -> Result<Conn, CanoError> {
         client.prepare("DELETE FROM cano_checkpoints WHERE workflow_id = $1"),
         client.prepare("DELETE FROM cano_signals WHERE workflow_id = $1"),
         client.prepare(super::lease::FENCED_APPEND),
+        client.prepare("SELECT cano_fenced_clear($1, $2)"),
         client.prepare(super::lease::RELEASE),
     )
     .map_err(|e| pg_error(&e, Doing::Prepare))?;
@@ -159,6 +161,7 @@ pub(super) async fn prepare(client: Client) -> Result<Conn, CanoError> {
         clear_rows,
         clear_signals,
         fenced_append,
+        fenced_clear,
         release,
         broken: Arc::default(),
     })

@@ -45,6 +45,11 @@
 //! CREATE INDEX cano_runs_lease_until ON cano_runs (lease_until) WHERE owner IS NOT NULL;
 //! -- The epoch of the lease a fenced row was written under (NULL: written unfenced).
 //! ALTER TABLE cano_checkpoints ADD COLUMN epoch bigint;
+//! -- The fenced clear, in one statement: release the lease of `run` at `lease_epoch` if
+//! -- it is still the run's and live, and only then delete the run's log and signals
+//! -- (each statement with a fresh snapshot, as in a transaction of three); false when
+//! -- fenced.
+//! CREATE FUNCTION cano_fenced_clear(run text, lease_epoch bigint) RETURNS boolean;
 //! ```
 //!
 //! A run's `cano_runs` row outlives its log: clearing the log releases the lease but keeps
@@ -95,6 +100,19 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX IF NOT EXISTS cano_runs_lease_until ON cano_runs (lease_until)
         WHERE owner IS NOT NULL;
     ALTER TABLE cano_checkpoints ADD COLUMN IF NOT EXISTS epoch bigint;
+    CREATE OR REPLACE FUNCTION cano_fenced_clear(run text, lease_epoch bigint)
+    RETURNS boolean LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE cano_runs SET owner = NULL, lease_until = now(), released_at = now()
+        WHERE workflow_id = run AND epoch = lease_epoch
+          AND owner IS NOT NULL AND lease_until > now();
+        IF NOT FOUND THEN
+            RETURN false;
+        END IF;
+        DELETE FROM cano_checkpoints WHERE workflow_id = run;
+        DELETE FROM cano_signals WHERE workflow_id = run;
+        RETURN true;
+    END $$;
 ",
 ];
 
