@@ -21,6 +21,9 @@
 //! * `signal`: `Wait` is a `#[task::signal]` state; the store keeps signals
 //!   (`with_signal_store`), one id per run as above. The benchmark wakes
 //!   the runs by sending each one its signal, in run order, from the main thread.
+//! * `timer+redb` and `signal+redb` (only when named, with `--features recovery`): the
+//!   `timer+store` and `signal` scenarios on a [`RedbCheckpointStore`](cano::RedbCheckpointStore)
+//!   in a temporary directory: the runs' logs are on disk, not in the process's memory.
 //! * `sleep-floor` (reference, no cano): each task awaits `tokio::time::sleep_until` of the
 //!   common deadline: what a parked tokio task with a timer costs at least.
 //!
@@ -48,6 +51,7 @@
 //! main figures at the end. `shared/bench/peers/summary.py` reads the `BENCH` lines.
 
 use cano::prelude::*;
+use cano::signal::SignalStore;
 use cano::signal::{self, Signal};
 use cano::{ListRuns, MemoryCheckpointStore};
 use std::borrow::Cow;
@@ -58,10 +62,19 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const USAGE: &str = "usage: parked_runs [--runs N] \
-    [--scenario timer|timer+store|signal|sleep-floor|all] [--warmup W] [--park-secs S]";
+    [--scenario timer|timer+store|signal|sleep-floor|all|timer+redb|signal+redb] \
+    [--warmup W] [--park-secs S]";
 
 /// The scenarios, in the order `all` runs them.
 const SCENARIOS: [&str; 4] = ["timer", "timer+store", "signal", "sleep-floor"];
+
+/// Scenarios run only when named (feature `recovery`): the store scenarios on a
+/// `RedbCheckpointStore`, whose rows are on disk rather than in the process's memory.
+const REDB_SCENARIOS: [&str; 2] = ["timer+redb", "signal+redb"];
+
+/// A store the store scenarios can use.
+trait ParkStore: ListRuns + SignalStore {}
+impl<S: ListRuns + SignalStore> ParkStore for S {}
 
 /// How long a parked run is given, after the last one parked, to finish the poll that
 /// parked it before RSS is read.
@@ -131,7 +144,7 @@ fn timer_workflow(until: Instant, asked: &Arc<AtomicUsize>) -> Workflow<Park> {
         .add_exit_state(Park::Done)
 }
 
-fn signal_workflow(store: &Arc<MemoryCheckpointStore>) -> Workflow<Park> {
+fn signal_workflow<S: ParkStore>(store: &Arc<S>) -> Workflow<Park> {
     Workflow::bare()
         .register_signal(Park::Wait, AwaitGo)
         .add_exit_state(Park::Done)
@@ -342,8 +355,8 @@ async fn settle(deadline: Option<Instant>) -> Result<(), String> {
 }
 
 /// Check that every run `0..n` has a log whose last row is of `kind` (it waits).
-async fn check_waiting(
-    store: &MemoryCheckpointStore,
+async fn check_waiting<S: ParkStore>(
+    store: &S,
     n: usize,
     kind: RowKind,
     limit: Duration,
@@ -369,7 +382,7 @@ async fn check_waiting(
 }
 
 /// Check that the store holds no log any more (every run cleared its own).
-async fn check_cleared(store: &MemoryCheckpointStore) -> Result<(), String> {
+async fn check_cleared<S: ParkStore>(store: &S) -> Result<(), String> {
     let left = store.list_runs().await.map_err(|e| e.to_string())?;
     if left.is_empty() {
         Ok(())
@@ -409,11 +422,14 @@ fn spawn_runs<F: Future<Output = ()> + Send + 'static>(
 }
 
 /// The `timer`, `timer+store` and `sleep-floor` scenarios.
-async fn timers(phase: &Phase, kind: Timed) -> Result<Measured, String> {
+async fn timers<S: ParkStore>(
+    phase: &Phase,
+    kind: Timed,
+    store: Arc<S>,
+) -> Result<Measured, String> {
     let n = phase.runs;
     let before = snapshot()?;
     let asked = Arc::new(AtomicUsize::new(0));
-    let store = Arc::new(MemoryCheckpointStore::new());
     let started = Instant::now();
     let deadline = phase.deadline();
     let wf = timer_workflow(deadline, &asked);
@@ -447,7 +463,7 @@ async fn timers(phase: &Phase, kind: Timed) -> Result<Measured, String> {
     let park = started.elapsed();
     if !phase.warmup {
         if let Timed::TimerStore = kind {
-            check_waiting(&store, n, RowKind::Timer, Duration::from_secs(5)).await?;
+            check_waiting(&*store, n, RowKind::Timer, Duration::from_secs(5)).await?;
         }
         settle(strict).await?;
     }
@@ -459,7 +475,7 @@ async fn timers(phase: &Phase, kind: Timed) -> Result<Measured, String> {
         .all(n, phase.park_budget + Duration::from_secs(60))
         .await?;
     let latencies = finished().latencies(n, deadline);
-    check_cleared(&store).await?;
+    check_cleared(&*store).await?;
     Ok(Measured {
         runs: n,
         before,
@@ -474,10 +490,9 @@ async fn timers(phase: &Phase, kind: Timed) -> Result<Measured, String> {
 }
 
 /// The `signal` scenario.
-async fn signals(phase: &Phase) -> Result<Measured, String> {
+async fn signals<S: ParkStore>(phase: &Phase, store: Arc<S>) -> Result<Measured, String> {
     let n = phase.runs;
     let before = snapshot()?;
-    let store = Arc::new(MemoryCheckpointStore::new());
     let base = signal_workflow(&store);
     let started = Instant::now();
     let base = Arc::new(base);
@@ -486,7 +501,7 @@ async fn signals(phase: &Phase) -> Result<Measured, String> {
         async move { finish(wf.orchestrate_with_id(run_id(i), Park::Wait).await) }
     });
     drop(base);
-    check_waiting(&store, n, RowKind::SignalWait, Duration::from_secs(120)).await?;
+    check_waiting(&*store, n, RowKind::SignalWait, Duration::from_secs(120)).await?;
     let park = started.elapsed();
     settle(None).await?;
     let parked = snapshot()?;
@@ -504,7 +519,7 @@ async fn signals(phase: &Phase) -> Result<Measured, String> {
     let send = wake.elapsed();
     finished().all(n, Duration::from_secs(120)).await?;
     let latencies = finished().latencies(n, wake);
-    check_cleared(&store).await?;
+    check_cleared(&*store).await?;
     Ok(Measured {
         runs: n,
         before,
@@ -520,11 +535,37 @@ async fn signals(phase: &Phase) -> Result<Measured, String> {
 
 async fn measure(scenario: &str, phase: &Phase) -> Result<Measured, String> {
     finished().reset();
+    let memory = || Arc::new(MemoryCheckpointStore::new());
     match scenario {
-        "timer" => timers(phase, Timed::Timer).await,
-        "timer+store" => timers(phase, Timed::TimerStore).await,
-        "signal" => signals(phase).await,
-        "sleep-floor" => timers(phase, Timed::SleepFloor).await,
+        "timer" => timers(phase, Timed::Timer, memory()).await,
+        "timer+store" => timers(phase, Timed::TimerStore, memory()).await,
+        "signal" => signals(phase, memory()).await,
+        "sleep-floor" => timers(phase, Timed::SleepFloor, memory()).await,
+        #[cfg(feature = "recovery")]
+        "timer+redb" | "signal+redb" => {
+            let dir = std::env::temp_dir().join(format!(
+                "cano-parked-{}-{}",
+                std::process::id(),
+                scenario.replace('+', "-")
+            ));
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let store = cano::RedbCheckpointStore::new(dir.join("parked.redb"))
+                .map(Arc::new)
+                .map_err(|e| e.to_string());
+            let measured = match store {
+                Ok(store) if scenario == "timer+redb" => {
+                    timers(phase, Timed::TimerStore, store).await
+                }
+                Ok(store) => signals(phase, store).await,
+                Err(e) => Err(e),
+            };
+            let _ = std::fs::remove_dir_all(&dir);
+            measured
+        }
+        #[cfg(not(feature = "recovery"))]
+        "timer+redb" | "signal+redb" => Err(format!(
+            "{scenario} needs the redb store: run with --features recovery"
+        )),
         other => Err(format!("unknown scenario {other:?}\n{USAGE}")),
     }
 }
@@ -825,7 +866,9 @@ impl Args {
                     let name = value("a scenario")?;
                     args.scenarios = match name.as_str() {
                         "all" => SCENARIOS.map(String::from).to_vec(),
-                        s if SCENARIOS.contains(&s) => vec![name],
+                        s if SCENARIOS.contains(&s) || REDB_SCENARIOS.contains(&s) => {
+                            vec![name]
+                        }
                         _ => return Err(format!("unknown scenario {name:?}\n{USAGE}")),
                     };
                 }
