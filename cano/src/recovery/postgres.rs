@@ -318,6 +318,14 @@ where
     }
 }
 
+impl PostgresCheckpointStore {
+    /// A connection of the store's pool, for the cluster runtime's own statements
+    /// ([`crate::cluster`]); it goes back to the pool when dropped.
+    pub(crate) async fn connection(&self) -> Result<pool::Pooled<'_>, CanoError> {
+        self.inner.pool.get().await
+    }
+}
+
 /// How a [`RowKind`] is stored: its serde name. The serde derive on `RowKind` is the one
 /// mapping; these two only move it in and out of text.
 fn kind_name(kind: RowKind) -> Result<String, CanoError> {

@@ -19,6 +19,7 @@ pub(super) enum Doing {
     Claim,
     Renew,
     Release,
+    Cluster,
 }
 
 impl Doing {
@@ -36,6 +37,7 @@ impl Doing {
             Self::Claim => "claiming a run failed",
             Self::Renew => "renewing a lease failed",
             Self::Release => "releasing a lease failed",
+            Self::Cluster => "a cluster runtime query failed",
         }
     }
 }

@@ -38,8 +38,8 @@ pub(super) async fn open(connector: &Connector) -> Result<Client, CanoError> {
 }
 
 /// An open connection with the statements the hot paths use, prepared once.
-pub(super) struct Conn {
-    pub(super) client: Client,
+pub(crate) struct Conn {
+    pub(crate) client: Client,
     /// `INSERT` of one checkpoint row (nothing on a duplicate key).
     pub(super) append: Statement,
     /// A run's rows, by ascending sequence.
@@ -78,6 +78,14 @@ impl Conn {
             }
             pg_error(&e, doing)
         }
+    }
+
+    /// [`on_error`](Self::on_error) for the statements of the cluster runtime
+    /// ([`crate::cluster`]).
+    pub(crate) fn on_cluster_error(
+        &self,
+    ) -> impl Fn(tokio_postgres::Error) -> CanoError + Send + Sync + 'static {
+        self.on_error(Doing::Cluster)
     }
 }
 
@@ -169,7 +177,7 @@ pub(super) async fn prepare(client: Client) -> Result<Conn, CanoError> {
 
 /// A connection lent to one caller; it goes back to the pool when dropped, unless the
 /// server closed it.
-pub(super) struct Pooled<'a> {
+pub(crate) struct Pooled<'a> {
     conn: Option<Conn>,
     pool: &'a Pool,
     _permit: SemaphorePermit<'a>,

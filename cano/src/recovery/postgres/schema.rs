@@ -55,6 +55,34 @@
 //! A run's `cano_runs` row outlives its log: clearing the log releases the lease but keeps
 //! the epoch, so that a run started again under the same id continues the count and a
 //! writer of an earlier incarnation stays fenced.
+//!
+//! # Version 3: the cluster's runs
+//!
+//! The runs submitted to the [cluster runtime](crate::cluster), one row each (its lease
+//! and log are the `cano_runs` and `cano_checkpoints` rows of the same id):
+//!
+//! ```sql
+//! CREATE TABLE cano_cluster_runs (
+//!     run_id          text        PRIMARY KEY,
+//!     queue           text        NOT NULL,
+//!     workflow        text        NOT NULL,  -- the registered workflow's name
+//!     status          text        NOT NULL,  -- ready | running | succeeded | failed | parked
+//!     input           jsonb       NOT NULL,
+//!     initial_state   jsonb       NOT NULL,
+//!     final_state     jsonb,                 -- set when succeeded
+//!     error           text,                  -- set when failed or parked (or the last retry's)
+//!     attempts        integer     NOT NULL DEFAULT 0,  -- claims so far; +1 per claim
+//!     idempotency_key text        UNIQUE,
+//!     worker          text,                  -- the worker running it (or that last did)
+//!     heartbeat_at    timestamptz,           -- that worker's last sign of life
+//!     submitted_at    timestamptz NOT NULL DEFAULT now(),
+//!     finished_at     timestamptz
+//! );
+//! CREATE INDEX cano_cluster_runs_ready ON cano_cluster_runs (queue, submitted_at)
+//!     WHERE status = 'ready';
+//! CREATE INDEX cano_cluster_runs_running ON cano_cluster_runs (heartbeat_at)
+//!     WHERE status = 'running';
+//! ```
 
 use super::error::{Doing, pg_error};
 use crate::error::CanoError;
@@ -113,6 +141,29 @@ const MIGRATIONS: &[&str] = &[
         DELETE FROM cano_signals WHERE workflow_id = run;
         RETURN true;
     END $$;
+",
+    "
+    CREATE TABLE IF NOT EXISTS cano_cluster_runs (
+        run_id          text        PRIMARY KEY,
+        queue           text        NOT NULL,
+        workflow        text        NOT NULL,
+        status          text        NOT NULL
+            CHECK (status IN ('ready', 'running', 'succeeded', 'failed', 'parked')),
+        input           jsonb       NOT NULL,
+        initial_state   jsonb       NOT NULL,
+        final_state     jsonb,
+        error           text,
+        attempts        integer     NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+        idempotency_key text        UNIQUE,
+        worker          text,
+        heartbeat_at    timestamptz,
+        submitted_at    timestamptz NOT NULL DEFAULT now(),
+        finished_at     timestamptz
+    );
+    CREATE INDEX IF NOT EXISTS cano_cluster_runs_ready ON cano_cluster_runs (queue, submitted_at)
+        WHERE status = 'ready';
+    CREATE INDEX IF NOT EXISTS cano_cluster_runs_running ON cano_cluster_runs (heartbeat_at)
+        WHERE status = 'running';
 ",
 ];
 
