@@ -3,6 +3,8 @@
 
 pub mod cancel;
 pub mod circuit;
+#[cfg(feature = "postgres")]
+pub mod cluster;
 pub mod error;
 pub mod guide;
 mod instrument;

@@ -1,0 +1,95 @@
+//! The cluster runtime (feature `postgres`): workflows registered by name, runs submitted
+//! to a PostgreSQL database, and workers in any number of processes that claim, run and
+//! finish them, each run once, with no coordinator.
+//!
+//! * A [`Registry`] names the workflows a worker can run; each has a factory that builds
+//!   the [`Workflow`](crate::Workflow) from the run's input (any serde type).
+//! * A [`Client`] [submits](Client::submit) `(workflow name, input, initial state)` and
+//!   gets the run's id; with an idempotency key, submitting again returns the same id and
+//!   adds nothing. It reads a run's [status](Client::status) and
+//!   [waits](Client::wait) for its end: the final state or the error.
+//! * A [`Worker`] claims ready runs (`FOR UPDATE SKIP LOCKED`, so workers never wait for
+//!   each other), takes each run's [lease](crate::recovery::postgres::lease), runs it with
+//!   fenced writers ([`with_run_writers`](crate::Workflow::with_run_writers)), or
+//!   resumes it from its log when an earlier worker left one, renews its leases by
+//!   heartbeat and records how each run ended.
+//!
+//! # Runs and their status
+//!
+//! A run is `ready`, then `running` on one worker, then `succeeded` (with its final
+//! state), `failed` (the workflow returned an error, or the run's workflow name or input
+//! is unknown to the worker: the error says which) or `parked`. The table is
+//! `cano_cluster_runs` (see [`schema`](crate::recovery::postgres::schema), version 3).
+//!
+//! # When a worker dies
+//!
+//! A worker refreshes the heartbeat of its runs and renews their leases every third of
+//! its lease duration. A running run whose heartbeat is older than a lease duration and
+//! whose lease has expired (by the database's clock) belongs to a dead or stalled worker:
+//! every worker looks for such runs each poll interval and makes them ready again, so a
+//! live worker resumes the run from its log within about a lease duration plus a poll
+//! interval. A worker that was only stalled finds its writes fenced and drops the run.
+//! Each claim counts an attempt; a run found abandoned (or failing on the database)
+//! [`with_max_attempts`](Worker::with_max_attempts) times is parked with its error
+//! instead of being tried again.
+//!
+//! Stopping a worker through its shutdown token hands its runs back at once: their leases
+//! are released and they are ready again, without counting an attempt.
+//!
+//! # Limits
+//!
+//! * A run's outcome is recorded after its log was cleared: a worker that dies between
+//!   the two leaves a run that is started afresh (its tasks run again). Make side effects
+//!   idempotent, as the [lease limits](crate::recovery::postgres::lease#limits) say.
+//! * New runs are found by polling (every poll interval); there is no `NOTIFY` wake-up yet,
+//!   no per-queue concurrency limit, and no retention of finished runs.
+//! * Sleeping runs and runs waiting for signals hold their worker slot.
+//!
+//! ```no_run
+//! use cano::cluster::{Client, Registry, Worker};
+//! use cano::cancel::CancellationToken;
+//! use cano::prelude::*;
+//! use serde::{Deserialize, Serialize};
+//! use std::time::Duration;
+//!
+//! #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+//! enum Step { Charge, Done }
+//!
+//! #[derive(Deserialize)]
+//! struct Order { id: u64 }
+//!
+//! # fn order_workflow(order: Order) -> Workflow<Step> { Workflow::bare() }
+//! # #[tokio::main] async fn main() -> Result<(), CanoError> {
+//! let url = "postgresql://cano:secret@localhost/app";
+//! let registry = Registry::new()
+//!     .register("order", |order: Order| Ok(order_workflow(order)));
+//!
+//! // In each worker process:
+//! let store = PostgresCheckpointStore::connect(url).await?.with_worker_id("worker-a");
+//! let (stop, token) = CancellationToken::new();
+//! let worker = Worker::new(store, registry).with_concurrency(8);
+//! let running = tokio::spawn(async move { worker.run(token).await });
+//!
+//! // Anywhere:
+//! let client = Client::new(PostgresCheckpointStore::connect(url).await?);
+//! let run = client
+//!     .submit("order", &serde_json::json!({ "id": 7 }), &Step::Charge, Some("order-7"))
+//!     .await?;
+//! let status = client.wait(&run, Duration::from_secs(60)).await?;
+//! assert_eq!(status.final_state::<Step>()?, Some(Step::Done));
+//!
+//! stop.cancel();
+//! # let _ = running.await;
+//! # Ok(()) }
+//! ```
+
+mod client;
+mod registry;
+mod worker;
+
+pub use self::client::{Client, RunState, RunStatus};
+pub use self::registry::Registry;
+pub use self::worker::Worker;
+
+/// The queue of a client or worker that was given none.
+pub const DEFAULT_QUEUE: &str = "default";

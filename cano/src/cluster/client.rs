@@ -1,0 +1,282 @@
+//! Submitting runs and reading how they are doing.
+
+use super::DEFAULT_QUEUE;
+use crate::error::CanoError;
+use crate::recovery::postgres::PostgresCheckpointStore;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+
+/// Insert a ready run (its id made by the database); nothing when the idempotency key
+/// `$6` is taken.
+const SUBMIT: &str = "
+    INSERT INTO cano_cluster_runs
+        (run_id, queue, workflow, status, input, initial_state, idempotency_key)
+    VALUES (gen_random_uuid()::text, $1, $2, 'ready', ($3::text)::jsonb, ($4::text)::jsonb, $5)
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING run_id";
+
+/// The run submitted with idempotency key `$1`.
+const BY_KEY: &str = "SELECT run_id FROM cano_cluster_runs WHERE idempotency_key = $1";
+
+/// A run's status row.
+const STATUS: &str = "
+    SELECT run_id, queue, workflow, status, final_state::text, error, attempts, worker
+    FROM cano_cluster_runs WHERE run_id = $1";
+
+/// How often [`Client::wait`] looks, unless set with [`Client::with_poll_interval`].
+const DEFAULT_WAIT_POLL: Duration = Duration::from_millis(100);
+
+/// Where a run is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RunState {
+    /// Waiting for a worker.
+    Ready,
+    /// A worker has it.
+    Running,
+    /// It ended in its final state.
+    Succeeded,
+    /// It ended with an error (the workflow's, or the worker could not build it).
+    Failed,
+    /// Given up after too many attempts; the error says why.
+    Parked,
+}
+
+impl RunState {
+    /// Whether the run has ended (succeeded, failed or parked).
+    pub fn is_finished(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Parked)
+    }
+
+    fn parse(text: &str) -> Result<Self, CanoError> {
+        Ok(match text {
+            "ready" => Self::Ready,
+            "running" => Self::Running,
+            "succeeded" => Self::Succeeded,
+            "failed" => Self::Failed,
+            "parked" => Self::Parked,
+            other => {
+                return Err(CanoError::checkpoint_store(format!(
+                    "cluster: a run has the status {other:?}, which this version of cano does \
+                     not know; a newer cano wrote it"
+                )));
+            }
+        })
+    }
+}
+
+/// A run's status, as [`Client::status`] reads it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct RunStatus {
+    /// The run's id.
+    pub run_id: String,
+    /// Its queue.
+    pub queue: String,
+    /// The registered name of its workflow.
+    pub workflow: String,
+    /// Where it is.
+    pub state: RunState,
+    /// Its final state as JSON, once it succeeded.
+    pub final_state: Option<serde_json::Value>,
+    /// Its error, once it failed or was parked (or the last attempt's, while it is retried).
+    pub error: Option<String>,
+    /// How many times a worker claimed it.
+    pub attempts: u32,
+    /// The worker running it, or the last one that did.
+    pub worker: Option<String>,
+}
+
+impl RunStatus {
+    /// The final state as `S` (`None` while the run has not succeeded).
+    ///
+    /// # Errors
+    /// [`CanoError::Workflow`] when the stored state does not deserialize as `S`.
+    pub fn final_state<S: DeserializeOwned>(&self) -> Result<Option<S>, CanoError> {
+        self.final_state
+            .as_ref()
+            .map(|json| {
+                S::deserialize(json).map_err(|e| {
+                    CanoError::workflow(format!(
+                        "cluster: the final state of run {:?} ({json}) does not deserialize as \
+                         {}: {e}",
+                        self.run_id,
+                        std::any::type_name::<S>()
+                    ))
+                })
+            })
+            .transpose()
+    }
+}
+
+/// Submits runs to the cluster and reads their status. `Clone` shares the store's pool.
+///
+/// Every method's future may be dropped: a statement already sent is then committed or
+/// not, as the server decides (a dropped `submit` may have added the run; submit with an
+/// idempotency key to make trying again safe).
+#[derive(Debug, Clone)]
+pub struct Client {
+    store: PostgresCheckpointStore,
+    queue: String,
+    poll_interval: Duration,
+}
+
+impl Client {
+    /// A client on `store`'s database, submitting to the queue `"default"`.
+    pub fn new(store: PostgresCheckpointStore) -> Self {
+        Self {
+            store,
+            queue: DEFAULT_QUEUE.to_owned(),
+            poll_interval: DEFAULT_WAIT_POLL,
+        }
+    }
+
+    /// Submit to `queue` instead (only workers of that queue run its runs).
+    pub fn with_queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = queue.into();
+        self
+    }
+
+    /// How often [`wait`](Self::wait) looks at the run (default: 100 ms; at least 1 ms).
+    pub fn with_poll_interval(mut self, every: Duration) -> Self {
+        self.poll_interval = every.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Submit a run of the registered workflow `workflow` with `input`, starting from
+    /// `initial_state`; answers its run id. With an `idempotency_key`, a submit whose key
+    /// was used before adds nothing and answers the earlier run's id (whatever its
+    /// workflow and input were).
+    ///
+    /// # Errors
+    /// [`CanoError::Configuration`] when the input or state does not serialize as JSON
+    /// (or holds a NUL character); [`CanoError::CheckpointStore`] when the database
+    /// cannot be reached.
+    pub async fn submit<I, S>(
+        &self,
+        workflow: &str,
+        input: &I,
+        initial_state: &S,
+        idempotency_key: Option<&str>,
+    ) -> Result<String, CanoError>
+    where
+        I: Serialize + ?Sized,
+        S: Serialize + ?Sized,
+    {
+        let input = to_json("input", workflow, input)?;
+        let initial = to_json("initial state", workflow, initial_state)?;
+        let conn = self.store.connection().await?;
+        let failed = conn.on_cluster_error();
+        let inserted = conn
+            .client
+            .query_opt(
+                SUBMIT,
+                &[&self.queue, &workflow, &input, &initial, &idempotency_key],
+            )
+            .await
+            .map_err(&failed)?;
+        if let Some(row) = inserted {
+            return row.try_get(0).map_err(&failed);
+        }
+        // Only a taken idempotency key inserts nothing.
+        let row = conn
+            .client
+            .query_one(BY_KEY, &[&idempotency_key])
+            .await
+            .map_err(&failed)?;
+        row.try_get(0).map_err(&failed)
+    }
+
+    /// The status of run `run_id`; `None` when there is no such run.
+    ///
+    /// # Errors
+    /// [`CanoError::CheckpointStore`] when the database cannot be reached.
+    pub async fn status(&self, run_id: &str) -> Result<Option<RunStatus>, CanoError> {
+        let conn = self.store.connection().await?;
+        let failed = conn.on_cluster_error();
+        let Some(row) = conn
+            .client
+            .query_opt(STATUS, &[&run_id])
+            .await
+            .map_err(&failed)?
+        else {
+            return Ok(None);
+        };
+        let final_state: Option<String> = row.try_get(4).map_err(&failed)?;
+        let final_state = final_state
+            .map(|text| {
+                serde_json::from_str(&text).map_err(|e| {
+                    CanoError::checkpoint_store(format!(
+                        "cluster: the final state of run {run_id:?} is not JSON: {e}"
+                    ))
+                })
+            })
+            .transpose()?;
+        let state: &str = row.try_get(3).map_err(&failed)?;
+        let attempts: i32 = row.try_get(6).map_err(&failed)?;
+        Ok(Some(RunStatus {
+            run_id: row.try_get(0).map_err(&failed)?,
+            queue: row.try_get(1).map_err(&failed)?,
+            workflow: row.try_get(2).map_err(&failed)?,
+            state: RunState::parse(state)?,
+            final_state,
+            error: row.try_get(5).map_err(&failed)?,
+            attempts: u32::try_from(attempts).unwrap_or(0),
+            worker: row.try_get(7).map_err(&failed)?,
+        }))
+    }
+
+    /// Wait until run `run_id` has ended (succeeded, failed or parked) and answer its
+    /// status, looking every poll interval.
+    ///
+    /// Dropping the future stops waiting; the run goes on.
+    ///
+    /// # Errors
+    /// [`CanoError::Timeout`] when it has not ended after `timeout` (it goes on);
+    /// [`CanoError::Configuration`] when there is no such run;
+    /// [`CanoError::CheckpointStore`] when the database cannot be reached.
+    pub async fn wait(&self, run_id: &str, timeout: Duration) -> Result<RunStatus, CanoError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let status = self.status(run_id).await?.ok_or_else(|| {
+                CanoError::configuration(format!(
+                    "cluster: there is no run {run_id:?} to wait for; use the id `submit` \
+                     answered"
+                ))
+            })?;
+            if status.state.is_finished() {
+                return Ok(status);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(CanoError::timeout(format!(
+                    "cluster: run {run_id:?} has not ended after {timeout:?} (it is {:?}, \
+                     attempt {}); it goes on",
+                    status.state, status.attempts
+                )));
+            }
+            tokio::time::sleep_until((now + self.poll_interval).min(deadline)).await;
+        }
+    }
+}
+
+/// `value` (the run's `what`) as JSON text for a `jsonb` column.
+fn to_json<T: Serialize + ?Sized>(
+    what: &str,
+    workflow: &str,
+    value: &T,
+) -> Result<String, CanoError> {
+    let text = serde_json::to_string(value).map_err(|e| {
+        CanoError::configuration(format!(
+            "cluster: the {what} of a run of {workflow:?} does not serialize as JSON: {e}"
+        ))
+    })?;
+    if text.contains("\\u0000") {
+        return Err(CanoError::configuration(format!(
+            "cluster: the {what} of a run of {workflow:?} holds a NUL character, which \
+             PostgreSQL's jsonb cannot store; remove it"
+        )));
+    }
+    Ok(text)
+}

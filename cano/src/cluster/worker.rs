@@ -1,0 +1,591 @@
+//! The worker loop: claim ready runs, run them under leases kept alive by a heartbeat,
+//! record how they ended, and make the runs of dead workers ready again.
+
+use super::DEFAULT_QUEUE;
+use super::registry::{Registry, RunContext};
+use crate::cancel::CancellationToken;
+use crate::error::CanoError;
+use crate::recovery::postgres::{Lease, PostgresCheckpointStore};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::{Id, JoinSet};
+use tokio::time::Instant;
+
+/// Take up to `$2` ready runs of queue `$1` for worker `$3`, oldest first, skipping runs
+/// another worker is taking at the same moment.
+const CLAIM: &str = "
+    WITH picked AS (
+        SELECT run_id FROM cano_cluster_runs
+        WHERE status = 'ready' AND queue = $1
+        ORDER BY submitted_at, run_id
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE cano_cluster_runs AS c
+    SET status = 'running', worker = $3, attempts = c.attempts + 1, heartbeat_at = now()
+    FROM picked WHERE c.run_id = picked.run_id
+    RETURNING c.run_id, c.workflow, c.input::text, c.initial_state::text, c.attempts";
+
+/// Make ready again (or park, after `$2` attempts) the running runs of queue `$1` whose
+/// worker gave no sign of life for `$3` seconds and whose lease has ended.
+const REAP: &str = "
+    UPDATE cano_cluster_runs AS c
+    SET status = CASE WHEN c.attempts >= $2 THEN 'parked' ELSE 'ready' END,
+        error = CASE WHEN c.attempts >= $2::integer THEN
+                    format('cluster: parked after %s attempts: each time, the worker running it \
+                            (last %s) stopped without recording an outcome (it died, hung or \
+                            lost its lease)', c.attempts, c.worker)
+                    || coalesce('; the last error: ' || c.error, '')
+                ELSE c.error END,
+        finished_at = CASE WHEN c.attempts >= $2 THEN now() END,
+        heartbeat_at = NULL
+    WHERE c.status = 'running' AND c.queue = $1
+      AND c.heartbeat_at < now() - make_interval(secs => $3)
+      AND NOT EXISTS (
+          SELECT 1 FROM cano_runs AS r
+          WHERE r.workflow_id = c.run_id AND r.owner IS NOT NULL AND r.lease_until > now())";
+
+/// The heartbeat of worker `$2`'s runs `$1`.
+const HEARTBEAT: &str = "
+    UPDATE cano_cluster_runs SET heartbeat_at = now()
+    WHERE run_id = ANY($1) AND worker = $2 AND status = 'running'";
+
+/// The owner of each of the runs `$1` (`NULL`: released).
+const OWNERS: &str = "SELECT workflow_id, owner FROM cano_runs WHERE workflow_id = ANY($1)";
+
+/// Record that run `$1` (attempt `$3` of worker `$2`) ended: status `$4`, final state `$5`
+/// (JSON text), error `$6`. Nothing when the run is no longer that attempt's.
+const FINISH: &str = "
+    UPDATE cano_cluster_runs
+    SET status = $4::text, final_state = ($5::text)::jsonb, error = $6, finished_at = now(),
+        heartbeat_at = NULL
+    WHERE run_id = $1 AND worker = $2 AND attempts = $3 AND status = 'running'";
+
+/// Give run `$1` (attempt `$3` of worker `$2`) back: ready again with error `$4` noted, or
+/// parked after `$5` attempts; `$6` true: the attempt does not count (a shutdown).
+const REQUEUE: &str = "
+    UPDATE cano_cluster_runs
+    SET status = CASE WHEN NOT $6::boolean AND attempts >= $5::integer THEN 'parked'
+                      ELSE 'ready' END,
+        attempts = CASE WHEN $6::boolean THEN attempts - 1 ELSE attempts END,
+        error = CASE WHEN NOT $6::boolean AND attempts >= $5::integer THEN
+                    format('cluster: parked after %s attempts; the last error: %s',
+                           attempts, $4::text)
+                ELSE coalesce($4::text, error) END,
+        finished_at = CASE WHEN NOT $6::boolean AND attempts >= $5::integer THEN now() END,
+        heartbeat_at = NULL
+    WHERE run_id = $1 AND worker = $2 AND attempts = $3 AND status = 'running'";
+
+/// How often a worker looks for ready runs unless set with [`Worker::with_poll_interval`].
+const DEFAULT_POLL: Duration = Duration::from_millis(500);
+
+/// Attempts before a run is parked unless set with [`Worker::with_max_attempts`].
+const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+
+/// Why a worker stops a run it is running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// Its lease is no longer this worker's: drop it, another worker resumes it.
+    LeaseLost,
+    /// The worker shuts down: hand it back.
+    Shutdown,
+}
+
+/// Where the lease of a run in hand is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LeaseState {
+    /// Renewed by the heartbeat.
+    Renewing,
+    /// Released by the run's final clear: the run is recording its outcome.
+    Released,
+    /// Expired or taken over: no longer renewed, and the run's heartbeat stops.
+    Lost,
+}
+
+/// A run this worker is running.
+struct Held {
+    lease: Lease,
+    lease_state: LeaseState,
+    stop: watch::Sender<Option<Stop>>,
+}
+
+/// What a finished run task answers: its id, and whether it stopped for a shutdown.
+type Done = String;
+
+/// Runs registered workflows from the cluster's queue: see the [module docs](super).
+///
+/// ```no_run
+/// use cano::cancel::CancellationToken;
+/// use cano::cluster::{Registry, Worker};
+/// use cano::prelude::*;
+/// use std::time::Duration;
+///
+/// # async fn f(registry: Registry) -> Result<(), CanoError> {
+/// let store = PostgresCheckpointStore::connect("postgresql://cano@db/app")
+///     .await?
+///     .with_worker_id(format!("worker-{}", std::process::id()))
+///     .with_lease_duration(Duration::from_secs(10));
+/// let (stop, token) = CancellationToken::new();
+/// let worker = Worker::new(store, registry).with_concurrency(16);
+/// tokio::spawn(async move {
+///     let _ = tokio::signal::ctrl_c().await;
+///     stop.cancel(); // hands this worker's runs back
+/// });
+/// worker.run(token).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Worker {
+    store: PostgresCheckpointStore,
+    registry: Arc<Registry>,
+    concurrency: usize,
+    queue: String,
+    poll_interval: Duration,
+    max_attempts: u32,
+}
+
+impl Worker {
+    /// A worker running `registry`'s workflows from the queue `"default"`, one run at a
+    /// time, as `store`'s [worker id](PostgresCheckpointStore::with_worker_id), with its
+    /// [lease duration](PostgresCheckpointStore::with_lease_duration). Give each worker
+    /// a distinct worker id.
+    pub fn new(store: PostgresCheckpointStore, registry: impl Into<Arc<Registry>>) -> Self {
+        Self {
+            store,
+            registry: registry.into(),
+            concurrency: 1,
+            queue: DEFAULT_QUEUE.to_owned(),
+            poll_interval: DEFAULT_POLL,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+        }
+    }
+
+    /// Run up to `n` runs at once (at least 1; default 1).
+    pub fn with_concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// Take runs from `queue` (default `"default"`).
+    pub fn with_queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = queue.into();
+        self
+    }
+
+    /// How often to look for ready runs and for runs of dead workers (default: 500 ms;
+    /// at least 1 ms). A dead worker's run is ready again within its lease duration plus
+    /// this.
+    pub fn with_poll_interval(mut self, every: Duration) -> Self {
+        self.poll_interval = every.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Park a run, with its error, once it was claimed `n` times without ending (its
+    /// worker died, lost the lease or could not reach the database each time); default 5,
+    /// at least 1.
+    pub fn with_max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n.max(1);
+        self
+    }
+
+    /// Claim and run runs until `shutdown` fires, then hand the runs in hand back (their
+    /// leases released, ready again at once, the attempt not counted) and return.
+    ///
+    /// Database trouble does not end the loop: it tries again each poll interval (runs
+    /// whose leases could not be renewed are dropped once the leases are lost, and are
+    /// resumed by whichever worker claims them next).
+    ///
+    /// Dropping the future (or aborting its task) drops every run in hand at once, as if
+    /// the process died: their leases expire and other workers resume them.
+    ///
+    /// # Errors
+    /// None yet; the `Result` is for errors that will end a worker (a refused schema).
+    pub async fn run(&self, shutdown: CancellationToken) -> Result<(), CanoError> {
+        let lease = self.store.lease_duration();
+        let heartbeat_every = (lease / 3).max(Duration::from_millis(5));
+        let mut held: HashMap<String, Held> = HashMap::new();
+        let mut tasks: JoinSet<Done> = JoinSet::new();
+        let mut task_runs: HashMap<Id, (String, i32)> = HashMap::new();
+        let mut next_poll = Instant::now();
+        let mut next_heartbeat = Instant::now() + heartbeat_every;
+        loop {
+            let now = Instant::now();
+            if now >= next_heartbeat {
+                next_heartbeat = now + heartbeat_every;
+                self.heartbeat(&mut held).await;
+            }
+            if now >= next_poll {
+                next_poll = now + self.poll_interval;
+                self.reap().await;
+                let free = self.concurrency.saturating_sub(held.len());
+                if free > 0 {
+                    self.claim(free, &mut held, &mut tasks, &mut task_runs)
+                        .await;
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep_until(next_poll.min(next_heartbeat)) => {}
+                Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                    self.joined(joined, &mut held, &mut task_runs).await;
+                    // A slot is free: look for work now.
+                    next_poll = Instant::now();
+                }
+            }
+        }
+        for run in held.values() {
+            let _ = run.stop.send(Some(Stop::Shutdown));
+        }
+        while let Some(joined) = tasks.join_next_with_id().await {
+            self.joined(joined, &mut held, &mut task_runs).await;
+        }
+        Ok(())
+    }
+
+    /// Renew the leases of the runs in hand and refresh their heartbeat; stop the runs
+    /// another worker took over.
+    ///
+    /// A lease that could not be renewed was released by the run's own final clear (the
+    /// run is finishing: its heartbeat goes on until its outcome is recorded), expired
+    /// (its heartbeat stops, so that another worker may take it over; its next write is
+    /// fenced) or taken over (the run is stopped at once).
+    async fn heartbeat(&self, held: &mut HashMap<String, Held>) {
+        let mut leases: Vec<Lease> = held
+            .values()
+            .filter(|run| run.lease_state == LeaseState::Renewing)
+            .map(|run| run.lease.clone())
+            .collect();
+        match self.store.renew_all(&mut leases).await {
+            Ok(lost) => {
+                for lease in leases {
+                    let id = lease.workflow_id().to_owned();
+                    if let Some(run) = held.get_mut(&id) {
+                        if lost.contains(&id) {
+                            run.lease_state = LeaseState::Lost;
+                        } else {
+                            run.lease = lease;
+                        }
+                    }
+                }
+            }
+            Err(e) => warn("renewing the leases of the runs in hand", &e),
+        }
+        let lost: Vec<&str> = held
+            .iter()
+            .filter(|(_, run)| run.lease_state != LeaseState::Renewing)
+            .map(|(id, _)| id.as_str())
+            .collect();
+        if !lost.is_empty() {
+            match self.owners(&lost).await {
+                Ok(owners) => {
+                    let me = self.store.worker_id();
+                    for (id, owner) in owners {
+                        let Some(run) = held.get_mut(&id) else {
+                            continue;
+                        };
+                        run.lease_state = match owner.as_deref() {
+                            None => LeaseState::Released,
+                            Some(owner) if owner == me => LeaseState::Lost,
+                            Some(_) => {
+                                let _ = run.stop.send(Some(Stop::LeaseLost));
+                                LeaseState::Lost
+                            }
+                        };
+                    }
+                }
+                Err(e) => warn("reading who holds the runs whose leases were lost", &e),
+            }
+        }
+        let ids: Vec<&str> = held
+            .iter()
+            .filter(|(_, run)| run.lease_state != LeaseState::Lost)
+            .map(|(id, _)| id.as_str())
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        let beat = async {
+            let conn = self.store.connection().await?;
+            conn.client
+                .execute(HEARTBEAT, &[&ids, &self.store.worker_id()])
+                .await
+                .map_err(conn.on_cluster_error())
+        };
+        if let Err(e) = beat.await {
+            warn("refreshing the heartbeat of the runs in hand", &e);
+        }
+    }
+
+    /// The lease owner (`None`: released) of each of `runs`.
+    async fn owners(&self, runs: &[&str]) -> Result<Vec<(String, Option<String>)>, CanoError> {
+        let conn = self.store.connection().await?;
+        let failed = conn.on_cluster_error();
+        let rows = conn.client.query(OWNERS, &[&runs]).await.map_err(&failed)?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get(0).map_err(&failed)?,
+                    row.try_get(1).map_err(&failed)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Make the runs of dead workers ready again (or park them).
+    async fn reap(&self) {
+        let max = i32::try_from(self.max_attempts).unwrap_or(i32::MAX);
+        let secs = self.store.lease_duration().as_secs_f64();
+        let reaped = async {
+            let conn = self.store.connection().await?;
+            conn.client
+                .execute(REAP, &[&self.queue, &max, &secs])
+                .await
+                .map_err(conn.on_cluster_error())
+        };
+        if let Err(e) = reaped.await {
+            warn("looking for the runs of dead workers", &e);
+        }
+    }
+
+    /// Claim up to `free` ready runs, take their leases and start them.
+    async fn claim(
+        &self,
+        free: usize,
+        held: &mut HashMap<String, Held>,
+        tasks: &mut JoinSet<Done>,
+        task_runs: &mut HashMap<Id, (String, i32)>,
+    ) {
+        let limit = i64::try_from(free).unwrap_or(i64::MAX);
+        let claimed = async {
+            let conn = self.store.connection().await?;
+            let failed = conn.on_cluster_error();
+            let rows = conn
+                .client
+                .query(CLAIM, &[&self.queue, &limit, &self.store.worker_id()])
+                .await
+                .map_err(&failed)?;
+            rows.iter()
+                .map(|row| {
+                    Ok::<_, CanoError>((
+                        row.try_get::<_, String>(0).map_err(&failed)?,
+                        row.try_get::<_, String>(1).map_err(&failed)?,
+                        row.try_get::<_, String>(2).map_err(&failed)?,
+                        row.try_get::<_, String>(3).map_err(&failed)?,
+                        row.try_get::<_, i32>(4).map_err(&failed)?,
+                    ))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let claimed = match claimed.await {
+            Ok(claimed) => claimed,
+            Err(e) => return warn("claiming ready runs", &e),
+        };
+        for (run_id, workflow, input, initial, attempt) in claimed {
+            let lease = match self.store.claim(&run_id).await {
+                Ok(lease) => lease,
+                Err(e) => {
+                    // Still leased to a worker that stalled: give it back for later.
+                    self.requeue(&run_id, attempt, Some(&e.to_string()), true)
+                        .await;
+                    continue;
+                }
+            };
+            let (stop, stopped) = watch::channel(None);
+            let worker = self.clone();
+            let id = run_id.clone();
+            let handle = tasks.spawn(async move {
+                worker
+                    .run_one(id, workflow, input, initial, attempt, stopped)
+                    .await
+            });
+            task_runs.insert(handle.id(), (run_id.clone(), attempt));
+            held.insert(
+                run_id,
+                Held {
+                    lease,
+                    lease_state: LeaseState::Renewing,
+                    stop,
+                },
+            );
+        }
+    }
+
+    /// Run one claimed run to its end (or until it is stopped) and record the outcome.
+    async fn run_one(
+        &self,
+        run_id: String,
+        workflow: String,
+        input: String,
+        initial: String,
+        attempt: i32,
+        mut stopped: watch::Receiver<Option<Stop>>,
+    ) -> Done {
+        let run = async {
+            let parse = |what: &str, text: &str| {
+                serde_json::from_str(text).map_err(|e| {
+                    CanoError::checkpoint_store(format!(
+                        "cluster: the {what} of run {run_id:?} is not JSON: {e}"
+                    ))
+                })
+            };
+            let context = RunContext {
+                run_id: run_id.clone(),
+                input: parse("input", &input)?,
+                initial_state: parse("initial state", &initial)?,
+                store: self.store.clone(),
+            };
+            self.registry.run(&workflow, context).await
+        };
+        let outcome = tokio::select! {
+            biased;
+            outcome = run => Ok(outcome),
+            stop = stopped.wait_for(Option::is_some) => Err(stop.map(|s| *s).ok().flatten()),
+        };
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(Some(Stop::Shutdown)) => {
+                self.hand_back(&run_id, attempt).await;
+                return run_id;
+            }
+            Err(_) => {
+                let error = "cluster: the run's lease was lost (the worker stalled or could \
+                             not reach the database)";
+                self.requeue(&run_id, attempt, Some(error), false).await;
+                return run_id;
+            }
+        };
+        match outcome {
+            Ok(end) => {
+                let end = end.to_string();
+                self.finish(&run_id, attempt, "succeeded", Some(&end), None)
+                    .await;
+            }
+            // The store failed (or fenced the run): not the workflow's fault, try again.
+            Err(e) if e.category() == "checkpoint_store" => {
+                self.release(&run_id).await;
+                self.requeue(&run_id, attempt, Some(&e.to_string()), false)
+                    .await;
+            }
+            Err(e) => {
+                self.finish(&run_id, attempt, "failed", None, Some(&e.to_string()))
+                    .await;
+                self.release(&run_id).await;
+            }
+        }
+        run_id
+    }
+
+    /// Record the end of `run_id`'s attempt `attempt`.
+    async fn finish(
+        &self,
+        run_id: &str,
+        attempt: i32,
+        status: &str,
+        final_state: Option<&str>,
+        error: Option<&str>,
+    ) {
+        let finished = async {
+            let conn = self.store.connection().await?;
+            conn.client
+                .execute(
+                    FINISH,
+                    &[
+                        &run_id,
+                        &self.store.worker_id(),
+                        &attempt,
+                        &status,
+                        &final_state,
+                        &error,
+                    ],
+                )
+                .await
+                .map_err(conn.on_cluster_error())
+        };
+        if let Err(e) = finished.await {
+            // The heartbeat stops with this task: the run is made ready again and resumed.
+            warn("recording how a run ended", &e);
+        }
+    }
+
+    /// Make `run_id`'s attempt `attempt` ready again (parked after too many attempts);
+    /// `shutdown`: the attempt does not count.
+    async fn requeue(&self, run_id: &str, attempt: i32, error: Option<&str>, shutdown: bool) {
+        let max = i32::try_from(self.max_attempts).unwrap_or(i32::MAX);
+        let requeued = async {
+            let conn = self.store.connection().await?;
+            conn.client
+                .execute(
+                    REQUEUE,
+                    &[
+                        &run_id,
+                        &self.store.worker_id(),
+                        &attempt,
+                        &error,
+                        &max,
+                        &shutdown,
+                    ],
+                )
+                .await
+                .map_err(conn.on_cluster_error())
+        };
+        if let Err(e) = requeued.await {
+            warn("giving a run back", &e);
+        }
+    }
+
+    /// Release `run_id`'s lease and make it ready again without counting the attempt.
+    async fn hand_back(&self, run_id: &str, attempt: i32) {
+        self.release(run_id).await;
+        self.requeue(run_id, attempt, None, true).await;
+    }
+
+    /// Release this worker's lease on `run_id`, if it still has it.
+    async fn release(&self, run_id: &str) {
+        // `claim` of a run this worker holds answers its current lease (same epoch).
+        let released = async {
+            match self.store.try_claim(run_id).await? {
+                Some(lease) => self.store.release(&lease).await.map(drop),
+                None => Ok(()),
+            }
+        };
+        if let Err(e) = released.await {
+            // The lease then ends when it expires.
+            warn("releasing a run's lease", &e);
+        }
+    }
+
+    /// A run task ended: forget the run (a panicking run is given back, the attempt
+    /// counted).
+    async fn joined(
+        &self,
+        joined: Result<(Id, Done), tokio::task::JoinError>,
+        held: &mut HashMap<String, Held>,
+        task_runs: &mut HashMap<Id, (String, i32)>,
+    ) {
+        match joined {
+            Ok((id, run_id)) => {
+                task_runs.remove(&id);
+                held.remove(&run_id);
+            }
+            Err(e) => {
+                let Some((run_id, attempt)) = task_runs.remove(&e.id()) else {
+                    return;
+                };
+                held.remove(&run_id);
+                let error = format!("cluster: the run's task panicked: {e}");
+                self.release(&run_id).await;
+                self.requeue(&run_id, attempt, Some(&error), false).await;
+            }
+        }
+    }
+}
+
+/// Report database trouble the worker loop rides out.
+fn warn(doing: &str, error: &CanoError) {
+    #[cfg(feature = "tracing")]
+    tracing::warn!(%error, "cluster worker: {doing} failed; trying again");
+    #[cfg(not(feature = "tracing"))]
+    let _ = (doing, error);
+}

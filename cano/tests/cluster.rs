@@ -1,0 +1,456 @@
+//! The cluster runtime on PostgreSQL: runs submitted by a client and finished by
+//! in-process workers, each exactly once; idempotent submits; a worker dropped mid-run
+//! whose run another worker resumes from its log after the lease expires; unknown
+//! workflows and bad inputs failing the run with a clear error; a run that kills its
+//! worker each time parked; a shutdown handing runs back.
+//!
+//! On a throwaway server (`pg_support`); without PostgreSQL the tests print why they skip,
+//! and fail when `CANO_REQUIRE_POSTGRES=1`. Leases are 300 ms and workers poll every
+//! 20 ms, so a takeover takes well under a second.
+#![cfg(feature = "postgres")]
+
+mod pg_support;
+
+use cano::cancel::{CancellationHandle, CancellationToken};
+use cano::cluster::{Client, Registry, RunState, Worker};
+use cano::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+const LEASE: Duration = Duration::from_millis(300);
+const POLL: Duration = Duration::from_millis(20);
+const WAIT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+enum Step {
+    Prepare,
+    Work,
+    Done,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+struct Job {
+    n: u32,
+    /// Hold the first execution of `Work` until the test lets go (it never does).
+    #[serde(default)]
+    hold: bool,
+    /// Hang in `Work` every time (the test then kills the worker).
+    #[serde(default)]
+    poison: bool,
+}
+
+/// How many times each job's steps ran, across all workers: `(prepare, work)` by `n`.
+#[derive(Clone, Default)]
+struct Ledger {
+    runs: Arc<Mutex<HashMap<u32, (u32, u32)>>>,
+    /// Which worker ran each job's `Work`.
+    workers: Arc<Mutex<HashMap<u32, Vec<String>>>>,
+    holding: Arc<Notify>,
+}
+
+impl Ledger {
+    fn count(&self, n: u32) -> (u32, u32) {
+        self.runs
+            .lock()
+            .unwrap()
+            .get(&n)
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+struct Prepare {
+    n: u32,
+    ledger: Ledger,
+}
+
+#[task(state = Step)]
+impl Prepare {
+    fn config(&self) -> TaskConfig {
+        TaskConfig::minimal()
+    }
+    async fn run_bare(&self) -> Result<TaskResult<Step>, CanoError> {
+        self.ledger
+            .runs
+            .lock()
+            .unwrap()
+            .entry(self.n)
+            .or_default()
+            .0 += 1;
+        Ok(TaskResult::Single(Step::Work))
+    }
+}
+
+struct Work {
+    n: u32,
+    hold: bool,
+    poison: bool,
+    worker: String,
+    ledger: Ledger,
+}
+
+#[task(state = Step)]
+impl Work {
+    fn config(&self) -> TaskConfig {
+        TaskConfig::minimal()
+    }
+    async fn run_bare(&self) -> Result<TaskResult<Step>, CanoError> {
+        let first = {
+            let mut runs = self.ledger.runs.lock().unwrap();
+            let entry = runs.entry(self.n).or_default();
+            entry.1 += 1;
+            entry.1 == 1
+        };
+        self.ledger
+            .workers
+            .lock()
+            .unwrap()
+            .entry(self.n)
+            .or_default()
+            .push(self.worker.clone());
+        if self.poison || (self.hold && first) {
+            self.ledger.holding.notify_one();
+            std::future::pending::<()>().await;
+        }
+        Ok(TaskResult::Single(Step::Done))
+    }
+}
+
+/// The registry of worker `worker`: the workflow `"job"`, writing to `ledger`.
+fn registry(worker: &str, ledger: &Ledger) -> Registry {
+    let (worker, ledger) = (worker.to_owned(), ledger.clone());
+    Registry::new().register("job", move |job: Job| {
+        Ok(Workflow::bare()
+            .register(
+                Step::Prepare,
+                Prepare {
+                    n: job.n,
+                    ledger: ledger.clone(),
+                },
+            )
+            .register(
+                Step::Work,
+                Work {
+                    n: job.n,
+                    hold: job.hold,
+                    poison: job.poison,
+                    worker: worker.clone(),
+                    ledger: ledger.clone(),
+                },
+            )
+            .add_exit_state(Step::Done))
+    })
+}
+
+/// A worker `id` on `url`, started on a task of its own: its stop handle and task.
+async fn start_worker(
+    url: &str,
+    id: &str,
+    ledger: &Ledger,
+    concurrency: usize,
+    max_attempts: u32,
+) -> (
+    CancellationHandle,
+    tokio::task::JoinHandle<Result<(), CanoError>>,
+) {
+    let store = pg_support::worker(url, id, LEASE).await;
+    let worker = Worker::new(store, registry(id, ledger))
+        .with_concurrency(concurrency)
+        .with_poll_interval(POLL)
+        .with_max_attempts(max_attempts);
+    let (stop, token) = CancellationToken::new();
+    (stop, tokio::spawn(async move { worker.run(token).await }))
+}
+
+async fn client(url: &str) -> Client {
+    let store = PostgresCheckpointStore::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    Client::new(store).with_poll_interval(Duration::from_millis(20))
+}
+
+async fn submit(client: &Client, job: &Job) -> String {
+    client
+        .submit("job", job, &Step::Prepare, None)
+        .await
+        .unwrap_or_else(|e| panic!("submit: {e}"))
+}
+
+fn job(n: u32) -> Job {
+    Job {
+        n,
+        hold: false,
+        poison: false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_finish_every_run_exactly_once() {
+    let Some(url) = pg_support::fresh_database("cluster_once").await else {
+        return;
+    };
+    let client = client(&url).await;
+    let ledger = Ledger::default();
+    let mut runs = Vec::new();
+    for n in 0..50 {
+        runs.push((n, submit(&client, &job(n)).await));
+    }
+    let started = std::time::Instant::now();
+    let (stop_a, a) = start_worker(&url, "w-a", &ledger, 4, 5).await;
+    let (stop_b, b) = start_worker(&url, "w-b", &ledger, 4, 5).await;
+    for (n, run) in &runs {
+        let status = client.wait(run, WAIT).await.unwrap();
+        assert_eq!(status.state, RunState::Succeeded, "{status:?}");
+        assert_eq!(status.final_state::<Step>().unwrap(), Some(Step::Done));
+        assert_eq!(status.attempts, 1, "{status:?}");
+        assert_eq!(status.error, None);
+        assert_eq!(ledger.count(*n), (1, 1), "job {n} ran its steps once each");
+    }
+    eprintln!("50 runs on two workers in {:?}", started.elapsed());
+    let workers = ledger.workers.lock().unwrap().clone();
+    for id in ["w-a", "w-b"] {
+        assert!(
+            workers.values().any(|w| w == &[id.to_owned()]),
+            "worker {id} ran no run: {workers:?}"
+        );
+    }
+    stop_a.cancel();
+    stop_b.cancel();
+    a.await.unwrap().unwrap();
+    b.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_idempotency_key_answers_the_same_run_and_adds_nothing() {
+    let Some(url) = pg_support::fresh_database("cluster_idem").await else {
+        return;
+    };
+    let client = client(&url).await;
+    let first = client
+        .submit("job", &job(1), &Step::Prepare, Some("order-1"))
+        .await
+        .unwrap();
+    let again = client
+        .submit("job", &job(2), &Step::Prepare, Some("order-1"))
+        .await
+        .unwrap();
+    assert_eq!(first, again);
+    let other = client
+        .submit("job", &job(1), &Step::Prepare, Some("order-2"))
+        .await
+        .unwrap();
+    assert_ne!(first, other);
+    let unkeyed = [
+        submit(&client, &job(1)).await,
+        submit(&client, &job(1)).await,
+    ];
+    assert_ne!(unkeyed[0], unkeyed[1], "no key: two runs");
+
+    let status = client.status(&first).await.unwrap().expect("submitted");
+    assert_eq!(
+        (status.state, status.workflow.as_str(), status.attempts),
+        (RunState::Ready, "job", 0)
+    );
+    assert_eq!(client.status("no-such-run").await.unwrap(), None);
+    let err = client
+        .wait("no-such-run", Duration::from_millis(10))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no run"), "{err}");
+    let err = client
+        .wait(&first, Duration::from_millis(50))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("has not ended"), "{err}");
+
+    let (conn, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let rows: i64 = conn
+        .query_one("SELECT count(*) FROM cano_cluster_runs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 4, "one run per key, one per unkeyed submit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_of_a_dropped_worker_is_resumed_by_another_after_its_lease() {
+    let Some(url) = pg_support::fresh_database("cluster_takeover").await else {
+        return;
+    };
+    let client = client(&url).await;
+    let ledger = Ledger::default();
+    let run = submit(
+        &client,
+        &Job {
+            n: 7,
+            hold: true,
+            poison: false,
+        },
+    )
+    .await;
+    let (_stop_a, a) = start_worker(&url, "w-a", &ledger, 2, 5).await;
+    ledger.holding.notified().await;
+    // The worker dies: its task, the run's task and its heartbeat are gone at once.
+    a.abort();
+    let died = std::time::Instant::now();
+    let (stop_b, b) = start_worker(&url, "w-b", &ledger, 2, 5).await;
+
+    let status = client.wait(&run, WAIT).await.unwrap();
+    let took = died.elapsed();
+    assert_eq!(status.state, RunState::Succeeded, "{status:?}");
+    assert_eq!(status.final_state::<Step>().unwrap(), Some(Step::Done));
+    assert_eq!(status.worker.as_deref(), Some("w-b"));
+    assert_eq!(status.attempts, 2);
+    // Resumed from the log: the finished step did not run again; the one in flight did.
+    assert_eq!(ledger.count(7), (1, 2));
+    assert_eq!(
+        ledger.workers.lock().unwrap()[&7],
+        ["w-a".to_owned(), "w-b".to_owned()]
+    );
+    assert!(
+        took < LEASE * 2 + Duration::from_secs(2),
+        "taken over in {took:?}"
+    );
+    eprintln!("a dead worker's run finished elsewhere {took:?} after it died");
+    stop_b.cancel();
+    b.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_workflows_and_bad_inputs_fail_the_run_with_a_clear_error() {
+    let Some(url) = pg_support::fresh_database("cluster_bad").await else {
+        return;
+    };
+    let client = client(&url).await;
+    let ledger = Ledger::default();
+    let unknown = client
+        .submit("nope", &job(1), &Step::Prepare, None)
+        .await
+        .unwrap();
+    let bad_input = client
+        .submit(
+            "job",
+            &serde_json::json!({ "n": "seven" }),
+            &Step::Prepare,
+            None,
+        )
+        .await
+        .unwrap();
+    let bad_state = client
+        .submit("job", &job(2), &"Teleport", None)
+        .await
+        .unwrap();
+    let fine = submit(&client, &job(3)).await;
+    let (stop, worker) = start_worker(&url, "w-a", &ledger, 2, 5).await;
+
+    let status = client.wait(&unknown, WAIT).await.unwrap();
+    assert_eq!(status.state, RunState::Failed, "{status:?}");
+    let error = status.error.unwrap();
+    for part in ["\"nope\"", "does not have", "[\"job\"]"] {
+        assert!(error.contains(part), "{part:?} missing: {error}");
+    }
+    let status = client.wait(&bad_input, WAIT).await.unwrap();
+    assert_eq!(status.state, RunState::Failed, "{status:?}");
+    let error = status.error.unwrap();
+    for part in ["input", "does not deserialize", "\"job\"", "seven"] {
+        assert!(error.contains(part), "{part:?} missing: {error}");
+    }
+    let status = client.wait(&bad_state, WAIT).await.unwrap();
+    assert_eq!(status.state, RunState::Failed, "{status:?}");
+    let error = status.error.unwrap();
+    assert!(error.contains("initial state"), "{error}");
+    assert!(error.contains("Teleport"), "{error}");
+    // The worker goes on.
+    let status = client.wait(&fine, WAIT).await.unwrap();
+    assert_eq!(status.state, RunState::Succeeded, "{status:?}");
+    stop.cancel();
+    worker.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_kills_its_worker_each_time_is_parked_and_the_rest_progress() {
+    let Some(url) = pg_support::fresh_database("cluster_poison").await else {
+        return;
+    };
+    let client = client(&url).await;
+    let ledger = Ledger::default();
+    let poison = submit(
+        &client,
+        &Job {
+            n: 1,
+            hold: false,
+            poison: true,
+        },
+    )
+    .await;
+    for attempt in 1..=3 {
+        let (_stop, worker) = start_worker(&url, &format!("w-{attempt}"), &ledger, 1, 3).await;
+        ledger.holding.notified().await;
+        worker.abort();
+    }
+    let fine = submit(&client, &job(2)).await;
+    let (stop, worker) = start_worker(&url, "w-last", &ledger, 1, 3).await;
+    let status = client.wait(&poison, WAIT).await.unwrap();
+    assert_eq!(status.state, RunState::Parked, "{status:?}");
+    assert_eq!(status.attempts, 3);
+    let error = status.error.unwrap();
+    assert!(error.contains("parked after 3 attempts"), "{error}");
+    assert!(
+        error.contains("(last w-3)"),
+        "the last worker named: {error}"
+    );
+    assert_eq!(ledger.count(1).1, 3, "not run a fourth time");
+    assert_eq!(
+        client.wait(&fine, WAIT).await.unwrap().state,
+        RunState::Succeeded
+    );
+    stop.cancel();
+    worker.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_shutting_down_hands_its_runs_back_at_once() {
+    let Some(url) = pg_support::fresh_database("cluster_handback").await else {
+        return;
+    };
+    let client = client(&url).await;
+    let ledger = Ledger::default();
+    let run = submit(
+        &client,
+        &Job {
+            n: 5,
+            hold: true,
+            poison: false,
+        },
+    )
+    .await;
+    let (stop_a, a) = start_worker(&url, "w-a", &ledger, 1, 5).await;
+    ledger.holding.notified().await;
+    stop_a.cancel();
+    a.await.unwrap().unwrap();
+    let status = client.status(&run).await.unwrap().unwrap();
+    assert_eq!(
+        (status.state, status.attempts),
+        (RunState::Ready, 0),
+        "{status:?}"
+    );
+
+    let handed = std::time::Instant::now();
+    let (stop_b, b) = start_worker(&url, "w-b", &ledger, 1, 5).await;
+    let status = client.wait(&run, WAIT).await.unwrap();
+    assert_eq!(status.state, RunState::Succeeded, "{status:?}");
+    assert_eq!(status.worker.as_deref(), Some("w-b"));
+    assert!(
+        handed.elapsed() < LEASE,
+        "no lease to wait for: {:?}",
+        handed.elapsed()
+    );
+    stop_b.cancel();
+    b.await.unwrap().unwrap();
+}
