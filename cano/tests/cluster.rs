@@ -454,3 +454,19 @@ async fn a_worker_shutting_down_hands_its_runs_back_at_once() {
     stop_b.cancel();
     b.await.unwrap().unwrap();
 }
+
+#[test]
+fn the_client_worker_and_their_futures_are_send() {
+    fn shared<T: Send + Sync + 'static>() {}
+    shared::<Client>();
+    shared::<Worker>();
+    shared::<Registry>();
+    fn send<T: Send>(_: &T) {}
+    fn futures(client: &Client, worker: &Worker) {
+        send(&client.submit("job", &job(1), &Step::Prepare, None));
+        send(&client.status("run"));
+        send(&client.wait("run", WAIT));
+        send(&worker.run(CancellationToken::disabled()));
+    }
+    let _ = futures;
+}

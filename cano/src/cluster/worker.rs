@@ -111,7 +111,7 @@ struct Held {
     stop: watch::Sender<Option<Stop>>,
 }
 
-/// What a finished run task answers: its id, and whether it stopped for a shutdown.
+/// What a finished run task answers: its run's id.
 type Done = String;
 
 /// Runs registered workflows from the cluster's queue: see the [module docs](super).
