@@ -38,9 +38,10 @@
 //!
 //! # Limits
 //!
-//! * A run's outcome is recorded after its log was cleared: a worker that dies between
-//!   the two leaves a run that is started afresh (its tasks run again). Make side effects
-//!   idempotent, as the [lease limits](crate::recovery::postgres::lease#limits) say.
+//! * A run's outcome is recorded in the transaction that clears its log (fenced by the
+//!   lease), so a finished run is never started again. A task in flight when its worker
+//!   died runs again on the worker that resumes the run: make side effects idempotent,
+//!   as the [lease limits](crate::recovery::postgres::lease#limits) say.
 //! * New runs are found by polling (every poll interval); there is no `NOTIFY` wake-up yet,
 //!   no per-queue concurrency limit, and no retention of finished runs.
 //! * Sleeping runs and runs waiting for signals hold their worker slot.
@@ -86,6 +87,7 @@
 mod client;
 mod registry;
 mod worker;
+mod writers;
 
 pub use self::client::{Client, RunState, RunStatus};
 pub use self::registry::Registry;

@@ -156,7 +156,22 @@ async fn start_worker(
     CancellationHandle,
     tokio::task::JoinHandle<Result<(), CanoError>>,
 ) {
-    let store = pg_support::worker(url, id, LEASE).await;
+    start_worker_with_lease(url, id, ledger, concurrency, max_attempts, LEASE).await
+}
+
+/// [`start_worker`] with leases of `lease`.
+async fn start_worker_with_lease(
+    url: &str,
+    id: &str,
+    ledger: &Ledger,
+    concurrency: usize,
+    max_attempts: u32,
+    lease: Duration,
+) -> (
+    CancellationHandle,
+    tokio::task::JoinHandle<Result<(), CanoError>>,
+) {
+    let store = pg_support::worker(url, id, lease).await;
     let worker = Worker::new(store, registry(id, ledger))
         .with_concurrency(concurrency)
         .with_poll_interval(POLL)
@@ -199,8 +214,11 @@ async fn two_workers_finish_every_run_exactly_once() {
         runs.push((n, submit(&client, &job(n)).await));
     }
     let started = std::time::Instant::now();
-    let (stop_a, a) = start_worker(&url, "w-a", &ledger, 4, 5).await;
-    let (stop_b, b) = start_worker(&url, "w-b", &ledger, 4, 5).await;
+    // Leases long enough not to expire on a loaded machine: no run changes hands, so
+    // each is claimed once.
+    let lease = Duration::from_secs(10);
+    let (stop_a, a) = start_worker_with_lease(&url, "w-a", &ledger, 4, 5, lease).await;
+    let (stop_b, b) = start_worker_with_lease(&url, "w-b", &ledger, 4, 5, lease).await;
     for (n, run) in &runs {
         let status = client.wait(run, WAIT).await.unwrap();
         assert_eq!(status.state, RunState::Succeeded, "{status:?}");

@@ -1,6 +1,7 @@
 //! The workflows a worker can run, by name, each with the factory that builds it from a
 //! run's input.
 
+use super::writers::DeferredClear;
 use crate::error::CanoError;
 use crate::recovery::CheckpointStore;
 use crate::recovery::postgres::PostgresCheckpointStore;
@@ -12,6 +13,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 /// What a worker hands a registered workflow to run one run.
 pub(super) struct RunContext {
@@ -20,6 +22,8 @@ pub(super) struct RunContext {
     pub(super) initial_state: serde_json::Value,
     /// The worker's store; the run's lease is claimed on it already.
     pub(super) store: PostgresCheckpointStore,
+    /// Set when the run asks for its log to be cleared ([`DeferredClear`]).
+    pub(super) cleared: Arc<AtomicBool>,
 }
 
 /// One registered workflow, erased: runs a run and answers its final state as JSON.
@@ -140,6 +144,7 @@ where
         input,
         initial_state,
         store,
+        cleared,
     } = run;
     let input: I = serde_json::from_value(input).map_err(|e| {
         CanoError::configuration(format!(
@@ -155,7 +160,8 @@ where
             std::any::type_name::<S>()
         ))
     })?;
-    let workflow = factory(input)?.with_run_writers(Arc::new(store.clone()));
+    let writers = DeferredClear::new(store.clone(), cleared);
+    let workflow = factory(input)?.with_run_writers(Arc::new(writers));
     let resume = !store.load_run(&run_id).await?.is_empty();
     let end = if resume {
         workflow.resume_from(run_id.as_str()).await?

@@ -8,6 +8,7 @@ use crate::error::CanoError;
 use crate::recovery::postgres::{Lease, PostgresCheckpointStore};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::{Id, JoinSet};
@@ -54,6 +55,10 @@ const HEARTBEAT: &str = "
 
 /// The owner of each of the runs `$1` (`NULL`: released).
 const OWNERS: &str = "SELECT workflow_id, owner FROM cano_runs WHERE workflow_id = ANY($1)";
+
+/// The fenced clear of run `$1` at epoch `$2` (schema version 2): releases the lease and
+/// deletes the log if the lease is still the run's and live.
+const FENCED_CLEAR: &str = "SELECT cano_fenced_clear($1, $2)";
 
 /// Record that run `$1` (attempt `$3` of worker `$2`) ended: status `$4`, final state `$5`
 /// (JSON text), error `$6`. Nothing when the run is no longer that attempt's.
@@ -102,6 +107,15 @@ enum LeaseState {
     Released,
     /// Expired or taken over: no longer renewed, and the run's heartbeat stops.
     Lost,
+}
+
+/// A run claimed for this worker, to run.
+struct Claimed {
+    lease: Lease,
+    workflow: String,
+    input: String,
+    initial: String,
+    attempt: i32,
 }
 
 /// A run this worker is running.
@@ -394,12 +408,14 @@ impl Worker {
             };
             let (stop, stopped) = watch::channel(None);
             let worker = self.clone();
-            let id = run_id.clone();
-            let handle = tasks.spawn(async move {
-                worker
-                    .run_one(id, workflow, input, initial, attempt, stopped)
-                    .await
-            });
+            let claimed = Claimed {
+                lease: lease.clone(),
+                workflow,
+                input,
+                initial,
+                attempt,
+            };
+            let handle = tasks.spawn(async move { worker.run_one(claimed, stopped).await });
             task_runs.insert(handle.id(), (run_id.clone(), attempt));
             held.insert(
                 run_id,
@@ -413,15 +429,16 @@ impl Worker {
     }
 
     /// Run one claimed run to its end (or until it is stopped) and record the outcome.
-    async fn run_one(
-        &self,
-        run_id: String,
-        workflow: String,
-        input: String,
-        initial: String,
-        attempt: i32,
-        mut stopped: watch::Receiver<Option<Stop>>,
-    ) -> Done {
+    async fn run_one(&self, claimed: Claimed, mut stopped: watch::Receiver<Option<Stop>>) -> Done {
+        let Claimed {
+            lease,
+            workflow,
+            input,
+            initial,
+            attempt,
+        } = claimed;
+        let run_id = lease.workflow_id().to_owned();
+        let cleared = Arc::new(AtomicBool::new(false));
         let run = async {
             let parse = |what: &str, text: &str| {
                 serde_json::from_str(text).map_err(|e| {
@@ -435,6 +452,7 @@ impl Worker {
                 input: parse("input", &input)?,
                 initial_state: parse("initial state", &initial)?,
                 store: self.store.clone(),
+                cleared: Arc::clone(&cleared),
             };
             self.registry.run(&workflow, context).await
         };
@@ -449,64 +467,101 @@ impl Worker {
                 self.hand_back(&run_id, attempt).await;
                 return run_id;
             }
-            Err(_) => {
-                let error = "cluster: the run's lease was lost (the worker stalled or could \
-                             not reach the database)";
+            // The worker loop is gone (its future dropped): stop here, as if the process
+            // died; the lease expires and another worker resumes the run.
+            Err(None) => return run_id,
+            Err(Some(Stop::LeaseLost)) => {
+                let error = "cluster: the run's lease was taken over by another worker";
                 self.requeue(&run_id, attempt, Some(error), false).await;
                 return run_id;
             }
         };
-        match outcome {
+        let clear = cleared.load(Ordering::Acquire);
+        let recorded = match &outcome {
             Ok(end) => {
                 let end = end.to_string();
-                self.finish(&run_id, attempt, "succeeded", Some(&end), None)
-                    .await;
+                self.finish(&lease, attempt, "succeeded", Some(&end), None, clear)
+                    .await
             }
             // The store failed (or fenced the run): not the workflow's fault, try again.
             Err(e) if e.category() == "checkpoint_store" => {
                 self.release(&run_id).await;
                 self.requeue(&run_id, attempt, Some(&e.to_string()), false)
                     .await;
+                return run_id;
             }
             Err(e) => {
-                self.finish(&run_id, attempt, "failed", None, Some(&e.to_string()))
-                    .await;
-                self.release(&run_id).await;
+                let error = e.to_string();
+                self.finish(&lease, attempt, "failed", None, Some(&error), clear)
+                    .await
             }
+        };
+        match recorded {
+            // Cleared with the outcome, the lease is released; else release it now.
+            Ok(true) if !clear => self.release(&run_id).await,
+            Ok(true) => {}
+            // The lease was lost before the outcome could be recorded: another worker
+            // resumes the run (or this one, once it is ready again).
+            Ok(false) => {
+                let error = "cluster: the run ended but its lease was lost before its outcome \
+                             was recorded";
+                self.requeue(&run_id, attempt, Some(error), false).await;
+            }
+            // The heartbeat stops with this task: the run is made ready again and resumed
+            // from its log.
+            Err(e) => warn("recording how a run ended", &e),
         }
         run_id
     }
 
-    /// Record the end of `run_id`'s attempt `attempt`.
+    /// Record the end of attempt `attempt` of `lease`'s run, and with `clear`, clear its
+    /// log (fenced by `lease`, which it releases) in the same transaction. `false`:
+    /// nothing was recorded, the run is no longer this attempt's or the lease was lost.
     async fn finish(
         &self,
-        run_id: &str,
+        lease: &Lease,
         attempt: i32,
         status: &str,
         final_state: Option<&str>,
         error: Option<&str>,
-    ) {
-        let finished = async {
-            let conn = self.store.connection().await?;
-            conn.client
-                .execute(
-                    FINISH,
-                    &[
-                        &run_id,
-                        &self.store.worker_id(),
-                        &attempt,
-                        &status,
-                        &final_state,
-                        &error,
-                    ],
-                )
+        clear: bool,
+    ) -> Result<bool, CanoError> {
+        let run_id = lease.workflow_id();
+        let epoch = i64::try_from(lease.epoch()).unwrap_or(i64::MAX);
+        let mut conn = self.store.connection().await?;
+        let failed = conn.on_cluster_error();
+        let tx = conn.client.transaction().await.map_err(&failed)?;
+        if clear {
+            let cleared: bool = tx
+                .query_one(FENCED_CLEAR, &[&run_id, &epoch])
                 .await
-                .map_err(conn.on_cluster_error())
-        };
-        if let Err(e) = finished.await {
-            // The heartbeat stops with this task: the run is made ready again and resumed.
-            warn("recording how a run ended", &e);
+                .map_err(&failed)?
+                .try_get(0)
+                .map_err(&failed)?;
+            if !cleared {
+                return Ok(false);
+            }
         }
+        let recorded = tx
+            .execute(
+                FINISH,
+                &[
+                    &run_id,
+                    &self.store.worker_id(),
+                    &attempt,
+                    &status,
+                    &final_state,
+                    &error,
+                ],
+            )
+            .await
+            .map_err(&failed)?;
+        if recorded == 0 {
+            // Dropping the transaction rolls the clear back.
+            return Ok(false);
+        }
+        tx.commit().await.map_err(&failed)?;
+        Ok(true)
     }
 
     /// Make `run_id`'s attempt `attempt` ready again (parked after too many attempts);

@@ -1,0 +1,95 @@
+//! The run writers a worker gives the workflows it runs: every append fenced by the
+//! worker's lease on the run, and the run's final clear deferred to the worker, which does
+//! it (fenced) in the transaction that records the run's outcome, so that a run's log is
+//! never gone without its outcome recorded.
+
+use crate::error::CanoError;
+use crate::recovery::postgres::PostgresCheckpointStore;
+use crate::recovery::{CheckpointRow, CheckpointStore, RunWriter, RunWriters, StoreFuture};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// [`RunWriters`] over the worker's store, with the clear deferred (see the module docs).
+pub(super) struct DeferredClear {
+    store: PostgresCheckpointStore,
+    /// Set when the engine asked to clear the run's log (it succeeded or rolled back).
+    cleared: Arc<AtomicBool>,
+}
+
+impl DeferredClear {
+    /// Writers on `store`; `cleared` is set when the run's clear is asked for.
+    pub(super) fn new(store: PostgresCheckpointStore, cleared: Arc<AtomicBool>) -> Self {
+        Self { store, cleared }
+    }
+}
+
+impl CheckpointStore for DeferredClear {
+    fn append<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        workflow_id: &'life1 str,
+        row: CheckpointRow,
+    ) -> Pin<Box<dyn Future<Output = Result<(), CanoError>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: Sync + 'async_trait,
+    {
+        self.store.append(workflow_id, row)
+    }
+
+    fn load_run<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        workflow_id: &'life1 str,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<CheckpointRow>, CanoError>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: Sync + 'async_trait,
+    {
+        self.store.load_run(workflow_id)
+    }
+
+    fn clear<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        workflow_id: &'life1 str,
+    ) -> Pin<Box<dyn Future<Output = Result<(), CanoError>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: Sync + 'async_trait,
+    {
+        self.store.clear(workflow_id)
+    }
+}
+
+impl RunWriters for DeferredClear {
+    fn writer<'a>(&'a self, workflow_id: &'a str) -> StoreFuture<'a, Box<dyn RunWriter>> {
+        Box::pin(async move {
+            // The worker holds the run's lease already: this claim answers the same epoch.
+            let lease = self.store.claim(workflow_id).await?;
+            Ok(Box::new(Writer {
+                fenced: self.store.writer_for(&lease),
+                cleared: Arc::clone(&self.cleared),
+            }) as Box<dyn RunWriter>)
+        })
+    }
+}
+
+/// One run's writer: fenced appends; the clear only noted.
+struct Writer {
+    fenced: Box<dyn RunWriter>,
+    cleared: Arc<AtomicBool>,
+}
+
+impl RunWriter for Writer {
+    fn append(&self, row: CheckpointRow) -> StoreFuture<'_, ()> {
+        self.fenced.append(row)
+    }
+
+    fn clear(&self) -> StoreFuture<'_, ()> {
+        self.cleared.store(true, Ordering::Release);
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
