@@ -464,7 +464,7 @@ impl Worker {
         let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(Some(Stop::Shutdown)) => {
-                self.hand_back(&run_id, attempt).await;
+                self.hand_back(&lease, attempt).await;
                 return run_id;
             }
             // The worker loop is gone (its future dropped): stop here, as if the process
@@ -485,7 +485,7 @@ impl Worker {
             }
             // The store failed (or fenced the run): not the workflow's fault, try again.
             Err(e) if e.category() == "checkpoint_store" => {
-                self.release(&run_id).await;
+                self.release(&lease).await;
                 self.requeue(&run_id, attempt, Some(&e.to_string()), false)
                     .await;
                 return run_id;
@@ -498,7 +498,7 @@ impl Worker {
         };
         match recorded {
             // Cleared with the outcome, the lease is released; else release it now.
-            Ok(true) if !clear => self.release(&run_id).await,
+            Ok(true) if !clear => self.release(&lease).await,
             Ok(true) => {}
             // The lease was lost before the outcome could be recorded: another worker
             // resumes the run (or this one, once it is ready again).
@@ -590,22 +590,16 @@ impl Worker {
         }
     }
 
-    /// Release `run_id`'s lease and make it ready again without counting the attempt.
-    async fn hand_back(&self, run_id: &str, attempt: i32) {
-        self.release(run_id).await;
-        self.requeue(run_id, attempt, None, true).await;
+    /// Release `lease` and make its run ready again without counting the attempt.
+    async fn hand_back(&self, lease: &Lease, attempt: i32) {
+        self.release(lease).await;
+        self.requeue(lease.workflow_id(), attempt, None, true).await;
     }
 
-    /// Release this worker's lease on `run_id`, if it still has it.
-    async fn release(&self, run_id: &str) {
-        // `claim` of a run this worker holds answers its current lease (same epoch).
-        let released = async {
-            match self.store.try_claim(run_id).await? {
-                Some(lease) => self.store.release(&lease).await.map(drop),
-                None => Ok(()),
-            }
-        };
-        if let Err(e) = released.await {
+    /// End `lease`, if it is still the run's and live. Never a new claim: a lease that
+    /// expired may be another worker's to take.
+    async fn release(&self, lease: &Lease) {
+        if let Err(e) = self.store.release(lease).await {
             // The lease then ends when it expires.
             warn("releasing a run's lease", &e);
         }
@@ -628,9 +622,10 @@ impl Worker {
                 let Some((run_id, attempt)) = task_runs.remove(&e.id()) else {
                     return;
                 };
-                held.remove(&run_id);
                 let error = format!("cluster: the run's task panicked: {e}");
-                self.release(&run_id).await;
+                if let Some(run) = held.remove(&run_id) {
+                    self.release(&run.lease).await;
+                }
                 self.requeue(&run_id, attempt, Some(&error), false).await;
             }
         }
