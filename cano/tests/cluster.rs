@@ -488,3 +488,125 @@ fn the_client_worker_and_their_futures_are_send() {
     }
     let _ = futures;
 }
+
+/// A store whose `clear` does nothing: a run through it ends with its whole log kept, as
+/// a worker that died after its run ended but before recording the outcome leaves it.
+struct KeepLog(PostgresCheckpointStore);
+
+impl cano::CheckpointStore for KeepLog {
+    fn append<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        workflow_id: &'life1 str,
+        row: cano::CheckpointRow,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), CanoError>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: Sync + 'async_trait,
+    {
+        self.0.append(workflow_id, row)
+    }
+
+    fn load_run<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        workflow_id: &'life1 str,
+    ) -> std::pin::Pin<
+        Box<dyn Future<Output = Result<Vec<cano::CheckpointRow>, CanoError>> + Send + 'async_trait>,
+    >
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: Sync + 'async_trait,
+    {
+        self.0.load_run(workflow_id)
+    }
+
+    fn clear<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        _workflow_id: &'life1 str,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), CanoError>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: Sync + 'async_trait,
+    {
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_ended_without_its_outcome_recorded_is_not_run_again() {
+    let Some(url) = pg_support::fresh_database("cluster_ended").await else {
+        return;
+    };
+    let client = client(&url).await;
+    let ledger = Ledger::default();
+    let run = submit(&client, &job(9)).await;
+    // A worker ran it to its end and died before recording the outcome: the run is still
+    // `running` (attempt 1, no heartbeat since), its log complete and not cleared.
+    let store = PostgresCheckpointStore::connect(&url).await.unwrap();
+    let (conn, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    conn.execute(
+        "UPDATE cano_cluster_runs SET status = 'running', attempts = 1, worker = 'ghost', \
+         heartbeat_at = now() - interval '1 hour' WHERE run_id = $1",
+        &[&run],
+    )
+    .await
+    .unwrap();
+    let end = Workflow::bare()
+        .register(
+            Step::Prepare,
+            Prepare {
+                n: 9,
+                ledger: ledger.clone(),
+            },
+        )
+        .register(
+            Step::Work,
+            Work {
+                n: 9,
+                hold: false,
+                poison: false,
+                worker: "ghost".into(),
+                ledger: ledger.clone(),
+            },
+        )
+        .add_exit_state(Step::Done)
+        .with_checkpoint_store(Arc::new(KeepLog(store.clone())))
+        .orchestrate_with_id(run.as_str(), Step::Prepare)
+        .await
+        .unwrap();
+    assert_eq!(end, Step::Done);
+    assert!(
+        !cano::CheckpointStore::load_run(&store, &run)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(ledger.count(9), (1, 1));
+
+    let (stop, worker) = start_worker(&url, "w-a", &ledger, 1, 5).await;
+    let status = client.wait(&run, WAIT).await.unwrap();
+    assert_eq!(status.state, RunState::Succeeded, "{status:?}");
+    assert_eq!(status.final_state::<Step>().unwrap(), Some(Step::Done));
+    assert_eq!(
+        (status.attempts, status.worker.as_deref()),
+        (2, Some("w-a"))
+    );
+    assert_eq!(
+        ledger.count(9),
+        (1, 1),
+        "resumed at its end: no step ran again"
+    );
+    assert!(
+        cano::CheckpointStore::load_run(&store, &run)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    stop.cancel();
+    worker.await.unwrap().unwrap();
+}
