@@ -42,8 +42,7 @@
 //!   lease), so a finished run is never started again. A task in flight when its worker
 //!   died runs again on the worker that resumes the run: make side effects idempotent,
 //!   as the [lease limits](crate::recovery::postgres::lease#limits) say.
-//! * New runs are found by polling (every poll interval); there is no `NOTIFY` wake-up yet,
-//!   no per-queue concurrency limit, and no retention of finished runs.
+//! * No per-queue concurrency limit, and no retention of finished runs yet.
 //! * Sleeping runs and runs waiting for signals hold their worker slot.
 //!
 //! ```no_run
@@ -92,6 +91,10 @@ mod writers;
 pub use self::client::{Client, RunState, RunStatus};
 pub use self::registry::Registry;
 pub use self::worker::Worker;
+
+/// The channel on which submits and hand-backs announce ready runs (`NOTIFY`, the queue
+/// as payload): a hint that wakes the queue's workers at once; they poll as well.
+const READY_CHANNEL: &str = "cano_cluster_ready";
 
 /// The queue of a client or worker that was given none.
 pub const DEFAULT_QUEUE: &str = "default";

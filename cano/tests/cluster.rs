@@ -610,3 +610,28 @@ async fn a_run_that_ended_without_its_outcome_recorded_is_not_run_again() {
     stop.cancel();
     worker.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submit_wakes_an_idle_worker_without_waiting_for_its_poll() {
+    let Some(url) = pg_support::fresh_database("cluster_notify").await else {
+        return;
+    };
+    let client = client(&url).await;
+    let ledger = Ledger::default();
+    let store = pg_support::worker(&url, "w-slow", LEASE).await;
+    let worker =
+        Worker::new(store, registry("w-slow", &ledger)).with_poll_interval(Duration::from_secs(60));
+    let (stop, token) = CancellationToken::new();
+    let running = tokio::spawn(async move { worker.run(token).await });
+    // The worker has polled once (nothing ready) and listens.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let submitted = std::time::Instant::now();
+    let run = submit(&client, &job(4)).await;
+    let status = client.wait(&run, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(status.state, RunState::Succeeded, "{status:?}");
+    let took = submitted.elapsed();
+    assert!(took < Duration::from_secs(5), "woken after {took:?}");
+    eprintln!("a submitted run finished {took:?} later on a worker polling every minute");
+    stop.cancel();
+    running.await.unwrap().unwrap();
+}

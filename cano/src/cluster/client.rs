@@ -1,6 +1,6 @@
 //! Submitting runs and reading how they are doing.
 
-use super::DEFAULT_QUEUE;
+use super::{DEFAULT_QUEUE, READY_CHANNEL};
 use crate::error::CanoError;
 use crate::recovery::postgres::PostgresCheckpointStore;
 use serde::Serialize;
@@ -9,12 +9,17 @@ use std::time::Duration;
 
 /// Insert a ready run (its id made by the database); nothing when the idempotency key
 /// `$6` is taken.
+/// The queue's workers are woken on the channel `$6` when the run is added.
 const SUBMIT: &str = "
-    INSERT INTO cano_cluster_runs
-        (run_id, queue, workflow, status, input, initial_state, idempotency_key)
-    VALUES (gen_random_uuid()::text, $1, $2, 'ready', ($3::text)::jsonb, ($4::text)::jsonb, $5)
-    ON CONFLICT (idempotency_key) DO NOTHING
-    RETURNING run_id";
+    WITH added AS (
+        INSERT INTO cano_cluster_runs
+            (run_id, queue, workflow, status, input, initial_state, idempotency_key)
+        VALUES (gen_random_uuid()::text, $1, $2, 'ready', ($3::text)::jsonb,
+                ($4::text)::jsonb, $5)
+        ON CONFLICT (idempotency_key) DO NOTHING
+        RETURNING run_id
+    )
+    SELECT added.run_id FROM added CROSS JOIN LATERAL (SELECT pg_notify($6, $1)) AS woken";
 
 /// The run submitted with idempotency key `$1`.
 const BY_KEY: &str = "SELECT run_id FROM cano_cluster_runs WHERE idempotency_key = $1";
@@ -172,7 +177,14 @@ impl Client {
             .client
             .query_opt(
                 SUBMIT,
-                &[&self.queue, &workflow, &input, &initial, &idempotency_key],
+                &[
+                    &self.queue,
+                    &workflow,
+                    &input,
+                    &initial,
+                    &idempotency_key,
+                    &READY_CHANNEL,
+                ],
             )
             .await
             .map_err(&failed)?;

@@ -1,16 +1,17 @@
 //! The worker loop: claim ready runs, run them under leases kept alive by a heartbeat,
 //! record how they ended, and make the runs of dead workers ready again.
 
-use super::DEFAULT_QUEUE;
 use super::registry::{Registry, RunContext};
+use super::{DEFAULT_QUEUE, READY_CHANNEL};
 use crate::cancel::CancellationToken;
 use crate::error::CanoError;
 use crate::recovery::postgres::{Lease, PostgresCheckpointStore};
+use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::{Id, JoinSet};
 use tokio::time::Instant;
 
@@ -224,6 +225,12 @@ impl Worker {
         let mut task_runs: HashMap<Id, (String, i32)> = HashMap::new();
         let mut next_poll = Instant::now();
         let mut next_heartbeat = Instant::now() + heartbeat_every;
+        let woken = Arc::new(Notify::new());
+        let _listening = AbortOnDrop(tokio::spawn(listen_for_ready(
+            self.store.clone(),
+            self.queue.clone(),
+            Arc::clone(&woken),
+        )));
         loop {
             let now = Instant::now();
             if now >= next_heartbeat {
@@ -242,6 +249,8 @@ impl Worker {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep_until(next_poll.min(next_heartbeat)) => {}
+                // A run of this queue was submitted or handed back: look now.
+                () = woken.notified() => next_poll = Instant::now(),
                 Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
                     self.joined(joined, &mut held, &mut task_runs).await;
                     // A slot is free: look for work now.
@@ -590,10 +599,22 @@ impl Worker {
         }
     }
 
-    /// Release `lease` and make its run ready again without counting the attempt.
+    /// Release `lease` and make its run ready again without counting the attempt; wake
+    /// the queue's workers.
     async fn hand_back(&self, lease: &Lease, attempt: i32) {
         self.release(lease).await;
         self.requeue(lease.workflow_id(), attempt, None, true).await;
+        let woken = async {
+            let conn = self.store.connection().await?;
+            conn.client
+                .execute("SELECT pg_notify($1, $2)", &[&READY_CHANNEL, &self.queue])
+                .await
+                .map_err(conn.on_cluster_error())
+        };
+        if let Err(e) = woken.await {
+            // The other workers find the run at their next poll.
+            warn("waking the other workers", &e);
+        }
     }
 
     /// End `lease`, if it is still the run's and live. Never a new claim: a lease that
@@ -629,6 +650,36 @@ impl Worker {
                 self.requeue(&run_id, attempt, Some(&error), false).await;
             }
         }
+    }
+}
+
+/// How long a worker waits before listening again when its listening connection failed.
+const RELISTEN: Duration = Duration::from_secs(1);
+
+/// Wake `woken` whenever a run of `queue` is announced on [`READY_CHANNEL`], listening
+/// on a connection of its own (opened again when it fails) until aborted. A notification
+/// is only a hint: a worker whose listener is down still polls.
+async fn listen_for_ready(store: PostgresCheckpointStore, queue: String, woken: Arc<Notify>) {
+    loop {
+        if let Some((_client, mut messages)) = store.listener(READY_CHANNEL).await {
+            while let Some(Ok(message)) = messages.next().await {
+                if let tokio_postgres::AsyncMessage::Notification(n) = message
+                    && n.payload() == queue
+                {
+                    woken.notify_one();
+                }
+            }
+        }
+        tokio::time::sleep(RELISTEN).await;
+    }
+}
+
+/// Aborts its task when dropped (the worker's listener, when `run` ends or is dropped).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -324,6 +324,17 @@ impl PostgresCheckpointStore {
     pub(crate) async fn connection(&self) -> Result<pool::Pooled<'_>, CanoError> {
         self.inner.pool.get().await
     }
+
+    /// A connection of its own listening on `channel` (an SQL identifier), for the
+    /// cluster runtime's wake-ups: the client (the connection stays open while it lives)
+    /// and the connection's messages, which must be polled (notifications arrive there).
+    /// `None` when it could not be opened within a few seconds.
+    pub(crate) async fn listener(
+        &self,
+        channel: &str,
+    ) -> Option<(tokio_postgres::Client, pool::Messages)> {
+        signals::listen_on(&self.inner, channel).await
+    }
 }
 
 /// How a [`RowKind`] is stored: its serde name. The serde derive on `RowKind` is the one

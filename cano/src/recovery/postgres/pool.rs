@@ -18,7 +18,7 @@ use tokio_postgres::{AsyncMessage, Client, Statement};
 
 /// What the server sends a connection unasked (notices, notifications). Polling it also
 /// drives the connection's I/O: a connection does nothing while nobody polls it.
-pub(super) type Messages =
+pub(crate) type Messages =
     Pin<Box<dyn Stream<Item = Result<AsyncMessage, tokio_postgres::Error>> + Send>>;
 
 /// How the pool opens a connection (the configuration and TLS connector, erased): the

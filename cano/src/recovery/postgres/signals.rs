@@ -124,6 +124,15 @@ fn start_watching(inner: Weak<super::Inner>) {
 
 /// A connection listening on [`CHANNEL`], or `None` if that failed (tried again later).
 async fn listen(inner: &super::Inner) -> Option<(tokio_postgres::Client, Messages)> {
+    listen_on(inner, CHANNEL).await
+}
+
+/// A connection of its own listening on `channel` (an SQL identifier), or `None` if that
+/// failed.
+pub(super) async fn listen_on(
+    inner: &super::Inner,
+    channel: &str,
+) -> Option<(tokio_postgres::Client, Messages)> {
     let connecting = inner.pool.connector()();
     let (client, mut messages) = tokio::time::timeout(LISTEN_TIMEOUT, connecting)
         .await
@@ -132,7 +141,7 @@ async fn listen(inner: &super::Inner) -> Option<(tokio_postgres::Client, Message
     // The connection works only while its messages are polled: drive both until `LISTEN`
     // is answered.
     let answered = {
-        let sql = format!("LISTEN {CHANNEL}");
+        let sql = format!("LISTEN {channel}");
         let listening = client.batch_execute(&sql);
         tokio::pin!(listening);
         tokio::time::timeout(LISTEN_TIMEOUT, async {
