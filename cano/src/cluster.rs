@@ -12,7 +12,9 @@
 //!   each other), takes each run's [lease](crate::recovery::postgres::lease), runs it with
 //!   fenced writers ([`with_run_writers`](crate::Workflow::with_run_writers)), or
 //!   resumes it from its log when an earlier worker left one, renews its leases by
-//!   heartbeat and records how each run ended.
+//!   heartbeat and records how each run ended. A submit wakes the queue's workers at once
+//!   (`NOTIFY` on `cano_cluster_ready`); they also poll, so a lost notification or a
+//!   dead listening connection only delays a run by a poll interval.
 //!
 //! # Runs and their status
 //!
@@ -39,11 +41,15 @@
 //! # Limits
 //!
 //! * A run's outcome is recorded in the transaction that clears its log (fenced by the
-//!   lease), so a finished run is never started again. A task in flight when its worker
-//!   died runs again on the worker that resumes the run: make side effects idempotent,
-//!   as the [lease limits](crate::recovery::postgres::lease#limits) say.
-//! * No per-queue concurrency limit, and no retention of finished runs yet.
+//!   lease), so a run that ended is never started again. A task in flight when its
+//!   worker died runs again on the worker that resumes the run: make side effects
+//!   idempotent, as the [lease limits](crate::recovery::postgres::lease#limits) say.
+//! * A failed run keeps its log (for inspection); nothing prunes finished runs yet.
+//! * Concurrency is limited per worker only (no per-queue limit yet).
 //! * Sleeping runs and runs waiting for signals hold their worker slot.
+//! * The heartbeat runs in the worker's loop, between its claims: a database slow enough
+//!   to hold one claim for two thirds of a lease can cost the worker its leases (the runs
+//!   are then resumed elsewhere, never run twice to their end).
 //!
 //! ```no_run
 //! use cano::cluster::{Client, Registry, Worker};

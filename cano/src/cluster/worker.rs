@@ -216,7 +216,8 @@ impl Worker {
     /// the process died: their leases expire and other workers resume them.
     ///
     /// # Errors
-    /// None yet; the `Result` is for errors that will end a worker (a refused schema).
+    /// None today: it returns `Ok` once the runs in hand are handed back. The `Result`
+    /// leaves room for errors that must end a worker.
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), CanoError> {
         let lease = self.store.lease_duration();
         let heartbeat_every = (lease / 3).max(Duration::from_millis(5));
