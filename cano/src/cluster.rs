@@ -45,7 +45,6 @@
 //!   worker died runs again on the worker that resumes the run: make side effects
 //!   idempotent, as the [lease limits](crate::recovery::postgres::lease#limits) say.
 //! * A failed run keeps its log (for inspection); nothing prunes finished runs yet.
-//! * Concurrency is limited per worker only (no per-queue limit yet).
 //! * Sleeping runs and runs waiting for signals hold their worker slot.
 //! * The heartbeat runs in the worker's loop, between its claims: a database slow enough
 //!   to hold one claim for two thirds of a lease can cost the worker its leases (the runs

@@ -16,6 +16,7 @@ use cano::cluster::{Client, Registry, RunState, Worker};
 use cano::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -634,4 +635,71 @@ async fn a_submit_wakes_an_idle_worker_without_waiting_for_its_poll() {
     eprintln!("a submitted run finished {took:?} later on a worker polling every minute");
     stop.cancel();
     running.await.unwrap().unwrap();
+}
+
+/// Counts how many of its runs are in it at once.
+#[derive(Clone, Default)]
+struct Slow {
+    in_flight: Arc<AtomicUsize>,
+    most: Arc<AtomicUsize>,
+}
+
+#[task(state = Step)]
+impl Slow {
+    fn config(&self) -> TaskConfig {
+        TaskConfig::minimal()
+    }
+    async fn run_bare(&self) -> Result<TaskResult<Step>, CanoError> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        Ok(TaskResult::Single(Step::Done))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_limit_holds_across_workers() {
+    let Some(url) = pg_support::fresh_database("cluster_queue_limit").await else {
+        return;
+    };
+    let client = client(&url).await;
+    let slow = Slow::default();
+    let registry = {
+        let slow = slow.clone();
+        Registry::new().register("slow", move |_: serde_json::Value| {
+            Ok(Workflow::bare()
+                .register(Step::Work, slow.clone())
+                .add_exit_state(Step::Done))
+        })
+    };
+    let mut workers = Vec::new();
+    for id in ["w-a", "w-b", "w-c"] {
+        let store = pg_support::worker(&url, id, Duration::from_secs(10)).await;
+        let worker = Worker::new(store, registry.clone())
+            .with_concurrency(4)
+            .with_queue_limit(2)
+            .with_poll_interval(POLL);
+        let (stop, token) = CancellationToken::new();
+        workers.push((stop, tokio::spawn(async move { worker.run(token).await })));
+    }
+    let mut runs = Vec::new();
+    for n in 0..12 {
+        runs.push(
+            client
+                .submit("slow", &serde_json::json!({ "n": n }), &Step::Work, None)
+                .await
+                .unwrap(),
+        );
+    }
+    for run in &runs {
+        let status = client.wait(run, WAIT).await.unwrap();
+        assert_eq!(status.state, RunState::Succeeded, "{status:?}");
+    }
+    let most = slow.most.load(Ordering::SeqCst);
+    assert!((1..=2).contains(&most), "{most} runs of the queue at once");
+    for (stop, worker) in workers {
+        stop.cancel();
+        worker.await.unwrap().unwrap();
+    }
 }

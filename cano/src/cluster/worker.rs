@@ -30,6 +30,15 @@ const CLAIM: &str = "
     FROM picked WHERE c.run_id = picked.run_id
     RETURNING c.run_id, c.workflow, c.input::text, c.initial_state::text, c.attempts";
 
+/// Take the queue `$1`'s claim lock until the transaction ends. Its own statement: the
+/// count after it must see the claims committed while it waited (a statement's snapshot
+/// is taken when it starts).
+const QUEUE_LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext('cano_cluster_queue:' || $1))";
+
+/// How many runs of queue `$1` are running.
+const QUEUE_RUNNING: &str =
+    "SELECT count(*) FROM cano_cluster_runs WHERE queue = $1 AND status = 'running'";
+
 /// Make ready again (or park, after `$2` attempts) the running runs of queue `$1` whose
 /// worker gave no sign of life for `$3` seconds and whose lease has ended.
 const REAP: &str = "
@@ -159,6 +168,7 @@ pub struct Worker {
     queue: String,
     poll_interval: Duration,
     max_attempts: u32,
+    queue_limit: Option<usize>,
 }
 
 impl Worker {
@@ -174,12 +184,22 @@ impl Worker {
             queue: DEFAULT_QUEUE.to_owned(),
             poll_interval: DEFAULT_POLL,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+            queue_limit: None,
         }
     }
 
     /// Run up to `n` runs at once (at least 1; default 1).
     pub fn with_concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);
+        self
+    }
+
+    /// Start a run of the queue only while fewer than `n` of its runs are running, on all
+    /// workers together (default: no limit; at least 1). Give every worker of the queue
+    /// the same limit. The workers' claims of the queue then take turns (an advisory lock
+    /// per queue), and the runs of a dead worker count until they are made ready again.
+    pub fn with_queue_limit(mut self, n: usize) -> Self {
+        self.queue_limit = Some(n.max(1));
         self
     }
 
@@ -381,15 +401,34 @@ impl Worker {
         tasks: &mut JoinSet<Done>,
         task_runs: &mut HashMap<Id, (String, i32)>,
     ) {
-        let limit = i64::try_from(free).unwrap_or(i64::MAX);
+        let mut limit = i64::try_from(free).unwrap_or(i64::MAX);
         let claimed = async {
-            let conn = self.store.connection().await?;
+            let mut conn = self.store.connection().await?;
             let failed = conn.on_cluster_error();
-            let rows = conn
-                .client
-                .query(CLAIM, &[&self.queue, &limit, &self.store.worker_id()])
-                .await
-                .map_err(&failed)?;
+            let tx = conn.client.transaction().await.map_err(&failed)?;
+            if let Some(queue_limit) = self.queue_limit {
+                // Claimers of the queue take turns, so that the count stays true until
+                // the claim commits.
+                tx.execute(QUEUE_LOCK, &[&self.queue])
+                    .await
+                    .map_err(&failed)?;
+                let running: i64 = tx
+                    .query_one(QUEUE_RUNNING, &[&self.queue])
+                    .await
+                    .map_err(&failed)?
+                    .try_get(0)
+                    .map_err(&failed)?;
+                let room = i64::try_from(queue_limit).unwrap_or(i64::MAX) - running;
+                limit = limit.min(room.max(0));
+            }
+            let rows = if limit > 0 {
+                tx.query(CLAIM, &[&self.queue, &limit, &self.store.worker_id()])
+                    .await
+                    .map_err(&failed)?
+            } else {
+                Vec::new()
+            };
+            tx.commit().await.map_err(&failed)?;
             rows.iter()
                 .map(|row| {
                     Ok::<_, CanoError>((
