@@ -1,6 +1,8 @@
 //! A real cluster worker process SIGKILLed with runs in flight: another worker resumes
 //! them from their logs once their leases expire, every run finishes once, and no step
-//! of any run runs again except the ones in flight at the kill.
+//! of any run runs again except the ones in flight at the kill. And one SIGSTOPped past
+//! its lease: another worker finishes its run, and once SIGCONTed the stale worker
+//! starts no step and records nothing.
 //!
 //! The test binary re-executes itself as the worker (`crash::driver`); the worker prints
 //! `STEP <job> <step>` as each step starts. On a throwaway server (`pg_support`); without
@@ -96,9 +98,9 @@ async fn worker(url: &str, id: &str, started: &Started) -> Worker {
 /// The worker, run inside a child process until it is killed.
 #[test]
 fn cluster_sigkill_driver_entry() {
-    crash::drive(|_mode, _dir| async move {
+    crash::drive(|mode, _dir| async move {
         let url = std::env::var(URL_VAR).expect("database URL");
-        let worker = worker(&url, "w-victim", &Started::default()).await;
+        let worker = worker(&url, &format!("w-{mode}"), &Started::default()).await;
         crash::say("WORKER UP");
         worker.run(CancellationToken::disabled()).await
     });
@@ -145,7 +147,7 @@ fn a_killed_workers_runs_finish_once_on_another_worker() {
     });
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut cmd = crash::driver(ENTRY, "worker", dir.path());
+    let mut cmd = crash::driver(ENTRY, "victim", dir.path());
     cmd.env(URL_VAR, &url);
     let mut child = cmd.spawn().expect("spawn worker");
     let mut out = BufReader::new(child.stdout.take().expect("worker stdout"));
@@ -216,4 +218,93 @@ fn a_killed_workers_runs_finish_once_on_another_worker() {
         );
         assert!(survivor_steps.contains(&(*job, *step)));
     }
+}
+
+fn signal(pid: u32, which: &str) {
+    let status = std::process::Command::new("kill")
+        .args([which, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {which} {pid}");
+}
+
+#[test]
+fn a_stalled_worker_loses_its_run_and_records_nothing_after_it_wakes() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let Some(url) = rt.block_on(pg_support::fresh_database("cluster_sigstop")) else {
+        return;
+    };
+    let client = rt.block_on(async {
+        let store = PostgresCheckpointStore::connect(&url).await.unwrap();
+        Client::new(store).with_poll_interval(Duration::from_millis(20))
+    });
+    let run = rt
+        .block_on(client.submit("job", &Job { n: 1 }, &S::Step(0), None))
+        .unwrap();
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = crash::driver(ENTRY, "stalled", dir.path());
+    cmd.env(URL_VAR, &url);
+    let mut child = cmd.spawn().expect("spawn worker");
+    let pid = child.id();
+    let mut out = BufReader::new(child.stdout.take().expect("worker stdout"));
+    let mut printed = String::new();
+    let mut line = String::new();
+    while !steps(&printed).contains(&(1, 1)) {
+        line.clear();
+        let read = out.read_line(&mut line).expect("read worker");
+        assert!(read > 0, "the worker ended early:\n{printed}");
+        printed.push_str(&line);
+    }
+    signal(pid, "-STOP");
+    let before_stop = steps(&printed);
+
+    // Past its lease, another worker takes the run over and finishes it.
+    std::thread::sleep(LEASE + Duration::from_millis(200));
+    let started = Started::default();
+    let survivor = rt.block_on(worker(&url, "w-survivor", &started));
+    let (stop, token) = CancellationToken::new();
+    let running = rt.spawn(async move { survivor.run(token).await });
+    let done = rt
+        .block_on(client.wait(&run, Duration::from_secs(30)))
+        .unwrap();
+    assert_eq!(done.state, RunState::Succeeded, "{done:?}");
+    assert_eq!(
+        (done.worker.as_deref(), done.attempts),
+        (Some("w-survivor"), 2)
+    );
+
+    // The stale worker wakes up: its writes are fenced, it starts no step, and the
+    // run's outcome stays the survivor's.
+    signal(pid, "-CONT");
+    std::thread::sleep(LEASE * 3);
+    let _ = child.kill();
+    let _ = out.read_to_string(&mut printed);
+    let _ = child.wait();
+    let stale = steps(&printed);
+    assert!(
+        stale.len() <= before_stop.len() + 1,
+        "the stale worker went on: {stale:?} (stopped after {before_stop:?})"
+    );
+    assert_eq!(
+        rt.block_on(client.status(&run)).unwrap().as_ref(),
+        Some(&done)
+    );
+    stop.cancel();
+    rt.block_on(running).unwrap().unwrap();
+
+    // Every step ran; at most the one in flight at the stop ran twice.
+    let resumed = started.lock().unwrap().clone();
+    for step in 0..STEPS {
+        assert!(
+            stale.contains(&(1, step)) || resumed.contains(&(1, step)),
+            "step {step} never ran"
+        );
+    }
+    let twice = resumed.iter().filter(|s| stale.contains(s)).count();
+    assert!(twice <= 1, "stale {stale:?}, resumed {resumed:?}");
 }
