@@ -44,7 +44,8 @@
 //!   lease), so a run that ended is never started again. A task in flight when its
 //!   worker died runs again on the worker that resumes the run: make side effects
 //!   idempotent, as the [lease limits](crate::recovery::postgres::lease#limits) say.
-//! * A failed run keeps its log (for inspection); nothing prunes finished runs yet.
+//! * A failed run keeps its log (for inspection) until [`Client::prune`] deletes it with
+//!   the run; nothing prunes on its own yet (call `prune` from a task of yours).
 //! * Sleeping runs and runs waiting for signals hold their worker slot.
 //! * The heartbeat runs in the worker's loop, between its claims: a database slow enough
 //!   to hold one claim for two thirds of a lease can cost the worker its leases (the runs

@@ -29,6 +29,29 @@ const STATUS: &str = "
     SELECT run_id, queue, workflow, status, final_state::text, error, attempts, worker
     FROM cano_cluster_runs WHERE run_id = $1";
 
+/// Delete up to `$2` runs that ended more than `$1` seconds ago, with what is left of
+/// their logs, signals and (released or expired) leases; answers how many.
+const PRUNE: &str = "
+    WITH gone AS (
+        DELETE FROM cano_cluster_runs WHERE run_id IN (
+            SELECT run_id FROM cano_cluster_runs
+            WHERE finished_at < now() - make_interval(secs => $1)
+              AND status IN ('succeeded', 'failed', 'parked')
+            ORDER BY finished_at
+            LIMIT $2
+            FOR UPDATE SKIP LOCKED)
+        RETURNING run_id
+    ), logs AS (
+        DELETE FROM cano_checkpoints WHERE workflow_id IN (SELECT run_id FROM gone)
+    ), signals AS (
+        DELETE FROM cano_signals WHERE workflow_id IN (SELECT run_id FROM gone)
+    ), leases AS (
+        DELETE FROM cano_runs
+        WHERE workflow_id IN (SELECT run_id FROM gone)
+          AND (owner IS NULL OR lease_until <= now())
+    )
+    SELECT count(*) FROM gone";
+
 /// How often [`Client::wait`] looks, unless set with [`Client::with_poll_interval`].
 const DEFAULT_WAIT_POLL: Duration = Duration::from_millis(100);
 
@@ -237,6 +260,32 @@ impl Client {
             attempts: u32::try_from(attempts).unwrap_or(0),
             worker: row.try_get(7).map_err(&failed)?,
         }))
+    }
+
+    /// Delete up to `batch` runs (of any queue) that ended (succeeded, failed or parked)
+    /// more than `older_than` ago, with what is left of their logs and leases; answers how
+    /// many. Call it again while it answers `batch`: each call is one short statement, so
+    /// pruning a large backlog never holds many rows at once. Runs being pruned by another
+    /// call at the same moment are skipped.
+    ///
+    /// Dropping the future abandons the call; a statement already sent is committed or
+    /// not, as the server decides.
+    ///
+    /// # Errors
+    /// [`CanoError::CheckpointStore`] when the database cannot be reached.
+    pub async fn prune(&self, older_than: Duration, batch: usize) -> Result<u64, CanoError> {
+        let secs = older_than.as_secs_f64();
+        let batch = i64::try_from(batch).unwrap_or(i64::MAX);
+        let conn = self.store.connection().await?;
+        let failed = conn.on_cluster_error();
+        let pruned: i64 = conn
+            .client
+            .query_one(PRUNE, &[&secs, &batch])
+            .await
+            .map_err(&failed)?
+            .try_get(0)
+            .map_err(&failed)?;
+        Ok(u64::try_from(pruned).unwrap_or(0))
     }
 
     /// Wait until run `run_id` has ended (succeeded, failed or parked) and answer its

@@ -82,6 +82,8 @@
 //!     WHERE status = 'ready';
 //! CREATE INDEX cano_cluster_runs_running ON cano_cluster_runs (heartbeat_at)
 //!     WHERE status = 'running';
+//! CREATE INDEX cano_cluster_runs_finished ON cano_cluster_runs (finished_at)
+//!     WHERE finished_at IS NOT NULL;
 //! ```
 
 use super::error::{Doing, pg_error};
@@ -164,6 +166,8 @@ const MIGRATIONS: &[&str] = &[
         WHERE status = 'ready';
     CREATE INDEX IF NOT EXISTS cano_cluster_runs_running ON cano_cluster_runs (heartbeat_at)
         WHERE status = 'running';
+    CREATE INDEX IF NOT EXISTS cano_cluster_runs_finished ON cano_cluster_runs (finished_at)
+        WHERE finished_at IS NOT NULL;
 ",
 ];
 
