@@ -755,3 +755,49 @@ async fn prune_deletes_ended_runs_in_batches_and_keeps_the_rest() {
         .get(0);
     assert_eq!(left, 0, "no log or lease of a pruned run is left");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_trouble_is_reported_to_the_hook_and_the_worker_goes_on() {
+    let Some(url) = pg_support::fresh_database("cluster_trouble").await else {
+        return;
+    };
+    let client = client(&url).await;
+    let ledger = Ledger::default();
+    let (conn, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    // The runs table is gone for a while (a botched manual change, say).
+    conn.batch_execute("ALTER TABLE cano_cluster_runs RENAME TO cano_cluster_runs_away")
+        .await
+        .unwrap();
+    let reported: Arc<Mutex<Vec<String>>> = Arc::default();
+    let store = pg_support::worker(&url, "w-a", LEASE).await;
+    let worker = Worker::new(store, registry("w-a", &ledger))
+        .with_poll_interval(POLL)
+        .with_error_hook({
+            let reported = Arc::clone(&reported);
+            move |doing, error| reported.lock().unwrap().push(format!("{doing}: {error}"))
+        });
+    let (stop, token) = CancellationToken::new();
+    let running = tokio::spawn(async move { worker.run(token).await });
+    tokio::time::sleep(POLL * 5).await;
+    {
+        let reported = reported.lock().unwrap();
+        assert!(
+            reported
+                .iter()
+                .any(|r| r.starts_with("claiming ready runs") && r.contains("cano_cluster_runs")),
+            "{reported:?}"
+        );
+    }
+    assert!(!running.is_finished(), "the worker goes on");
+    conn.batch_execute("ALTER TABLE cano_cluster_runs_away RENAME TO cano_cluster_runs")
+        .await
+        .unwrap();
+    let run = submit(&client, &job(1)).await;
+    let status = client.wait(&run, WAIT).await.unwrap();
+    assert_eq!(status.state, RunState::Succeeded, "{status:?}");
+    stop.cancel();
+    running.await.unwrap().unwrap();
+}

@@ -160,7 +160,7 @@ type Done = String;
 /// worker.run(token).await?;
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Worker {
     store: PostgresCheckpointStore,
     registry: Arc<Registry>,
@@ -169,6 +169,24 @@ pub struct Worker {
     poll_interval: Duration,
     max_attempts: u32,
     queue_limit: Option<usize>,
+    on_error: Option<ErrorHook>,
+}
+
+/// What [`Worker::with_error_hook`] is given.
+type ErrorHook = Arc<dyn Fn(&str, &CanoError) + Send + Sync>;
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("worker_id", &self.store.worker_id())
+            .field("registry", &self.registry)
+            .field("concurrency", &self.concurrency)
+            .field("queue", &self.queue)
+            .field("poll_interval", &self.poll_interval)
+            .field("max_attempts", &self.max_attempts)
+            .field("queue_limit", &self.queue_limit)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Worker {
@@ -185,6 +203,7 @@ impl Worker {
             poll_interval: DEFAULT_POLL,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             queue_limit: None,
+            on_error: None,
         }
     }
 
@@ -200,6 +219,27 @@ impl Worker {
     /// per queue), and the runs of a dead worker count until they are made ready again.
     pub fn with_queue_limit(mut self, n: usize) -> Self {
         self.queue_limit = Some(n.max(1));
+        self
+    }
+
+    /// Call `hook` with each error the worker's loop rides out (what it was doing, and
+    /// the error): the database unreachable, a lease that could not be renewed or
+    /// released, an outcome that could not be recorded. The loop goes on; the hook is
+    /// for logs and metrics, and must be quick. With the feature `tracing`, each is also
+    /// a `tracing` warning.
+    ///
+    /// ```
+    /// # use cano::cluster::{Registry, Worker};
+    /// # fn f(store: cano::PostgresCheckpointStore) {
+    /// let worker = Worker::new(store, Registry::new())
+    ///     .with_error_hook(|doing, error| eprintln!("worker: {doing} failed: {error}"));
+    /// # }
+    /// ```
+    pub fn with_error_hook(
+        mut self,
+        hook: impl Fn(&str, &CanoError) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_error = Some(Arc::new(hook));
         self
     }
 
@@ -288,6 +328,15 @@ impl Worker {
         Ok(())
     }
 
+    /// Report database trouble the loop rides out: to the error hook, and as a `tracing`
+    /// warning (feature `tracing`).
+    fn report(&self, doing: &str, error: &CanoError) {
+        warn(doing, error);
+        if let Some(hook) = &self.on_error {
+            hook(doing, error);
+        }
+    }
+
     /// Renew the leases of the runs in hand and refresh their heartbeat; stop the runs
     /// another worker took over.
     ///
@@ -314,7 +363,7 @@ impl Worker {
                     }
                 }
             }
-            Err(e) => warn("renewing the leases of the runs in hand", &e),
+            Err(e) => self.report("renewing the leases of the runs in hand", &e),
         }
         let lost: Vec<&str> = held
             .iter()
@@ -339,7 +388,7 @@ impl Worker {
                         };
                     }
                 }
-                Err(e) => warn("reading who holds the runs whose leases were lost", &e),
+                Err(e) => self.report("reading who holds the runs whose leases were lost", &e),
             }
         }
         let ids: Vec<&str> = held
@@ -358,7 +407,7 @@ impl Worker {
                 .map_err(conn.on_cluster_error())
         };
         if let Err(e) = beat.await {
-            warn("refreshing the heartbeat of the runs in hand", &e);
+            self.report("refreshing the heartbeat of the runs in hand", &e);
         }
     }
 
@@ -389,7 +438,7 @@ impl Worker {
                 .map_err(conn.on_cluster_error())
         };
         if let Err(e) = reaped.await {
-            warn("looking for the runs of dead workers", &e);
+            self.report("looking for the runs of dead workers", &e);
         }
     }
 
@@ -443,7 +492,7 @@ impl Worker {
         };
         let claimed = match claimed.await {
             Ok(claimed) => claimed,
-            Err(e) => return warn("claiming ready runs", &e),
+            Err(e) => return self.report("claiming ready runs", &e),
         };
         for (run_id, workflow, input, initial, attempt) in claimed {
             let lease = match self.store.claim(&run_id).await {
@@ -558,7 +607,7 @@ impl Worker {
             }
             // The heartbeat stops with this task: the run is made ready again and resumed
             // from its log.
-            Err(e) => warn("recording how a run ended", &e),
+            Err(e) => self.report("recording how a run ended", &e),
         }
         run_id
     }
@@ -635,7 +684,7 @@ impl Worker {
                 .map_err(conn.on_cluster_error())
         };
         if let Err(e) = requeued.await {
-            warn("giving a run back", &e);
+            self.report("giving a run back", &e);
         }
     }
 
@@ -653,7 +702,7 @@ impl Worker {
         };
         if let Err(e) = woken.await {
             // The other workers find the run at their next poll.
-            warn("waking the other workers", &e);
+            self.report("waking the other workers", &e);
         }
     }
 
@@ -662,7 +711,7 @@ impl Worker {
     async fn release(&self, lease: &Lease) {
         if let Err(e) = self.store.release(lease).await {
             // The lease then ends when it expires.
-            warn("releasing a run's lease", &e);
+            self.report("releasing a run's lease", &e);
         }
     }
 
