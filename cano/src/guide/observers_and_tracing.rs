@@ -163,6 +163,7 @@
 //! | event | INFO | `signal received` | `signal`, `id` |
 //! | event | WARN | `signal rejected` | `signal`, `id`, `error` |
 //! | event | WARN | `could not remove a consumed signal` | `signal_id`, `error` |
+//! | event | WARN | `cluster worker: {doing} failed; trying again` | `error` (feature `postgres`: a database call of a `cano::cluster` worker's loop failed; `{doing}` names it) |
 //! | event | WARN | `workflow total timeout exceeded` | `state`, `elapsed`, `limit` |
 //! | event | WARN | `run failed; rolling back completed saga steps` | `steps`, `error` |
 //! | event | WARN | `finishing the rollback recorded in the checkpoint log` | `steps`, `error` |
