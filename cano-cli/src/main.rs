@@ -6,6 +6,7 @@
 //! cano runs signal --store STORE RUN_ID NAME --payload JSON [--id ID]
 //! cano runs purge  --store STORE RUN_ID… | --all-failed [--yes] [--json]
 //! cano graph       --store STORE RUN_ID --format mermaid|dot
+//! cano dashboard   --store STORE [--listen 127.0.0.1:8080] [--token TOKEN]
 //! ```
 //!
 //! `STORE` is `redb:PATH` or `postgres://USER:PASSWORD@HOST:PORT/DATABASE`.
@@ -13,6 +14,7 @@
 //! Exit codes: 0 success, 1 an error (the store, the file or the run is not what the
 //! command needs), 2 a usage problem. `cano --help` and `cano runs list --help` say more.
 
+mod dashboard;
 mod error;
 mod graph;
 mod report;
@@ -48,6 +50,19 @@ enum Command {
     Runs(RunsCommand),
     /// Draw a run's path (the states it entered, in order) as a diagram on stdout.
     Graph(GraphArgs),
+    /// Serve a web dashboard of the store's runs (read-only unless a token is given).
+    Dashboard(DashboardArgs),
+}
+
+#[derive(Debug, Args)]
+struct DashboardArgs {
+    /// The address to serve on (keep it on localhost, or put it behind a proxy with TLS).
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
+    listen: std::net::SocketAddr,
+    /// Allow actions (send a signal, purge a run) to browsers that log in with this token
+    /// (at least 12 characters). Without it the dashboard is read-only.
+    #[arg(long, env = "CANO_DASHBOARD_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -223,6 +238,7 @@ fn run(store: &StoreSpec, command: Command) -> Result<(), Failure> {
             Command::Runs(RunsCommand::Cancel(a)) => runs::cancel(store, &a.run_id).await,
             Command::Runs(RunsCommand::Retry(a)) => runs::retry(store, &a.run_id).await,
             Command::Graph(a) => runs::graph(store, &a.run_id, a.format).await,
+            Command::Dashboard(a) => dashboard::serve(store.clone(), a.listen, a.token).await,
         }
     })
 }

@@ -95,7 +95,7 @@ fn to_json(value: &impl serde::Serialize) -> Result<String, Failure> {
 }
 
 /// Every run of the store, by id.
-async fn all_runs(store: &dyn Store, spec: &StoreSpec) -> Result<Vec<RunView>, Failure> {
+pub(crate) async fn all_runs(store: &dyn Store, spec: &StoreSpec) -> Result<Vec<RunView>, Failure> {
     let live = spec.is_live();
     let mut runs: Vec<RunView> = store
         .list_runs()
@@ -108,7 +108,7 @@ async fn all_runs(store: &dyn Store, spec: &StoreSpec) -> Result<Vec<RunView>, F
 }
 
 /// A run's rows (by sequence) and its summary; an error if the store holds no such run.
-async fn load(
+pub(crate) async fn load(
     store: &dyn Store,
     spec: &StoreSpec,
     run_id: &str,
@@ -258,7 +258,7 @@ pub async fn show(spec: &StoreSpec, run_id: &str, json: bool) -> Result<(), Fail
 }
 
 /// One decoded row, in words.
-fn describe(step: &PathRow) -> String {
+pub(crate) fn describe(step: &PathRow) -> String {
     match step {
         PathRow::StateEntry {
             state,
@@ -360,7 +360,12 @@ fn describe(step: &PathRow) -> String {
 }
 
 /// Where a run stopped and why, in words.
-fn why(run: &RunView, path: &[PathRow], pending: &[PendingSignal], now_ms: u64) -> String {
+pub(crate) fn why(
+    run: &RunView,
+    path: &[PathRow],
+    pending: &[PendingSignal],
+    now_ms: u64,
+) -> String {
     let resume = format!(
         "the program that owns the workflow continues it with Workflow::resume_from({:?})",
         run.run_id
