@@ -46,35 +46,6 @@ fn chromium() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Start the dashboard; its `host:port`.
-fn dashboard(store: &str) -> (Killed, String) {
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("cano"))
-        .args([
-            "dashboard",
-            "--store",
-            store,
-            "--listen",
-            "127.0.0.1:0",
-            "--token",
-            TOKEN,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the dashboard");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("the dashboard's first line");
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
-    (Killed(child), addr)
-}
-
 /// A page of headless Chromium, driven over the DevTools protocol.
 struct Page {
     socket: tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>,
@@ -246,7 +217,8 @@ fn a_signal_sent_from_the_page_in_chromium_reaches_the_run() {
         return;
     };
     let (_dir, path) = fixture();
-    let (_dashboard, addr) = dashboard(&store_arg(&path));
+    let (dashboard, addr) = support::start_dashboard(&store_arg(&path), Some(TOKEN));
+    let _dashboard = Killed(dashboard);
     let profile = tempfile::tempdir().expect("a browser profile");
     let (_chromium, mut page) =
         Page::open(&browser, &format!("http://{addr}/runs"), profile.path());

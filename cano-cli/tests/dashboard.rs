@@ -6,9 +6,9 @@ mod support;
 
 use cano::prelude::*;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use support::{FAILED, ROLLBACK, SIGNAL, TIMER, fixture, store_arg};
 
@@ -22,25 +22,7 @@ struct Dashboard {
 
 impl Dashboard {
     fn start(store: &str, token: Option<&str>) -> Self {
-        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("cano"));
-        cmd.args(["dashboard", "--store", store, "--listen", "127.0.0.1:0"])
-            .env_remove("CANO_DASHBOARD_TOKEN")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        if let Some(token) = token {
-            cmd.args(["--token", token]);
-        }
-        let mut child = cmd.spawn().expect("start the dashboard");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("the dashboard's first line");
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split('/').next())
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .to_string();
+        let (child, addr) = support::start_dashboard(store, token);
         Self { child, addr }
     }
 

@@ -31,6 +31,32 @@ pub fn cano() -> assert_cmd::Command {
     cmd
 }
 
+/// Start `cano dashboard` on `store` on a free local port (with `token`, if any); the
+/// process (kill it when done) and the `host:port` it serves on.
+pub fn start_dashboard(store: &str, token: Option<&str>) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("cano"));
+    cmd.args(["dashboard", "--store", store, "--listen", "127.0.0.1:0"])
+        .env_remove("CANO_DASHBOARD_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    if let Some(token) = token {
+        cmd.args(["--token", token]);
+    }
+    let mut child = cmd.spawn().expect("start the dashboard");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the dashboard's first line");
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    (child, addr)
+}
+
 /// Run `cano` with `args`, expect success, and return its stdout.
 pub fn stdout_of<I, S>(args: I) -> String
 where
