@@ -96,6 +96,10 @@ running runs in it while the CLI reads. Statuses:
   running-or-failed
                 the same on a PostgreSQL store, where the run may as well be going on
                 in another process (--status failed and --status running list it).
+  running       on a PostgreSQL store, a run a worker holds a live lease on (a cluster
+                worker, or a program writing through with_run_writers): it is going on
+                now (--status running lists it; --status failed and purge --all-failed
+                leave it alone).
   rolling-back  a saga rollback is recorded with steps still to undo: a compensation
                 failed, or the process died during it. Workflow::resume_from finishes it.
   waiting       parked on a timer (until its deadline) or on a signal (until it comes,

@@ -13,7 +13,7 @@
 //! | key | value |
 //! |---|---|
 //! | `run_id` | the run's id |
-//! | `status` | `"failed"`, `"rolling-back"`, `"waiting"` or `"malformed"`; on a PostgreSQL store `"running-or-failed"` instead of `"failed"` (see `cano runs list --help`) |
+//! | `status` | `"failed"`, `"rolling-back"`, `"waiting"` or `"malformed"`; on a PostgreSQL store `"running"` for a run a worker holds a live lease on (with `lease_holder` and `lease_until_ms`) and `"running-or-failed"` instead of `"failed"` for the others (see `cano runs list --help`) |
 //! | `last_state` | the state of the last row that names one (`""` if none) |
 //! | `last_sequence` | the sequence of the log's last row |
 //! | `rows` | how many rows the log holds |
@@ -79,6 +79,12 @@ pub struct RunView {
     pub problem: Option<String>,
     /// The workflow version the run was started under (0: none named).
     pub version: u32,
+    /// The worker holding a live lease on the run (PostgreSQL): then it is `running`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_holder: Option<String>,
+    /// When that lease ends unless renewed (ms since the epoch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_until_ms: Option<u64>,
     /// The status as the library reports it (not serialized).
     #[serde(skip)]
     pub raw: RunStatus,
@@ -114,8 +120,17 @@ impl RunView {
             compensations_left,
             problem,
             version: summary.version,
+            lease_holder: None,
+            lease_until_ms: None,
             raw: summary.status.clone(),
         }
+    }
+
+    /// Mark the run as held by `worker`'s live lease until `until_ms`: it is `running`.
+    pub fn held(&mut self, worker: String, until_ms: u64) {
+        self.status = "running";
+        self.lease_holder = Some(worker);
+        self.lease_until_ms = Some(until_ms);
     }
 
     /// What the run waits for or what is left of it, in words (`""` when nothing).
@@ -126,6 +141,9 @@ impl RunView {
             (Some(signal), None) => return format!("signal {signal:?}, no deadline"),
             (None, Some(d)) => return format!("timer {}", until(d)),
             (None, None) => {}
+        }
+        if let (Some(worker), Some(lease_end)) = (&self.lease_holder, self.lease_until_ms) {
+            return format!("held by worker {worker:?}, lease {}", until(lease_end));
         }
         if let Some(left) = self.compensations_left {
             return format!("{left} compensation(s) left");

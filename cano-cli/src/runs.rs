@@ -31,7 +31,12 @@ pub enum Filter {
 impl Filter {
     /// Whether a run with `status` is kept; `live`: the store may have runs in progress
     /// (a database).
-    fn keeps(self, status: &RunStatus, live: bool) -> bool {
+    fn keeps(self, run: &RunView, live: bool) -> bool {
+        let status = &run.raw;
+        // A run under a live lease is running, never failed.
+        if run.lease_holder.is_some() {
+            return self == Self::Running;
+        }
         match self {
             Self::Failed => matches!(status, RunStatus::Forward | RunStatus::RollingBack { .. }),
             Self::Running => {
@@ -104,7 +109,24 @@ pub(crate) async fn all_runs(store: &dyn Store, spec: &StoreSpec) -> Result<Vec<
         .map(|r| RunView::new(r, live))
         .collect();
     runs.sort_by(|a, b| a.run_id.cmp(&b.run_id));
+    if live {
+        for run in runs.iter_mut().filter(|r| r.raw == RunStatus::Forward) {
+            held(store, run).await?;
+        }
+    }
     Ok(runs)
+}
+
+/// A run going forward in a shared store is `running` while a worker holds a live lease on
+/// it.
+async fn held(store: &dyn Store, run: &mut RunView) -> Result<(), Failure> {
+    if let Some((worker, until)) = store.lease_holder(&run.run_id).await? {
+        let until_ms = until
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        run.held(worker, until_ms);
+    }
+    Ok(())
 }
 
 /// A run's rows (by sequence) and its summary; an error if the store holds no such run.
@@ -118,7 +140,10 @@ pub(crate) async fn load(
         return Err(unknown_run(spec, run_id));
     }
     rows.sort_by_key(|r| r.sequence);
-    let view = RunView::new(&log::summarize(run_id, &rows), spec.is_live());
+    let mut view = RunView::new(&log::summarize(run_id, &rows), spec.is_live());
+    if spec.is_live() && view.raw == RunStatus::Forward {
+        held(store, &mut view).await?;
+    }
     Ok((rows, view))
 }
 
@@ -140,7 +165,7 @@ pub async fn list(
     let store = spec.open().await?;
     let mut runs = all_runs(store.as_ref(), spec).await?;
     if let Some(filter) = filter {
-        runs.retain(|r| filter.keeps(&r.raw, spec.is_live()));
+        runs.retain(|r| filter.keeps(r, spec.is_live()));
         if let Some(why) = filter.note(spec.is_live()) {
             let _ = writeln!(std::io::stderr(), "note: {why}");
         }
@@ -519,7 +544,7 @@ pub async fn purge(spec: &StoreSpec, which: Which, yes: bool, json: bool) -> Res
         Which::AllFailed => all_runs(store.as_ref(), spec)
             .await?
             .into_iter()
-            .filter(|r| Filter::Failed.keeps(&r.raw, false))
+            .filter(|r| Filter::Failed.keeps(r, false))
             .map(|r| r.run_id)
             .collect(),
     };

@@ -12,20 +12,46 @@
 use crate::error::Failure;
 use cano::RedbCheckpointStore;
 use cano::recovery::ListRuns;
+use cano::recovery::StoreFuture;
 use cano::recovery::postgres::PostgresCheckpointStore;
 use cano::signal::SignalStore;
 use redb::{ReadableDatabase, TableHandle};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::SystemTime;
 
 /// The forms `--store` accepts, for error messages and help.
 pub const ACCEPTED: &str = "redb:PATH (a cano redb checkpoint file) or \
      postgres://USER:PASSWORD@HOST:PORT/DATABASE (a PostgreSQL database holding cano's tables)";
 
 /// What the commands need of a store; both kinds have it.
-pub trait Store: ListRuns + SignalStore {}
+pub trait Store: ListRuns + SignalStore {
+    /// The worker holding a live lease on `run_id` and when that lease ends unless
+    /// renewed (PostgreSQL; a redb file has no leases: `None`).
+    fn lease_holder<'a>(
+        &'a self,
+        run_id: &'a str,
+    ) -> StoreFuture<'a, Option<(String, SystemTime)>> {
+        let _ = run_id;
+        Box::pin(std::future::ready(Ok(None)))
+    }
+}
 
-impl<T: ListRuns + SignalStore> Store for T {}
+impl Store for RedbCheckpointStore {}
+
+impl Store for PostgresCheckpointStore {
+    fn lease_holder<'a>(
+        &'a self,
+        run_id: &'a str,
+    ) -> StoreFuture<'a, Option<(String, SystemTime)>> {
+        Box::pin(async move {
+            Ok(self
+                .holder(run_id)
+                .await?
+                .map(|h| (h.worker_id, h.expires_at)))
+        })
+    }
+}
 
 /// PostgreSQL connections the CLI opens at most: it does one thing at a time.
 const PG_CONNECTIONS: usize = 2;

@@ -302,3 +302,47 @@ fn the_postgres_scheme_works_like_postgresql() {
     let short = url.replacen("postgresql://", "postgres://", 1);
     assert_eq!(list_json(&short, &[]).len(), 4);
 }
+
+#[test]
+fn a_run_a_worker_holds_a_live_lease_on_is_running_not_failed() {
+    let Some(url) = pg::fixture("leased") else {
+        return;
+    };
+    // A worker takes the failed run's lease (as a cluster worker resuming it would).
+    let lease = support::runtime().block_on(async {
+        let store = pg::connect(&url)
+            .await
+            .with_worker_id("worker-7")
+            .with_lease_duration(std::time::Duration::from_secs(600));
+        store.claim(FAILED).await.expect("claim the run")
+    });
+    assert_eq!(lease.owner(), "worker-7");
+    let runs = list_json(&url, &[]);
+    let failed = runs.iter().find(|r| r["run_id"] == FAILED).unwrap();
+    assert_eq!(failed["status"], "running", "{failed}");
+    assert_eq!(failed["lease_holder"], "worker-7");
+    assert!(failed["lease_until_ms"].as_u64().is_some());
+    let table = stdout_of(["runs", "list", "--store", &url]);
+    assert!(
+        table.contains("held by worker \"worker-7\", lease until"),
+        "{table}"
+    );
+    assert_eq!(
+        ids(&list_json(&url, &["--status", "running"])),
+        format!("{FAILED} {ROLLBACK}")
+    );
+    assert_eq!(
+        ids(&list_json(&url, &["--status", "failed"])),
+        ROLLBACK,
+        "not failed"
+    );
+    // `purge --all-failed` leaves the running run alone.
+    cano()
+        .args(["runs", "purge", "--all-failed", "--yes", "--store", &url])
+        .assert()
+        .success();
+    assert_eq!(
+        ids(&list_json(&url, &[])),
+        format!("{FAILED} {SIGNAL} {TIMER}")
+    );
+}
