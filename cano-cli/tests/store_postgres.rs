@@ -346,3 +346,37 @@ fn a_run_a_worker_holds_a_live_lease_on_is_running_not_failed() {
         format!("{FAILED} {SIGNAL} {TIMER}")
     );
 }
+
+#[test]
+fn the_dashboard_serves_a_postgres_store() {
+    use std::io::{Read, Write};
+    let Some(url) = pg::fixture("dashboard") else {
+        return;
+    };
+    let (mut child, addr) = support::start_dashboard(&url, None);
+    let get = |path: &str| {
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+        let mut raw = String::new();
+        stream.read_to_string(&mut raw).unwrap();
+        raw
+    };
+    let list = get("/runs");
+    assert!(list.starts_with("HTTP/1.1 200"), "{list}");
+    for id in [FAILED, SIGNAL, ROLLBACK, TIMER] {
+        assert!(list.contains(&format!(">{id}</a>")), "{id} missing: {list}");
+    }
+    assert!(list.contains("running-or-failed"), "{list}");
+    assert!(
+        !list.contains(pg::password(&url)),
+        "the password never shows"
+    );
+    let run = get(&format!("/runs/{ROLLBACK}"));
+    assert!(
+        run.starts_with("HTTP/1.1 200") && run.contains("<svg"),
+        "{run}"
+    );
+    assert!(get("/runs/nope").starts_with("HTTP/1.1 404"));
+    let _ = child.kill();
+    let _ = child.wait();
+}
