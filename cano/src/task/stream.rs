@@ -441,7 +441,9 @@ where
         return Ok(None);
     }
     let count = outputs.len();
-    let signal = task.flush_window(res, std::mem::take(outputs)).await?;
+    // The next window starts with room for as many outputs as this one had.
+    let window = std::mem::replace(outputs, Vec::with_capacity(count));
+    let signal = task.flush_window(res, window).await?;
     if let Some(cursor) = last_cursor.take() {
         let bytes = encode_cursor(&cursor, || task.name())?;
         host.commit(bytes).await?;
