@@ -18,7 +18,7 @@
 //! One request per connection (`Connection: close`), requests up to 64 KiB.
 
 use crate::error::Failure;
-use crate::report::{self, PathRow, PendingSignal, RunView};
+use crate::report::{self, PathRow, RunView};
 use crate::runs;
 use crate::store::StoreSpec;
 use cano::Signal;
@@ -269,17 +269,7 @@ impl Dashboard {
     async fn show(&self, req: &Request, run_id: &str) -> Response {
         let loaded = async {
             let store = self.spec.open().await?;
-            let (rows, run) = runs::load(store.as_ref(), &self.spec, run_id).await?;
-            let pending: Vec<PendingSignal> = match &run.signal {
-                Some(name) => store
-                    .pending_signals(run_id, name)
-                    .await?
-                    .iter()
-                    .map(PendingSignal::new)
-                    .collect(),
-                None => Vec::new(),
-            };
-            Ok::<_, Failure>((PathRow::decode(run_id, &rows), run, pending))
+            runs::inspect(store.as_ref(), &self.spec, run_id).await
         };
         let (path, run, pending) = match loaded.await {
             Ok(found) => found,

@@ -228,10 +228,14 @@ fn table(runs: &[RunView], now_ms: u64) -> String {
     out
 }
 
-/// `cano runs show`.
-pub async fn show(spec: &StoreSpec, run_id: &str, json: bool) -> Result<(), Failure> {
-    let store = spec.open().await?;
-    let (rows, run) = load(store.as_ref(), spec, run_id).await?;
+/// A run's decoded path, its summary and the signals sent to it and not consumed yet
+/// (what `runs show` and the dashboard's run page report).
+pub(crate) async fn inspect(
+    store: &dyn Store,
+    spec: &StoreSpec,
+    run_id: &str,
+) -> Result<(Vec<PathRow>, RunView, Vec<PendingSignal>), Failure> {
+    let (rows, run) = load(store, spec, run_id).await?;
     let pending = match &run.signal {
         Some(name) => store
             .pending_signals(run_id, name)
@@ -241,7 +245,13 @@ pub async fn show(spec: &StoreSpec, run_id: &str, json: bool) -> Result<(), Fail
             .collect(),
         None => Vec::new(),
     };
-    let path = PathRow::decode(run_id, &rows);
+    Ok((PathRow::decode(run_id, &rows), run, pending))
+}
+
+/// `cano runs show`.
+pub async fn show(spec: &StoreSpec, run_id: &str, json: bool) -> Result<(), Failure> {
+    let store = spec.open().await?;
+    let (path, run, pending) = inspect(store.as_ref(), spec, run_id).await?;
     let now = report::now_ms();
     let view = ShowView {
         why: why(&run, &path, &pending, now),
