@@ -85,6 +85,18 @@
 //! CREATE INDEX cano_cluster_runs_finished ON cano_cluster_runs (finished_at)
 //!     WHERE finished_at IS NOT NULL;
 //! ```
+//!
+//! # Version 4: cancelling cluster runs
+//!
+//! ```sql
+//! -- Set by `Client::cancel`: the worker running the run (or the next one to claim it)
+//! -- cancels it, compensating its completed saga steps, and records it `cancelled`.
+//! ALTER TABLE cano_cluster_runs ADD COLUMN cancel_requested_at timestamptz;
+//! -- The status check gains 'cancelled'.
+//! ALTER TABLE cano_cluster_runs DROP CONSTRAINT cano_cluster_runs_status_check;
+//! ALTER TABLE cano_cluster_runs ADD CONSTRAINT cano_cluster_runs_status_check
+//!     CHECK (status IN ('ready', 'running', 'succeeded', 'failed', 'parked', 'cancelled'));
+//! ```
 
 use super::error::{Doing, pg_error};
 use crate::error::CanoError;
@@ -168,6 +180,12 @@ const MIGRATIONS: &[&str] = &[
         WHERE status = 'running';
     CREATE INDEX IF NOT EXISTS cano_cluster_runs_finished ON cano_cluster_runs (finished_at)
         WHERE finished_at IS NOT NULL;
+",
+    "
+    ALTER TABLE cano_cluster_runs ADD COLUMN IF NOT EXISTS cancel_requested_at timestamptz;
+    ALTER TABLE cano_cluster_runs DROP CONSTRAINT IF EXISTS cano_cluster_runs_status_check;
+    ALTER TABLE cano_cluster_runs ADD CONSTRAINT cano_cluster_runs_status_check
+        CHECK (status IN ('ready', 'running', 'succeeded', 'failed', 'parked', 'cancelled'));
 ",
 ];
 
