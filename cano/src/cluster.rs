@@ -20,8 +20,20 @@
 //!
 //! A run is `ready`, then `running` on one worker, then `succeeded` (with its final
 //! state), `failed` (the workflow returned an error, or the run's workflow name or input
-//! is unknown to the worker: the error says which) or `parked`. The table is
-//! `cano_cluster_runs` (see [`schema`](crate::recovery::postgres::schema), version 3).
+//! is unknown to the worker: the error says which), `parked` or `cancelled`. The table is
+//! `cano_cluster_runs` (see [`schema`](crate::recovery::postgres::schema), versions 3
+//! and 4).
+//!
+//! # Cancel and retry
+//!
+//! [`Client::cancel`] ends a run that has not started at once. A running run's worker is
+//! woken (`NOTIFY` on `cano_cluster_cancel`; its heartbeat looks as well) and cancels it
+//! as a [`CancellationToken`](crate::cancel::CancellationToken) would: the task in flight
+//! is dropped at its next `.await`, completed saga steps are compensated, and the run is
+//! recorded `cancelled`. A run waiting to be resumed (its worker died) is cancelled by
+//! the worker that claims it, which runs no task of it and compensates its completed saga
+//! steps. [`Client::retry`] makes a failed or parked run ready again: it is resumed from
+//! its log, where it stopped, or started again when its log is gone.
 //!
 //! # When a worker dies
 //!
@@ -94,13 +106,17 @@ mod registry;
 mod worker;
 mod writers;
 
-pub use self::client::{Client, RunState, RunStatus};
+pub use self::client::{CancelOutcome, Client, RunState, RunStatus};
 pub use self::registry::Registry;
 pub use self::worker::Worker;
 
 /// The channel on which submits and hand-backs announce ready runs (`NOTIFY`, the queue
 /// as payload): a hint that wakes the queue's workers at once; they poll as well.
 const READY_CHANNEL: &str = "cano_cluster_ready";
+
+/// The channel on which [`Client::cancel`] wakes the worker of a run to cancel (`NOTIFY`,
+/// the run id as payload): a hint; workers also look at each heartbeat.
+const CANCEL_CHANNEL: &str = "cano_cluster_cancel";
 
 /// The queue of a client or worker that was given none.
 pub const DEFAULT_QUEUE: &str = "default";

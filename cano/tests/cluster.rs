@@ -2,7 +2,8 @@
 //! in-process workers, each exactly once; idempotent submits; a worker dropped mid-run
 //! whose run another worker resumes from its log after the lease expires; unknown
 //! workflows and bad inputs failing the run with a clear error; a run that kills its
-//! worker each time parked; a shutdown handing runs back.
+//! worker each time parked; a shutdown handing runs back; runs cancelled (not started,
+//! running, waiting to be resumed: completed saga steps compensated once) and retried.
 //!
 //! On a throwaway server (`pg_support`); without PostgreSQL the tests print why they skip,
 //! and fail when `CANO_REQUIRE_POSTGRES=1`. Leases are 300 ms and workers poll every
@@ -12,7 +13,7 @@
 mod pg_support;
 
 use cano::cancel::{CancellationHandle, CancellationToken};
-use cano::cluster::{Client, Registry, RunState, Worker};
+use cano::cluster::{CancelOutcome, Client, Registry, RunState, Worker};
 use cano::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -120,30 +121,134 @@ impl Work {
     }
 }
 
-/// The registry of worker `worker`: the workflow `"job"`, writing to `ledger`.
+/// `Reserve` of the workflow `"saga"`: a saga step that counts its runs and its
+/// compensations in the ledger (`(prepare, work)` of job `n` + 1000: runs, compensations).
+struct Reserve {
+    n: u32,
+    ledger: Ledger,
+}
+
+#[saga::task(state = Step)]
+impl Reserve {
+    type Output = u32;
+    fn config(&self) -> TaskConfig {
+        TaskConfig::minimal()
+    }
+    async fn run(&self, _res: &Resources) -> Result<(TaskResult<Step>, u32), CanoError> {
+        self.ledger
+            .runs
+            .lock()
+            .unwrap()
+            .entry(self.n + 1000)
+            .or_default()
+            .0 += 1;
+        Ok((TaskResult::Single(Step::Work), self.n))
+    }
+    async fn compensate(&self, _res: &Resources, n: u32) -> Result<(), CanoError> {
+        self.ledger
+            .runs
+            .lock()
+            .unwrap()
+            .entry(n + 1000)
+            .or_default()
+            .1 += 1;
+        Ok(())
+    }
+}
+
+/// `Work` of the workflow `"flaky"`: fails its first run, then moves on.
+struct Flaky {
+    n: u32,
+    ledger: Ledger,
+}
+
+#[task(state = Step)]
+impl Flaky {
+    fn config(&self) -> TaskConfig {
+        TaskConfig::minimal()
+    }
+    async fn run_bare(&self) -> Result<TaskResult<Step>, CanoError> {
+        let runs = {
+            let mut runs = self.ledger.runs.lock().unwrap();
+            let entry = runs.entry(self.n).or_default();
+            entry.1 += 1;
+            entry.1
+        };
+        if runs == 1 {
+            return Err(CanoError::task_execution("the first try fails"));
+        }
+        Ok(TaskResult::Single(Step::Done))
+    }
+}
+
+/// The registry of worker `worker`, writing to `ledger`: the workflows `"job"` (Prepare,
+/// Work), `"saga"` (Reserve, a saga step, then job's Work) and `"flaky"` (Prepare, then a
+/// Work that fails its first run).
 fn registry(worker: &str, ledger: &Ledger) -> Registry {
     let (worker, ledger) = (worker.to_owned(), ledger.clone());
-    Registry::new().register("job", move |job: Job| {
-        Ok(Workflow::bare()
-            .register(
-                Step::Prepare,
-                Prepare {
-                    n: job.n,
-                    ledger: ledger.clone(),
-                },
-            )
-            .register(
-                Step::Work,
-                Work {
-                    n: job.n,
-                    hold: job.hold,
-                    poison: job.poison,
-                    worker: worker.clone(),
-                    ledger: ledger.clone(),
-                },
-            )
-            .add_exit_state(Step::Done))
-    })
+    let (saga_worker, saga_ledger) = (worker.clone(), ledger.clone());
+    let flaky_ledger = ledger.clone();
+    Registry::new()
+        .register("saga", move |job: Job| {
+            Ok(Workflow::bare()
+                .register_with_compensation(
+                    Step::Prepare,
+                    Reserve {
+                        n: job.n,
+                        ledger: saga_ledger.clone(),
+                    },
+                )
+                .register(
+                    Step::Work,
+                    Work {
+                        n: job.n,
+                        hold: job.hold,
+                        poison: job.poison,
+                        worker: saga_worker.clone(),
+                        ledger: saga_ledger.clone(),
+                    },
+                )
+                .add_exit_state(Step::Done))
+        })
+        .register("flaky", move |job: Job| {
+            Ok(Workflow::bare()
+                .register(
+                    Step::Prepare,
+                    Prepare {
+                        n: job.n,
+                        ledger: flaky_ledger.clone(),
+                    },
+                )
+                .register(
+                    Step::Work,
+                    Flaky {
+                        n: job.n,
+                        ledger: flaky_ledger.clone(),
+                    },
+                )
+                .add_exit_state(Step::Done))
+        })
+        .register("job", move |job: Job| {
+            Ok(Workflow::bare()
+                .register(
+                    Step::Prepare,
+                    Prepare {
+                        n: job.n,
+                        ledger: ledger.clone(),
+                    },
+                )
+                .register(
+                    Step::Work,
+                    Work {
+                        n: job.n,
+                        hold: job.hold,
+                        poison: job.poison,
+                        worker: worker.clone(),
+                        ledger: ledger.clone(),
+                    },
+                )
+                .add_exit_state(Step::Done))
+        })
 }
 
 /// A worker `id` on `url`, started on a task of its own: its stop handle and task.
@@ -371,7 +476,11 @@ async fn unknown_workflows_and_bad_inputs_fail_the_run_with_a_clear_error() {
     let status = client.wait(&unknown, WAIT).await.unwrap();
     assert_eq!(status.state, RunState::Failed, "{status:?}");
     let error = status.error.unwrap();
-    for part in ["\"nope\"", "does not have", "[\"job\"]"] {
+    for part in [
+        "\"nope\"",
+        "does not have",
+        "[\"flaky\", \"job\", \"saga\"]",
+    ] {
         assert!(error.contains(part), "{part:?} missing: {error}");
     }
     let status = client.wait(&bad_input, WAIT).await.unwrap();
@@ -781,16 +890,19 @@ async fn database_trouble_is_reported_to_the_hook_and_the_worker_goes_on() {
         });
     let (stop, token) = CancellationToken::new();
     let running = tokio::spawn(async move { worker.run(token).await });
-    tokio::time::sleep(POLL * 5).await;
-    {
-        let reported = reported.lock().unwrap();
-        assert!(
-            reported
-                .iter()
-                .any(|r| r.starts_with("claiming ready runs") && r.contains("cano_cluster_runs")),
-            "{reported:?}"
-        );
+    // The first claim fails at once; a loaded machine may take a while to get there.
+    let claim_reported = || {
+        reported
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.starts_with("claiming ready runs") && r.contains("cano_cluster_runs"))
+    };
+    let looking = std::time::Instant::now();
+    while !claim_reported() && looking.elapsed() < WAIT {
+        tokio::time::sleep(POLL).await;
     }
+    assert!(claim_reported(), "{:?}", reported.lock().unwrap());
     assert!(!running.is_finished(), "the worker goes on");
     conn.batch_execute("ALTER TABLE cano_cluster_runs_away RENAME TO cano_cluster_runs")
         .await
@@ -800,4 +912,153 @@ async fn database_trouble_is_reported_to_the_hook_and_the_worker_goes_on() {
     assert_eq!(status.state, RunState::Succeeded, "{status:?}");
     stop.cancel();
     running.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_ends_a_run_wherever_it_is_and_compensates_its_saga_steps_once() {
+    let Some(url) = pg_support::fresh_database("cluster_cancel").await else {
+        return;
+    };
+    let client = client(&url).await;
+    let ledger = Ledger::default();
+    let held = |n| Job {
+        n,
+        hold: true,
+        poison: false,
+    };
+
+    // Not started (no worker yet): it ends at once.
+    let unstarted = submit(&client, &job(1)).await;
+    assert_eq!(
+        client.cancel(&unstarted).await.unwrap(),
+        CancelOutcome::Cancelled
+    );
+    let status = client.status(&unstarted).await.unwrap().unwrap();
+    assert_eq!(status.state, RunState::Cancelled, "{status:?}");
+    assert!(status.cancel_requested);
+    assert_eq!(
+        status.error.as_deref(),
+        Some("cluster: cancelled before it started")
+    );
+
+    // Running a saga, held in Work: the worker is woken (its heartbeat comes only every
+    // 3 s with these leases), drops the task and compensates Reserve once.
+    let lease = Duration::from_secs(10);
+    let (stop_a, a) = start_worker_with_lease(&url, "w-a", &ledger, 2, 5, lease).await;
+    let running = client
+        .submit("saga", &held(2), &Step::Prepare, None)
+        .await
+        .unwrap();
+    ledger.holding.notified().await;
+    let asked = std::time::Instant::now();
+    assert_eq!(
+        client.cancel(&running).await.unwrap(),
+        CancelOutcome::Requested
+    );
+    let status = client.wait(&running, WAIT).await.unwrap();
+    let took = asked.elapsed();
+    assert_eq!(status.state, RunState::Cancelled, "{status:?}");
+    assert!(
+        status
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("cancelled in state Work")),
+        "{status:?}"
+    );
+    assert!(took < Duration::from_secs(2), "cancelled in {took:?}");
+    eprintln!("a running run was cancelled {took:?} after the client asked");
+    assert_eq!(
+        ledger.count(1002),
+        (1, 1),
+        "Reserve ran once, compensated once"
+    );
+    assert_eq!(ledger.count(2).1, 1, "Work ran once");
+    let store = pg_support::worker(&url, "reader", lease).await;
+    assert!(
+        store.load_run(&running).await.unwrap().is_empty(),
+        "log cleared"
+    );
+    // Asking again changes nothing.
+    assert_eq!(
+        client.cancel(&running).await.unwrap(),
+        CancelOutcome::AlreadyEnded(RunState::Cancelled)
+    );
+    stop_a.cancel();
+    a.await.unwrap().unwrap();
+
+    // Waiting to be resumed (its worker died in Work): the next worker to claim it runs
+    // no task and compensates Reserve.
+    let (_stop_b, b) = start_worker(&url, "w-b", &ledger, 1, 5).await;
+    let orphan = client
+        .submit("saga", &held(3), &Step::Prepare, None)
+        .await
+        .unwrap();
+    ledger.holding.notified().await;
+    b.abort();
+    assert_eq!(
+        client.cancel(&orphan).await.unwrap(),
+        CancelOutcome::Requested
+    );
+    let (stop_c, c) = start_worker(&url, "w-c", &ledger, 1, 5).await;
+    let status = client.wait(&orphan, WAIT).await.unwrap();
+    assert_eq!(status.state, RunState::Cancelled, "{status:?}");
+    assert_eq!(status.worker.as_deref(), Some("w-c"));
+    assert_eq!(
+        ledger.count(1003),
+        (1, 1),
+        "Reserve ran once, compensated once"
+    );
+    assert_eq!(ledger.count(3).1, 1, "Work did not run again");
+    assert!(
+        store.load_run(&orphan).await.unwrap().is_empty(),
+        "log cleared"
+    );
+
+    let err = client.cancel("no-such-run").await.unwrap_err();
+    assert!(
+        err.to_string().contains("there is no run \"no-such-run\""),
+        "{err}"
+    );
+    stop_c.cancel();
+    c.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_resumes_a_failed_run_from_its_log_and_refuses_other_runs() {
+    let Some(url) = pg_support::fresh_database("cluster_retry").await else {
+        return;
+    };
+    let client = client(&url).await;
+    let ledger = Ledger::default();
+    let (stop, worker) = start_worker(&url, "w-a", &ledger, 1, 5).await;
+    let run = client
+        .submit("flaky", &job(4), &Step::Prepare, None)
+        .await
+        .unwrap();
+    let status = client.wait(&run, WAIT).await.unwrap();
+    assert_eq!(status.state, RunState::Failed, "{status:?}");
+    assert_eq!(ledger.count(4), (1, 1));
+
+    client.retry(&run).await.unwrap();
+    let status = client.wait(&run, WAIT).await.unwrap();
+    assert_eq!(status.state, RunState::Succeeded, "{status:?}");
+    assert_eq!(status.final_state::<Step>().unwrap(), Some(Step::Done));
+    assert_eq!(status.attempts, 1, "attempts count from zero again");
+    // Resumed where it failed: Prepare did not run again.
+    assert_eq!(ledger.count(4), (1, 2));
+
+    let err = client.retry(&run).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("is succeeded: only a failed or parked run can be retried"),
+        "{err}"
+    );
+    let err = client.retry("no-such-run").await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("there is no run \"no-such-run\" to retry"),
+        "{err}"
+    );
+    stop.cancel();
+    worker.await.unwrap().unwrap();
 }

@@ -200,6 +200,35 @@ async fn a_token_cancelled_before_the_run_runs_nothing() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_token_cancelled_before_a_resume_still_compensates_the_steps_the_run_completed() {
+    let (log, recorder) = (Log::new(), Recorder::new());
+    let store = Arc::new(MemoryCheckpointStore::new());
+    let wf = order(&log, &recorder)
+        .with_checkpoint_store(store.clone())
+        .with_workflow_id("owed");
+    // The process dies in Charge, after Reserve completed.
+    let died = tokio::time::timeout(secs(5), wf.orchestrate(S::Reserve)).await;
+    assert!(died.is_err(), "the run should still be in Charge");
+    assert_eq!(
+        log.entries(),
+        ["setup:probe", "done:reserve", "start:charge"]
+    );
+    let (handle, token) = CancellationToken::new();
+    handle.cancel();
+    let err = wf.resume_from_with_token("owed", token).await.unwrap_err();
+    assert!(err.is_cancelled(), "{err}");
+    assert_eq!(err.message(), "Workflow cancelled in state Charge");
+    // No task ran again; the completed step was compensated once (its resources set up
+    // for it and torn down once) and the log cleared.
+    assert_eq!(
+        log.entries()[3..],
+        ["setup:probe", "undo:reserve:7", "teardown:probe"]
+    );
+    assert!(store.load_run("owed").await.unwrap().is_empty());
+    assert_eq!(recorder.events_with("cancelled:"), ["cancelled:Charge"]);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_resumed_run_can_be_cancelled_and_resumed_again() {
     let log = Log::new();
     let store = Arc::new(MemoryCheckpointStore::new());

@@ -1,6 +1,6 @@
 //! Submitting runs and reading how they are doing.
 
-use super::{DEFAULT_QUEUE, READY_CHANNEL};
+use super::{CANCEL_CHANNEL, DEFAULT_QUEUE, READY_CHANNEL};
 use crate::error::CanoError;
 use crate::recovery::postgres::PostgresCheckpointStore;
 use serde::Serialize;
@@ -26,8 +26,40 @@ const BY_KEY: &str = "SELECT run_id FROM cano_cluster_runs WHERE idempotency_key
 
 /// A run's status row.
 const STATUS: &str = "
-    SELECT run_id, queue, workflow, status, final_state::text, error, attempts, worker
+    SELECT run_id, queue, workflow, status, final_state::text, error, attempts, worker,
+           cancel_requested_at IS NOT NULL
     FROM cano_cluster_runs WHERE run_id = $1";
+
+/// Lock run `$1`'s row for a cancel: its status, and whether it has a log.
+const CANCEL_LOOK: &str = "
+    SELECT status, EXISTS (SELECT 1 FROM cano_checkpoints WHERE workflow_id = $1)
+    FROM cano_cluster_runs WHERE run_id = $1 FOR UPDATE";
+
+/// Cancel run `$1`, ready and never started: it ends here.
+const CANCEL_UNSTARTED: &str = "
+    UPDATE cano_cluster_runs
+    SET status = 'cancelled', error = 'cluster: cancelled before it started',
+        cancel_requested_at = now(), finished_at = now(), heartbeat_at = NULL
+    WHERE run_id = $1";
+
+/// Ask the worker running run `$1` (or the next to claim it) to cancel it; wake that
+/// worker on the channel `$2`.
+const CANCEL_REQUEST: &str = "
+    UPDATE cano_cluster_runs SET cancel_requested_at = coalesce(cancel_requested_at, now())
+    WHERE run_id = $1;
+";
+
+/// Make run `$1`, failed or parked, ready again with its attempts counted from zero; the
+/// queue's workers are woken on the channel `$2`. Answers the run's queue.
+const RETRY: &str = "
+    WITH again AS (
+        UPDATE cano_cluster_runs
+        SET status = 'ready', attempts = 0, final_state = NULL, finished_at = NULL,
+            heartbeat_at = NULL, cancel_requested_at = NULL
+        WHERE run_id = $1 AND status IN ('failed', 'parked')
+        RETURNING queue
+    )
+    SELECT again.queue FROM again CROSS JOIN LATERAL (SELECT pg_notify($2, again.queue)) AS woken";
 
 /// Delete up to `$2` runs that ended more than `$1` seconds ago, with what is left of
 /// their logs, signals and (released or expired) leases; answers how many.
@@ -36,7 +68,7 @@ const PRUNE: &str = "
         DELETE FROM cano_cluster_runs WHERE run_id IN (
             SELECT run_id FROM cano_cluster_runs
             WHERE finished_at < now() - make_interval(secs => $1)
-              AND status IN ('succeeded', 'failed', 'parked')
+              AND status IN ('succeeded', 'failed', 'parked', 'cancelled')
             ORDER BY finished_at
             LIMIT $2
             FOR UPDATE SKIP LOCKED)
@@ -69,12 +101,29 @@ pub enum RunState {
     Failed,
     /// Given up after too many attempts; the error says why.
     Parked,
+    /// Ended by [`Client::cancel`]: its completed saga steps were compensated.
+    Cancelled,
 }
 
 impl RunState {
-    /// Whether the run has ended (succeeded, failed or parked).
+    /// Whether the run has ended (succeeded, failed, parked or cancelled).
     pub fn is_finished(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed | Self::Parked)
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::Parked | Self::Cancelled
+        )
+    }
+
+    /// The status as the table (and the CLI) spells it: `ready`, `running`, ….
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ready => "ready",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Parked => "parked",
+            Self::Cancelled => "cancelled",
+        }
     }
 
     fn parse(text: &str) -> Result<Self, CanoError> {
@@ -84,6 +133,7 @@ impl RunState {
             "succeeded" => Self::Succeeded,
             "failed" => Self::Failed,
             "parked" => Self::Parked,
+            "cancelled" => Self::Cancelled,
             other => {
                 return Err(CanoError::checkpoint_store(format!(
                     "cluster: a run has the status {other:?}, which this version of cano does \
@@ -114,6 +164,22 @@ pub struct RunStatus {
     pub attempts: u32,
     /// The worker running it, or the last one that did.
     pub worker: Option<String>,
+    /// Whether [`Client::cancel`] asked for it to be cancelled.
+    pub cancel_requested: bool,
+}
+
+/// What [`Client::cancel`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CancelOutcome {
+    /// The run had not started: it is cancelled, nothing of it ran.
+    Cancelled,
+    /// The run has started (or was started before and waits to be resumed): the worker
+    /// running it, or the next to claim it, cancels it and records it cancelled once its
+    /// completed saga steps are compensated. [`Client::wait`] for its end.
+    Requested,
+    /// The run had ended already, in the state given; nothing changed.
+    AlreadyEnded(RunState),
 }
 
 impl RunStatus {
@@ -259,10 +325,84 @@ impl Client {
             error: row.try_get(5).map_err(&failed)?,
             attempts: u32::try_from(attempts).unwrap_or(0),
             worker: row.try_get(7).map_err(&failed)?,
+            cancel_requested: row.try_get(8).map_err(&failed)?,
         }))
     }
 
-    /// Delete up to `batch` runs (of any queue) that ended (succeeded, failed or parked)
+    /// Cancel run `run_id`. A run that has not started ends at once; a running one is
+    /// cancelled by its worker, which is woken (`NOTIFY`; its heartbeat looks as well):
+    /// the task in flight is dropped at its next `.await`, completed saga steps are
+    /// compensated (a compensating run finishes its rollback), and the run is recorded
+    /// [`RunState::Cancelled`]. A run waiting to be resumed is cancelled in the same way
+    /// by the worker that claims it. Asking again changes nothing.
+    ///
+    /// # Errors
+    /// [`CanoError::Configuration`] when there is no such run;
+    /// [`CanoError::CheckpointStore`] when the database cannot be reached.
+    pub async fn cancel(&self, run_id: &str) -> Result<CancelOutcome, CanoError> {
+        let mut conn = self.store.connection().await?;
+        let failed = conn.on_cluster_error();
+        let tx = conn.client.transaction().await.map_err(&failed)?;
+        let Some(row) = tx
+            .query_opt(CANCEL_LOOK, &[&run_id])
+            .await
+            .map_err(&failed)?
+        else {
+            return Err(no_such_run(run_id, "cancel"));
+        };
+        let state = RunState::parse(row.try_get(0).map_err(&failed)?)?;
+        let has_log: bool = row.try_get(1).map_err(&failed)?;
+        let outcome = if state.is_finished() {
+            return Ok(CancelOutcome::AlreadyEnded(state));
+        } else if state == RunState::Ready && !has_log {
+            tx.execute(CANCEL_UNSTARTED, &[&run_id])
+                .await
+                .map_err(&failed)?;
+            CancelOutcome::Cancelled
+        } else {
+            tx.execute(CANCEL_REQUEST, &[&run_id])
+                .await
+                .map_err(&failed)?;
+            tx.execute("SELECT pg_notify($1, $2)", &[&CANCEL_CHANNEL, &run_id])
+                .await
+                .map_err(&failed)?;
+            CancelOutcome::Requested
+        };
+        tx.commit().await.map_err(&failed)?;
+        Ok(outcome)
+    }
+
+    /// Run `run_id` again: a [failed](RunState::Failed) or [parked](RunState::Parked) run
+    /// is made ready, its attempts counted from zero. The worker that claims it resumes it
+    /// from its log (where a failed run without a saga stopped), or starts it from its
+    /// initial state when the log is gone (a run whose rollback finished).
+    ///
+    /// # Errors
+    /// [`CanoError::Configuration`] when there is no such run, or it is not failed or
+    /// parked (the error says what it is); [`CanoError::CheckpointStore`] when the
+    /// database cannot be reached.
+    pub async fn retry(&self, run_id: &str) -> Result<(), CanoError> {
+        let retried = {
+            let conn = self.store.connection().await?;
+            conn.client
+                .query_opt(RETRY, &[&run_id, &READY_CHANNEL])
+                .await
+                .map_err(conn.on_cluster_error())?
+        };
+        if retried.is_some() {
+            return Ok(());
+        }
+        match self.status(run_id).await? {
+            None => Err(no_such_run(run_id, "retry")),
+            Some(status) => Err(CanoError::configuration(format!(
+                "cluster: run {run_id:?} is {}: only a failed or parked run can be retried",
+                status.state.as_str()
+            ))),
+        }
+    }
+
+    /// Delete up to `batch` runs (of any queue) that ended (succeeded, failed, parked or
+    /// cancelled)
     /// more than `older_than` ago, with what is left of their logs and leases; answers how
     /// many. Call it again while it answers `batch`: each call is one short statement, so
     /// pruning a large backlog never holds many rows at once. Runs being pruned by another
@@ -288,7 +428,7 @@ impl Client {
         Ok(u64::try_from(pruned).unwrap_or(0))
     }
 
-    /// Wait until run `run_id` has ended (succeeded, failed or parked) and answer its
+    /// Wait until run `run_id` has ended (succeeded, failed, parked or cancelled) and answer its
     /// status, looking every poll interval.
     ///
     /// Dropping the future stops waiting; the run goes on.
@@ -320,6 +460,14 @@ impl Client {
             tokio::time::sleep_until((now + self.poll_interval).min(deadline)).await;
         }
     }
+}
+
+/// The error for a `what` (cancel, retry) of a run the cluster does not have.
+fn no_such_run(run_id: &str, what: &str) -> CanoError {
+    CanoError::configuration(format!(
+        "cluster: there is no run {run_id:?} to {what} (never submitted, or pruned); use the \
+         id `submit` answered"
+    ))
 }
 
 /// `value` (the run's `what`) as JSON text for a `jsonb` column.

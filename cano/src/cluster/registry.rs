@@ -2,6 +2,7 @@
 //! run's input.
 
 use super::writers::DeferredClear;
+use crate::cancel::CancellationToken;
 use crate::error::CanoError;
 use crate::recovery::CheckpointStore;
 use crate::recovery::postgres::PostgresCheckpointStore;
@@ -24,6 +25,8 @@ pub(super) struct RunContext {
     pub(super) store: PostgresCheckpointStore,
     /// Set when the run asks for its log to be cleared ([`DeferredClear`]).
     pub(super) cleared: Arc<AtomicBool>,
+    /// Cancels the run ([`Client::cancel`](super::Client::cancel)).
+    pub(super) token: CancellationToken,
 }
 
 /// One registered workflow, erased: runs a run and answers its final state as JSON.
@@ -145,6 +148,7 @@ where
         initial_state,
         store,
         cleared,
+        token,
     } = run;
     let input: I = serde_json::from_value(input).map_err(|e| {
         CanoError::configuration(format!(
@@ -164,10 +168,13 @@ where
     let workflow = factory(input)?.with_run_writers(Arc::new(writers));
     let resume = !store.load_run(&run_id).await?.is_empty();
     let end = if resume {
-        workflow.resume_from(run_id.as_str()).await?
+        workflow
+            .resume_from_with_token(run_id.as_str(), token)
+            .await?
     } else {
         workflow
-            .orchestrate_with_id(run_id.as_str(), initial)
+            .with_workflow_id(run_id.as_str())
+            .orchestrate_with_token(initial, token)
             .await?
     };
     serde_json::to_value(&end).map_err(|e| {

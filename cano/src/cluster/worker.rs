@@ -2,8 +2,8 @@
 //! record how they ended, and make the runs of dead workers ready again.
 
 use super::registry::{Registry, RunContext};
-use super::{DEFAULT_QUEUE, READY_CHANNEL};
-use crate::cancel::CancellationToken;
+use super::{CANCEL_CHANNEL, DEFAULT_QUEUE, READY_CHANNEL};
+use crate::cancel::{CancellationHandle, CancellationToken};
 use crate::error::CanoError;
 use crate::recovery::postgres::{Lease, PostgresCheckpointStore};
 use futures_util::StreamExt;
@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::{Id, JoinSet};
 use tokio::time::Instant;
 
@@ -28,7 +28,8 @@ const CLAIM: &str = "
     UPDATE cano_cluster_runs AS c
     SET status = 'running', worker = $3, attempts = c.attempts + 1, heartbeat_at = now()
     FROM picked WHERE c.run_id = picked.run_id
-    RETURNING c.run_id, c.workflow, c.input::text, c.initial_state::text, c.attempts";
+    RETURNING c.run_id, c.workflow, c.input::text, c.initial_state::text, c.attempts,
+              c.cancel_requested_at IS NOT NULL";
 
 /// Take the queue `$1`'s claim lock until the transaction ends. Its own statement: the
 /// count after it must see the claims committed while it waited (a statement's snapshot
@@ -58,10 +59,11 @@ const REAP: &str = "
           SELECT 1 FROM cano_runs AS r
           WHERE r.workflow_id = c.run_id AND r.owner IS NOT NULL AND r.lease_until > now())";
 
-/// The heartbeat of worker `$2`'s runs `$1`.
+/// The heartbeat of worker `$2`'s runs `$1`; answers those asked to cancel.
 const HEARTBEAT: &str = "
     UPDATE cano_cluster_runs SET heartbeat_at = now()
-    WHERE run_id = ANY($1) AND worker = $2 AND status = 'running'";
+    WHERE run_id = ANY($1) AND worker = $2 AND status = 'running'
+    RETURNING run_id, cancel_requested_at IS NOT NULL";
 
 /// The owner of each of the runs `$1` (`NULL`: released).
 const OWNERS: &str = "SELECT workflow_id, owner FROM cano_runs WHERE workflow_id = ANY($1)";
@@ -126,6 +128,8 @@ struct Claimed {
     input: String,
     initial: String,
     attempt: i32,
+    /// The run's token: cancelled by [`Client::cancel`](super::Client::cancel).
+    token: CancellationToken,
 }
 
 /// A run this worker is running.
@@ -133,6 +137,8 @@ struct Held {
     lease: Lease,
     lease_state: LeaseState,
     stop: watch::Sender<Option<Stop>>,
+    /// Cancels the run (asked for by [`Client::cancel`](super::Client::cancel)).
+    cancel: CancellationHandle,
 }
 
 /// What a finished run task answers: its run's id.
@@ -287,10 +293,12 @@ impl Worker {
         let mut next_poll = Instant::now();
         let mut next_heartbeat = Instant::now() + heartbeat_every;
         let woken = Arc::new(Notify::new());
-        let _listening = AbortOnDrop(tokio::spawn(listen_for_ready(
+        let (cancels, mut cancel_requests) = mpsc::unbounded_channel();
+        let _listening = AbortOnDrop(tokio::spawn(listen(
             self.store.clone(),
             self.queue.clone(),
             Arc::clone(&woken),
+            cancels,
         )));
         loop {
             let now = Instant::now();
@@ -312,6 +320,12 @@ impl Worker {
                 () = tokio::time::sleep_until(next_poll.min(next_heartbeat)) => {}
                 // A run of this queue was submitted or handed back: look now.
                 () = woken.notified() => next_poll = Instant::now(),
+                // A client asked to cancel a run (maybe one of ours).
+                Some(run_id) = cancel_requests.recv() => {
+                    if let Some(run) = held.get(&run_id) {
+                        run.cancel.cancel();
+                    }
+                }
                 Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
                     self.joined(joined, &mut held, &mut task_runs).await;
                     // A slot is free: look for work now.
@@ -401,13 +415,30 @@ impl Worker {
         }
         let beat = async {
             let conn = self.store.connection().await?;
-            conn.client
-                .execute(HEARTBEAT, &[&ids, &self.store.worker_id()])
+            let failed = conn.on_cluster_error();
+            let rows = conn
+                .client
+                .query(HEARTBEAT, &[&ids, &self.store.worker_id()])
                 .await
-                .map_err(conn.on_cluster_error())
+                .map_err(&failed)?;
+            rows.iter()
+                .filter_map(|row| match row.try_get::<_, bool>(1) {
+                    Ok(true) => Some(row.try_get::<_, String>(0).map_err(&failed)),
+                    Ok(false) => None,
+                    Err(e) => Some(Err(failed(e))),
+                })
+                .collect::<Result<Vec<String>, CanoError>>()
         };
-        if let Err(e) = beat.await {
-            self.report("refreshing the heartbeat of the runs in hand", &e);
+        match beat.await {
+            // The fallback for a lost cancel notification.
+            Ok(cancelled) => {
+                for run_id in cancelled {
+                    if let Some(run) = held.get(&run_id) {
+                        run.cancel.cancel();
+                    }
+                }
+            }
+            Err(e) => self.report("refreshing the heartbeat of the runs in hand", &e),
         }
     }
 
@@ -486,6 +517,7 @@ impl Worker {
                         row.try_get::<_, String>(2).map_err(&failed)?,
                         row.try_get::<_, String>(3).map_err(&failed)?,
                         row.try_get::<_, i32>(4).map_err(&failed)?,
+                        row.try_get::<_, bool>(5).map_err(&failed)?,
                     ))
                 })
                 .collect::<Result<Vec<_>, _>>()
@@ -494,7 +526,7 @@ impl Worker {
             Ok(claimed) => claimed,
             Err(e) => return self.report("claiming ready runs", &e),
         };
-        for (run_id, workflow, input, initial, attempt) in claimed {
+        for (run_id, workflow, input, initial, attempt, cancel_requested) in claimed {
             let lease = match self.store.claim(&run_id).await {
                 Ok(lease) => lease,
                 Err(e) => {
@@ -505,6 +537,12 @@ impl Worker {
                 }
             };
             let (stop, stopped) = watch::channel(None);
+            let (cancel, token) = CancellationToken::new();
+            if cancel_requested {
+                // Asked to cancel while it waited to be resumed: it runs no task, and
+                // compensates the saga steps it completed.
+                cancel.cancel();
+            }
             let worker = self.clone();
             let claimed = Claimed {
                 lease: lease.clone(),
@@ -512,6 +550,7 @@ impl Worker {
                 input,
                 initial,
                 attempt,
+                token,
             };
             let handle = tasks.spawn(async move { worker.run_one(claimed, stopped).await });
             task_runs.insert(handle.id(), (run_id.clone(), attempt));
@@ -521,6 +560,7 @@ impl Worker {
                     lease,
                     lease_state: LeaseState::Renewing,
                     stop,
+                    cancel,
                 },
             );
         }
@@ -534,6 +574,7 @@ impl Worker {
             input,
             initial,
             attempt,
+            token,
         } = claimed;
         let run_id = lease.workflow_id().to_owned();
         let cleared = Arc::new(AtomicBool::new(false));
@@ -551,6 +592,7 @@ impl Worker {
                 initial_state: parse("initial state", &initial)?,
                 store: self.store.clone(),
                 cleared: Arc::clone(&cleared),
+                token,
             };
             self.registry.run(&workflow, context).await
         };
@@ -589,8 +631,13 @@ impl Worker {
                 return run_id;
             }
             Err(e) => {
+                let status = if e.is_cancelled() {
+                    "cancelled"
+                } else {
+                    "failed"
+                };
                 let error = e.to_string();
-                self.finish(&lease, attempt, "failed", None, Some(&error), clear)
+                self.finish(&lease, attempt, status, None, Some(&error), clear)
                     .await
             }
         };
@@ -745,17 +792,46 @@ impl Worker {
 /// How long a worker waits before listening again when its listening connection failed.
 const RELISTEN: Duration = Duration::from_secs(1);
 
-/// Wake `woken` whenever a run of `queue` is announced on [`READY_CHANNEL`], listening
-/// on a connection of its own (opened again when it fails) until aborted. A notification
-/// is only a hint: a worker whose listener is down still polls.
-async fn listen_for_ready(store: PostgresCheckpointStore, queue: String, woken: Arc<Notify>) {
+/// Listen on a connection of its own (opened again when it fails) until aborted: wake
+/// `woken` whenever a run of `queue` is announced on [`READY_CHANNEL`], and send the id of
+/// each run a client asks to cancel ([`CANCEL_CHANNEL`]) to `cancels`. A notification is
+/// only a hint: a worker whose listener is down still polls, and its heartbeat sees the
+/// cancels.
+async fn listen(
+    store: PostgresCheckpointStore,
+    queue: String,
+    woken: Arc<Notify>,
+    cancels: mpsc::UnboundedSender<String>,
+) {
     loop {
-        if let Some((_client, mut messages)) = store.listener(READY_CHANNEL).await {
-            while let Some(Ok(message)) = messages.next().await {
-                if let tokio_postgres::AsyncMessage::Notification(n) = message
-                    && n.payload() == queue
-                {
-                    woken.notify_one();
+        if let Some((client, mut messages)) = store.listener(READY_CHANNEL).await {
+            // The second channel on the same connection; its messages must be polled
+            // while the statement is answered.
+            let sql = format!("LISTEN {CANCEL_CHANNEL}");
+            let also = client.batch_execute(&sql);
+            tokio::pin!(also);
+            let mut listening = false;
+            loop {
+                tokio::select! {
+                    done = &mut also, if !listening => {
+                        if done.is_err() {
+                            break;
+                        }
+                        listening = true;
+                    }
+                    message = messages.next() => {
+                        let Some(Ok(message)) = message else { break };
+                        let tokio_postgres::AsyncMessage::Notification(n) = message else {
+                            continue;
+                        };
+                        if n.channel() == CANCEL_CHANNEL {
+                            if cancels.send(n.payload().to_owned()).is_err() {
+                                return;
+                            }
+                        } else if n.payload() == queue {
+                            woken.notify_one();
+                        }
+                    }
                 }
             }
         }

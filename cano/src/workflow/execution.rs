@@ -229,8 +229,10 @@ where
 
     /// [`resume_from`](Self::resume_from) that stops when `token`'s handle cancels, as
     /// [`orchestrate_with_token`](Self::orchestrate_with_token) does. A rollback found in
-    /// the log is finished whatever the token says (a rollback cannot be cancelled); a
-    /// token already cancelled runs nothing.
+    /// the log is finished whatever the token says (a rollback cannot be cancelled). A
+    /// token already cancelled runs no task: a run with saga steps completed before the
+    /// resume point compensates them and ends cancelled (its log cleared when they all
+    /// compensate); a run without any keeps its log as it is.
     pub async fn resume_from_with_token(
         &self,
         workflow_id: impl Into<String>,
@@ -583,8 +585,13 @@ where
             let token = run.interrupt().and_then(|i| i.token.clone());
             run.set_interrupt(Interrupt::new(token.unwrap_or_default(), Some(limit)));
         }
-        // A token cancelled before the run starts: nothing runs.
-        if let Some(stop) = run.must_stop() {
+        // A token cancelled before the run starts: nothing runs, unless the run owes
+        // compensations (a resumed run with completed saga steps, or a rollback to finish):
+        // the loop then stops at its first boundary and drains them, as for a cancel
+        // during the run.
+        let owes_compensation =
+            !run.compensations().is_empty() || matches!(start, Start::Rollback(_));
+        if !owes_compensation && let Some(stop) = run.must_stop() {
             let label = match &start {
                 Start::Fresh(state) | Start::At(state) => self.label_of(state),
                 Start::Rollback(_) => Cow::Borrowed("(rollback)"),
