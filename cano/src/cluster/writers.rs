@@ -92,4 +92,8 @@ impl RunWriter for Writer {
         self.cleared.store(true, Ordering::Release);
         Box::pin(std::future::ready(Ok(())))
     }
+
+    fn finished_with_error<'a>(&'a self, error: &'a CanoError) -> StoreFuture<'a, ()> {
+        self.fenced.finished_with_error(error)
+    }
 }

@@ -862,6 +862,8 @@ pub fn summarize(workflow_id: &str, rows: &[CheckpointRow]) -> super::RunSummary
         rows: rows.len(),
         status,
         version,
+        started_ms: None,
+        updated_ms: None,
     }
 }
 

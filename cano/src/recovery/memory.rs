@@ -1,6 +1,8 @@
 //! [`MemoryCheckpointStore`]: the checkpoint log contract, in memory.
 
-use super::{CheckpointRow, CheckpointStore, ListRuns, RunSummary, StoreFuture};
+use super::{
+    CheckpointRow, CheckpointStore, ListRuns, RunSummary, RunWriter, RunWriters, StoreFuture,
+};
 use crate::error::CanoError;
 use crate::signal::{Signal, SignalStore, Wakers};
 use parking_lot::Mutex;
@@ -10,8 +12,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 /// A [`CheckpointStore`] that keeps every log in memory: the full contract (duplicate
-/// sequences rejected, rows loaded in sequence order, per-id clear, concurrent use), and
-/// [`ListRuns`], without a file.
+/// sequences rejected, rows loaded in sequence order, per-id clear, concurrent use),
+/// [`ListRuns`] (with when each run was first and last written) and [`RunWriters`] (which
+/// marks runs that return an error [failed](super::RunStatus::Failed)), without a file.
 ///
 /// What it holds lives as long as the store (clones share it) and is gone with the
 /// process: use it in tests and for runs that need no crash recovery, and
@@ -33,12 +36,25 @@ use std::sync::Arc;
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct MemoryCheckpointStore {
-    /// Each run's rows, sorted by sequence (rows mostly arrive in order: a `Vec` costs a
-    /// fraction of a tree per run).
-    runs: Arc<Mutex<HashMap<String, Vec<CheckpointRow>>>>,
+    /// Each run's log.
+    runs: Arc<Mutex<HashMap<String, Log>>>,
     /// Pending signals per run, oldest first.
     signals: Arc<Mutex<HashMap<String, Vec<Signal>>>>,
     wakers: Arc<Wakers>,
+}
+
+/// One run's log and what the store knows about it.
+#[derive(Debug, Default)]
+struct Log {
+    /// The rows, sorted by sequence (rows mostly arrive in order: a `Vec` costs a fraction
+    /// of a tree per run).
+    rows: Vec<CheckpointRow>,
+    /// When the first row was written (ms since the Unix epoch).
+    started_ms: u64,
+    /// When the last row was written.
+    updated_ms: u64,
+    /// The error the run returned, while no row came after it.
+    failed: Option<Box<str>>,
 }
 
 impl MemoryCheckpointStore {
@@ -54,8 +70,10 @@ impl MemoryCheckpointStore {
         if let Some(blob) = &mut row.output_blob {
             blob.shrink_to_fit();
         }
+        let now = super::now_ms();
         let mut runs = self.runs.lock();
-        let rows = runs.entry(workflow_id.to_owned()).or_default();
+        let log = runs.entry(workflow_id.to_owned()).or_default();
+        let rows = &mut log.rows;
         let at = match rows.last() {
             Some(last) if last.sequence < row.sequence => rows.len(),
             None => 0,
@@ -75,6 +93,11 @@ impl MemoryCheckpointStore {
             rows.reserve_exact(rows.len().max(1));
         }
         rows.insert(at, row);
+        if log.rows.len() == 1 {
+            log.started_ms = now;
+        }
+        log.updated_ms = log.updated_ms.max(now);
+        log.failed = None;
         Ok(())
     }
 
@@ -82,8 +105,17 @@ impl MemoryCheckpointStore {
         self.runs
             .lock()
             .get(workflow_id)
-            .cloned()
+            .map(|log| log.rows.clone())
             .unwrap_or_default()
+    }
+
+    /// Mark `workflow_id` failed with `error`, if it has a log.
+    fn mark_failed(&self, workflow_id: &str, error: &CanoError) {
+        if let Some(log) = self.runs.lock().get_mut(workflow_id)
+            && !log.rows.is_empty()
+        {
+            log.failed = Some(super::failure_text(error).into_boxed_str());
+        }
     }
 }
 
@@ -136,7 +168,7 @@ impl CheckpointStore for MemoryCheckpointStore {
 impl SignalStore for MemoryCheckpointStore {
     fn send_signal<'a>(&'a self, workflow_id: &'a str, signal: Signal) -> StoreFuture<'a, bool> {
         let consumed = match self.runs.lock().get(workflow_id) {
-            Some(rows) if !rows.is_empty() => consumed(rows, &signal.id),
+            Some(log) if !log.rows.is_empty() => consumed(&log.rows, &signal.id),
             _ => return Box::pin(ready(Err(no_run(workflow_id, &signal)))),
         };
         if consumed {
@@ -211,19 +243,62 @@ pub(crate) fn no_run(workflow_id: &str, signal: &Signal) -> CanoError {
 
 impl ListRuns for MemoryCheckpointStore {
     fn list_runs(&self) -> StoreFuture<'_, Vec<RunSummary>> {
-        let runs: Vec<(String, Vec<CheckpointRow>)> = self
+        type Listed = (String, Vec<CheckpointRow>, u64, u64, Option<Box<str>>);
+        let runs: Vec<Listed> = self
             .runs
             .lock()
             .iter()
-            .filter(|(_, rows)| !rows.is_empty())
-            .map(|(id, rows)| (id.clone(), rows.clone()))
+            .filter(|(_, log)| !log.rows.is_empty())
+            .map(|(id, log)| {
+                let (rows, failed) = (log.rows.clone(), log.failed.clone());
+                (id.clone(), rows, log.started_ms, log.updated_ms, failed)
+            })
             .collect();
         let mut summaries: Vec<RunSummary> = runs
-            .iter()
-            .map(|(id, rows)| super::log::summarize(id, rows))
+            .into_iter()
+            .map(|(id, rows, started_ms, updated_ms, failed)| {
+                let mut summary = super::log::summarize(&id, &rows);
+                summary.started_ms = Some(started_ms);
+                summary.updated_ms = Some(updated_ms);
+                super::mark_failed(&mut summary, failed.map(String::from));
+                summary
+            })
             .collect();
         summaries.sort_by(|a, b| a.workflow_id.cmp(&b.workflow_id));
         Box::pin(ready(Ok(summaries)))
+    }
+}
+
+/// Each run gets a writer that appends and clears as the store does, and marks the run
+/// [failed](super::RunStatus::Failed) when it returns an error.
+impl RunWriters for MemoryCheckpointStore {
+    fn writer<'a>(&'a self, workflow_id: &'a str) -> StoreFuture<'a, Box<dyn RunWriter>> {
+        let writer = Writer {
+            store: self.clone(),
+            workflow_id: workflow_id.to_owned(),
+        };
+        Box::pin(ready(Ok(Box::new(writer) as Box<dyn RunWriter>)))
+    }
+}
+
+/// The writer of one run of a [`MemoryCheckpointStore`].
+struct Writer {
+    store: MemoryCheckpointStore,
+    workflow_id: String,
+}
+
+impl RunWriter for Writer {
+    fn append(&self, row: CheckpointRow) -> StoreFuture<'_, ()> {
+        Box::pin(ready(self.store.append_now(&self.workflow_id, row)))
+    }
+
+    fn clear(&self) -> StoreFuture<'_, ()> {
+        self.store.clear(&self.workflow_id)
+    }
+
+    fn finished_with_error<'a>(&'a self, error: &'a CanoError) -> StoreFuture<'a, ()> {
+        self.store.mark_failed(&self.workflow_id, error);
+        Box::pin(ready(Ok(())))
     }
 }
 

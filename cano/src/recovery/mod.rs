@@ -212,6 +212,19 @@ pub trait RunWriter: Send + Sync {
     fn append(&self, row: CheckpointRow) -> StoreFuture<'_, ()>;
     /// Remove the run's log (the contract of [`CheckpointStore::clear`]).
     fn clear(&self) -> StoreFuture<'_, ()>;
+
+    /// The run returned `error` and its log stays (nothing cleared it): the engine calls
+    /// this once, at the run's end, so that a store can tell a run that failed from one
+    /// still in flight ([`RunStatus::Failed`]). The run's next append through any writer
+    /// or [`CheckpointStore::append`] takes the mark away again, and a clear removes it
+    /// with the log.
+    ///
+    /// The default does nothing. An error is reported by the engine (to `tracing` at
+    /// WARN, or stderr) and does not change the run's result.
+    fn finished_with_error<'a>(&'a self, error: &'a CanoError) -> StoreFuture<'a, ()> {
+        let _ = error;
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 /// A store that hands each run a [`RunWriter`] of its own: a capability beside
@@ -220,10 +233,50 @@ pub trait RunWriter: Send + Sync {
 ///
 /// The engine asks for a writer when a run starts (fresh, resumed or scheduled, once the
 /// run's checks passed) and writes every row of that run through it; reads
-/// (`load_run`) still go through [`CheckpointStore`].
+/// (`load_run`) still go through [`CheckpointStore`]. When the run ends in an error and
+/// keeps its log, the engine tells the writer ([`RunWriter::finished_with_error`]).
+///
+/// Implemented by [`MemoryCheckpointStore`] and `RedbCheckpointStore` (their writers
+/// append and clear as the store does, and mark failed runs) and
+/// `PostgresCheckpointStore` (fenced by leases).
 pub trait RunWriters: CheckpointStore {
     /// A writer for the run `workflow_id`. An error stops the run before anything runs.
     fn writer<'a>(&'a self, workflow_id: &'a str) -> StoreFuture<'a, Box<dyn RunWriter>>;
+}
+
+/// The text a store keeps for a run's failure ([`RunStatus::Failed`]): the error's
+/// display, cut at [`FAILURE_TEXT_MAX`] bytes (on a character boundary).
+pub(crate) fn failure_text(error: &CanoError) -> String {
+    let mut text = error.to_string();
+    if text.len() > FAILURE_TEXT_MAX {
+        let mut end = FAILURE_TEXT_MAX;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+/// The longest failure text a store keeps, in bytes.
+pub(crate) const FAILURE_TEXT_MAX: usize = 16 * 1024;
+
+/// The wall clock now, in milliseconds since the Unix epoch: when a store writes a row.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Report `summary` as [failed](RunStatus::Failed) with `error`, when the store holds a
+/// failure mark for it. A log that does not follow the format stays
+/// [`Malformed`](RunStatus::Malformed): it cannot be resumed, which matters more.
+pub(crate) fn mark_failed(summary: &mut RunSummary, error: Option<String>) {
+    if let Some(error) = error
+        && !matches!(summary.status, RunStatus::Malformed(_))
+    {
+        summary.status = RunStatus::Failed { error };
+    }
 }
 
 /// A run held by a store, as [`ListRuns::list_runs`] reports it.
@@ -243,14 +296,23 @@ pub struct RunSummary {
     /// The [workflow version](crate::Workflow::with_workflow_version) the run was started
     /// under (0 when its log names none).
     pub version: u32,
+    /// When the run's first row was written (milliseconds since the Unix epoch, UTC), if
+    /// the store knows: `None` for runs written before the store kept times (a redb file
+    /// of an earlier cano) and from [`log::summarize`], which sees rows only.
+    pub started_ms: Option<u64>,
+    /// When the run's last row was written (milliseconds since the Unix epoch, UTC), if
+    /// the store knows (see `started_ms`).
+    pub updated_ms: Option<u64>,
 }
 
-/// Where a run stands, as far as its checkpoint log can tell.
+/// Where a run stands, as far as its checkpoint log (and the store's failure mark) can tell.
 ///
 /// A successful run, and a run whose rollback finished cleanly, clear their log: every
 /// run a store holds is therefore either still running or stopped short of its end. A
 /// log alone cannot tell a run in progress from one whose process died or which returned
-/// an error; that takes knowing whether a process is working on it.
+/// an error; that takes knowing whether a process is working on it. Runs written through
+/// a [`RunWriter`] are the exception: the engine marks those that return an error
+/// ([`Failed`](Self::Failed)).
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunStatus {
@@ -276,6 +338,21 @@ pub enum RunStatus {
     },
     /// The log does not follow the [format](log); the text says what is wrong.
     Malformed(String),
+    /// The run returned an error and nothing is running it: its log stays (no rollback
+    /// cleared it) and `resume_from` continues it from its last row, as for
+    /// [`Forward`](Self::Forward). `error` is the error's text.
+    ///
+    /// Only runs that write through a [`RunWriter`] are marked: runs of a workflow given
+    /// its store with [`Workflow::with_run_writers`](crate::Workflow::with_run_writers)
+    /// (the engine tells the writer with [`RunWriter::finished_with_error`]). A run given
+    /// its store with
+    /// [`Workflow::with_checkpoint_store`](crate::Workflow::with_checkpoint_store) that
+    /// returns an error stays [`Forward`](Self::Forward), and so does a run whose process
+    /// died. The mark goes away with the run's next row (a resume) and with its log.
+    Failed {
+        /// The text of the error the run returned.
+        error: String,
+    },
 }
 
 /// A store that can list the runs it holds: a capability beside [`CheckpointStore`].

@@ -23,7 +23,7 @@ use crate::cancel::CancellationToken;
 use crate::error::CanoError;
 use crate::observer::WorkflowObserver;
 use crate::recovery::log::{self, ResumePlan, ResumeWait};
-use crate::recovery::{CheckpointRow, CheckpointStore};
+use crate::recovery::{CheckpointRow, CheckpointStore, RunWriter};
 use crate::run_data::{DataWrites, RunScope};
 use crate::task::TaskConfig;
 use crate::task::attempt::{self, Observed, TaskScope};
@@ -33,6 +33,7 @@ use std::future::Future;
 use std::hash::Hash;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Where a run begins.
 enum Start<TState> {
@@ -57,6 +58,63 @@ enum Layers {
 
 /// A store's `append` or `clear` in flight.
 type StoreCall<'a> = crate::recovery::StoreFuture<'a, ()>;
+
+/// The writer a `RunWriters` store handed a run, shared between the run (which writes
+/// through it) and [`Workflow::layers`] (which tells it, at the end, that the run failed).
+struct Ending {
+    writer: Box<dyn RunWriter>,
+    /// The log is the run's: it was resumed from it, or wrote a row to it.
+    wrote: AtomicBool,
+    /// The run's log was cleared through the writer (the run succeeded or rolled back).
+    cleared: AtomicBool,
+}
+
+impl Ending {
+    /// The run returned `error`: unless its log was cleared, tell the writer
+    /// ([`RunWriter::finished_with_error`]). A failure to is reported, not returned: the
+    /// run's result stands.
+    async fn finished_with_error(&self, workflow_id: &str, error: &CanoError) {
+        if self.cleared.load(Ordering::Acquire) || !self.wrote.load(Ordering::Acquire) {
+            return;
+        }
+        if let Err(e) = self.writer.finished_with_error(error).await {
+            #[cfg(feature = "tracing")]
+            tracing::warn!(workflow_id, error = %e, "could not mark the failed run in its checkpoint store");
+            #[cfg(not(feature = "tracing"))]
+            eprintln!(
+                "cano: could not mark run {workflow_id:?} failed in its checkpoint store: {e}"
+            );
+        }
+    }
+}
+
+/// The run's side of an [`Ending`].
+struct SharedWriter(Arc<Ending>);
+
+impl RunWriter for SharedWriter {
+    fn append(&self, row: CheckpointRow) -> StoreCall<'_> {
+        if self.0.wrote.load(Ordering::Relaxed) {
+            return self.0.writer.append(row);
+        }
+        Box::pin(async move {
+            self.0.writer.append(row).await?;
+            self.0.wrote.store(true, Ordering::Release);
+            Ok(())
+        })
+    }
+
+    fn clear(&self) -> StoreCall<'_> {
+        Box::pin(async move {
+            self.0.writer.clear().await?;
+            self.0.cleared.store(true, Ordering::Release);
+            Ok(())
+        })
+    }
+
+    fn finished_with_error<'a>(&'a self, error: &'a CanoError) -> StoreCall<'a> {
+        self.0.writer.finished_with_error(error)
+    }
+}
 
 impl<TState, TResourceKey> Workflow<TState, TResourceKey>
 where
@@ -598,9 +656,21 @@ where
             };
             return self.end_run(true, Err(self.stopped(stop, &label)));
         }
-        if let (Some(writers), Some(id)) = (&self.run_writers, run.workflow_id.clone()) {
-            run.set_writer(writers.writer(&id).await?);
-        }
+        let ending = match (&self.run_writers, run.workflow_id.clone()) {
+            (Some(writers), Some(id)) => {
+                let ending = Arc::new(Ending {
+                    writer: writers.writer(&id).await?,
+                    // A resumed run continues its own log; a fresh one owns it once it
+                    // wrote to it (a fresh run refused over another run's log must not
+                    // mark that run).
+                    wrote: AtomicBool::new(run.sequence > 0),
+                    cleared: AtomicBool::new(false),
+                });
+                run.set_writer(Box::new(SharedWriter(Arc::clone(&ending))));
+                Some((id, ending))
+            }
+            _ => None,
+        };
         if lifecycle {
             self.setup_resources().await?;
         }
@@ -630,6 +700,9 @@ where
         };
         if lifecycle {
             self.teardown_resources().await;
+        }
+        if let (Some((id, ending)), Err(e)) = (&ending, &result) {
+            ending.finished_with_error(id, e).await;
         }
         self.end_run(true, result)
     }
