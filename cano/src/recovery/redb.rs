@@ -2,7 +2,14 @@
 //!
 //! On-disk layout (compatible with files written by cano 0.12.0): one table
 //! `"cano_checkpoints"` keyed by `(workflow_id, sequence)`, whose values are the postcard
-//! encoding of `{ state, task_id, output_blob, kind }`.
+//! encoding of `{ state, task_id, output_blob, kind }`. Beside it, `"cano_run_meta"` keyed
+//! by `workflow_id` says when each run's first and last rows were written and whether it
+//! [failed](super::RunStatus::Failed): values are a format byte (1) and the postcard
+//! encoding of `{ started_ms: Option<u64>, updated_ms: Option<u64>, failed:
+//! Option<String> }`. It is written in the transactions that write the rows, and a run's
+//! entry goes with its rows. A file of an earlier cano has no entries (the table is created
+//! when the file is opened): its runs list with no times. Pending
+//! [signals](crate::signal) are in a third table (see `signals`).
 //!
 //! Each `append` returns only once its row is durable, but a write does not cost a redb
 //! commit: it is appended to a write-ahead log beside the database (`<file>-wal`, see
@@ -22,8 +29,8 @@
 //!
 //! Reads run on tokio's blocking pool.
 
-use super::wal::{self, Log, Pending, Record};
-use super::{CheckpointRow, CheckpointStore, RowKind};
+use super::wal::{self, Log, Mark, Pending, PendingRun, Record};
+use super::{CheckpointRow, CheckpointStore, RowKind, RunWriter, RunWriters, StoreFuture};
 use crate::error::CanoError;
 use redb::{Database, ReadableDatabase, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -40,6 +47,13 @@ mod signals;
 const TABLE: TableDefinition<'static, (&'static str, u64), &'static [u8]> =
     TableDefinition::new("cano_checkpoints");
 
+/// When each run was written, and its failure mark (see the module docs).
+const META: TableDefinition<'static, &'static str, &'static [u8]> =
+    TableDefinition::new("cano_run_meta");
+
+/// The first byte of every [`META`] value: the encoding that follows.
+const META_FORMAT: u8 = 1;
+
 /// Most requests committed in one transaction.
 const MAX_BATCH: usize = 1024;
 
@@ -50,6 +64,80 @@ struct StoredRow {
     task_id: String,
     output_blob: Option<Vec<u8>>,
     kind: RowKind,
+}
+
+/// A [`META`] value: when a run's first and last rows were written (ms since the Unix
+/// epoch; `None` when not known) and the error it failed with.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct StoredMeta {
+    started_ms: Option<u64>,
+    updated_ms: Option<u64>,
+    failed: Option<String>,
+}
+
+impl StoredMeta {
+    fn encode(&self) -> Result<Vec<u8>, CanoError> {
+        let bytes = vec![META_FORMAT];
+        postcard::to_extend(self, bytes)
+            .map_err(|e| CanoError::checkpoint_store(format!("encode a run's times: {e}")))
+    }
+
+    fn decode(workflow_id: &str, bytes: &[u8]) -> Result<Self, CanoError> {
+        let decoded = match bytes.split_first() {
+            Some((&META_FORMAT, rest)) => postcard::from_bytes(rest).map_err(|e| e.to_string()),
+            _ => Err("unknown format; written by a newer cano?".to_owned()),
+        };
+        decoded.map_err(|e| {
+            CanoError::checkpoint_store(format!("decode the times of run {workflow_id:?}: {e}"))
+        })
+    }
+
+    /// The entry of a run after its logged writes `run`, given its entry in the table
+    /// (`base`) and whether the table holds rows of it (`had_rows`, asked only when
+    /// needed). `None`: the run has no rows after them, or nothing is known about it.
+    fn merged(
+        base: Option<Self>,
+        run: &PendingRun,
+        had_rows: impl FnOnce() -> Result<bool, CanoError>,
+    ) -> Result<Option<Self>, CanoError> {
+        let base = if run.cleared { None } else { base };
+        let (started_ms, has_rows) = match base.as_ref().and_then(|b| b.started_ms) {
+            Some(started_ms) => (Some(started_ms), true),
+            None if run.cleared => (run.meta.started_ms, !run.rows.is_empty()),
+            None => {
+                // Rows in the table whose time is not known: written before the store
+                // kept times.
+                let earlier = had_rows()?;
+                let started_ms = if earlier { None } else { run.meta.started_ms };
+                (started_ms, earlier || !run.rows.is_empty())
+            }
+        };
+        if !has_rows {
+            return Ok(None);
+        }
+        let base = base.unwrap_or_default();
+        let meta = Self {
+            started_ms,
+            updated_ms: run.meta.updated_ms.or(base.updated_ms),
+            failed: match &run.meta.failed {
+                Mark::Keep => base.failed,
+                Mark::Set(error) => Some(error.clone()),
+                Mark::Unset => None,
+            },
+        };
+        Ok((meta != Self::default()).then_some(meta))
+    }
+}
+
+/// The [`META`] entry of `workflow_id` in `table`, if any.
+fn read_meta(
+    table: &impl redb::ReadableTable<&'static str, &'static [u8]>,
+    workflow_id: &str,
+) -> Result<Option<StoredMeta>, CanoError> {
+    match table.get(workflow_id).map_err(redb_error)? {
+        Some(value) => StoredMeta::decode(workflow_id, value.value()).map(Some),
+        None => Ok(None),
+    }
 }
 
 /// A durable [`CheckpointStore`] in one redb database file.
@@ -119,6 +207,11 @@ enum Op {
     Clear {
         workflow_id: String,
     },
+    /// The run's failure mark.
+    Fail {
+        workflow_id: String,
+        error: String,
+    },
 }
 
 /// A write for the writer thread, with where to send its result.
@@ -155,10 +248,11 @@ struct Leading {
     leading: bool,
 }
 
-/// Create the checkpoint table if the database does not have it yet.
+/// Create the checkpoint and run tables if the database does not have them yet.
 fn ensure_table(db: &Database) -> Result<(), redb::Error> {
     let txn = db.begin_write()?;
     txn.open_table(TABLE)?;
+    txn.open_table(META)?;
     txn.commit()?;
     Ok(())
 }
@@ -284,9 +378,29 @@ fn fold(db: &Database, pending: &mut Pending) -> Result<(), CanoError> {
     let txn = db.begin_write().map_err(redb_error)?;
     {
         let mut table = txn.open_table(TABLE).map_err(redb_error)?;
+        let mut meta = txn.open_table(META).map_err(redb_error)?;
         for (id, run) in &pending.runs {
             let id = id.as_str();
-            if run.cleared && run.stored != Some(false) {
+            // A run written and cleared since the last fold has nothing in the tables.
+            let known = !(run.cleared && run.stored == Some(false));
+            let entry = if known || !run.rows.is_empty() {
+                let base = read_meta(&meta, id)?;
+                let had_rows = || match run.stored {
+                    Some(stored) => Ok(stored),
+                    None => Ok(
+                        redb::ReadableTable::range(&table, (id, u64::MIN)..=(id, u64::MAX))
+                            .map_err(redb_error)?
+                            .next()
+                            .transpose()
+                            .map_err(redb_error)?
+                            .is_some(),
+                    ),
+                };
+                Some((StoredMeta::merged(base.clone(), run, had_rows)?, base))
+            } else {
+                None
+            };
+            if run.cleared && known {
                 table
                     .retain_in((id, u64::MIN)..=(id, u64::MAX), |_, _| false)
                     .map_err(redb_error)?;
@@ -295,6 +409,16 @@ fn fold(db: &Database, pending: &mut Pending) -> Result<(), CanoError> {
                 table
                     .insert((id, *sequence), value.as_slice())
                     .map_err(redb_error)?;
+            }
+            match entry {
+                Some((Some(new), base)) if base.as_ref() != Some(&new) => {
+                    meta.insert(id, new.encode()?.as_slice())
+                        .map_err(redb_error)?;
+                }
+                Some((None, Some(_))) => {
+                    meta.remove(id).map_err(redb_error)?;
+                }
+                _ => {}
             }
         }
     }
@@ -544,9 +668,20 @@ impl RedbCheckpointStore {
     /// The rows of `workflow_id`: the table's, unless a clear was logged since the last
     /// fold, and the logged ones.
     fn read_rows(shared: &Shared, workflow_id: &str) -> Result<Vec<CheckpointRow>, CanoError> {
+        Ok(Self::read_run(shared, workflow_id, false)?.0)
+    }
+
+    /// [`read_rows`](Self::read_rows), and (if `with_meta`) the run's times and failure
+    /// mark as the table and the log say together.
+    fn read_run(
+        shared: &Shared,
+        workflow_id: &str,
+        with_meta: bool,
+    ) -> Result<(Vec<CheckpointRow>, Option<StoredMeta>), CanoError> {
         let journal = shared.journal.lock().map_err(|_| poisoned())?;
         let logged = journal.pending.runs.get(workflow_id);
         let mut rows = Vec::new();
+        let mut base = None;
         if !logged.is_some_and(|run| run.cleared) {
             let txn = shared.db.begin_read().map_err(redb_error)?;
             let table = txn.open_table(TABLE).map_err(redb_error)?;
@@ -557,14 +692,28 @@ impl RedbCheckpointStore {
                 let (key, value) = item.map_err(redb_error)?;
                 rows.push(decode_row(workflow_id, key.value().1, value.value())?);
             }
+            if with_meta {
+                base = match txn.open_table(META) {
+                    Ok(meta) => read_meta(&meta, workflow_id)?,
+                    Err(redb::TableError::TableDoesNotExist(_)) => None,
+                    Err(e) => return Err(redb_error(e)),
+                };
+            }
         }
+        let meta = match logged {
+            Some(run) if with_meta => {
+                let had_rows = !rows.is_empty();
+                StoredMeta::merged(base, run, || Ok(had_rows))?
+            }
+            _ => base,
+        };
         if let Some(run) = logged.filter(|run| !run.rows.is_empty()) {
             for (sequence, value) in &run.rows {
                 rows.push(decode_row(workflow_id, *sequence, value)?);
             }
             rows.sort_by_key(|row| row.sequence);
         }
-        Ok(rows)
+        Ok((rows, meta))
     }
 }
 
@@ -738,6 +887,8 @@ fn stage<'o>(
 ) -> Result<Vec<u8>, CanoError> {
     let epoch = journal.log.epoch();
     let mut bytes = Vec::new();
+    // One clock read per batch: its appends were all written now.
+    let mut clocked = false;
     for op in ops.iter_mut() {
         match &mut **op {
             Op::Append {
@@ -751,6 +902,12 @@ fn stage<'o>(
                         "checkpoint conflict: workflow {workflow_id:?} already has a row at sequence {sequence}; resume the existing run or clear it before starting a new one"
                     ))));
                     continue;
+                }
+                if !clocked {
+                    let ms = super::now_ms();
+                    wal::encode(&Record::Clock { ms }, epoch, &mut bytes);
+                    journal.pending.clock = Some(ms);
+                    clocked = true;
                 }
                 wal::encode(
                     &Record::Append {
@@ -771,6 +928,11 @@ fn stage<'o>(
                 let workflow_id: &'o String = workflow_id;
                 wal::encode(&Record::Clear { workflow_id }, epoch, &mut bytes);
                 undo.push(journal.pending.clear(workflow_id));
+            }
+            Op::Fail { workflow_id, error } => {
+                let workflow_id: &'o String = workflow_id;
+                wal::encode(&Record::Failed { workflow_id, error }, epoch, &mut bytes);
+                undo.push(journal.pending.fail(workflow_id, std::mem::take(error)));
             }
         }
         results.push(Ok(()));
@@ -829,10 +991,15 @@ impl RedbCheckpointStore {
     fn list(shared: &Shared) -> Result<Vec<super::RunSummary>, CanoError> {
         let mut runs = Vec::new();
         for id in Self::run_ids(shared)? {
-            let rows = Self::read_rows(shared, &id)?;
+            let (rows, meta) = Self::read_run(shared, &id, true)?;
             // Cleared between the two reads: no longer a run.
             if !rows.is_empty() {
-                runs.push(super::log::summarize(&id, &rows));
+                let mut summary = super::log::summarize(&id, &rows);
+                let meta = meta.unwrap_or_default();
+                summary.started_ms = meta.started_ms;
+                summary.updated_ms = meta.updated_ms;
+                super::mark_failed(&mut summary, meta.failed);
+                runs.push(summary);
             }
         }
         Ok(runs)
@@ -938,6 +1105,52 @@ impl CheckpointStore for RedbCheckpointStore {
             })
             .await?;
             self.clear_signals(workflow_id).await
+        })
+    }
+}
+
+/// Each run gets a writer that appends and clears as the store does, and marks the run
+/// [failed](super::RunStatus::Failed) when it returns an error (in the write-ahead log,
+/// like a row: durable when it returns).
+impl RunWriters for RedbCheckpointStore {
+    fn writer<'a>(&'a self, workflow_id: &'a str) -> StoreFuture<'a, Box<dyn RunWriter>> {
+        let writer = Writer {
+            store: self.clone(),
+            workflow_id: workflow_id.to_owned(),
+        };
+        Box::pin(std::future::ready(Ok(
+            Box::new(writer) as Box<dyn RunWriter>
+        )))
+    }
+}
+
+/// The writer of one run of a [`RedbCheckpointStore`].
+struct Writer {
+    store: RedbCheckpointStore,
+    workflow_id: String,
+}
+
+impl RunWriter for Writer {
+    fn append(&self, row: CheckpointRow) -> StoreFuture<'_, ()> {
+        self.store.append(&self.workflow_id, row)
+    }
+
+    fn clear(&self) -> StoreFuture<'_, ()> {
+        self.store.clear(&self.workflow_id)
+    }
+
+    fn finished_with_error<'a>(&'a self, error: &'a CanoError) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let error = super::failure_text(error);
+            if !wal::fits(self.workflow_id.len(), error.len()) {
+                return Err(too_large());
+            }
+            self.store
+                .submit(Op::Fail {
+                    workflow_id: self.workflow_id.clone(),
+                    error,
+                })
+                .await
         })
     }
 }

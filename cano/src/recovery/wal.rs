@@ -11,10 +11,20 @@
 //!
 //! Log file: a header of the 8-byte [`MAGIC`] and the log's epoch (`u64` LE), then
 //! records `[body length: u32 LE][CRC-32C of epoch and body: u32 LE][body]`, with body
-//! `[tag: u8][id length: u32 LE][id: UTF-8]` and, for an append,
-//! `[sequence: u64 LE][value: the rest]`. A record cut short or failing its checksum ends
-//! the log: it was being written when the process died, so its write never returned `Ok`.
-//! A zero length ends it too.
+//! `[tag: u8][id length: u32 LE][id: UTF-8]` and then, by tag:
+//!
+//! * 1, an append: `[sequence: u64 LE][value: the rest]`;
+//! * 2, a clear: nothing;
+//! * 3, the clock of the batch of writes that follows (id empty): `[ms since the Unix
+//!   epoch: u64 LE]`; the appends after it were written at that time;
+//! * 4, a run's failure mark ([`RunStatus::Failed`](crate::recovery::RunStatus::Failed)):
+//!   `[the error's text: UTF-8, the rest]`.
+//!
+//! Tags 3 and 4 came with run times and failure marks; a log holding them is refused
+//! (unchanged) by a cano that predates them, so open a crashed database with the cano
+//! that wrote it. A record cut short or failing its checksum ends the log: it was being
+//! written when the process died, so its write never returned `Ok`. A zero length ends it
+//! too.
 //!
 //! The file is allocated ahead ([`PREALLOCATE`] bytes, zeros) and reused after each fold:
 //! a sync of bytes written inside a file's allocated length is a data sync only, while a
@@ -44,6 +54,8 @@ pub(super) const PREALLOCATE: u64 = FOLD_BYTES + (1 << 20);
 
 const TAG_APPEND: u8 = 1;
 const TAG_CLEAR: u8 = 2;
+const TAG_CLOCK: u8 = 3;
+const TAG_FAILED: u8 = 4;
 
 /// Fold the log into the database once it holds this many writes...
 pub(super) const FOLD_WRITES: usize = 4096;
@@ -117,6 +129,15 @@ pub(super) enum Record<'a> {
     Clear {
         workflow_id: &'a str,
     },
+    /// The time the appends after it were written at.
+    Clock {
+        ms: u64,
+    },
+    /// The run returned an error; its log stays.
+    Failed {
+        workflow_id: &'a str,
+        error: &'a str,
+    },
 }
 
 /// Append the encoding of `record`, for a log at `epoch`, to `out`.
@@ -124,18 +145,24 @@ pub(super) fn encode(record: &Record<'_>, epoch: u64, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&[0; 8]); // length and checksum, filled in below
     let (tag, id) = match record {
-        Record::Append { workflow_id, .. } => (TAG_APPEND, workflow_id),
-        Record::Clear { workflow_id } => (TAG_CLEAR, workflow_id),
+        Record::Append { workflow_id, .. } => (TAG_APPEND, *workflow_id),
+        Record::Clear { workflow_id } => (TAG_CLEAR, *workflow_id),
+        Record::Clock { .. } => (TAG_CLOCK, ""),
+        Record::Failed { workflow_id, .. } => (TAG_FAILED, *workflow_id),
     };
     out.push(tag);
     out.extend_from_slice(&len_u32(id.len()).to_le_bytes());
     out.extend_from_slice(id.as_bytes());
-    if let Record::Append {
-        sequence, value, ..
-    } = record
-    {
-        out.extend_from_slice(&sequence.to_le_bytes());
-        out.extend_from_slice(value);
+    match record {
+        Record::Append {
+            sequence, value, ..
+        } => {
+            out.extend_from_slice(&sequence.to_le_bytes());
+            out.extend_from_slice(value);
+        }
+        Record::Clock { ms } => out.extend_from_slice(&ms.to_le_bytes()),
+        Record::Failed { error, .. } => out.extend_from_slice(error.as_bytes()),
+        Record::Clear { .. } => {}
     }
     let body = &out[start + 8..];
     let (len, crc) = (len_u32(body.len()), checksum(epoch, body));
@@ -220,6 +247,13 @@ fn parse_body(body: &[u8]) -> Option<Record<'_>> {
             })
         }
         TAG_CLEAR if rest.is_empty() => Some(Record::Clear { workflow_id: id }),
+        TAG_CLOCK if id.is_empty() && rest.len() == 8 => Some(Record::Clock {
+            ms: u64::from_le_bytes(rest.try_into().ok()?),
+        }),
+        TAG_FAILED => Some(Record::Failed {
+            workflow_id: id,
+            error: std::str::from_utf8(rest).ok()?,
+        }),
         _ => None,
     }
 }
@@ -230,6 +264,32 @@ pub(super) struct Pending {
     pub(super) runs: HashMap<String, PendingRun>,
     /// Writes logged since the last fold.
     pub(super) writes: usize,
+    /// When the writes being logged (or replayed) were written: the last
+    /// [`Record::Clock`]'s time (`None` before any, as in a log of an earlier cano).
+    pub(super) clock: Option<u64>,
+}
+
+/// What a run's logged writes say about its failure mark.
+#[derive(Default, Debug, Clone, PartialEq)]
+pub(super) enum Mark {
+    /// Nothing: the table's mark (if any) stands.
+    #[default]
+    Keep,
+    /// The run failed with this error.
+    Set(String),
+    /// A row came after the failure (or the log was cleared): no mark.
+    Unset,
+}
+
+/// When a run was written, and its failure mark, as its logged writes say.
+#[derive(Default, Debug, Clone, PartialEq)]
+pub(super) struct PendingMeta {
+    /// When the first row logged since the run's last clear (or since the last fold, for a
+    /// run not cleared) was written.
+    pub(super) started_ms: Option<u64>,
+    /// When the last logged row was written.
+    pub(super) updated_ms: Option<u64>,
+    pub(super) failed: Mark,
 }
 
 /// The net effect of the logged writes of one id.
@@ -242,6 +302,8 @@ pub(super) struct PendingRun {
     pub(super) stored: Option<bool>,
     /// Rows appended since the last clear (or fold), by sequence: encoded values.
     pub(super) rows: BTreeMap<u64, Vec<u8>>,
+    /// Times and failure mark.
+    pub(super) meta: PendingMeta,
 }
 
 /// How to take back one write of a batch whose log write failed. Borrows the id from the
@@ -250,10 +312,15 @@ pub(super) enum Undo<'a> {
     Append {
         workflow_id: &'a str,
         sequence: u64,
+        before: PendingMeta,
     },
     Clear {
         workflow_id: &'a str,
         before: Option<PendingRun>,
+    },
+    Failed {
+        workflow_id: &'a str,
+        before: Mark,
     },
 }
 
@@ -265,20 +332,40 @@ impl Pending {
         sequence: u64,
         value: Vec<u8>,
     ) -> Undo<'a> {
-        match self.runs.get_mut(workflow_id) {
-            Some(run) => {
-                run.rows.insert(sequence, value);
-            }
-            None => {
-                let mut run = PendingRun::default();
-                run.rows.insert(sequence, value);
-                self.runs.insert(workflow_id.to_owned(), run);
-            }
+        let run = match self.runs.get_mut(workflow_id) {
+            Some(run) => run,
+            None => self.runs.entry(workflow_id.to_owned()).or_default(),
+        };
+        run.rows.insert(sequence, value);
+        let before = run.meta.clone_times();
+        let meta = &mut run.meta;
+        if let Some(now) = self.clock {
+            meta.started_ms.get_or_insert(now);
+            meta.updated_ms = Some(meta.updated_ms.map_or(now, |t| t.max(now)));
         }
+        let before = PendingMeta {
+            failed: std::mem::replace(&mut meta.failed, Mark::Unset),
+            ..before
+        };
         self.writes += 1;
         Undo::Append {
             workflow_id,
             sequence,
+            before,
+        }
+    }
+
+    /// Record a logged failure mark.
+    pub(super) fn fail<'a>(&mut self, workflow_id: &'a str, error: String) -> Undo<'a> {
+        let run = match self.runs.get_mut(workflow_id) {
+            Some(run) => run,
+            None => self.runs.entry(workflow_id.to_owned()).or_default(),
+        };
+        let before = std::mem::replace(&mut run.meta.failed, Mark::Set(error));
+        self.writes += 1;
+        Undo::Failed {
+            workflow_id,
+            before,
         }
     }
 
@@ -288,6 +375,10 @@ impl Pending {
             cleared: true,
             stored: None,
             rows: BTreeMap::new(),
+            meta: PendingMeta {
+                failed: Mark::Unset,
+                ..PendingMeta::default()
+            },
         };
         let before = match self.runs.get_mut(workflow_id) {
             Some(run) => {
@@ -330,9 +421,19 @@ impl Pending {
                 Undo::Append {
                     workflow_id,
                     sequence,
+                    before,
                 } => {
                     if let Some(run) = self.runs.get_mut(workflow_id) {
                         run.rows.remove(&sequence);
+                        run.meta = before;
+                    }
+                }
+                Undo::Failed {
+                    workflow_id,
+                    before,
+                } => {
+                    if let Some(run) = self.runs.get_mut(workflow_id) {
+                        run.meta.failed = before;
                     }
                 }
                 Undo::Clear {
@@ -364,6 +465,21 @@ impl Pending {
             Record::Clear { workflow_id } => {
                 self.clear(workflow_id);
             }
+            Record::Clock { ms } => self.clock = Some(ms),
+            Record::Failed { workflow_id, error } => {
+                self.fail(workflow_id, error.to_owned());
+            }
+        }
+    }
+}
+
+impl PendingMeta {
+    /// The times, without the failure mark.
+    fn clone_times(&self) -> Self {
+        Self {
+            started_ms: self.started_ms,
+            updated_ms: self.updated_ms,
+            failed: Mark::Keep,
         }
     }
 }
@@ -691,6 +807,10 @@ mod tests {
                 cleared: true,
                 stored: None,
                 rows: BTreeMap::from([(0, vec![3])]),
+                meta: PendingMeta {
+                    failed: Mark::Unset,
+                    ..PendingMeta::default()
+                },
             }
         );
         assert_eq!(p.writes, 4);
@@ -702,6 +822,82 @@ mod tests {
         let undo = vec![p.clear("b")];
         p.undo(undo);
         assert!(!p.runs.contains_key("b"));
+    }
+
+    #[test]
+    fn times_follow_the_clock_and_marks_are_taken_back_by_appends_and_undone() {
+        let mut p = Pending::default();
+        // Replayed from a log of an earlier cano: no clock, no times.
+        p.append("a", 0, vec![1]);
+        assert_eq!(
+            p.runs["a"].meta,
+            PendingMeta {
+                failed: Mark::Unset,
+                ..PendingMeta::default()
+            }
+        );
+        p.clock = Some(10);
+        p.append("a", 1, vec![2]);
+        p.clock = Some(20);
+        p.append("a", 2, vec![3]);
+        let meta = &p.runs["a"].meta;
+        assert_eq!((meta.started_ms, meta.updated_ms), (Some(10), Some(20)));
+        let undo = vec![p.fail("a", "boom".into())];
+        assert_eq!(p.runs["a"].meta.failed, Mark::Set("boom".into()));
+        p.undo(undo);
+        assert_eq!(p.runs["a"].meta.failed, Mark::Unset);
+        p.fail("a", "boom".into());
+        p.clock = Some(30);
+        let undo = vec![p.append("a", 3, vec![4])];
+        assert_eq!(p.runs["a"].meta.failed, Mark::Unset);
+        assert_eq!(p.runs["a"].meta.updated_ms, Some(30));
+        p.undo(undo);
+        let meta = &p.runs["a"].meta;
+        assert_eq!(meta.failed, Mark::Set("boom".into()));
+        assert_eq!((meta.started_ms, meta.updated_ms), (Some(10), Some(20)));
+        // A clear starts the times over and drops the mark.
+        p.clear("a");
+        p.append("a", 0, vec![5]);
+        let meta = &p.runs["a"].meta;
+        assert_eq!((meta.started_ms, meta.updated_ms), (Some(30), Some(30)));
+        assert_eq!(meta.failed, Mark::Unset);
+    }
+
+    #[test]
+    fn clock_and_failure_records_round_trip() {
+        let mut log = header(EPOCH).to_vec();
+        encode(
+            &Record::Clock {
+                ms: 1_764_950_400_123,
+            },
+            EPOCH,
+            &mut log,
+        );
+        encode(
+            &Record::Failed {
+                workflow_id: "run-1",
+                error: "Task execution error: ünï",
+            },
+            EPOCH,
+            &mut log,
+        );
+        assert_eq!(
+            decode(&log).unwrap(),
+            [
+                Record::Clock {
+                    ms: 1_764_950_400_123
+                },
+                Record::Failed {
+                    workflow_id: "run-1",
+                    error: "Task execution error: ünï",
+                },
+            ]
+        );
+        // The format is fixed: a clock record, byte for byte.
+        let mut out = Vec::new();
+        encode(&Record::Clock { ms: 1 }, 1, &mut out);
+        assert_eq!(&out[..4], &[13, 0, 0, 0]);
+        assert_eq!(&out[8..], &[3, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]);
     }
 
     #[test]
