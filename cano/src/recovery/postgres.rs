@@ -485,35 +485,76 @@ impl PostgresCheckpointStore {
         tx.commit().await.map_err(&failed)
     }
 
+    /// Every run's summary, with its times (the first and last rows' `created_at`) and
+    /// its failure mark (if the run is still at the epoch it was marked under), read in
+    /// one snapshot.
     async fn list(&self) -> Result<Vec<RunSummary>, CanoError> {
-        let conn = self.inner.pool.get().await?;
-        let rows = conn
+        let mut conn = self.inner.pool.get().await?;
+        let failed = conn.on_error(Doing::List);
+        let tx = conn
             .client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(&failed)?;
+        let rows = tx
             .query(
-                "SELECT workflow_id, sequence, kind, state, task_id, output_blob \
+                "SELECT workflow_id, sequence, kind, state, task_id, output_blob, created_at \
                  FROM cano_checkpoints ORDER BY workflow_id, sequence",
                 &[],
             )
             .await
-            .map_err(conn.on_error(Doing::List))?;
+            .map_err(&failed)?;
+        let marks = tx
+            .query(
+                "SELECT f.workflow_id, f.error FROM cano_run_failures f \
+                 JOIN cano_runs r ON r.workflow_id = f.workflow_id AND r.epoch = f.epoch",
+                &[],
+            )
+            .await
+            .map_err(&failed)?;
+        tx.commit().await.map_err(&failed)?;
         drop(conn);
+        let mut marks: std::collections::HashMap<String, String> = marks
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect::<Result<_, tokio_postgres::Error>>()
+            .map_err(|e| pg_error(&e, Doing::List))?;
         let mut runs = Vec::new();
-        let mut current: Option<(String, Vec<CheckpointRow>)> = None;
+        let mut finish = |run: &str, log: &[CheckpointRow], (started, updated): (u64, u64)| {
+            let mut summary = super::log::summarize(run, log);
+            summary.started_ms = Some(started);
+            summary.updated_ms = Some(updated);
+            super::mark_failed(&mut summary, marks.remove(run));
+            runs.push(summary);
+        };
+        let mut current: Option<(String, Vec<CheckpointRow>, (u64, u64))> = None;
         for row in &rows {
             let id: &str = row.try_get(0).map_err(|e| pg_error(&e, Doing::List))?;
             let decoded = decode_row(id, row, 1, Doing::List)?;
+            let at: std::time::SystemTime =
+                row.try_get(6).map_err(|e| pg_error(&e, Doing::List))?;
+            let at = at
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
             match &mut current {
-                Some((run, log)) if run == id => log.push(decoded),
+                Some((run, log, (started, updated))) if run == id => {
+                    log.push(decoded);
+                    *started = (*started).min(at);
+                    *updated = (*updated).max(at);
+                }
                 _ => {
-                    if let Some((run, log)) = current.take() {
-                        runs.push(super::log::summarize(&run, &log));
+                    if let Some((run, log, times)) = current.take() {
+                        finish(&run, &log, times);
                     }
-                    current = Some((id.to_owned(), vec![decoded]));
+                    current = Some((id.to_owned(), vec![decoded], (at, at)));
                 }
             }
         }
-        if let Some((run, log)) = current {
-            runs.push(super::log::summarize(&run, &log));
+        if let Some((run, log, times)) = current {
+            finish(&run, &log, times);
         }
         Ok(runs)
     }

@@ -43,6 +43,12 @@
 //! Clearing keeps the run's `cano_runs` row (released, with its epoch), so a run started
 //! again under the same id gets a higher epoch and no writer of an earlier one passes.
 //!
+//! A run that ends in an error and keeps its log is marked failed by its writer
+//! ([`RunWriter::finished_with_error`]) in `cano_run_failures`, with the lease's epoch,
+//! under the same check (a writer whose run was taken over is refused); the lease itself
+//! is kept until it expires. Listings report the mark while the run is still at that
+//! epoch; the run's next fenced append deletes it, and so does the fenced clear.
+//!
 //! Only writes through a run's writer are fenced: the plain [`CheckpointStore`] methods
 //! (`append`, `clear`) do not look at leases, for single-process use and tools.
 //!
@@ -122,6 +128,8 @@ pub(super) const FENCED_APPEND: &str = "
         UPDATE cano_runs SET lease_until = greatest(lease_until, now() + make_interval(secs => $8))
         WHERE workflow_id = $1 AND epoch = $7 AND owner IS NOT NULL AND lease_until > now()
         RETURNING workflow_id
+    ), unmark AS (
+        DELETE FROM cano_run_failures f USING lease WHERE f.workflow_id = lease.workflow_id
     ), written AS (
         INSERT INTO cano_checkpoints
             (workflow_id, sequence, kind, state, task_id, output_blob, epoch)
@@ -131,6 +139,22 @@ pub(super) const FENCED_APPEND: &str = "
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM lease), (SELECT count(*) FROM written)";
+
+/// Mark run `$1` failed with error `$3` if it is still at epoch `$2` (its row locked
+/// against a takeover meanwhile) and has a log. Answers (runs at the epoch, marks
+/// written): `(0, 0)` fenced, `(1, 0)` no log.
+const MARK_FAILED: &str = "
+    WITH lease AS (
+        SELECT workflow_id FROM cano_runs WHERE workflow_id = $1 AND epoch = $2 FOR SHARE
+    ), marked AS (
+        INSERT INTO cano_run_failures (workflow_id, epoch, error)
+        SELECT workflow_id, $2, $3 FROM lease
+        WHERE EXISTS (SELECT 1 FROM cano_checkpoints WHERE workflow_id = $1)
+        ON CONFLICT (workflow_id) DO UPDATE
+            SET epoch = excluded.epoch, error = excluded.error, failed_at = now()
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM lease), (SELECT count(*) FROM marked)";
 
 /// Who holds run `$1` now, for the texts of refused claims and writes.
 const HOLDER: &str = "
@@ -681,6 +705,29 @@ impl PostgresCheckpointStore {
         Ok(())
     }
 
+    /// Mark the run of `lease` failed with `error` (see [`MARK_FAILED`]): refused, as
+    /// `fenced`, when another worker took the run over.
+    async fn mark_failed(&self, lease: &Lease, error: &CanoError) -> Result<(), CanoError> {
+        // PostgreSQL text cannot hold NUL.
+        let text = crate::recovery::failure_text(error).replace('\0', "\u{fffd}");
+        let conn = self.inner.pool.get().await?;
+        let failed = conn.on_error(Doing::Append);
+        let counts = conn
+            .client
+            .query_one(
+                MARK_FAILED,
+                &[&lease.workflow_id, &epoch_param(lease.epoch), &text],
+            )
+            .await
+            .map_err(&failed)?;
+        let leased: i64 = counts.try_get(0).map_err(&failed)?;
+        if leased == 0 {
+            let now = read_holder(&conn.client, &lease.workflow_id).await;
+            return Err(fenced(lease, "failure mark", now));
+        }
+        Ok(())
+    }
+
     async fn fenced_clear(&self, lease: &Lease) -> Result<(), CanoError> {
         let conn = self.inner.pool.get().await?;
         let failed = conn.on_error(Doing::Clear);
@@ -730,6 +777,10 @@ impl RunWriter for LeaseWriter {
 
     fn clear(&self) -> StoreFuture<'_, ()> {
         Box::pin(self.store.fenced_clear(&self.lease))
+    }
+
+    fn finished_with_error<'a>(&'a self, error: &'a CanoError) -> StoreFuture<'a, ()> {
+        Box::pin(self.store.mark_failed(&self.lease, error))
     }
 }
 

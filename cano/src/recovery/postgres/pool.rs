@@ -147,15 +147,20 @@ impl Pool {
 /// trip).
 pub(super) async fn prepare(client: Client) -> Result<Conn, CanoError> {
     let (append, load, clear_rows, clear_signals, fenced_append, fenced_clear, release) = tokio::try_join!(
+        // A run's next row takes its failure mark away (see `schema`, version 5).
         client.prepare(
-            "INSERT INTO cano_checkpoints (workflow_id, sequence, kind, state, task_id, output_blob) \
+            "WITH unmark AS (DELETE FROM cano_run_failures WHERE workflow_id = $1) \
+             INSERT INTO cano_checkpoints (workflow_id, sequence, kind, state, task_id, output_blob) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
         ),
         client.prepare(
             "SELECT sequence, kind, state, task_id, output_blob FROM cano_checkpoints \
              WHERE workflow_id = $1 ORDER BY sequence",
         ),
-        client.prepare("DELETE FROM cano_checkpoints WHERE workflow_id = $1"),
+        client.prepare(
+            "WITH unmark AS (DELETE FROM cano_run_failures WHERE workflow_id = $1) \
+             DELETE FROM cano_checkpoints WHERE workflow_id = $1",
+        ),
         client.prepare("DELETE FROM cano_signals WHERE workflow_id = $1"),
         client.prepare(super::lease::FENCED_APPEND),
         client.prepare("SELECT cano_fenced_clear($1, $2)"),

@@ -97,6 +97,25 @@
 //! ALTER TABLE cano_cluster_runs ADD CONSTRAINT cano_cluster_runs_status_check
 //!     CHECK (status IN ('ready', 'running', 'succeeded', 'failed', 'parked', 'cancelled'));
 //! ```
+//!
+//! # Version 5: failed runs
+//!
+//! A run that returned an error and whose log stays, marked by its [run
+//! writer](crate::RunWriter::finished_with_error) (listed as
+//! [`RunStatus::Failed`](crate::RunStatus::Failed)). The mark counts while the run is at
+//! the epoch it was written under; the run's next row deletes it (in the append's
+//! statement), and so does clearing the log:
+//!
+//! ```sql
+//! CREATE TABLE cano_run_failures (
+//!     workflow_id text        PRIMARY KEY,
+//!     epoch       bigint      NOT NULL,  -- the lease epoch of the run that failed
+//!     error       text        NOT NULL,  -- the error's text
+//!     failed_at   timestamptz NOT NULL DEFAULT now()
+//! );
+//! -- cano_fenced_clear also deletes the run's mark.
+//! CREATE OR REPLACE FUNCTION cano_fenced_clear(run text, lease_epoch bigint) RETURNS boolean;
+//! ```
 
 use super::error::{Doing, pg_error};
 use crate::error::CanoError;
@@ -186,6 +205,28 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE cano_cluster_runs DROP CONSTRAINT IF EXISTS cano_cluster_runs_status_check;
     ALTER TABLE cano_cluster_runs ADD CONSTRAINT cano_cluster_runs_status_check
         CHECK (status IN ('ready', 'running', 'succeeded', 'failed', 'parked', 'cancelled'));
+",
+    "
+    CREATE TABLE IF NOT EXISTS cano_run_failures (
+        workflow_id text        PRIMARY KEY,
+        epoch       bigint      NOT NULL,
+        error       text        NOT NULL,
+        failed_at   timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE OR REPLACE FUNCTION cano_fenced_clear(run text, lease_epoch bigint)
+    RETURNS boolean LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE cano_runs SET owner = NULL, lease_until = now(), released_at = now()
+        WHERE workflow_id = run AND epoch = lease_epoch
+          AND owner IS NOT NULL AND lease_until > now();
+        IF NOT FOUND THEN
+            RETURN false;
+        END IF;
+        DELETE FROM cano_checkpoints WHERE workflow_id = run;
+        DELETE FROM cano_signals WHERE workflow_id = run;
+        DELETE FROM cano_run_failures WHERE workflow_id = run;
+        RETURN true;
+    END $$;
 ",
 ];
 
