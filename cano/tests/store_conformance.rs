@@ -2,7 +2,7 @@
 //! redb store (feature `recovery`) and the PostgreSQL store (feature `postgres`) pass the
 //! same checks of the `CheckpointStore` contract (rows round-trip and load sorted,
 //! duplicates rejected, unknown ids empty, per-id clear, concurrent appends), `ListRuns`
-//! and `SignalStore`.
+//! (with each run's times and failure mark), `RunWriters` and `SignalStore`.
 //!
 //! The PostgreSQL checks run on a throwaway server (`pg_support`); without PostgreSQL
 //! they print why they skip, and fail when `CANO_REQUIRE_POSTGRES=1`.
@@ -12,13 +12,43 @@ mod pg_support;
 
 use cano::prelude::*;
 use cano::signal::{Signal, SignalStore};
-use cano::{ListRuns, RunStatus};
+use cano::{ListRuns, RunStatus, RunSummary, RunWriters};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// What every store under test offers.
-pub trait Store: CheckpointStore + ListRuns + SignalStore {}
-impl<T: CheckpointStore + ListRuns + SignalStore> Store for T {}
+pub trait Store: CheckpointStore + ListRuns + SignalStore + RunWriters {}
+impl<T: CheckpointStore + ListRuns + SignalStore + RunWriters> Store for T {}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Step {
+    Work,
+    Done,
+}
+
+/// Fails when `fail`, else goes on to `Done`.
+struct Work {
+    fail: bool,
+}
+
+#[task(state = Step)]
+impl Work {
+    fn config(&self) -> TaskConfig {
+        TaskConfig::minimal()
+    }
+    async fn run_bare(&self) -> Result<TaskResult<Step>, CanoError> {
+        if self.fail {
+            return Err(CanoError::task_execution("the warehouse is on fire"));
+        }
+        Ok(TaskResult::Single(Step::Done))
+    }
+}
+
+fn work(fail: bool) -> Workflow<Step> {
+    Workflow::bare()
+        .register(Step::Work, Work { fail })
+        .add_exit_state(Step::Done)
+}
 
 /// The checks, each against a fresh, empty store.
 mod checks {
@@ -254,6 +284,121 @@ mod checks {
         );
     }
 
+    fn now_ms() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    }
+
+    async fn listed(store: &impl Store, id: &str) -> Option<RunSummary> {
+        let runs = store.list_runs().await.unwrap();
+        runs.into_iter().find(|r| r.workflow_id == id)
+    }
+
+    pub async fn runs_carry_when_they_were_first_and_last_written(store: Arc<impl Store>) {
+        let before = now_ms();
+        store.append("timed", row(0)).await.unwrap();
+        let first = listed(&*store, "timed").await.expect("listed");
+        let started = first.started_ms.expect("the first row's time");
+        assert_eq!(first.updated_ms, Some(started), "one row: first and last");
+        // The same machine's clock (PostgreSQL's is the server's): a second of slack.
+        assert!(
+            started + 1000 >= before && started <= now_ms() + 1000,
+            "{started} not around {before}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        store.append("timed", row(1)).await.unwrap();
+        store.append("timed", row(2)).await.unwrap();
+        let later = listed(&*store, "timed").await.expect("listed");
+        assert_eq!(later.started_ms, Some(started), "the start stays");
+        let updated = later.updated_ms.expect("the last row's time");
+        assert!(updated >= started + 20, "{updated} after {started}");
+        // Clearing the run forgets its times: the next run under the id starts anew.
+        store.clear("timed").await.unwrap();
+        assert!(listed(&*store, "timed").await.is_none());
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        store.append("timed", row(0)).await.unwrap();
+        let again = listed(&*store, "timed").await.expect("listed");
+        let restarted = again.started_ms.expect("a new start");
+        assert!(restarted >= updated + 20, "{restarted} after {updated}");
+        assert_eq!(again.updated_ms, Some(restarted));
+    }
+
+    pub async fn a_failed_run_is_marked_until_its_next_row(store: Arc<impl Store>) {
+        // Through the store's run writers, a run that returns an error is marked failed.
+        let err = work(true)
+            .with_run_writers(Arc::clone(&store))
+            .with_workflow_id("order-1")
+            .orchestrate(Step::Work)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("on fire"), "{err}");
+        let failed = listed(&*store, "order-1").await.expect("the log stays");
+        match &failed.status {
+            RunStatus::Failed { error } => {
+                assert_eq!(error, &err.to_string());
+            }
+            other => panic!("expected Failed, got {other:?}"),
+        }
+        assert!(failed.updated_ms.is_some());
+
+        // Given the store as a plain checkpoint store, a failing run stays Forward.
+        work(true)
+            .with_checkpoint_store(Arc::clone(&store) as Arc<dyn CheckpointStore>)
+            .with_workflow_id("order-2")
+            .orchestrate(Step::Work)
+            .await
+            .unwrap_err();
+        let plain = listed(&*store, "order-2").await.expect("the log stays");
+        assert_eq!(plain.status, RunStatus::Forward);
+
+        // The next row of the run takes the mark away: the resumed run is in flight.
+        let next = failed.last_sequence + 1;
+        store
+            .append("order-1", CheckpointRow::new(next, "Work", "work"))
+            .await
+            .unwrap();
+        let resumed = listed(&*store, "order-1").await.expect("listed");
+        assert_eq!(resumed.status, RunStatus::Forward);
+
+        // Failing again marks it again; a resume that succeeds clears the log and the mark.
+        work(true)
+            .with_run_writers(Arc::clone(&store))
+            .resume_from("order-1")
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            listed(&*store, "order-1").await.expect("listed").status,
+            RunStatus::Failed { .. }
+        ));
+        let end = work(false)
+            .with_run_writers(Arc::clone(&store))
+            .resume_from("order-1")
+            .await
+            .unwrap();
+        assert_eq!(end, Step::Done);
+        assert!(listed(&*store, "order-1").await.is_none());
+        // A new run under the id is not marked by the old failure.
+        store.append("order-1", row(0)).await.unwrap();
+        let fresh = listed(&*store, "order-1").await.expect("listed");
+        assert_eq!(fresh.status, RunStatus::Forward);
+    }
+
+    pub async fn a_failure_mark_goes_with_the_log(store: Arc<impl Store>) {
+        work(true)
+            .with_run_writers(Arc::clone(&store))
+            .with_workflow_id("gone")
+            .orchestrate(Step::Work)
+            .await
+            .unwrap_err();
+        store.clear("gone").await.unwrap();
+        assert!(listed(&*store, "gone").await.is_none());
+        store.append("gone", row(0)).await.unwrap();
+        let fresh = listed(&*store, "gone").await.expect("listed");
+        assert_eq!(fresh.status, RunStatus::Forward, "the clear took the mark");
+    }
+
     pub async fn a_send_wakes_a_waiting_run(store: Arc<impl Store>) {
         store.append("waiting", row(0)).await.unwrap();
         let waker = store
@@ -295,6 +440,9 @@ macro_rules! conformance {
             list_runs_reports_every_run,
             signals_are_kept_once_until_removed,
             a_send_wakes_a_waiting_run,
+            runs_carry_when_they_were_first_and_last_written,
+            a_failed_run_is_marked_until_its_next_row,
+            a_failure_mark_goes_with_the_log,
         );
     };
     (@tests $store:ident, $make:expr; $($check:ident,)*) => {
