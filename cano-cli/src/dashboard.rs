@@ -269,14 +269,28 @@ impl Dashboard {
     async fn show(&self, req: &Request, run_id: &str) -> Response {
         let loaded = async {
             let store = self.spec.open().await?;
-            runs::inspect(store.as_ref(), &self.spec, run_id).await
+            // A run of the cluster runtime (PostgreSQL) has a status of its own, and may
+            // have no log (not started yet, or ended).
+            let cluster = match store.cluster() {
+                Some(client) => client.status(run_id).await?,
+                None => None,
+            };
+            let inspected = runs::inspect(store.as_ref(), &self.spec, run_id).await;
+            Ok::<_, Failure>((inspected, cluster))
         };
-        let (path, run, pending) = match loaded.await {
+        let (inspected, cluster) = match loaded.await {
             Ok(found) => found,
-            Err(e) if e.to_string().contains("holds no run") => {
+            Err(e) => return Response::error("503 Service Unavailable", &e.to_string()),
+        };
+        let (path, run, pending) = match (inspected, &cluster) {
+            (Ok(found), _) => found,
+            (Err(e), Some(status)) if e.to_string().contains("holds no run") => {
+                return self.cluster_page(req, run_id, status);
+            }
+            (Err(e), None) if e.to_string().contains("holds no run") => {
                 return Response::error("404 Not Found", &e.to_string());
             }
-            Err(e) => return Response::error("503 Service Unavailable", &e.to_string()),
+            (Err(e), _) => return Response::error("503 Service Unavailable", &e.to_string()),
         };
         let now = report::now_ms();
         let mut body = format!(
@@ -287,6 +301,9 @@ impl Dashboard {
             esc(&runs::why(&run, &path, &pending, now)),
             status = esc(run.status),
         );
+        if let Some(status) = &cluster {
+            body.push_str(&cluster_summary(status));
+        }
         body.push_str("<h2>Path</h2>");
         body.push_str(&svg(&path));
         body.push_str("<h2>Timeline</h2><table><tr><th>#</th><th>What</th></tr>");
@@ -313,11 +330,17 @@ impl Dashboard {
             body.push_str("</ul>");
         }
         body.push_str("<h2>Actions</h2>");
+        let owner_only = if cluster.is_some() {
+            ""
+        } else {
+            "<p>Cancel and retry need the program that owns the workflow (or a run of the \
+             cluster runtime).</p>"
+        };
         match (&self.token, self.session(req)) {
-            (None, _) => body.push_str(
-                "<p>This dashboard is read-only (started without --token). Cancel and retry \
-                 need the program that owns the workflow.</p>",
-            ),
+            (None, _) => {
+                body.push_str("<p>This dashboard is read-only (started without --token).</p>");
+                body.push_str(owner_only);
+            }
             (Some(_), None) => body.push_str(&self.login_box(req)),
             (Some(_), Some(csrf)) => {
                 let href = encode(run_id);
@@ -332,12 +355,36 @@ impl Dashboard {
                      <button id=\"send-signal\" type=\"submit\">Send</button></fieldset></form>\
                      <form method=\"post\" action=\"/runs/{href}/purge\"><fieldset><legend>Purge</legend>\
                      <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-                     <button id=\"purge\" type=\"submit\">Clear this run's log for good</button></fieldset></form>\
-                     <p>Cancel and retry need the program that owns the workflow.</p>",
+                     <button id=\"purge\" type=\"submit\">Clear this run's log for good</button></fieldset></form>",
                     csrf = esc(&csrf),
                     name = esc(&signal_name),
                 );
+                match &cluster {
+                    Some(status) => body.push_str(&cluster_forms(run_id, status, &csrf)),
+                    None => body.push_str(owner_only),
+                }
             }
+        }
+        if let Some(note) = req.query.get("done") {
+            let _ = write!(body, "<p class=\"note\">{}</p>", esc(note));
+        }
+        Response::html("200 OK", &format!("cano: run {run_id}"), &body)
+    }
+
+    /// The page of a cluster run that has no log (not started yet, or ended).
+    fn cluster_page(&self, req: &Request, run_id: &str, status: &ClusterStatus) -> Response {
+        let mut body = format!(
+            "<p><a href=\"/runs\">All runs</a></p><h1>Run {}</h1>{}\
+             <p>The run has no checkpoint log: it has not started, or it ended.</p><h2>Actions</h2>",
+            esc(run_id),
+            cluster_summary(status)
+        );
+        match (&self.token, self.session(req)) {
+            (None, _) => {
+                body.push_str("<p>This dashboard is read-only (started without --token).</p>")
+            }
+            (Some(_), None) => body.push_str(&self.login_box(req)),
+            (Some(_), Some(csrf)) => body.push_str(&cluster_forms(run_id, status, &csrf)),
         }
         if let Some(note) = req.query.get("done") {
             let _ = write!(body, "<p class=\"note\">{}</p>", esc(note));
@@ -469,9 +516,93 @@ impl Dashboard {
                     Err(e) => Response::error("503 Service Unavailable", &e.to_string()),
                 }
             }
+            "cancel" | "retry" => {
+                let acted = async {
+                    let store = self.spec.open().await?;
+                    let Some(client) = store.cluster() else {
+                        return Ok(Err(Response::error(
+                            "400 Bad Request",
+                            "this store has no cluster runs: a run is cancelled or retried by \
+                             the program that owns its workflow",
+                        )));
+                    };
+                    Ok::<_, Failure>(Ok(if action == "cancel" {
+                        runs::cluster_cancel(&client, run_id).await?.1
+                    } else {
+                        client.retry(run_id).await?;
+                        format!("run {run_id:?} is ready again: a worker of its queue resumes it")
+                    }))
+                };
+                match acted.await {
+                    Ok(Ok(note)) => back(&note),
+                    Ok(Err(response)) => response,
+                    Err(e) if e.to_string().contains("there is no run") => {
+                        Response::error("404 Not Found", &e.to_string())
+                    }
+                    Err(e) if e.to_string().contains("can be retried") => {
+                        Response::error("409 Conflict", &e.to_string())
+                    }
+                    Err(e) => Response::error("503 Service Unavailable", &e.to_string()),
+                }
+            }
             _ => Response::error("404 Not Found", "no such action"),
         }
     }
+}
+
+/// A cluster run's status, as [`cano::cluster::Client::status`] reads it.
+type ClusterStatus = cano::cluster::RunStatus;
+
+/// What the cluster's table says of a run: its status, worker, attempts and error.
+fn cluster_summary(status: &ClusterStatus) -> String {
+    let mut text = format!(
+        "<p><b>Cluster:</b> <span class=\"s-{state}\">{state}</span> (workflow {}, queue {}, \
+         attempt {}{})",
+        esc(&status.workflow),
+        esc(&status.queue),
+        status.attempts,
+        status
+            .worker
+            .as_deref()
+            .map(|w| format!(", worker {}", esc(w)))
+            .unwrap_or_default(),
+        state = status.state.as_str(),
+    );
+    if status.cancel_requested && !status.state.is_finished() {
+        text.push_str(", cancel requested");
+    }
+    text.push_str("</p>");
+    if let Some(error) = &status.error {
+        let _ = write!(text, "<p><b>Error:</b> {}</p>", esc(error));
+    }
+    text
+}
+
+/// The cancel and retry forms a cluster run's state allows.
+fn cluster_forms(run_id: &str, status: &ClusterStatus, csrf: &str) -> String {
+    use cano::cluster::RunState;
+    let href = encode(run_id);
+    let csrf = esc(csrf);
+    let mut forms = String::new();
+    if !status.state.is_finished() {
+        let _ = write!(
+            forms,
+            "<form method=\"post\" action=\"/runs/{href}/cancel\"><fieldset><legend>Cancel</legend>\
+             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <button id=\"cancel\" type=\"submit\">Cancel this run (its completed saga steps are compensated)</button>\
+             </fieldset></form>"
+        );
+    }
+    if matches!(status.state, RunState::Failed | RunState::Parked) {
+        let _ = write!(
+            forms,
+            "<form method=\"post\" action=\"/runs/{href}/retry\"><fieldset><legend>Retry</legend>\
+             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <button id=\"retry\" type=\"submit\">Make this run ready again</button>\
+             </fieldset></form>"
+        );
+    }
+    forms
 }
 
 /// Read one request: head, then a form body of `Content-Length` bytes.

@@ -59,8 +59,9 @@ struct DashboardArgs {
     /// The address to serve on (keep it on localhost, or put it behind a proxy with TLS).
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
     listen: std::net::SocketAddr,
-    /// Allow actions (send a signal, purge a run) to browsers that log in with this token
-    /// (at least 12 characters). Without it the dashboard is read-only.
+    /// Allow actions (send a signal, purge a run, cancel or retry a cluster run) to browsers
+    /// that log in with this token (at least 12 characters). Without it the dashboard is
+    /// read-only.
     #[arg(long, env = "CANO_DASHBOARD_TOKEN", hide_env_values = true)]
     token: Option<String>,
 }
@@ -76,10 +77,12 @@ enum RunsCommand {
     Signal(SignalArgs),
     /// Clear runs' logs for good (and their pending signals).
     Purge(PurgeArgs),
-    /// Cancel a run (only the program that runs it can: the CLI says how).
-    Cancel(RunIdArg),
-    /// Retry a stopped run (only the program that owns its workflow can: the CLI says how).
-    Retry(RunIdArg),
+    /// Cancel a run of the cluster runtime (PostgreSQL); another run only the program
+    /// that runs it can cancel (the CLI says how).
+    Cancel(ActionArgs),
+    /// Retry a failed or parked run of the cluster runtime (PostgreSQL); another run only
+    /// the program that owns its workflow can resume (the CLI says how).
+    Retry(ActionArgs),
 }
 
 const LIST_ABOUT: &str = "\
@@ -170,9 +173,12 @@ struct PurgeArgs {
 }
 
 #[derive(Debug, Args)]
-struct RunIdArg {
+struct ActionArgs {
     /// The run's id.
     run_id: String,
+    /// Print what was done as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -239,8 +245,8 @@ fn run(store: &StoreSpec, command: Command) -> Result<(), Failure> {
                 };
                 runs::purge(store, which, a.yes, a.json).await
             }
-            Command::Runs(RunsCommand::Cancel(a)) => runs::cancel(store, &a.run_id).await,
-            Command::Runs(RunsCommand::Retry(a)) => runs::retry(store, &a.run_id).await,
+            Command::Runs(RunsCommand::Cancel(a)) => runs::cancel(store, &a.run_id, a.json).await,
+            Command::Runs(RunsCommand::Retry(a)) => runs::retry(store, &a.run_id, a.json).await,
             Command::Graph(a) => runs::graph(store, &a.run_id, a.format).await,
             Command::Dashboard(a) => dashboard::serve(store.clone(), a.listen, a.token).await,
         }

@@ -626,13 +626,41 @@ fn confirm(ids: &[String]) -> Result<(), Failure> {
     }
 }
 
-/// `cano runs cancel`: no store can do it from outside the program running the run.
-pub async fn cancel(spec: &StoreSpec, run_id: &str) -> Result<(), Failure> {
+/// What `cano runs cancel` / `retry` did to a cluster run, for `--json`.
+#[derive(serde::Serialize)]
+struct ActionView<'a> {
+    run_id: &'a str,
+    action: &'a str,
+    /// `cancelled`, `requested`, `already-ended` (cancel) or `ready` (retry).
+    outcome: &'a str,
+    /// The run's cluster status after the action.
+    status: &'a str,
+}
+
+/// `cano runs cancel`: a run of the cluster runtime (PostgreSQL) is cancelled through
+/// the cluster's tables; other runs only by the program running them (the CLI says how).
+pub async fn cancel(spec: &StoreSpec, run_id: &str, json: bool) -> Result<(), Failure> {
     let store = spec.open().await?;
+    if let Some(client) = store.cluster()
+        && client.status(run_id).await?.is_some()
+    {
+        let (outcome, text) = cluster_cancel(&client, run_id).await?;
+        let status = client.status(run_id).await?.map(|s| s.state.as_str());
+        return emit(&if json {
+            to_json(&ActionView {
+                run_id,
+                action: "cancel",
+                outcome,
+                status: status.unwrap_or("pruned"),
+            })?
+        } else {
+            format!("{text}\n")
+        });
+    }
     let (_, run) = load(store.as_ref(), spec, run_id).await?;
     let who = if spec.is_live() {
-        "a process may be working on it now; on a PostgreSQL store a run is cancelled by \
-         the program that runs it"
+        "a process may be working on it now; on a PostgreSQL store a run that is not a \
+         cluster run (cano::cluster) is cancelled by the program that runs it"
     } else {
         "no process is running it (the CLI could open the file); on a redb store a run is \
          cancelled by the program that runs it"
@@ -645,9 +673,58 @@ pub async fn cancel(spec: &StoreSpec, run_id: &str) -> Result<(), Failure> {
     )))
 }
 
-/// `cano runs retry`: only the program that owns the workflow can.
-pub async fn retry(spec: &StoreSpec, run_id: &str) -> Result<(), Failure> {
+/// Cancel cluster run `run_id`: the outcome's name and a sentence saying what happened.
+pub async fn cluster_cancel(
+    client: &cano::cluster::Client,
+    run_id: &str,
+) -> Result<(&'static str, String), Failure> {
+    use cano::cluster::CancelOutcome;
+    Ok(match client.cancel(run_id).await? {
+        CancelOutcome::Cancelled => (
+            "cancelled",
+            format!("cancelled run {run_id:?}: it had not started, nothing of it ran"),
+        ),
+        CancelOutcome::AlreadyEnded(state) => (
+            "already-ended",
+            format!(
+                "run {run_id:?} has ended already ({}): nothing changed",
+                state.as_str()
+            ),
+        ),
+        // `CancelOutcome::Requested`, and whatever a newer library adds.
+        _ => (
+            "requested",
+            format!(
+                "asked the cluster to cancel run {run_id:?}: the worker running it (or the \
+                 next to claim it) drops its task in flight, compensates its completed saga \
+                 steps and records it cancelled; `cano runs show {run_id}` shows the progress"
+            ),
+        ),
+    })
+}
+
+/// `cano runs retry`: a failed or parked run of the cluster runtime (PostgreSQL) is made
+/// ready again; other runs only by the program that owns the workflow (the CLI says how).
+pub async fn retry(spec: &StoreSpec, run_id: &str, json: bool) -> Result<(), Failure> {
     let store = spec.open().await?;
+    if let Some(client) = store.cluster()
+        && client.status(run_id).await?.is_some()
+    {
+        client.retry(run_id).await?;
+        return emit(&if json {
+            to_json(&ActionView {
+                run_id,
+                action: "retry",
+                outcome: "ready",
+                status: "ready",
+            })?
+        } else {
+            format!(
+                "run {run_id:?} is ready again: a worker of its queue resumes it from its log \
+                 (or starts it again if its log is gone)\n"
+            )
+        });
+    }
     let (_, run) = load(store.as_ref(), spec, run_id).await?;
     let kind = if spec.is_live() {
         "a PostgreSQL"
@@ -656,8 +733,8 @@ pub async fn retry(spec: &StoreSpec, run_id: &str) -> Result<(), Failure> {
     };
     Err(Failure::error(format!(
         "run {run_id:?} is {} in {}; on {kind} store only the program that owns the \
-         workflow can run its tasks: that program continues it with \
-         Workflow::resume_from({run_id:?})",
+         workflow can run its tasks (unless it is a cluster run): that program continues it \
+         with Workflow::resume_from({run_id:?})",
         run.status,
         spec.name()
     )))

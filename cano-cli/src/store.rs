@@ -35,6 +35,12 @@ pub trait Store: ListRuns + SignalStore {
         let _ = run_id;
         Box::pin(std::future::ready(Ok(None)))
     }
+
+    /// A client of the cluster runtime on this store (PostgreSQL), which can cancel and
+    /// retry cluster runs; `None` for a redb file.
+    fn cluster(&self) -> Option<cano::cluster::Client> {
+        None
+    }
 }
 
 impl Store for RedbCheckpointStore {}
@@ -50,6 +56,10 @@ impl Store for PostgresCheckpointStore {
                 .await?
                 .map(|h| (h.worker_id, h.expires_at)))
         })
+    }
+
+    fn cluster(&self) -> Option<cano::cluster::Client> {
+        Some(cano::cluster::Client::new(self.clone()))
     }
 }
 

@@ -1,6 +1,7 @@
 //! `cano dashboard` on a real redb store, over real HTTP: the pages, the read-only
 //! default, the token login, CSRF, and a signal sent from the page that the program owning
-//! the workflow then consumes.
+//! the workflow then consumes; on PostgreSQL, a run of the cluster runtime cancelled from
+//! its page while a worker runs it, its saga step compensated.
 
 mod support;
 
@@ -231,4 +232,151 @@ fn a_port_in_use_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("the port is in use"), "{err}");
+}
+
+/// Log in to `dash` from `page`: the session header and the page's CSRF token.
+fn log_in(dash: &Dashboard, page: &str) -> ([(&'static str, String); 1], String) {
+    let (status, headers, _) = dash.request(
+        "POST",
+        "/login",
+        &[("Referer", &format!("http://{}{page}", dash.addr))],
+        &[("token", TOKEN)],
+    );
+    assert_eq!(status, 303);
+    let cookie = headers
+        .get("set-cookie")
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_string();
+    let (_, _, body) = dash.request("GET", page, &[("Cookie", &cookie)], &[]);
+    let csrf = body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the form's CSRF token")
+        .to_string();
+    ([("Cookie", cookie)], csrf)
+}
+
+/// The states of the cluster workflow `"hold"`: a saga step, then a task that never ends.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+enum Hold {
+    Reserve,
+    Wait,
+    Done,
+}
+
+/// `Reserve`: counts its compensations.
+struct Reserve(Arc<std::sync::atomic::AtomicUsize>);
+
+#[saga::task(state = Hold)]
+impl Reserve {
+    type Output = ();
+    fn config(&self) -> TaskConfig {
+        TaskConfig::minimal()
+    }
+    async fn run(&self, _res: &Resources) -> Result<(TaskResult<Hold>, ()), CanoError> {
+        Ok((TaskResult::Single(Hold::Wait), ()))
+    }
+    async fn compensate(&self, _res: &Resources, _out: ()) -> Result<(), CanoError> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// `Wait`: tells the test it is running, then never ends.
+struct Wait(Arc<tokio::sync::Notify>);
+
+#[task(state = Hold)]
+impl Wait {
+    fn config(&self) -> TaskConfig {
+        TaskConfig::minimal()
+    }
+    async fn run_bare(&self) -> Result<TaskResult<Hold>, CanoError> {
+        self.0.notify_one();
+        std::future::pending().await
+    }
+}
+
+#[test]
+fn a_cancel_sent_from_the_page_ends_a_running_cluster_run() {
+    use cano::cancel::CancellationToken;
+    use cano::cluster::{Client, Registry, RunState, Worker};
+    use std::time::Duration;
+
+    let Some(url) = support::pg::fresh_database("dashboard_cancel") else {
+        return;
+    };
+    let rt = support::runtime();
+    let compensated = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let waiting = Arc::new(tokio::sync::Notify::new());
+    let registry = {
+        let (compensated, waiting) = (Arc::clone(&compensated), Arc::clone(&waiting));
+        Registry::new().register("hold", move |(): ()| {
+            Ok(Workflow::bare()
+                .register_with_compensation(Hold::Reserve, Reserve(Arc::clone(&compensated)))
+                .register(Hold::Wait, Wait(Arc::clone(&waiting)))
+                .add_exit_state(Hold::Done))
+        })
+    };
+    let (client, run, stop, worker) = rt.block_on(async {
+        let store = support::pg::connect(&url).await.with_worker_id("w-1");
+        let client = Client::new(store.clone()).with_poll_interval(Duration::from_millis(20));
+        let run = client
+            .submit("hold", &(), &Hold::Reserve, None)
+            .await
+            .unwrap();
+        let (stop, token) = CancellationToken::new();
+        let worker = Worker::new(store, registry).with_poll_interval(Duration::from_millis(20));
+        let worker = tokio::spawn(async move { worker.run(token).await });
+        waiting.notified().await;
+        (client, run, stop, worker)
+    });
+
+    let dash = Dashboard::start(&url, Some(TOKEN));
+    let page = format!("/runs/{run}");
+    let (session, csrf) = log_in(&dash, &page);
+    let session = [(session[0].0, session[0].1.as_str())];
+    let (status, _, body) = dash.request("GET", &page, &session, &[]);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("<b>Cluster:</b>"), "{body}");
+    assert!(body.contains(">running</span>"), "{body}");
+    assert!(body.contains("id=\"cancel\""), "{body}");
+    assert!(
+        !body.contains("id=\"retry\""),
+        "a running run cannot be retried: {body}"
+    );
+
+    let action = format!("{page}/cancel");
+    // Without the CSRF token: refused, nothing changes.
+    let (status, _, _) = dash.request("POST", &action, &session, &[("csrf", "0000")]);
+    assert_eq!(status, 403);
+    let (status, headers, _) = dash.request("POST", &action, &session, &[("csrf", &csrf)]);
+    assert_eq!(status, 303);
+    let (_, _, after) = dash.request("GET", &headers["location"], &session, &[]);
+    assert!(after.contains("asked the cluster to cancel run"), "{after}");
+
+    // The worker cancels the run: its saga step is compensated once.
+    let ended = rt
+        .block_on(client.wait(&run, Duration::from_secs(30)))
+        .unwrap();
+    assert_eq!(ended.state, RunState::Cancelled, "{ended:?}");
+    assert_eq!(compensated.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // Its page (no log left) shows the end; a cancelled run offers neither action.
+    let (status, _, body) = dash.request("GET", &page, &session, &[]);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(">cancelled</span>"), "{body}");
+    assert!(
+        !body.contains("id=\"cancel\"") && !body.contains("id=\"retry\""),
+        "{body}"
+    );
+    let (status, _, _) = dash.request(
+        "POST",
+        "/runs/no-such-run/cancel",
+        &session,
+        &[("csrf", &csrf)],
+    );
+    assert_eq!(status, 404);
+    stop.cancel();
+    rt.block_on(worker).unwrap().unwrap();
 }

@@ -191,7 +191,7 @@ fn cancel_and_retry_say_who_can() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains(
-            "on a PostgreSQL store a run is cancelled by",
+            "is not a cluster run (cano::cluster) is cancelled by the program that runs it",
         ))
         .stderr(predicate::str::contains("cano runs purge import-7"));
     cano()
@@ -202,6 +202,97 @@ fn cancel_and_retry_say_who_can() {
             "Workflow::resume_from(\"order-1043\")",
         ));
     assert_eq!(list_json(&url, &[]).len(), 4);
+}
+
+#[test]
+fn cancel_and_retry_act_on_cluster_runs() {
+    let Some(url) = pg::fresh_database("cluster_actions") else {
+        return;
+    };
+    let (ready, running, failed) = support::runtime().block_on(async {
+        let client = cano::cluster::Client::new(pg::connect(&url).await);
+        let mut ids = Vec::new();
+        for n in 0..3 {
+            ids.push(client.submit("job", &n, &"Start", None).await.unwrap());
+        }
+        (ids[0].clone(), ids[1].clone(), ids[2].clone())
+    });
+    // One taken by a worker, one failed (as workers record them).
+    pg::query(
+        &url,
+        &format!(
+            "UPDATE cano_cluster_runs SET status = 'running', worker = 'w-1' WHERE run_id = '{running}'"
+        ),
+    );
+    pg::query(
+        &url,
+        &format!(
+            "UPDATE cano_cluster_runs SET status = 'failed', error = 'boom', finished_at = now() \
+             WHERE run_id = '{failed}'"
+        ),
+    );
+    let json =
+        |args: &[&str]| -> serde_json::Value { serde_json::from_str(&stdout_of(args)).unwrap() };
+    let cancel = |id: &str| json(&["runs", "cancel", id, "--store", &url, "--json"]);
+
+    let out = cancel(&ready);
+    assert_eq!(
+        (out["outcome"].as_str(), out["status"].as_str()),
+        (Some("cancelled"), Some("cancelled")),
+        "{out}"
+    );
+    let out = cancel(&ready);
+    assert_eq!(out["outcome"], "already-ended", "{out}");
+    let out = cancel(&running);
+    assert_eq!(
+        (out["outcome"].as_str(), out["status"].as_str()),
+        (Some("requested"), Some("running")),
+        "{out}"
+    );
+    assert_eq!(
+        pg::query(
+            &url,
+            &format!(
+                "SELECT (cancel_requested_at IS NOT NULL)::text FROM cano_cluster_runs WHERE run_id = '{running}'"
+            )
+        ),
+        ["true"]
+    );
+    cano()
+        .args(["runs", "cancel", &failed, "--store", &url])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "has ended already (failed): nothing changed",
+        ));
+
+    cano()
+        .args(["runs", "retry", &failed, "--store", &url])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("is ready again"));
+    assert_eq!(
+        pg::query(
+            &url,
+            &format!(
+                "SELECT status || ' ' || attempts FROM cano_cluster_runs WHERE run_id = '{failed}'"
+            )
+        ),
+        ["ready 0"]
+    );
+    cano()
+        .args(["runs", "retry", &ready, "--store", &url])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "is cancelled: only a failed or parked run can be retried",
+        ));
+    // Not a cluster run and not in the store: the usual error.
+    cano()
+        .args(["runs", "cancel", "no-such-run", "--store", &url])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("no-such-run"));
 }
 
 /// What `runs list` says on `store`: exit code 1 and stderr.
