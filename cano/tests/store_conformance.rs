@@ -291,9 +291,12 @@ mod checks {
             .as_millis() as u64
     }
 
+    /// The run `id` as listed, checked against what `run_summary` reads of it alone.
     async fn listed(store: &impl Store, id: &str) -> Option<RunSummary> {
         let runs = store.list_runs().await.unwrap();
-        runs.into_iter().find(|r| r.workflow_id == id)
+        let listed = runs.into_iter().find(|r| r.workflow_id == id);
+        assert_eq!(store.run_summary(id).await.unwrap(), listed, "{id}");
+        listed
     }
 
     pub async fn runs_carry_when_they_were_first_and_last_written(store: Arc<impl Store>) {

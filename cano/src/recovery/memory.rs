@@ -267,6 +267,26 @@ impl ListRuns for MemoryCheckpointStore {
         summaries.sort_by(|a, b| a.workflow_id.cmp(&b.workflow_id));
         Box::pin(ready(Ok(summaries)))
     }
+
+    fn run_summary<'a>(&'a self, workflow_id: &'a str) -> StoreFuture<'a, Option<RunSummary>> {
+        let found = self
+            .runs
+            .lock()
+            .get(workflow_id)
+            .filter(|log| !log.rows.is_empty())
+            .map(|log| {
+                let (rows, failed) = (log.rows.clone(), log.failed.clone());
+                (rows, log.started_ms, log.updated_ms, failed)
+            });
+        let summary = found.map(|(rows, started_ms, updated_ms, failed)| {
+            let mut summary = super::log::summarize(workflow_id, &rows);
+            summary.started_ms = Some(started_ms);
+            summary.updated_ms = Some(updated_ms);
+            super::mark_failed(&mut summary, failed.map(String::from));
+            summary
+        });
+        Box::pin(ready(Ok(summary)))
+    }
 }
 
 /// Each run gets a writer that appends and clears as the store does, and marks the run

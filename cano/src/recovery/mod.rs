@@ -364,6 +364,18 @@ pub trait ListRuns: CheckpointStore {
     ///
     /// Dropping the future abandons the listing; the store is not changed by it.
     fn list_runs(&self) -> StoreFuture<'_, Vec<RunSummary>>;
+
+    /// The run `workflow_id` as [`list_runs`](Self::list_runs) reports it, or `None` when
+    /// the store holds no log for it.
+    ///
+    /// The default lists every run and picks this one; the built-in stores read only
+    /// the run's own log. Dropping the future abandons the read.
+    fn run_summary<'a>(&'a self, workflow_id: &'a str) -> StoreFuture<'a, Option<RunSummary>> {
+        Box::pin(async move {
+            let runs = self.list_runs().await?;
+            Ok(runs.into_iter().find(|run| run.workflow_id == workflow_id))
+        })
+    }
 }
 
 #[cfg(test)]

@@ -405,6 +405,14 @@ fn decode_row(
     })
 }
 
+/// A row's `created_at` (column `at`) in milliseconds since the Unix epoch.
+fn created_ms(row: &tokio_postgres::Row, at: usize) -> Result<u64, CanoError> {
+    let at: std::time::SystemTime = row.try_get(at).map_err(|e| pg_error(&e, Doing::List))?;
+    Ok(at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
+}
+
 /// The refusal of a second row at `sequence` in `workflow_id`'s log.
 fn conflict(workflow_id: &str, sequence: u64) -> CanoError {
     CanoError::checkpoint_store(format!(
@@ -485,6 +493,43 @@ impl PostgresCheckpointStore {
         tx.commit().await.map_err(&failed)
     }
 
+    /// The run `workflow_id`'s summary, as [`list`](Self::list) makes it.
+    async fn summary(&self, workflow_id: &str) -> Result<Option<RunSummary>, CanoError> {
+        let conn = self.inner.pool.get().await?;
+        let failed = conn.on_error(Doing::List);
+        // One statement: one snapshot.
+        let rows = conn
+            .client
+            .query(
+                "SELECT c.sequence, c.kind, c.state, c.task_id, c.output_blob, c.created_at, \
+                        (SELECT f.error FROM cano_run_failures f \
+                         JOIN cano_runs r ON r.workflow_id = f.workflow_id AND r.epoch = f.epoch \
+                         WHERE f.workflow_id = $1) \
+                 FROM cano_checkpoints c WHERE c.workflow_id = $1 ORDER BY c.sequence",
+                &[&workflow_id],
+            )
+            .await
+            .map_err(&failed)?;
+        drop(conn);
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let mark: Option<String> = first.try_get(6).map_err(&failed)?;
+        let mut log = Vec::with_capacity(rows.len());
+        let (mut started, mut updated) = (u64::MAX, 0);
+        for row in &rows {
+            log.push(decode_row(workflow_id, row, 0, Doing::List)?);
+            let at = created_ms(row, 5)?;
+            started = started.min(at);
+            updated = updated.max(at);
+        }
+        let mut summary = super::log::summarize(workflow_id, &log);
+        summary.started_ms = Some(started);
+        summary.updated_ms = Some(updated);
+        super::mark_failed(&mut summary, mark);
+        Ok(Some(summary))
+    }
+
     /// Every run's summary, with its times (the first and last rows' `created_at`) and
     /// its failure mark (if the run is still at the epoch it was marked under), read in
     /// one snapshot.
@@ -534,11 +579,7 @@ impl PostgresCheckpointStore {
         for row in &rows {
             let id: &str = row.try_get(0).map_err(|e| pg_error(&e, Doing::List))?;
             let decoded = decode_row(id, row, 1, Doing::List)?;
-            let at: std::time::SystemTime =
-                row.try_get(6).map_err(|e| pg_error(&e, Doing::List))?;
-            let at = at
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            let at = created_ms(row, 6)?;
             match &mut current {
                 Some((run, log, (started, updated))) if run == id => {
                     log.push(decoded);
@@ -602,6 +643,10 @@ impl CheckpointStore for PostgresCheckpointStore {
 impl ListRuns for PostgresCheckpointStore {
     fn list_runs(&self) -> StoreFuture<'_, Vec<RunSummary>> {
         Box::pin(self.list())
+    }
+
+    fn run_summary<'a>(&'a self, workflow_id: &'a str) -> StoreFuture<'a, Option<RunSummary>> {
+        Box::pin(self.summary(workflow_id))
     }
 }
 

@@ -991,18 +991,45 @@ impl RedbCheckpointStore {
     fn list(shared: &Shared) -> Result<Vec<super::RunSummary>, CanoError> {
         let mut runs = Vec::new();
         for id in Self::run_ids(shared)? {
-            let (rows, meta) = Self::read_run(shared, &id, true)?;
             // Cleared between the two reads: no longer a run.
-            if !rows.is_empty() {
-                let mut summary = super::log::summarize(&id, &rows);
-                let meta = meta.unwrap_or_default();
-                summary.started_ms = meta.started_ms;
-                summary.updated_ms = meta.updated_ms;
-                super::mark_failed(&mut summary, meta.failed);
+            if let Some(summary) = Self::summary(shared, &id)? {
                 runs.push(summary);
             }
         }
         Ok(runs)
+    }
+
+    /// The run `workflow_id` summarized with its times and failure mark (`None`: no rows).
+    fn summary(shared: &Shared, workflow_id: &str) -> Result<Option<super::RunSummary>, CanoError> {
+        let (rows, meta) = Self::read_run(shared, workflow_id, true)?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let mut summary = super::log::summarize(workflow_id, &rows);
+        let meta = meta.unwrap_or_default();
+        summary.started_ms = meta.started_ms;
+        summary.updated_ms = meta.updated_ms;
+        super::mark_failed(&mut summary, meta.failed);
+        Ok(Some(summary))
+    }
+
+    /// `read` on tokio's blocking pool (or here, outside a runtime).
+    async fn off_runtime<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Shared) -> Result<T, CanoError> + Send + 'static,
+    ) -> Result<T, CanoError> {
+        let shared = Arc::clone(&self.inner.shared);
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => handle
+                .spawn_blocking(move || read(&shared))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(CanoError::checkpoint_store(format!(
+                        "redb: read task failed: {e}"
+                    )))
+                }),
+            Err(_) => read(&shared),
+        }
     }
 }
 
@@ -1010,20 +1037,15 @@ impl super::ListRuns for RedbCheckpointStore {
     fn list_runs(
         &self,
     ) -> Pin<Box<dyn Future<Output = Result<Vec<super::RunSummary>, CanoError>> + Send + '_>> {
-        Box::pin(async move {
-            let shared = Arc::clone(&self.inner.shared);
-            match tokio::runtime::Handle::try_current() {
-                Ok(handle) => handle
-                    .spawn_blocking(move || Self::list(&shared))
-                    .await
-                    .unwrap_or_else(|e| {
-                        Err(CanoError::checkpoint_store(format!(
-                            "redb: listing task failed: {e}"
-                        )))
-                    }),
-                Err(_) => Self::list(&shared),
-            }
-        })
+        Box::pin(self.off_runtime(Self::list))
+    }
+
+    fn run_summary<'a>(
+        &'a self,
+        workflow_id: &'a str,
+    ) -> StoreFuture<'a, Option<super::RunSummary>> {
+        let id = workflow_id.to_owned();
+        Box::pin(self.off_runtime(move |shared| Self::summary(shared, &id)))
     }
 }
 
