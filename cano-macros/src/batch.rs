@@ -21,6 +21,7 @@ pub(crate) const MODEL: Model = Model {
             "item_retry",
             "config",
             "name",
+            "is_retryable",
         ],
         assoc_types: &["Item", "ItemOutput"],
     },
@@ -47,6 +48,7 @@ pub(crate) const MODEL: Model = Model {
         module: "batch",
         function: "run_batch",
     }),
+    forwards_is_retryable: true,
 };
 
 fn defaults() -> Vec<(&'static str, ImplItem)> {

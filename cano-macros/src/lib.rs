@@ -171,10 +171,11 @@ pub fn derive_from_resources(input: TokenStream) -> TokenStream {
 ///   items with the same prefix (bare names must be in scope, e.g. via `cano::prelude::*`).
 ///   No arguments.
 /// * On an inherent impl, `#[task::router(state = S[, key = K])]`: `route` is required,
-///   `config` and `name` are optional (the trait's defaults are filled in); anything else is
-///   an error. Writes `impl ::cano::RouterTask<S[, K]> for T` and the `Task` impl.
+///   `config`, `name` and `is_retryable` are optional (the trait's defaults are filled in);
+///   anything else is an error. Writes `impl ::cano::RouterTask<S[, K]> for T` and the
+///   `Task` impl.
 ///
-/// The `Task` impl forwards `config` and `name` and runs `route`.
+/// The `Task` impl forwards `config`, `name` and `is_retryable` and runs `route`.
 ///
 /// ```ignore
 /// use cano::prelude::*;
@@ -200,8 +201,9 @@ pub fn router_task(args: TokenStream, item: TokenStream) -> TokenStream {
 /// Implements `cano::PollTask` (and `cano::Task` for it): `#[cano::task::poll]`.
 ///
 /// The forms are those of [`macro@router_task`]. An inherent impl requires `poll` and may
-/// define `config` (default `TaskConfig::minimal()`), `name` and `on_poll_error` (default
-/// `PollErrorPolicy::FailFast`). The `Task` impl runs `cano::task::poll::run_poll_loop`.
+/// define `config` (default `TaskConfig::minimal()`), `name`, `on_poll_error` (default
+/// `PollErrorPolicy::FailFast`) and `is_retryable`. The `Task` impl forwards `config`,
+/// `name` and `is_retryable` and runs `cano::task::poll::run_poll_loop`.
 ///
 /// ```ignore
 /// use cano::prelude::*;
@@ -286,10 +288,11 @@ pub fn timer_task(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// The forms are those of [`macro@router_task`]. An inherent impl requires `load`,
 /// `process_item` and `finish`, and may define `concurrency` (default 1), `item_retry`
-/// (default `RetryMode::None`), `config` and `name`. `type Item` and `type ItemOutput` may
-/// be declared; otherwise they are inferred from `process_item(&self, item: &Item)` and its
-/// `Result<ItemOutput, _>` (or `CanoResult<ItemOutput>`) return type. The `Task` impl runs
-/// `cano::task::batch::run_batch`.
+/// (default `RetryMode::None`), `config`, `name` and `is_retryable`. `type Item` and
+/// `type ItemOutput` may be declared; otherwise they are inferred from
+/// `process_item(&self, item: &Item)` and its `Result<ItemOutput, _>` (or
+/// `CanoResult<ItemOutput>`) return type. The `Task` impl forwards `config`, `name` and
+/// `is_retryable` and runs `cano::task::batch::run_batch`.
 ///
 /// ```ignore
 /// use cano::prelude::*;
@@ -322,7 +325,8 @@ pub fn batch_task(args: TokenStream, item: TokenStream) -> TokenStream {
 /// Implements `cano::SteppedTask` (and `cano::Task` for it): `#[cano::task::stepped]`.
 ///
 /// The forms are those of [`macro@router_task`]. An inherent impl requires `step` and may
-/// define `config` and `name`. `type Cursor` may be declared; otherwise it is inferred from
+/// define `config`, `name` and `is_retryable` (asked per step by
+/// `Workflow::register_stepped`). `type Cursor` may be declared; otherwise it is inferred from
 /// the `cursor: Option<Cursor>` parameter of `step`. The `Task` impl runs the steps in
 /// memory with `cano::task::stepped::run_stepped`.
 ///
@@ -379,7 +383,8 @@ pub fn stream_task(args: TokenStream, item: TokenStream) -> TokenStream {
 /// * On a trait definition or on `impl CompensatableTask<S[, K]> for T`: the async rewrite
 ///   alone. No arguments.
 /// * On an inherent impl, `#[saga::task(state = S[, key = K])]`: `type Output`, `run` and
-///   `compensate` are required, `config` and `name` are optional; anything else is an error.
+///   `compensate` are required, `config`, `name` and `is_retryable` are optional; anything
+///   else is an error.
 ///   Writes `impl ::cano::CompensatableTask<S[, K]> for T`.
 ///
 /// No `Task` impl is generated: register the type with

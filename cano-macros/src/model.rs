@@ -48,6 +48,10 @@ pub(crate) struct Model {
     pub(crate) infer: fn(&ItemImpl, &Inventory, &mut Errors) -> Vec<ImplItem>,
     /// How the companion `Task::run` drives the model; `None` for no companion.
     pub(crate) runner: Option<Runner>,
+    /// Whether the companion's `Task::is_retryable` forwards to the model trait's
+    /// `is_retryable`, so that the attempts the companion's config allows retry only the
+    /// errors the task says are worth it. Otherwise the companion keeps `Task`'s default.
+    pub(crate) forwards_is_retryable: bool,
 }
 
 /// The body of the companion `Task::run`.
@@ -207,7 +211,9 @@ pub(crate) fn expand(model: &Model, plan: Plan) -> syn::Result<TokenStream> {
         Plan::Rewrite(item) => rewrite::rewrite_item(item),
         Plan::Impl(mut item, companion) => {
             let companion = match (companion, model.runner) {
-                (Some(companion), Some(runner)) => companion.expand(runner, &item),
+                (Some(companion), Some(runner)) => {
+                    companion.expand(runner, model.forwards_is_retryable, &item)
+                }
                 _ => TokenStream::new(),
             };
             rewrite::rewrite_impl(&mut item)?;
@@ -308,8 +314,9 @@ fn validate_inherent(
 }
 
 impl Companion {
-    /// `impl Task<S[, K]> for T`, with the impl's attributes, generics and where-clause.
-    fn expand(&self, runner: Runner, item: &ItemImpl) -> TokenStream {
+    /// `impl Task<S[, K]> for T`, with the impl's attributes, generics and where-clause;
+    /// `is_retryable` forwarded to the model trait when `forwards_is_retryable`.
+    fn expand(&self, runner: Runner, forwards_is_retryable: bool, item: &ItemImpl) -> TokenStream {
         let Self {
             prefix,
             trait_path,
@@ -363,6 +370,13 @@ impl Companion {
                 (body, Some(marker))
             }
         };
+        let is_retryable = forwards_is_retryable.then(|| {
+            quote! {
+                fn is_retryable(&self, error: &#cano_error, attempt: u32) -> bool {
+                    <Self as #trait_path>::is_retryable(self, error, attempt)
+                }
+            }
+        });
         quote! {
             #(#attrs)*
             #[automatically_derived]
@@ -374,6 +388,8 @@ impl Companion {
                 fn name(&self) -> ::std::borrow::Cow<'static, str> {
                     <Self as #trait_path>::name(self)
                 }
+
+                #is_retryable
 
                 fn run<'life0, 'life1, 'async_trait>(
                     &'life0 self,

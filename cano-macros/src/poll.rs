@@ -11,7 +11,7 @@ pub(crate) const MODEL: Model = Model {
     rules: Rules {
         prefix: "#[cano::task::poll]: ",
         trait_name: "PollTask",
-        methods: &["poll", "config", "name", "on_poll_error"],
+        methods: &["poll", "config", "name", "on_poll_error", "is_retryable"],
         assoc_types: &[],
     },
     requires: "#[cano::task::poll] requires",
@@ -26,6 +26,7 @@ pub(crate) const MODEL: Model = Model {
         module: "poll",
         function: "run_poll_loop",
     }),
+    forwards_is_retryable: true,
 };
 
 fn defaults() -> Vec<(&'static str, ImplItem)> {
@@ -127,7 +128,7 @@ mod tests {
         assert_eq!(
             errors,
             [
-                "#[cano::task::poll]: unexpected method `extra` in inherent impl; only `poll`, `config`, `name`, and `on_poll_error` are allowed"
+                "#[cano::task::poll]: unexpected method `extra` in inherent impl; only `poll`, `config`, `name`, `on_poll_error`, and `is_retryable` are allowed"
             ]
         );
     }

@@ -10,7 +10,7 @@ pub(crate) const MODEL: Model = Model {
     rules: Rules {
         prefix: "#[cano::task::router]: ",
         trait_name: "RouterTask",
-        methods: &["route", "config", "name"],
+        methods: &["route", "config", "name", "is_retryable"],
         assoc_types: &[],
     },
     requires: "#[cano::task::router] requires",
@@ -22,6 +22,7 @@ pub(crate) const MODEL: Model = Model {
     defaults,
     infer: model::infer_nothing,
     runner: Some(Runner::Method("route")),
+    forwards_is_retryable: true,
 };
 
 fn defaults() -> Vec<(&'static str, ImplItem)> {
@@ -59,6 +60,12 @@ mod tests {
         assert!(out.contains("impl :: cano :: Task < Step > for R"), "{out}");
         assert!(
             out.contains("< Self as :: cano :: RouterTask < Step > > :: route (self , res)"),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "< Self as :: cano :: RouterTask < Step > > :: is_retryable (self , error , attempt)"
+            ),
             "{out}"
         );
         assert!(
@@ -120,7 +127,7 @@ mod tests {
             errors,
             [
                 "#[cano::task::router]: associated types are not part of the `RouterTask` trait",
-                "#[cano::task::router]: unexpected method `helper` in inherent impl; only `route`, `config`, and `name` are allowed",
+                "#[cano::task::router]: unexpected method `helper` in inherent impl; only `route`, `config`, `name`, and `is_retryable` are allowed",
                 "#[cano::task::router] requires `async fn route(&self, res: &Resources) -> Result<TaskResult<S>, CanoError>` — missing `route`",
                 "#[cano::task::router] on an inherent `impl T { ... }` block requires `state = T` (e.g. `#[task::router(state = MyState)]`)",
             ]

@@ -29,6 +29,8 @@ pub(crate) const MODEL: Model = Model {
     defaults: model::no_defaults,
     infer: model::infer_nothing,
     runner: None,
+    // No companion: the workflow asks `CompensatableTask::is_retryable` itself.
+    forwards_is_retryable: false,
 };
 
 #[cfg(test)]

@@ -25,6 +25,8 @@ pub(crate) const MODEL: Model = Model {
     defaults: model::no_defaults,
     infer: model::infer_nothing,
     runner: None,
+    // No companion: nothing to forward.
+    forwards_is_retryable: false,
 };
 
 #[cfg(test)]

@@ -29,6 +29,9 @@ pub(crate) const MODEL: Model = Model {
         module: "stepped",
         function: "run_stepped",
     }),
+    // `SteppedTask::is_retryable` is about one step of the engine-driven loop
+    // (`register_stepped`), not the whole in-memory loop the companion runs.
+    forwards_is_retryable: false,
 };
 
 fn defaults() -> Vec<(&'static str, ImplItem)> {

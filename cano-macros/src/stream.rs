@@ -56,6 +56,8 @@ pub(crate) const MODEL: Model = Model {
         module: "stream",
         function: "run_stream",
     }),
+    // A stream is never retried (a retry would read the source again).
+    forwards_is_retryable: false,
 };
 
 fn defaults() -> Vec<(&'static str, ImplItem)> {

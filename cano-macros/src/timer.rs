@@ -34,6 +34,7 @@ pub(crate) const MODEL: Model = Model {
         function: "run_timer",
         marker: "__timer",
     }),
+    forwards_is_retryable: false,
 };
 
 fn defaults() -> Vec<(&'static str, ImplItem)> {

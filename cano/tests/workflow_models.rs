@@ -2,7 +2,7 @@
 //! tasks follow their error budget and are bounded by `attempt_timeout`, batch tasks fail
 //! only through `load`/`finish`, and `register_stepped` runs an engine-driven step loop
 //! that retries each step with the same cursor, records every cursor and resumes from the
-//! last one.
+//! last one. Every model retries only the errors its task says are worth it.
 //!
 //! Deliberate difference from 0.12.0 (COMPATIBILITY.md, "Stepped cursor on resume"): only
 //! the resume point's own cursor is fed to a resumed run; every other entry of a stepped
@@ -136,16 +136,38 @@ impl Route {
     }
 }
 
+/// A router that always fails with `error`, counting its calls. Keeps the default config
+/// (four attempts); errors that say they are permanent are not worth another one.
+struct Picky {
+    error: &'static str,
+    calls: Arc<AtomicU32>,
+}
+
+#[task::router(state = S)]
+impl Picky {
+    fn is_retryable(&self, error: &CanoError, _attempt: u32) -> bool {
+        !error.message().starts_with("permanent")
+    }
+
+    async fn route(&self, _res: &Resources) -> Result<TaskResult<S>, CanoError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Err(CanoError::task_execution(self.error))
+    }
+}
+
 /// One scripted answer of [`Scripted`].
 #[derive(Clone, Copy)]
 enum Answer {
     Error,
+    /// An error the poller says is not worth another attempt.
+    Permanent,
     Pending(u64),
     Ready,
 }
 
 /// A poller that plays a script; once the script is used up it stays pending (1 ms).
-/// Error `n` reads `poll error {n}`, where `n` counts every poll.
+/// Error `n` reads `poll error {n}` (`permanent poll error {n}`), where `n` counts every
+/// poll; only the permanent ones are not worth another attempt.
 struct Scripted {
     script: Mutex<VecDeque<Answer>>,
     polls: Arc<AtomicU32>,
@@ -185,6 +207,9 @@ impl Scripted {
             .unwrap_or(Answer::Pending(1));
         match answer {
             Answer::Error => Err(CanoError::task_execution(format!("poll error {n}"))),
+            Answer::Permanent => Err(CanoError::task_execution(format!(
+                "permanent poll error {n}"
+            ))),
             Answer::Pending(delay_ms) => Ok(PollOutcome::Pending { delay_ms }),
             Answer::Ready => Ok(PollOutcome::Ready(TaskResult::Single(self.next.clone()))),
         }
@@ -199,6 +224,10 @@ impl Scripted {
 
     fn on_poll_error(&self) -> PollErrorPolicy {
         self.policy.clone()
+    }
+
+    fn is_retryable(&self, error: &CanoError, _attempt: u32) -> bool {
+        !error.message().starts_with("permanent")
     }
 
     async fn poll(&self, _res: &Resources) -> Result<PollOutcome<S>, CanoError> {
@@ -290,6 +319,74 @@ impl Numbers {
             .collect();
         self.finished.lock().unwrap().push(seen);
         Ok(TaskResult::Single(self.next.clone()))
+    }
+}
+
+/// A batch over `[1, 2]` whose item 2 (or, with `failing_load`, whose `load`) always fails
+/// with `error`. Items and the batch both get two retries a second apart, except for errors
+/// that say they are permanent.
+struct PickyBatch {
+    error: &'static str,
+    failing_load: bool,
+    loads: Arc<AtomicU32>,
+    /// The item of every `process_item` call, in call order.
+    items: Arc<Mutex<Vec<u32>>>,
+    finished: Finished,
+}
+
+impl PickyBatch {
+    fn new(error: &'static str, failing_load: bool) -> Self {
+        Self {
+            error,
+            failing_load,
+            loads: Arc::default(),
+            items: Arc::default(),
+            finished: Arc::default(),
+        }
+    }
+}
+
+#[task::batch(state = S)]
+impl PickyBatch {
+    fn item_retry(&self) -> RetryMode {
+        RetryMode::fixed(2, Duration::from_secs(1))
+    }
+
+    fn config(&self) -> TaskConfig {
+        TaskConfig::minimal().with_fixed_retry(2, Duration::from_secs(1))
+    }
+
+    fn is_retryable(&self, error: &CanoError, _attempt: u32) -> bool {
+        !error.message().starts_with("permanent")
+    }
+
+    async fn load(&self, _res: &Resources) -> Result<Vec<u32>, CanoError> {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        if self.failing_load {
+            return Err(CanoError::task_execution(self.error));
+        }
+        Ok(vec![1, 2])
+    }
+
+    async fn process_item(&self, item: &u32) -> Result<u32, CanoError> {
+        self.items.lock().unwrap().push(*item);
+        if *item == 2 {
+            return Err(CanoError::task_execution(self.error));
+        }
+        Ok(item * 2)
+    }
+
+    async fn finish(
+        &self,
+        _res: &Resources,
+        outputs: Vec<Result<u32, CanoError>>,
+    ) -> Result<TaskResult<S>, CanoError> {
+        let seen = outputs
+            .into_iter()
+            .map(|r| r.map_err(|e| e.message().to_string()))
+            .collect();
+        self.finished.lock().unwrap().push(seen);
+        Ok(TaskResult::Single(S::Done))
     }
 }
 
@@ -539,6 +636,35 @@ async fn a_failing_router_start_state_leaves_nothing_to_resume() {
     assert!(err.message().contains("no checkpoint rows"), "{err}");
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_router_retries_only_the_errors_it_says_are_worth_it() {
+    let route = |error| {
+        let calls = Arc::new(AtomicU32::new(0));
+        let wf = Workflow::bare()
+            .register_router(
+                S::Route,
+                Picky {
+                    error,
+                    calls: calls.clone(),
+                },
+            )
+            .add_exit_state(S::Done);
+        (wf, calls)
+    };
+
+    // Retryable: every one of the default config's four attempts is made.
+    let (wf, calls) = route("lookup timed out");
+    let err = wf.orchestrate(S::Route).await.unwrap_err();
+    assert!(matches!(err, CanoError::RetryExhausted(_)), "{err:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+
+    // Not retryable: one attempt, and the error comes back as it is.
+    let (wf, calls) = route("permanent: no such region");
+    let err = wf.orchestrate(S::Route).await.unwrap_err();
+    assert_eq!(err, CanoError::task_execution("permanent: no such region"));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
 // ---------------------------------------------------------------------------------------
 // Poll
 // ---------------------------------------------------------------------------------------
@@ -653,6 +779,34 @@ async fn attempt_timeout_bounds_a_poll_loop_that_never_becomes_ready() {
     assert!(polls.load(Ordering::SeqCst) > 1);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_poll_task_retries_only_the_errors_it_says_are_worth_it() {
+    let config = TaskConfig::minimal().with_fixed_retry(2, Duration::from_secs(1));
+
+    // Retryable: the failed loop is run again a second later, and becomes ready.
+    let polls = Arc::new(AtomicU32::new(0));
+    let poller =
+        Scripted::new(&[Answer::Error, Answer::Ready], &polls, S::Done).with_config(config.clone());
+    let start = Instant::now();
+    assert_eq!(
+        poll_workflow(poller).orchestrate(S::Wait).await.unwrap(),
+        S::Done
+    );
+    assert_eq!(polls.load(Ordering::SeqCst), 2);
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+
+    // Not retryable: one attempt, and the error comes back as it is.
+    let polls = Arc::new(AtomicU32::new(0));
+    let poller =
+        Scripted::new(&[Answer::Permanent, Answer::Ready], &polls, S::Done).with_config(config);
+    let err = poll_workflow(poller)
+        .orchestrate(S::Wait)
+        .await
+        .unwrap_err();
+    assert_eq!(err, CanoError::task_execution("permanent poll error 1"));
+    assert_eq!(polls.load(Ordering::SeqCst), 1);
+}
+
 // ---------------------------------------------------------------------------------------
 // Batch
 // ---------------------------------------------------------------------------------------
@@ -725,6 +879,61 @@ async fn a_load_error_that_outlasts_the_retries_fails_the_state_without_finish()
     assert!(matches!(err, CanoError::RetryExhausted(_)), "{err:?}");
     assert!(err.message().contains("load failed"), "{err}");
     assert_eq!(loads.load(Ordering::SeqCst), 3);
+    assert!(finished.lock().unwrap().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_item_is_retried_only_for_errors_the_batch_says_are_worth_it() {
+    // Retryable: item 2 gets all three attempts, and `finish` gets its last error.
+    let batch = PickyBatch::new("busy", false);
+    let (items, finished) = (Arc::clone(&batch.items), Arc::clone(&batch.finished));
+    let wf = Workflow::bare()
+        .register(S::Crunch, batch)
+        .add_exit_state(S::Done);
+    assert_eq!(wf.orchestrate(S::Crunch).await.unwrap(), S::Done);
+    assert_eq!(*items.lock().unwrap(), [1, 2, 2, 2]);
+    assert_eq!(
+        *finished.lock().unwrap(),
+        [vec![Ok(2), Err("busy".to_string())]]
+    );
+
+    // Not retryable: item 2 gets one attempt, and `finish` gets its error at once.
+    let batch = PickyBatch::new("permanent: corrupt", false);
+    let (items, finished) = (Arc::clone(&batch.items), Arc::clone(&batch.finished));
+    let wf = Workflow::bare()
+        .register(S::Crunch, batch)
+        .add_exit_state(S::Done);
+    let start = Instant::now();
+    assert_eq!(wf.orchestrate(S::Crunch).await.unwrap(), S::Done);
+    assert_eq!(start.elapsed(), Duration::ZERO, "no retry delay");
+    assert_eq!(*items.lock().unwrap(), [1, 2]);
+    assert_eq!(
+        *finished.lock().unwrap(),
+        [vec![Ok(2), Err("permanent: corrupt".to_string())]]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_load_error_is_retried_only_when_the_batch_says_it_is_worth_it() {
+    // Retryable: all three attempts of the batch, then `RetryExhausted`.
+    let batch = PickyBatch::new("load timed out", true);
+    let loads = Arc::clone(&batch.loads);
+    let wf = Workflow::bare()
+        .register(S::Crunch, batch)
+        .add_exit_state(S::Done);
+    let err = wf.orchestrate(S::Crunch).await.unwrap_err();
+    assert!(matches!(err, CanoError::RetryExhausted(_)), "{err:?}");
+    assert_eq!(loads.load(Ordering::SeqCst), 3);
+
+    // Not retryable: one attempt, and the error comes back as it is.
+    let batch = PickyBatch::new("permanent: no such bucket", true);
+    let (loads, finished) = (Arc::clone(&batch.loads), Arc::clone(&batch.finished));
+    let wf = Workflow::bare()
+        .register(S::Crunch, batch)
+        .add_exit_state(S::Done);
+    let err = wf.orchestrate(S::Crunch).await.unwrap_err();
+    assert_eq!(err, CanoError::task_execution("permanent: no such bucket"));
+    assert_eq!(loads.load(Ordering::SeqCst), 1);
     assert!(finished.lock().unwrap().is_empty());
 }
 

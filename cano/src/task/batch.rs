@@ -57,7 +57,9 @@ pub type DefaultBatchItem = Box<dyn std::any::Any + Send + Sync>;
 /// The output type of [`DynBatchTask`].
 pub type DefaultBatchItemOutput = Box<dyn std::any::Any + Send>;
 
-/// A task that fans out over data items inside one state. Write it with `#[task::batch]`.
+/// A task that fans out over data items inside one state. Write it with `#[task::batch]`;
+/// the attribute also implements [`Task`](crate::Task) for the type (forwarding `config`,
+/// `name` and `is_retryable`, and running [`run_batch`]).
 #[allow(clippy::type_complexity)] // the boxed async-fn signatures are fixed by the contract
 pub trait BatchTask<TState, TResourceKey = Cow<'static, str>>: Send + Sync
 where
@@ -87,6 +89,57 @@ where
     /// The task's name. Default: the type's path.
     fn name(&self) -> Cow<'static, str> {
         Cow::Borrowed(std::any::type_name::<Self>())
+    }
+
+    /// Whether `error`, returned by failed attempt number `attempt` (1-based), is worth
+    /// another attempt. Default: every error is. Asked for a failed item (its attempts
+    /// under [`item_retry`](Self::item_retry): `false` hands the error to `finish` at
+    /// once) and for a failed `load` or `finish` (the batch's attempts under
+    /// [`config`](Self::config): `false` fails the state at once with that error, not
+    /// wrapped in `RetryExhausted`). See [`Task::is_retryable`](crate::Task::is_retryable).
+    ///
+    /// ```
+    /// use cano::prelude::*;
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::time::Duration;
+    ///
+    /// # #[derive(Debug, Clone, PartialEq, Eq, Hash)] enum S { Resize, Done }
+    /// struct Resize(Arc<AtomicU32>);
+    ///
+    /// #[task::batch(state = S)]
+    /// impl Resize {
+    ///     fn item_retry(&self) -> RetryMode {
+    ///         RetryMode::fixed(3, Duration::from_millis(100))
+    ///     }
+    ///     fn is_retryable(&self, error: &CanoError, _attempt: u32) -> bool {
+    ///         !error.message().contains("corrupt")
+    ///     }
+    ///     async fn load(&self, _res: &Resources) -> Result<Vec<u32>, CanoError> {
+    ///         Ok(vec![7])
+    ///     }
+    ///     async fn process_item(&self, _item: &u32) -> Result<u32, CanoError> {
+    ///         self.0.fetch_add(1, Ordering::SeqCst);
+    ///         Err(CanoError::task_execution("corrupt image"))
+    ///     }
+    ///     async fn finish(&self, _res: &Resources, outputs: Vec<Result<u32, CanoError>>)
+    ///         -> Result<TaskResult<S>, CanoError>
+    ///     {
+    ///         assert!(outputs[0].is_err());
+    ///         Ok(TaskResult::Single(S::Done))
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), CanoError> {
+    /// let calls = Arc::new(AtomicU32::new(0));
+    /// let wf = Workflow::bare().register(S::Resize, Resize(calls.clone())).add_exit_state(S::Done);
+    /// assert_eq!(wf.orchestrate(S::Resize).await?, S::Done);
+    /// assert_eq!(calls.load(Ordering::SeqCst), 1); // the item was not retried
+    /// # Ok(()) }
+    /// ```
+    fn is_retryable(&self, error: &CanoError, attempt: u32) -> bool {
+        let _ = (error, attempt);
+        true
     }
 
     /// Produce the items to process.
@@ -185,7 +238,8 @@ async fn indexed<T>(i: usize, fut: impl Future<Output = T>) -> (usize, T) {
     (i, fut.await)
 }
 
-/// One item under the item retry policy. The last error is returned unwrapped.
+/// One item under the item retry policy, retrying only the errors the task says are worth
+/// it ([`BatchTask::is_retryable`]). The last error is returned unwrapped.
 async fn process_with_retry<B, S, K>(
     b: &B,
     item: &B::Item,
@@ -199,7 +253,7 @@ where
     super::attempt::retry_loop(
         config,
         || b.process_item(item),
-        super::attempt::retry_all,
+        |e, n| b.is_retryable(e, n),
         super::attempt::Exhausted::LastError,
         None,
     )

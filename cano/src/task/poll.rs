@@ -71,7 +71,9 @@ pub enum PollErrorPolicy {
     },
 }
 
-/// A task that polls until ready. Write it with `#[task::poll]`.
+/// A task that polls until ready. Write it with `#[task::poll]`; the attribute also
+/// implements [`Task`](crate::Task) for the type (forwarding `config`, `name` and
+/// `is_retryable`, and running [`run_poll_loop`]).
 pub trait PollTask<TState, TResourceKey = Cow<'static, str>>: Send + Sync
 where
     TState: Clone + fmt::Debug + Send + Sync + 'static,
@@ -90,6 +92,45 @@ where
     /// How poll errors are handled. Default: [`PollErrorPolicy::FailFast`].
     fn on_poll_error(&self) -> PollErrorPolicy {
         PollErrorPolicy::FailFast
+    }
+
+    /// Whether `error`, which ended failed attempt number `attempt` (1-based) of the poll
+    /// loop, is worth another attempt (the loop started again) under the task's retry
+    /// policy. Default: every error is. Return `false` for permanent failures (a job that
+    /// does not exist): the state then fails at once with that error, not wrapped in
+    /// `RetryExhausted`. Consulted only when [`config`](Self::config) allows retries; the
+    /// [`on_poll_error`](Self::on_poll_error) budget inside one attempt does not ask it.
+    /// See [`Task::is_retryable`](crate::Task::is_retryable).
+    ///
+    /// ```
+    /// use cano::prelude::*;
+    /// use std::time::Duration;
+    ///
+    /// # #[derive(Debug, Clone, PartialEq, Eq, Hash)] enum S { Wait, Done }
+    /// struct JobFinished;
+    ///
+    /// #[task::poll(state = S)]
+    /// impl JobFinished {
+    ///     fn config(&self) -> TaskConfig {
+    ///         TaskConfig::new().with_fixed_retry(3, Duration::from_millis(100))
+    ///     }
+    ///     fn is_retryable(&self, error: &CanoError, _attempt: u32) -> bool {
+    ///         !error.message().contains("no such job")
+    ///     }
+    ///     async fn poll(&self, _res: &Resources) -> Result<PollOutcome<S>, CanoError> {
+    ///         Err(CanoError::task_execution("no such job"))
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let wf = Workflow::bare().register(S::Wait, JobFinished).add_exit_state(S::Done);
+    /// let err = wf.orchestrate(S::Wait).await.unwrap_err();
+    /// assert_eq!(err.to_string(), "Task execution error: no such job"); // one attempt
+    /// # }
+    /// ```
+    fn is_retryable(&self, error: &CanoError, attempt: u32) -> bool {
+        let _ = (error, attempt);
+        true
     }
 
     /// Check once whether the awaited condition holds.

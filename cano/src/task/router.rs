@@ -47,7 +47,7 @@ use std::sync::Arc;
 /// A side-effect-free state handler that picks the next state.
 ///
 /// Write it with `#[task::router]`; the attribute also implements [`Task`](crate::Task)
-/// for the type (forwarding `config`/`name` and running `route`).
+/// for the type (forwarding `config`, `name` and `is_retryable`, and running `route`).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a router task (`RouterTask<{TState}>`)",
     label = "not a router task",
@@ -66,6 +66,43 @@ where
     /// The router's name. Default: the type's path.
     fn name(&self) -> Cow<'static, str> {
         Cow::Borrowed(std::any::type_name::<Self>())
+    }
+
+    /// Whether `error`, returned by failed attempt number `attempt` (1-based) of
+    /// [`route`](Self::route), is worth another attempt under the router's retry policy.
+    /// Default: every error is. Return `false` for permanent failures (a record that does
+    /// not exist): the state then fails at once with that error, not wrapped in
+    /// `RetryExhausted`. See [`Task::is_retryable`](crate::Task::is_retryable).
+    ///
+    /// ```
+    /// use cano::prelude::*;
+    /// use std::time::Duration;
+    ///
+    /// # #[derive(Debug, Clone, PartialEq, Eq, Hash)] enum S { Triage, Done }
+    /// struct ByRegion;
+    ///
+    /// #[task::router(state = S)]
+    /// impl ByRegion {
+    ///     fn config(&self) -> TaskConfig {
+    ///         TaskConfig::new().with_fixed_retry(3, Duration::from_millis(100))
+    ///     }
+    ///     fn is_retryable(&self, error: &CanoError, _attempt: u32) -> bool {
+    ///         !error.message().contains("unknown region")
+    ///     }
+    ///     async fn route(&self, _res: &Resources) -> Result<TaskResult<S>, CanoError> {
+    ///         Err(CanoError::task_execution("unknown region"))
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let wf = Workflow::bare().register_router(S::Triage, ByRegion).add_exit_state(S::Done);
+    /// let err = wf.orchestrate(S::Triage).await.unwrap_err();
+    /// assert_eq!(err.to_string(), "Task execution error: unknown region"); // one attempt
+    /// # }
+    /// ```
+    fn is_retryable(&self, error: &CanoError, attempt: u32) -> bool {
+        let _ = (error, attempt);
+        true
     }
 
     /// Choose the next state.
