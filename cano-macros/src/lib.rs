@@ -229,7 +229,8 @@ pub fn poll_task(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// The forms are those of [`macro@router_task`], without a companion `Task` impl (register
 /// the task with `Workflow::register_signal`). An inherent impl requires `type Payload`,
-/// `signal` and `on_signal`, and may define `timeout`, `config` and `name`.
+/// `signal` and `on_signal`, and may define `timeout`, `config`, `name` and
+/// `is_retryable`.
 ///
 /// ```ignore
 /// use cano::prelude::*;
@@ -256,9 +257,10 @@ pub fn signal_task(args: TokenStream, item: TokenStream) -> TokenStream {
 /// Implements `cano::TimerTask` (and `cano::Task` for it): `#[cano::task::timer]`.
 ///
 /// The forms are those of [`macro@router_task`]. An inherent impl requires `wait` and
-/// `after_wait` and may define `config` (default `TaskConfig::minimal()`) and `name`. The
-/// `Task` impl runs `cano::task::timer::run_timer` and marks the task as a timer, so that
-/// a workflow that registers it with `register` runs it durably.
+/// `after_wait` and may define `config` (default `TaskConfig::minimal()`), `name` and
+/// `is_retryable`. The `Task` impl forwards `config`, `name` and `is_retryable`, runs
+/// `cano::task::timer::run_timer` and marks the task as a timer, so that a workflow that
+/// registers it with `register` runs it durably.
 ///
 /// ```ignore
 /// use cano::prelude::*;

@@ -10,7 +10,14 @@ pub(crate) const MODEL: Model = Model {
     rules: Rules {
         prefix: "#[cano::task::signal]: ",
         trait_name: "SignalTask",
-        methods: &["on_signal", "signal", "timeout", "config", "name"],
+        methods: &[
+            "on_signal",
+            "signal",
+            "timeout",
+            "config",
+            "name",
+            "is_retryable",
+        ],
         assoc_types: &["Payload"],
     },
     requires: "#[cano::task::signal]: a signal-task impl requires",
@@ -25,7 +32,7 @@ pub(crate) const MODEL: Model = Model {
     defaults: model::no_defaults,
     infer: model::infer_nothing,
     runner: None,
-    // No companion: nothing to forward.
+    // No companion: the workflow asks `SignalTask::is_retryable` itself.
     forwards_is_retryable: false,
 };
 

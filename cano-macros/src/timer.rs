@@ -12,7 +12,7 @@ pub(crate) const MODEL: Model = Model {
     rules: Rules {
         prefix: "#[cano::task::timer]: ",
         trait_name: "TimerTask",
-        methods: &["wait", "after_wait", "config", "name"],
+        methods: &["wait", "after_wait", "config", "name", "is_retryable"],
         assoc_types: &[],
     },
     requires: "#[cano::task::timer] requires",
@@ -34,7 +34,7 @@ pub(crate) const MODEL: Model = Model {
         function: "run_timer",
         marker: "__timer",
     }),
-    forwards_is_retryable: false,
+    forwards_is_retryable: true,
 };
 
 fn defaults() -> Vec<(&'static str, ImplItem)> {
@@ -66,6 +66,12 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("fn __timer"), "{out}");
+        assert!(
+            out.contains(
+                "< Self as :: cano :: TimerTask < Step > > :: is_retryable (self , error , attempt)"
+            ),
+            "{out}"
+        );
     }
 
     #[test]

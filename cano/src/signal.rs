@@ -246,6 +246,61 @@ where
         Cow::Borrowed(std::any::type_name::<Self>())
     }
 
+    /// Whether `error`, returned by failed attempt number `attempt` (1-based) of
+    /// [`on_signal`](Self::on_signal), is worth another attempt under the task's retry
+    /// policy. Default: every error is. Return `false` for permanent failures (an order
+    /// the signal names does not exist): the state then fails at once with that error, not
+    /// wrapped in `RetryExhausted`. The signal stays consumed: a resumed run hands the same
+    /// payload to the task again. See [`Task::is_retryable`](crate::Task::is_retryable).
+    ///
+    /// ```
+    /// use cano::prelude::*;
+    /// use cano::signal::{self, Signal};
+    /// use cano::MemoryCheckpointStore;
+    /// use std::borrow::Cow;
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    ///
+    /// # #[derive(Debug, Clone, PartialEq, Eq, Hash)] enum S { Approve, Done }
+    /// struct Approval;
+    ///
+    /// #[task::signal(state = S)]
+    /// impl Approval {
+    ///     type Payload = u64;
+    ///     fn signal(&self) -> Cow<'static, str> {
+    ///         "approved".into()
+    ///     }
+    ///     fn config(&self) -> TaskConfig {
+    ///         TaskConfig::new().with_fixed_retry(3, Duration::from_millis(100))
+    ///     }
+    ///     fn is_retryable(&self, error: &CanoError, _attempt: u32) -> bool {
+    ///         !error.message().contains("no such order")
+    ///     }
+    ///     async fn on_signal(&self, _res: &Resources, order: u64) -> Result<TaskResult<S>, CanoError> {
+    ///         Err(CanoError::task_execution(format!("no such order: {order}")))
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), CanoError> {
+    /// let store = Arc::new(MemoryCheckpointStore::new());
+    /// let wf = Workflow::bare()
+    ///     .register_signal(S::Approve, Approval)
+    ///     .add_exit_state(S::Done)
+    ///     .with_signal_store(store.clone())
+    ///     .with_workflow_id("run-1");
+    /// let run = tokio::spawn(async move { wf.orchestrate(S::Approve).await });
+    /// # use cano::CheckpointStore;
+    /// # while store.load_run("run-1").await?.is_empty() { tokio::task::yield_now().await; }
+    /// signal::send(&*store, "run-1", Signal::new("approved", "s1", &7u64)?).await?;
+    /// let err = run.await.unwrap().unwrap_err();
+    /// assert_eq!(err.to_string(), "Task execution error: no such order: 7"); // one attempt
+    /// # Ok(()) }
+    /// ```
+    fn is_retryable(&self, error: &CanoError, attempt: u32) -> bool {
+        let _ = (error, attempt);
+        true
+    }
+
     /// The name of the signal the state waits for.
     fn signal(&self) -> Cow<'static, str>;
 
@@ -281,6 +336,9 @@ where
     fn name(&self) -> Cow<'static, str>;
     fn signal(&self) -> Cow<'static, str>;
     fn timeout(&self) -> Option<(Duration, TState)>;
+    /// Whether a failed attempt of `on_signal` is worth another one
+    /// ([`SignalTask::is_retryable`]).
+    fn is_retryable(&self, error: &CanoError, attempt: u32) -> bool;
     /// Whether `payload` deserializes into the task's payload type (the error says why not).
     fn check(&self, payload: &[u8]) -> Result<(), String>;
     fn on_signal<'a>(
@@ -309,6 +367,10 @@ where
 
     fn timeout(&self) -> Option<(Duration, TState)> {
         self.0.timeout()
+    }
+
+    fn is_retryable(&self, error: &CanoError, attempt: u32) -> bool {
+        self.0.is_retryable(error, attempt)
     }
 
     fn check(&self, payload: &[u8]) -> Result<(), String> {

@@ -1,7 +1,8 @@
 //! Signals on the memory store (paused clock): a signal state waits for a named signal,
 //! durable (sent before the wait or while the run is down), idempotent (by signal id),
 //! consumed once and recorded in the log; with a timeout that moves to another state and
-//! survives a resume; bad payloads rejected; a failing store loses nothing.
+//! survives a resume; bad payloads rejected; a failing store loses nothing; `on_signal`
+//! retries only the errors the task says are worth it.
 
 mod support;
 
@@ -11,7 +12,7 @@ use cano::recovery::StoreFuture;
 use cano::signal::{self, Signal, SignalStore};
 use cano::{MemoryCheckpointStore, RunStatus};
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::Recorder;
@@ -187,6 +188,72 @@ async fn a_signal_sent_before_the_run_waits_is_not_lost() {
     assert_eq!(run.await.unwrap(), Ok(S::Ship));
     assert!(started.elapsed() <= Duration::from_secs(60));
     assert_eq!(f.seen(), [approval("bo")]);
+}
+
+/// Waits for "approval"; `on_signal` fails with `error` on its first `failures` calls,
+/// which `calls` counts. Three retries a second apart, except for errors that say they are
+/// permanent.
+struct FlakyApproval {
+    error: &'static str,
+    failures: u32,
+    calls: Arc<AtomicU32>,
+}
+
+#[task::signal(state = S)]
+impl FlakyApproval {
+    type Payload = Approval;
+    fn signal(&self) -> Cow<'static, str> {
+        "approval".into()
+    }
+    fn config(&self) -> TaskConfig {
+        TaskConfig::minimal().with_fixed_retry(3, Duration::from_secs(1))
+    }
+    fn is_retryable(&self, error: &CanoError, _attempt: u32) -> bool {
+        !error.message().contains("permanent")
+    }
+    async fn on_signal(&self, _res: &Resources, _a: Approval) -> Result<TaskResult<S>, CanoError> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) < self.failures {
+            return Err(CanoError::task_execution(self.error));
+        }
+        Ok(TaskResult::Single(S::Ship))
+    }
+}
+
+/// A run of `Prepare`, then a [`FlakyApproval`] failing `failures` times with `error`
+/// (the approval is sent while `Prepare` runs): `on_signal`'s calls and the run's outcome.
+async fn run_flaky(error: &'static str, failures: u32) -> (u32, Result<S, CanoError>) {
+    let store = Arc::new(MemoryCheckpointStore::new());
+    let calls = Arc::new(AtomicU32::new(0));
+    let task = FlakyApproval {
+        error,
+        failures,
+        calls: calls.clone(),
+    };
+    let wf = Workflow::bare()
+        .register(S::Prepare, Prepare)
+        .register_signal(S::Approve, task)
+        .add_exit_state(S::Ship)
+        .with_signal_store(store.clone())
+        .with_workflow_id("order-7");
+    let run = tokio::spawn(async move { wf.orchestrate(S::Prepare).await });
+    until_last_row(&store, RowKind::StateEntry).await;
+    signal::send(&*store, "order-7", signal_of("s1", "ana"))
+        .await
+        .unwrap();
+    let outcome = run.await.unwrap();
+    (calls.load(Ordering::SeqCst), outcome)
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_signal_retries_only_the_errors_the_task_says_are_worth_it() {
+    // Retryable: two failures, retried, then the run moves on.
+    assert_eq!(run_flaky("busy", 2).await, (3, Ok(S::Ship)));
+    // Not retryable: one attempt, and the error comes back as it is.
+    let permanent = "permanent: order 7 is gone";
+    assert_eq!(
+        run_flaky(permanent, u32::MAX).await,
+        (1, Err(CanoError::task_execution(permanent)))
+    );
 }
 
 #[tokio::test(start_paused = true)]

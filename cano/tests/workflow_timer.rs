@@ -1,7 +1,8 @@
 //! Durable timers: a `#[task::timer]` state records its deadline in the log before it
 //! sleeps; a resumed run waits only what is left (at once if the deadline passed) and
-//! does not ask the timer again; a sleeping run can be cancelled. Paused clock
-//! throughout, except the redb test.
+//! does not ask the timer again; a sleeping run can be cancelled; `wait` and `after_wait`
+//! retry only the errors the timer says are worth it. Paused clock throughout, except the
+//! redb test.
 
 use cano::cancel::CancellationToken;
 use cano::prelude::*;
@@ -278,6 +279,104 @@ async fn the_trait_impl_form_registers_with_plain_register() {
         Ok(TaskResult::Single(S::Notify))
     );
     assert_eq!(started.elapsed(), Duration::from_secs(30));
+}
+
+/// Waits an hour. `wait` (or `after_wait`, with `in_after_wait`) fails with `error` on its
+/// first `failures` calls, which `calls` counts. Three retries a second apart, except for
+/// errors that say they are permanent.
+struct Flaky {
+    error: &'static str,
+    failures: u32,
+    in_after_wait: bool,
+    calls: Arc<AtomicU32>,
+}
+
+impl Flaky {
+    fn call(&self, in_after_wait: bool) -> Result<(), CanoError> {
+        if in_after_wait != self.in_after_wait {
+            return Ok(());
+        }
+        if self.calls.fetch_add(1, Ordering::SeqCst) < self.failures {
+            return Err(CanoError::task_execution(self.error));
+        }
+        Ok(())
+    }
+}
+
+#[task::timer(state = S)]
+impl Flaky {
+    fn config(&self) -> TaskConfig {
+        TaskConfig::minimal().with_fixed_retry(3, Duration::from_secs(1))
+    }
+    fn is_retryable(&self, error: &CanoError, _attempt: u32) -> bool {
+        !error.message().contains("permanent")
+    }
+    async fn wait(&self, _res: &Resources) -> Result<TimerOutcome, CanoError> {
+        self.call(false)?;
+        Ok(TimerOutcome::Duration(HOUR))
+    }
+    async fn after_wait(&self, _res: &Resources) -> Result<TaskResult<S>, CanoError> {
+        self.call(true)?;
+        Ok(TaskResult::Single(S::Done))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timer_retries_only_the_errors_it_says_are_worth_it() {
+    for in_after_wait in [false, true] {
+        // Retryable: two failures, retried a second apart, then the timer fires.
+        let calls = Arc::new(AtomicU32::new(0));
+        let flaky = Flaky {
+            error: "busy",
+            failures: 2,
+            in_after_wait,
+            calls: calls.clone(),
+        };
+        let wf = Workflow::bare()
+            .register(S::Cooldown, flaky)
+            .add_exit_state(S::Done);
+        let started = Instant::now();
+        assert_eq!(wf.orchestrate(S::Cooldown).await, Ok(S::Done));
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            3,
+            "after_wait: {in_after_wait}"
+        );
+        assert_eq!(started.elapsed(), HOUR + Duration::from_secs(2));
+
+        // Not retryable: one attempt, and the error comes back as it is.
+        let calls = Arc::new(AtomicU32::new(0));
+        let flaky = Flaky {
+            error: "permanent: account closed",
+            failures: u32::MAX,
+            in_after_wait,
+            calls: calls.clone(),
+        };
+        let wf = Workflow::bare()
+            .register(S::Cooldown, flaky)
+            .add_exit_state(S::Done);
+        let err = wf.orchestrate(S::Cooldown).await.unwrap_err();
+        assert_eq!(err, CanoError::task_execution("permanent: account closed"));
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "after_wait: {in_after_wait}"
+        );
+    }
+    // The `Task` impl says the same (it is asked when the timer runs in a split).
+    let flaky = Flaky {
+        error: "",
+        failures: 0,
+        in_after_wait: false,
+        calls: Arc::default(),
+    };
+    let permanent = CanoError::task_execution("permanent");
+    assert!(!Task::is_retryable(&flaky, &permanent, 1));
+    assert!(Task::is_retryable(
+        &flaky,
+        &CanoError::task_execution("busy"),
+        1
+    ));
 }
 
 #[cfg(feature = "recovery")]

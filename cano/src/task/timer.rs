@@ -68,8 +68,8 @@ pub enum TimerOutcome {
 ///
 /// Implement it with `#[task::timer]` (inherent form `#[task::timer(state = S[, key = K])]
 /// impl T { … }`, or the trait-impl form `#[task::timer] impl TimerTask<S> for T { … }`),
-/// which also implements [`Task`](crate::Task) for `T` so that it is registered with
-/// [`register`](crate::Workflow::register).
+/// which also implements [`Task`](crate::Task) for `T` (forwarding `config`, `name` and
+/// `is_retryable`) so that it is registered with [`register`](crate::Workflow::register).
 pub trait TimerTask<TState, TResourceKey = Cow<'static, str>>: Send + Sync
 where
     TState: Clone + fmt::Debug + Send + Sync + 'static,
@@ -85,6 +85,46 @@ where
     /// The timer's name (its checkpoint rows' `task_id`). Default: the type name.
     fn name(&self) -> Cow<'static, str> {
         Cow::Borrowed(std::any::type_name::<Self>())
+    }
+
+    /// Whether `error`, returned by failed attempt number `attempt` (1-based) of
+    /// [`wait`](Self::wait) or [`after_wait`](Self::after_wait), is worth another attempt
+    /// of that call under the timer's retry policy. Default: every error is. Return
+    /// `false` for permanent failures: the state then fails at once with that error, not
+    /// wrapped in `RetryExhausted`. See [`Task::is_retryable`](crate::Task::is_retryable).
+    ///
+    /// ```
+    /// use cano::prelude::*;
+    /// use std::time::Duration;
+    ///
+    /// # #[derive(Debug, Clone, PartialEq, Eq, Hash)] enum S { Cooldown, Done }
+    /// struct Cooldown;
+    ///
+    /// #[task::timer(state = S)]
+    /// impl Cooldown {
+    ///     fn config(&self) -> TaskConfig {
+    ///         TaskConfig::new().with_fixed_retry(3, Duration::from_millis(100))
+    ///     }
+    ///     fn is_retryable(&self, error: &CanoError, _attempt: u32) -> bool {
+    ///         !error.message().contains("no such account")
+    ///     }
+    ///     async fn wait(&self, _res: &Resources) -> Result<TimerOutcome, CanoError> {
+    ///         Err(CanoError::task_execution("no such account"))
+    ///     }
+    ///     async fn after_wait(&self, _res: &Resources) -> Result<TaskResult<S>, CanoError> {
+    ///         Ok(TaskResult::Single(S::Done))
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let wf = Workflow::bare().register(S::Cooldown, Cooldown).add_exit_state(S::Done);
+    /// let err = wf.orchestrate(S::Cooldown).await.unwrap_err();
+    /// assert_eq!(err.to_string(), "Task execution error: no such account"); // one attempt
+    /// # }
+    /// ```
+    fn is_retryable(&self, error: &CanoError, attempt: u32) -> bool {
+        let _ = (error, attempt);
+        true
     }
 
     /// How long to wait. Called once per visit of the state (not again when a resumed

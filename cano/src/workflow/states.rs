@@ -9,7 +9,6 @@ use crate::error::CanoError;
 use crate::recovery::log::{self, CompletedStep, ResumeWait};
 use crate::saga::ErasedCompensatable;
 use crate::signal::{ErasedSignalTask, Signal, SignalStore};
-use crate::task::attempt::retry_all;
 use crate::task::stepped::{ErasedStep, ErasedSteppedTask};
 use crate::task::stream::{ErasedStreamTask, StreamHost};
 use crate::task::timer::{self, TimerOutcome, TimerTask};
@@ -154,9 +153,12 @@ where
                     }
                 }
             };
-            Box::pin(scope.attempts(|| task.on_signal(resources, &signal.payload), retry_all))
-                .await
-                .and_then(single_next)
+            Box::pin(scope.attempts(
+                || task.on_signal(resources, &signal.payload),
+                |e, n| task.is_retryable(e, n),
+            ))
+            .await
+            .and_then(single_next)
         }
         .await;
         scope.end(&outcome);
@@ -388,8 +390,10 @@ where
                 // What runs only around the wait is boxed: the parked run keeps
                 // nothing of it.
                 _ => {
-                    let wait =
-                        Box::pin(scope.attempts(|| timer.wait(resources), retry_all)).await?;
+                    let wait = Box::pin(
+                        scope.attempts(|| timer.wait(resources), |e, n| timer.is_retryable(e, n)),
+                    )
+                    .await?;
                     let deadline = timer::deadline_ms(&timer.name(), wait, timer::wall_now_ms())?;
                     if let (Some(store), true) = (&self.checkpoint_store, run.workflow_id.is_some())
                     {
@@ -405,9 +409,12 @@ where
                 }
             };
             timer::sleep_until_ms(deadline).await;
-            Box::pin(scope.attempts(|| timer.after_wait(resources), retry_all))
-                .await
-                .and_then(single_next)
+            Box::pin(scope.attempts(
+                || timer.after_wait(resources),
+                |e, n| timer.is_retryable(e, n),
+            ))
+            .await
+            .and_then(single_next)
         }
         .await;
         scope.end(&outcome);
