@@ -27,6 +27,7 @@
 //! | `n` retries with exponential backoff (100 ms, doubling, capped at 30 s, 10 % jitter) | `TaskConfig::new().with_exponential_retry(n)` |
 //! | your own backoff curve | `TaskConfig::new().with_retry(RetryMode::exponential_custom(n, base, factor, cap, jitter))` |
 //! | a time limit per attempt | `.with_attempt_timeout(d)` on any of the above |
+//! | no retry for errors that cannot heal | `fn is_retryable(&self, error, attempt) -> bool` returning `false` for them |
 //!
 //! ```
 //! use cano::prelude::*;
@@ -86,6 +87,28 @@
 //! `TaskConfig::minimal()`; router, batch, stepped and saga tasks to the four-attempt
 //! default. See [`processing_models`](super::processing_models) for what one "attempt" is
 //! for each.
+//!
+//! # Errors not worth retrying
+//!
+//! A task says which errors are worth another attempt with `is_retryable(&self, error,
+//! attempt)` (`attempt` is the number of the attempt that failed, from 1). Return `false`
+//! for a permanent failure: the loop stops at once and the error comes back as it is (not
+//! wrapped in `RetryExhausted`); in a saga, the rollback starts. The default says yes to
+//! every error. It is asked only while the retry policy allows another attempt, and each
+//! model asks it where its retries happen:
+//!
+//! | model | asked about |
+//! |---|---|
+//! | [`Task`](crate::Task::is_retryable), [`CompensatableTask`](crate::CompensatableTask::is_retryable) | a failed `run` |
+//! | [`RouterTask`](crate::RouterTask::is_retryable) | a failed `route` |
+//! | [`PollTask`](crate::PollTask::is_retryable) | the error that ended the poll loop (the loop's own `on_poll_error` budget does not ask) |
+//! | [`BatchTask`](crate::BatchTask::is_retryable) | a failed item (under `item_retry`) and a failed `load` or `finish` (under `config`) |
+//! | [`SteppedTask`](crate::SteppedTask::is_retryable) | a failed step, with `register_stepped` (with plain `register`, the whole loop is retried without asking) |
+//! | [`TimerTask`](crate::TimerTask::is_retryable) | a failed `wait` or `after_wait` (never the sleep) |
+//! | [`SignalTask`](crate::SignalTask::is_retryable) | a failed `on_signal` (never the wait) |
+//!
+//! A stream task has no such method: it is never retried (a retry would read its source
+//! again).
 //!
 //! # Three kinds of timeout
 //!
