@@ -24,6 +24,21 @@
 //! `cano_cluster_runs` (see [`schema`](crate::recovery::postgres::schema), versions 3
 //! and 4).
 //!
+//! # Runs that wait
+//!
+//! A run that waits for a [signal](crate::signal), or sleeps on a
+//! [timer](crate::TimerTask) for at least a second
+//! ([`with_release_waits_after`](Worker::with_release_waits_after)), is given back by its
+//! worker once the wait is in its log: it is `waiting`, holds no worker slot and no
+//! lease, and its wake time or the signal it waits for is in the table. Every worker
+//! makes it ready again each poll interval once its deadline passed, a signal of that
+//! name is pending for it (a send also wakes the workers at once, `NOTIFY
+//! cano_signals`) or a cancel is asked for; the worker that claims it resumes the wait
+//! from the log: a deadline already past fires at once, a pending signal is consumed
+//! once. Signals are kept in the database, so a signal sent while no worker has the run
+//! (or while every worker is down) is consumed by whichever worker resumes it, and [run
+//! data](crate::run_data) is in its log and moves with it.
+//!
 //! # Cancel and retry
 //!
 //! [`Client::cancel`] ends a run that has not started at once. A running run's worker is
@@ -58,7 +73,6 @@
 //!   idempotent, as the [lease limits](crate::recovery::postgres::lease#limits) say.
 //! * A failed run keeps its log (for inspection) until [`Client::prune`] deletes it with
 //!   the run; nothing prunes on its own yet (call `prune` from a task of yours).
-//! * Sleeping runs and runs waiting for signals hold their worker slot.
 //! * The heartbeat runs in the worker's loop, between its claims: a database slow enough
 //!   to hold one claim for two thirds of a lease can cost the worker its leases (the runs
 //!   are then resumed elsewhere, never run twice to their end).

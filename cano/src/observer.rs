@@ -119,6 +119,14 @@ pub trait WorkflowObserver: Send + Sync + 'static {
     /// has, before the resume point. The row is skipped and the resume goes on (a resume
     /// point in such a state is an error instead).
     fn on_unknown_resume_state(&self, _workflow_id: &str, _sequence: u64, _state: &str) {}
+    /// The run `workflow_id` starts waiting, its wait recorded in its log: a
+    /// [timer](crate::TimerTask) until `deadline_ms`, or a [signal](crate::signal) state
+    /// for `signal` (until `deadline_ms`, if it has a timeout); milliseconds since the Unix
+    /// epoch, UTC. Fired when the run is about to sleep (not for a deadline already past
+    /// or a signal already there). Dropping the run's future from here on loses nothing:
+    /// `resume_from` continues the wait for what is left of it (the cluster runtime frees
+    /// a worker's slot this way).
+    fn on_wait(&self, _workflow_id: &str, _deadline_ms: Option<u64>, _signal: Option<&str>) {}
 }
 
 /// An observer that turns every callback into a `tracing` event with target
@@ -194,6 +202,9 @@ impl WorkflowObserver for TracingObserver {
     }
     fn on_unknown_resume_state(&self, workflow_id: &str, sequence: u64, state: &str) {
         tracing::warn!(target: "cano::observer", workflow_id, sequence, state, "resumed log names an unregistered state");
+    }
+    fn on_wait(&self, workflow_id: &str, deadline_ms: Option<u64>, signal: Option<&str>) {
+        tracing::info!(target: "cano::observer", workflow_id, deadline_ms, signal, "run waiting");
     }
     fn on_run_end(&self, outcome: Result<&str, &CanoError>) {
         match outcome {

@@ -3,7 +3,10 @@
 //! whose run another worker resumes from its log after the lease expires; unknown
 //! workflows and bad inputs failing the run with a clear error; a run that kills its
 //! worker each time parked; a shutdown handing runs back; runs cancelled (not started,
-//! running, waiting to be resumed: completed saga steps compensated once) and retried.
+//! running, waiting to be resumed: completed saga steps compensated once) and retried;
+//! runs sleeping on a timer or waiting for a signal given back (no worker slot held),
+//! woken by their deadline (after every worker was down past it), a signal (sent while
+//! no worker had the run) or a cancel.
 //!
 //! On a throwaway server (`pg_support`); without PostgreSQL the tests print why they skip,
 //! and fail when `CANO_REQUIRE_POSTGRES=1`. Leases are 300 ms and workers poll every
@@ -15,7 +18,9 @@ mod pg_support;
 use cano::cancel::{CancellationHandle, CancellationToken};
 use cano::cluster::{CancelOutcome, Client, Registry, RunState, Worker};
 use cano::prelude::*;
+use cano::signal::Signal;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -181,14 +186,99 @@ impl Flaky {
     }
 }
 
+/// `Work` of the workflow `"nap"`: sleeps `n` ms on a durable timer, then counts its
+/// firing (`(_, fired)` of job `n` + 2000).
+struct Nap {
+    n: u32,
+    ledger: Ledger,
+}
+
+#[task::timer(state = Step)]
+impl Nap {
+    async fn wait(&self, _res: &Resources) -> Result<TimerOutcome, CanoError> {
+        Ok(TimerOutcome::Duration(Duration::from_millis(u64::from(
+            self.n,
+        ))))
+    }
+    async fn after_wait(&self, _res: &Resources) -> Result<TaskResult<Step>, CanoError> {
+        self.ledger
+            .runs
+            .lock()
+            .unwrap()
+            .entry(self.n + 2000)
+            .or_default()
+            .1 += 1;
+        Ok(TaskResult::Single(Step::Done))
+    }
+}
+
+/// `Work` of the workflow `"approve"`: waits for the signal `"go"` (a number), then
+/// records it (`(payload, consumed)` of job `n` + 3000).
+struct Approve {
+    n: u32,
+    ledger: Ledger,
+}
+
+#[task::signal(state = Step)]
+impl Approve {
+    type Payload = u32;
+    fn signal(&self) -> Cow<'static, str> {
+        "go".into()
+    }
+    async fn on_signal(&self, _res: &Resources, value: u32) -> Result<TaskResult<Step>, CanoError> {
+        let mut runs = self.ledger.runs.lock().unwrap();
+        let entry = runs.entry(self.n + 3000).or_default();
+        *entry = (value, entry.1 + 1);
+        Ok(TaskResult::Single(Step::Done))
+    }
+}
+
 /// The registry of worker `worker`, writing to `ledger`: the workflows `"job"` (Prepare,
 /// Work), `"saga"` (Reserve, a saga step, then job's Work) and `"flaky"` (Prepare, then a
-/// Work that fails its first run).
+/// Work that fails its first run), `"nap"` (Prepare, a durable timer of `n` ms) and
+/// `"approve"` (Prepare, a wait for the signal `"go"`).
 fn registry(worker: &str, ledger: &Ledger) -> Registry {
     let (worker, ledger) = (worker.to_owned(), ledger.clone());
+    let (nap_ledger, approve_ledger) = (ledger.clone(), ledger.clone());
     let (saga_worker, saga_ledger) = (worker.clone(), ledger.clone());
     let flaky_ledger = ledger.clone();
     Registry::new()
+        .register("nap", move |job: Job| {
+            Ok(Workflow::bare()
+                .register(
+                    Step::Prepare,
+                    Prepare {
+                        n: job.n,
+                        ledger: nap_ledger.clone(),
+                    },
+                )
+                .register(
+                    Step::Work,
+                    Nap {
+                        n: job.n,
+                        ledger: nap_ledger.clone(),
+                    },
+                )
+                .add_exit_state(Step::Done))
+        })
+        .register("approve", move |job: Job| {
+            Ok(Workflow::bare()
+                .register(
+                    Step::Prepare,
+                    Prepare {
+                        n: job.n,
+                        ledger: approve_ledger.clone(),
+                    },
+                )
+                .register_signal(
+                    Step::Work,
+                    Approve {
+                        n: job.n,
+                        ledger: approve_ledger.clone(),
+                    },
+                )
+                .add_exit_state(Step::Done))
+        })
         .register("saga", move |job: Job| {
             Ok(Workflow::bare()
                 .register_with_compensation(
@@ -479,7 +569,7 @@ async fn unknown_workflows_and_bad_inputs_fail_the_run_with_a_clear_error() {
     for part in [
         "\"nope\"",
         "does not have",
-        "[\"flaky\", \"job\", \"saga\"]",
+        "[\"approve\", \"flaky\", \"job\", \"nap\", \"saga\"]",
     ] {
         assert!(error.contains(part), "{part:?} missing: {error}");
     }
@@ -942,8 +1032,8 @@ async fn cancel_ends_a_run_wherever_it_is_and_compensates_its_saga_steps_once() 
     );
 
     // Running a saga, held in Work: the worker is woken (its heartbeat comes only every
-    // 3 s with these leases), drops the task and compensates Reserve once.
-    let lease = Duration::from_secs(10);
+    // 10 s with these leases), drops the task and compensates Reserve once.
+    let lease = Duration::from_secs(30);
     let (stop_a, a) = start_worker_with_lease(&url, "w-a", &ledger, 2, 5, lease).await;
     let running = client
         .submit("saga", &held(2), &Step::Prepare, None)
@@ -965,7 +1055,7 @@ async fn cancel_ends_a_run_wherever_it_is_and_compensates_its_saga_steps_once() 
             .is_some_and(|e| e.contains("cancelled in state Work")),
         "{status:?}"
     );
-    assert!(took < Duration::from_secs(2), "cancelled in {took:?}");
+    assert!(took < Duration::from_secs(5), "cancelled in {took:?}");
     eprintln!("a running run was cancelled {took:?} after the client asked");
     assert_eq!(
         ledger.count(1002),
@@ -1061,4 +1151,127 @@ async fn retry_resumes_a_failed_run_from_its_log_and_refuses_other_runs() {
     );
     stop.cancel();
     worker.await.unwrap().unwrap();
+}
+
+/// Wait until run `run_id` is `state` (polling its status).
+async fn until_state(client: &Client, run_id: &str, state: RunState) -> cano::cluster::RunStatus {
+    let started = std::time::Instant::now();
+    loop {
+        let status = client.status(run_id).await.unwrap().unwrap();
+        if status.state == state {
+            return status;
+        }
+        assert!(started.elapsed() < WAIT, "never {state:?}: {status:?}");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sleeping_run_holds_no_worker_slot_and_fires_once_after_every_worker_was_down() {
+    let Some(url) = pg_support::fresh_database("cluster_nap").await else {
+        return;
+    };
+    let client = client(&url).await;
+    let ledger = Ledger::default();
+    let lease = Duration::from_secs(10);
+    // One slot: the nap gives it back while it sleeps, so the next run can have it.
+    let (stop_a, a) = start_worker_with_lease(&url, "w-a", &ledger, 1, 5, lease).await;
+    let submitted = std::time::Instant::now();
+    let nap = client
+        .submit("nap", &job(3000), &Step::Prepare, None)
+        .await
+        .unwrap();
+    let waiting = until_state(&client, &nap, RunState::Waiting).await;
+    assert!(waiting.wake_at.is_some(), "{waiting:?}");
+    assert_eq!(waiting.waiting_for, None);
+    let quick = submit(&client, &job(7)).await;
+    let status = client.wait(&quick, WAIT).await.unwrap();
+    assert_eq!(status.state, RunState::Succeeded, "{status:?}");
+    assert_eq!(status.worker.as_deref(), Some("w-a"));
+    let nap_now = client.status(&nap).await.unwrap().unwrap();
+    assert_eq!(
+        nap_now.state,
+        RunState::Waiting,
+        "still asleep: {nap_now:?}"
+    );
+
+    // Every worker goes away until past the deadline; a new one fires the timer once.
+    stop_a.cancel();
+    a.await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(3500).saturating_sub(submitted.elapsed())).await;
+    assert_eq!(ledger.count(5000).1, 0, "not fired while no worker ran");
+    let (stop_b, b) = start_worker_with_lease(&url, "w-b", &ledger, 1, 5, lease).await;
+    let status = client.wait(&nap, WAIT).await.unwrap();
+    assert_eq!(status.state, RunState::Succeeded, "{status:?}");
+    assert_eq!(status.worker.as_deref(), Some("w-b"));
+    assert_eq!(
+        status.attempts, 1,
+        "a run given back while it waits counts no attempt"
+    );
+    assert_eq!(ledger.count(3000), (1, 0), "Prepare ran once");
+    assert_eq!(ledger.count(5000).1, 1, "the timer fired once");
+    assert!(submitted.elapsed() >= Duration::from_millis(3000));
+    stop_b.cancel();
+    b.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_sent_while_no_worker_has_the_run_wakes_it_and_is_consumed_once() {
+    let Some(url) = pg_support::fresh_database("cluster_signal").await else {
+        return;
+    };
+    let client = client(&url).await;
+    let ledger = Ledger::default();
+    let lease = Duration::from_secs(10);
+    let (stop_a, a) = start_worker_with_lease(&url, "w-a", &ledger, 1, 5, lease).await;
+    let run = client
+        .submit("approve", &job(1), &Step::Prepare, None)
+        .await
+        .unwrap();
+    let waiting = until_state(&client, &run, RunState::Waiting).await;
+    assert_eq!(waiting.waiting_for.as_deref(), Some("go"), "{waiting:?}");
+    assert_eq!(waiting.wake_at, None);
+    // Another run waits too, and is cancelled while it waits.
+    let doomed = client
+        .submit("approve", &job(2), &Step::Prepare, None)
+        .await
+        .unwrap();
+    until_state(&client, &doomed, RunState::Waiting).await;
+    stop_a.cancel();
+    a.await.unwrap().unwrap();
+
+    // No worker: the signal is kept in the database (sent twice: consumed once).
+    let store = pg_support::worker(&url, "sender", lease).await;
+    for _ in 0..2 {
+        cano::signal::send(
+            &store,
+            &run,
+            Signal::from_json("go", "sig-1", "42").unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(
+        client.cancel(&doomed).await.unwrap(),
+        CancelOutcome::Requested
+    );
+    let (stop_b, b) = start_worker_with_lease(&url, "w-b", &ledger, 1, 5, lease).await;
+    let status = client.wait(&run, WAIT).await.unwrap();
+    assert_eq!(status.state, RunState::Succeeded, "{status:?}");
+    assert_eq!(status.worker.as_deref(), Some("w-b"));
+    assert_eq!(
+        ledger.count(3001),
+        (42, 1),
+        "consumed once, with its payload"
+    );
+    assert_eq!(ledger.count(1), (1, 0), "Prepare ran once");
+    let status = client.wait(&doomed, WAIT).await.unwrap();
+    assert_eq!(status.state, RunState::Cancelled, "{status:?}");
+    assert_eq!(
+        ledger.count(3002).1,
+        0,
+        "the cancelled run consumed nothing"
+    );
+    stop_b.cancel();
+    b.await.unwrap().unwrap();
 }

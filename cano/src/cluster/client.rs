@@ -27,7 +27,7 @@ const BY_KEY: &str = "SELECT run_id FROM cano_cluster_runs WHERE idempotency_key
 /// A run's status row.
 const STATUS: &str = "
     SELECT run_id, queue, workflow, status, final_state::text, error, attempts, worker,
-           cancel_requested_at IS NOT NULL
+           cancel_requested_at IS NOT NULL, wake_at, waiting_for
     FROM cano_cluster_runs WHERE run_id = $1";
 
 /// Lock run `$1`'s row for a cancel: its status, and whether it has a log.
@@ -42,12 +42,14 @@ const CANCEL_UNSTARTED: &str = "
         cancel_requested_at = now(), finished_at = now(), heartbeat_at = NULL
     WHERE run_id = $1";
 
-/// Ask the worker running run `$1` (or the next to claim it) to cancel it; wake that
-/// worker on the channel `$2`.
+/// Ask the worker running run `$1` (or the next to claim it) to cancel it; a waiting run
+/// is made ready for that. Answers the run's queue.
 const CANCEL_REQUEST: &str = "
-    UPDATE cano_cluster_runs SET cancel_requested_at = coalesce(cancel_requested_at, now())
-    WHERE run_id = $1;
-";
+    UPDATE cano_cluster_runs
+    SET cancel_requested_at = coalesce(cancel_requested_at, now()),
+        status = CASE WHEN status = 'waiting' THEN 'ready' ELSE status END
+    WHERE run_id = $1
+    RETURNING queue";
 
 /// Make run `$1`, failed or parked, ready again with its attempts counted from zero; the
 /// queue's workers are woken on the channel `$2`. Answers the run's queue.
@@ -95,6 +97,9 @@ pub enum RunState {
     Ready,
     /// A worker has it.
     Running,
+    /// It sleeps on a timer or waits for a signal, held by no worker: it is ready again
+    /// when its wake time passes, the signal comes or a cancel is asked for.
+    Waiting,
     /// It ended in its final state.
     Succeeded,
     /// It ended with an error (the workflow's, or the worker could not build it).
@@ -119,6 +124,7 @@ impl RunState {
         match self {
             Self::Ready => "ready",
             Self::Running => "running",
+            Self::Waiting => "waiting",
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
             Self::Parked => "parked",
@@ -130,6 +136,7 @@ impl RunState {
         Ok(match text {
             "ready" => Self::Ready,
             "running" => Self::Running,
+            "waiting" => Self::Waiting,
             "succeeded" => Self::Succeeded,
             "failed" => Self::Failed,
             "parked" => Self::Parked,
@@ -166,6 +173,10 @@ pub struct RunStatus {
     pub worker: Option<String>,
     /// Whether [`Client::cancel`] asked for it to be cancelled.
     pub cancel_requested: bool,
+    /// While it is [waiting](RunState::Waiting): when it wakes (`None`: no deadline).
+    pub wake_at: Option<std::time::SystemTime>,
+    /// While it is [waiting](RunState::Waiting) for a signal: the signal's name.
+    pub waiting_for: Option<String>,
 }
 
 /// What [`Client::cancel`] did.
@@ -326,6 +337,8 @@ impl Client {
             attempts: u32::try_from(attempts).unwrap_or(0),
             worker: row.try_get(7).map_err(&failed)?,
             cancel_requested: row.try_get(8).map_err(&failed)?,
+            wake_at: row.try_get(9).map_err(&failed)?,
+            waiting_for: row.try_get(10).map_err(&failed)?,
         }))
     }
 
@@ -360,12 +373,21 @@ impl Client {
                 .map_err(&failed)?;
             CancelOutcome::Cancelled
         } else {
-            tx.execute(CANCEL_REQUEST, &[&run_id])
+            let queue: String = tx
+                .query_one(CANCEL_REQUEST, &[&run_id])
                 .await
+                .map_err(&failed)?
+                .try_get(0)
                 .map_err(&failed)?;
             tx.execute("SELECT pg_notify($1, $2)", &[&CANCEL_CHANNEL, &run_id])
                 .await
                 .map_err(&failed)?;
+            if state == RunState::Waiting {
+                // Ready again: the queue's workers take it at once.
+                tx.execute("SELECT pg_notify($1, $2)", &[&READY_CHANNEL, &queue])
+                    .await
+                    .map_err(&failed)?;
+            }
             CancelOutcome::Requested
         };
         tx.commit().await.map_err(&failed)?;

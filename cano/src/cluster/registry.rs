@@ -27,6 +27,8 @@ pub(super) struct RunContext {
     pub(super) cleared: Arc<AtomicBool>,
     /// Cancels the run ([`Client::cancel`](super::Client::cancel)).
     pub(super) token: CancellationToken,
+    /// Where the run says it started waiting (`None`: the worker keeps waiting runs).
+    pub(super) waits: Option<tokio::sync::mpsc::UnboundedSender<super::worker::Wait>>,
 }
 
 /// One registered workflow, erased: runs a run and answers its final state as JSON.
@@ -149,6 +151,7 @@ where
         store,
         cleared,
         token,
+        waits,
     } = run;
     let input: I = serde_json::from_value(input).map_err(|e| {
         CanoError::configuration(format!(
@@ -164,8 +167,14 @@ where
             std::any::type_name::<S>()
         ))
     })?;
-    let writers = DeferredClear::new(store.clone(), cleared);
-    let workflow = factory(input)?.with_run_writers(Arc::new(writers));
+    // Rows fenced by the run's lease, signals through the worker's store.
+    let writers = Arc::new(DeferredClear::new(store.clone(), cleared));
+    let mut workflow = factory(input)?
+        .with_signal_store(Arc::clone(&writers))
+        .with_run_writers(writers);
+    if let Some(waits) = waits {
+        workflow = workflow.with_observer(Arc::new(super::worker::WaitHook(waits)));
+    }
     let resume = !store.load_run(&run_id).await?.is_empty();
     let end = if resume {
         workflow

@@ -5,7 +5,8 @@ use super::registry::{Registry, RunContext};
 use super::{CANCEL_CHANNEL, DEFAULT_QUEUE, READY_CHANNEL};
 use crate::cancel::{CancellationHandle, CancellationToken};
 use crate::error::CanoError;
-use crate::recovery::postgres::{Lease, PostgresCheckpointStore};
+use crate::observer::WorkflowObserver;
+use crate::recovery::postgres::{Lease, PostgresCheckpointStore, SIGNAL_CHANNEL};
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -59,6 +60,27 @@ const REAP: &str = "
           SELECT 1 FROM cano_runs AS r
           WHERE r.workflow_id = c.run_id AND r.owner IS NOT NULL AND r.lease_until > now())";
 
+/// Make ready again the waiting runs of queue `$1` whose wake time passed, whose signal
+/// is pending or that a client asked to cancel; answers how many.
+const WAKE: &str = "
+    UPDATE cano_cluster_runs AS c
+    SET status = 'ready', wake_at = NULL, waiting_for = NULL
+    WHERE c.status = 'waiting' AND c.queue = $1
+      AND (c.wake_at <= now()
+           OR c.cancel_requested_at IS NOT NULL
+           OR (c.waiting_for IS NOT NULL AND EXISTS (
+                   SELECT 1 FROM cano_signals AS s
+                   WHERE s.workflow_id = c.run_id AND s.name = c.waiting_for)))";
+
+/// Run `$1` (attempt `$3` of worker `$2`) waits, held by no worker: until `$4` (ms since
+/// the Unix epoch; `NULL`: no deadline) or for the signal `$5`. The attempt does not
+/// count. Nothing when the run is no longer that attempt's.
+const PARK: &str = "
+    UPDATE cano_cluster_runs
+    SET status = 'waiting', attempts = attempts - 1, heartbeat_at = NULL,
+        wake_at = to_timestamp($4::double precision / 1000), waiting_for = $5
+    WHERE run_id = $1 AND worker = $2 AND attempts = $3 AND status = 'running'";
+
 /// The heartbeat of worker `$2`'s runs `$1`; answers those asked to cancel.
 const HEARTBEAT: &str = "
     UPDATE cano_cluster_runs SET heartbeat_at = now()
@@ -101,13 +123,39 @@ const DEFAULT_POLL: Duration = Duration::from_millis(500);
 /// Attempts before a run is parked unless set with [`Worker::with_max_attempts`].
 const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 
+/// The shortest timer wait a worker gives back unless set with
+/// [`Worker::with_release_waits_after`].
+const DEFAULT_RELEASE_AFTER: Duration = Duration::from_secs(1);
+
+/// A run of this worker started waiting (what [`WorkflowObserver::on_wait`] says).
+#[derive(Debug, Clone)]
+pub(super) struct Wait {
+    deadline_ms: Option<u64>,
+    signal: Option<String>,
+}
+
+/// The observer a worker gives the workflows it runs: tells the run's task that the run
+/// started waiting.
+pub(super) struct WaitHook(pub(super) mpsc::UnboundedSender<Wait>);
+
+impl WorkflowObserver for WaitHook {
+    fn on_wait(&self, _workflow_id: &str, deadline_ms: Option<u64>, signal: Option<&str>) {
+        let _ = self.0.send(Wait {
+            deadline_ms,
+            signal: signal.map(str::to_owned),
+        });
+    }
+}
+
 /// Why a worker stops a run it is running.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 enum Stop {
     /// Its lease is no longer this worker's: drop it, another worker resumes it.
     LeaseLost,
     /// The worker shuts down: hand it back.
     Shutdown,
+    /// The run waits: give it back until its wait is over.
+    Wait(Wait),
 }
 
 /// Where the lease of a run in hand is.
@@ -176,6 +224,7 @@ pub struct Worker {
     max_attempts: u32,
     queue_limit: Option<usize>,
     on_error: Option<ErrorHook>,
+    release_after: Option<Duration>,
 }
 
 /// What [`Worker::with_error_hook`] is given.
@@ -191,6 +240,7 @@ impl std::fmt::Debug for Worker {
             .field("poll_interval", &self.poll_interval)
             .field("max_attempts", &self.max_attempts)
             .field("queue_limit", &self.queue_limit)
+            .field("release_after", &self.release_after)
             .finish_non_exhaustive()
     }
 }
@@ -210,7 +260,19 @@ impl Worker {
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             queue_limit: None,
             on_error: None,
+            release_after: Some(DEFAULT_RELEASE_AFTER),
         }
+    }
+
+    /// Give back a run that waits for a signal, or sleeps on a timer for at least `d`
+    /// (default 1 s): it then holds no slot of any worker, and is ready again when the
+    /// signal is pending, the timer's deadline passes (found within a poll interval) or a
+    /// cancel is asked for; the worker that claims it resumes the wait from the run's
+    /// log. A run given back is dropped like a run whose process died: resources it set
+    /// up are not torn down. `None` keeps every waiting run in its slot.
+    pub fn with_release_waits_after(mut self, d: Option<Duration>) -> Self {
+        self.release_after = d;
+        self
     }
 
     /// Run up to `n` runs at once (at least 1; default 1).
@@ -309,6 +371,7 @@ impl Worker {
             if now >= next_poll {
                 next_poll = now + self.poll_interval;
                 self.reap().await;
+                self.wake().await;
                 let free = self.concurrency.saturating_sub(held.len());
                 if free > 0 {
                     self.claim(free, &mut held, &mut tasks, &mut task_runs)
@@ -473,6 +536,61 @@ impl Worker {
         }
     }
 
+    /// Make ready again the waiting runs whose wait is over.
+    async fn wake(&self) {
+        let woken = async {
+            let conn = self.store.connection().await?;
+            conn.client
+                .execute(WAKE, &[&self.queue])
+                .await
+                .map_err(conn.on_cluster_error())
+        };
+        if let Err(e) = woken.await {
+            self.report("waking the runs whose wait is over", &e);
+        }
+    }
+
+    /// Whether to give back a run that started waiting.
+    fn releases(&self, wait: &Wait) -> bool {
+        let Some(after) = self.release_after else {
+            return false;
+        };
+        if wait.signal.is_some() {
+            return true;
+        }
+        let now = crate::task::timer::wall_now_ms();
+        wait.deadline_ms.is_some_and(|deadline| {
+            deadline.saturating_sub(now) >= u64::try_from(after.as_millis()).unwrap_or(u64::MAX)
+        })
+    }
+
+    /// Give back `lease`'s run, which waits: release the lease and record the wait.
+    async fn release_wait(&self, lease: &Lease, attempt: i32, wait: &Wait) {
+        self.release(lease).await;
+        let deadline = wait.deadline_ms.map(|ms| ms as f64);
+        let parked = async {
+            let conn = self.store.connection().await?;
+            conn.client
+                .execute(
+                    PARK,
+                    &[
+                        &lease.workflow_id(),
+                        &self.store.worker_id(),
+                        &attempt,
+                        &deadline,
+                        &wait.signal,
+                    ],
+                )
+                .await
+                .map_err(conn.on_cluster_error())
+        };
+        if let Err(e) = parked.await {
+            // The run stays `running` without a lease: it is made ready again once its
+            // heartbeat is old, and resumes its wait.
+            self.report("giving back a waiting run", &e);
+        }
+    }
+
     /// Claim up to `free` ready runs, take their leases and start them.
     async fn claim(
         &self,
@@ -578,6 +696,7 @@ impl Worker {
         } = claimed;
         let run_id = lease.workflow_id().to_owned();
         let cleared = Arc::new(AtomicBool::new(false));
+        let (waits, mut waiting) = mpsc::unbounded_channel();
         let run = async {
             let parse = |what: &str, text: &str| {
                 serde_json::from_str(text).map_err(|e| {
@@ -593,16 +712,34 @@ impl Worker {
                 store: self.store.clone(),
                 cleared: Arc::clone(&cleared),
                 token,
+                waits: self.release_after.is_some().then_some(waits),
             };
             self.registry.run(&workflow, context).await
         };
-        let outcome = tokio::select! {
-            biased;
-            outcome = run => Ok(outcome),
-            stop = stopped.wait_for(Option::is_some) => Err(stop.map(|s| *s).ok().flatten()),
+        let outcome = {
+            tokio::pin!(run);
+            loop {
+                tokio::select! {
+                    biased;
+                    outcome = &mut run => break Ok(outcome),
+                    stop = stopped.wait_for(Option::is_some) => {
+                        break Err(stop.map(|s| s.clone()).ok().flatten());
+                    }
+                    Some(wait) = waiting.recv() => {
+                        if self.releases(&wait) {
+                            break Err(Some(Stop::Wait(wait)));
+                        }
+                    }
+                }
+            }
         };
         let outcome = match outcome {
             Ok(outcome) => outcome,
+            Err(Some(Stop::Wait(wait))) => {
+                // The wait is in the run's log: dropping the run here loses nothing.
+                self.release_wait(&lease, attempt, &wait).await;
+                return run_id;
+            }
             Err(Some(Stop::Shutdown)) => {
                 self.hand_back(&lease, attempt).await;
                 return run_id;
@@ -793,7 +930,8 @@ impl Worker {
 const RELISTEN: Duration = Duration::from_secs(1);
 
 /// Listen on a connection of its own (opened again when it fails) until aborted: wake
-/// `woken` whenever a run of `queue` is announced on [`READY_CHANNEL`], and send the id of
+/// `woken` whenever a run of `queue` is announced on [`READY_CHANNEL`] or a signal is sent
+/// ([`SIGNAL_CHANNEL`]: it may end a wait), and send the id of
 /// each run a client asks to cancel ([`CANCEL_CHANNEL`]) to `cancels`. A notification is
 /// only a hint: a worker whose listener is down still polls, and its heartbeat sees the
 /// cancels.
@@ -805,9 +943,9 @@ async fn listen(
 ) {
     loop {
         if let Some((client, mut messages)) = store.listener(READY_CHANNEL).await {
-            // The second channel on the same connection; its messages must be polled
+            // The other channels on the same connection; its messages must be polled
             // while the statement is answered.
-            let sql = format!("LISTEN {CANCEL_CHANNEL}");
+            let sql = format!("LISTEN {CANCEL_CHANNEL}; LISTEN {SIGNAL_CHANNEL}");
             let also = client.batch_execute(&sql);
             tokio::pin!(also);
             let mut listening = false;
@@ -828,7 +966,8 @@ async fn listen(
                             if cancels.send(n.payload().to_owned()).is_err() {
                                 return;
                             }
-                        } else if n.payload() == queue {
+                        } else if n.channel() == SIGNAL_CHANNEL || n.payload() == queue {
+                            // A signal may end a wait: look now.
                             woken.notify_one();
                         }
                     }

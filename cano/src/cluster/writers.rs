@@ -6,6 +6,7 @@
 use crate::error::CanoError;
 use crate::recovery::postgres::PostgresCheckpointStore;
 use crate::recovery::{CheckpointRow, CheckpointStore, RunWriter, RunWriters, StoreFuture};
+use crate::signal::{Signal, SignalStore};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -61,6 +62,38 @@ impl CheckpointStore for DeferredClear {
         Self: Sync + 'async_trait,
     {
         self.store.clear(workflow_id)
+    }
+}
+
+/// Signals go to the worker's store as they are: a run waiting for one on this worker is
+/// woken by the store; a run given back while it waits is made ready by the worker loop.
+impl SignalStore for DeferredClear {
+    fn send_signal<'a>(&'a self, workflow_id: &'a str, signal: Signal) -> StoreFuture<'a, bool> {
+        self.store.send_signal(workflow_id, signal)
+    }
+
+    fn pending_signals<'a>(
+        &'a self,
+        workflow_id: &'a str,
+        name: &'a str,
+    ) -> StoreFuture<'a, Vec<Signal>> {
+        self.store.pending_signals(workflow_id, name)
+    }
+
+    fn remove_signal<'a>(
+        &'a self,
+        workflow_id: &'a str,
+        signal_id: &'a str,
+    ) -> StoreFuture<'a, ()> {
+        self.store.remove_signal(workflow_id, signal_id)
+    }
+
+    fn signal_waker(&self, workflow_id: &str) -> Option<Arc<tokio::sync::Notify>> {
+        self.store.signal_waker(workflow_id)
+    }
+
+    fn forget_signal_waker(&self, workflow_id: &str) {
+        self.store.forget_signal_waker(workflow_id);
     }
 }
 

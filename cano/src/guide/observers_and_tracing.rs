@@ -59,6 +59,7 @@
 //! | `on_resume` | `resume_from` starts, before resource setup | the workflow id, the sequence of the last row found |
 //! | `on_cancelled` | the run's cancellation token fired; once, before the rollback | the state it stopped in |
 //! | `on_signal_received` / `on_signal_rejected` | a signal state consumed a signal / dropped one whose payload it cannot read | the signal's name and id (and why) |
+//! | `on_wait` | a run starts waiting on a timer or for a signal, its wait in the log | the run's id, the deadline (ms since the Unix epoch), the signal's name |
 //! | `on_workflow_timeout` | the run passed its total timeout; once, before the rollback | the time it ran, the limit |
 //!
 //! For a run `Start → Done` whose task fails once and then succeeds, the events are:
@@ -106,7 +107,8 @@
 //!   resumed from checkpoint`, `saga step compensated`, `workflow run ended`; WARN `task
 //!   retry`, `task attempt failed`, `circuit breaker rejected task`, `saga rollback
 //!   started`, `checkpoint log not cleared`, `workflow run cancelled`, `workflow total
-//!   timeout exceeded`, `signal rejected`; INFO `signal received`; ERROR `task failed`, `compensation failed`,
+//!   timeout exceeded`, `signal rejected`; INFO `signal received`, `run waiting`; ERROR
+//!   `task failed`, `compensation failed`,
 //!   `resource teardown failed`, `workflow run failed`;
 //! * `Workflow::with_tracing_span(span)`, which runs every `orchestrate` and
 //!   `resume_from` of the workflow inside your span instead of the default

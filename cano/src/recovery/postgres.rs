@@ -63,6 +63,8 @@ pub mod lease;
 mod pool;
 pub mod schema;
 mod signals;
+/// The channel a signal's send notifies (the run id as payload).
+pub(crate) use self::signals::CHANNEL as SIGNAL_CHANNEL;
 mod temp;
 
 pub use self::lease::{Lease, LeaseHolder};

@@ -222,6 +222,7 @@ where
         // The store forgets the waker however the wait ends (a signal, the deadline, an
         // error, or the run dropped: cancelled, timed out).
         let _forget = ForgetWaker(signals.as_ref(), &id);
+        let mut waiting = false;
         loop {
             // Registered before the store is read, so a signal sent meanwhile wakes it.
             let notified = waker.as_ref().map(|waker| waker.notified());
@@ -237,6 +238,10 @@ where
             }
             if early {
                 continue;
+            }
+            if !waiting {
+                waiting = true;
+                self.notify(|o| o.on_wait(&id, deadline, Some(name)));
             }
             // The sleeps are boxed only when there are any: a run waiting without a
             // timeout for a store that wakes it keeps just the notification.
@@ -408,6 +413,12 @@ where
                     deadline
                 }
             };
+            if self.observers.is_some()
+                && let Some(id) = run.workflow_id.as_deref()
+                && deadline > timer::wall_now_ms()
+            {
+                self.notify(|o| o.on_wait(id, Some(deadline), None));
+            }
             timer::sleep_until_ms(deadline).await;
             Box::pin(scope.attempts(
                 || timer.after_wait(resources),

@@ -116,6 +116,24 @@
 //! -- cano_fenced_clear also deletes the run's mark.
 //! CREATE OR REPLACE FUNCTION cano_fenced_clear(run text, lease_epoch bigint) RETURNS boolean;
 //! ```
+//!
+//! # Version 6: cluster runs that wait without a worker
+//!
+//! A cluster run sleeping on a timer or waiting for a signal is given back by its worker
+//! and holds no worker slot: it is `waiting` until `wake_at` passes, a signal named
+//! `waiting_for` is pending for it, or a cancel is asked for; then it is ready again and
+//! the worker that claims it resumes the wait from its log.
+//!
+//! ```sql
+//! ALTER TABLE cano_cluster_runs ADD COLUMN wake_at timestamptz;  -- NULL: no deadline
+//! ALTER TABLE cano_cluster_runs ADD COLUMN waiting_for text;     -- the signal's name
+//! -- The status check gains 'waiting'.
+//! ALTER TABLE cano_cluster_runs DROP CONSTRAINT cano_cluster_runs_status_check;
+//! ALTER TABLE cano_cluster_runs ADD CONSTRAINT cano_cluster_runs_status_check CHECK (status IN
+//!     ('ready', 'running', 'waiting', 'succeeded', 'failed', 'parked', 'cancelled'));
+//! CREATE INDEX cano_cluster_runs_waiting ON cano_cluster_runs (queue, wake_at)
+//!     WHERE status = 'waiting';
+//! ```
 
 use super::error::{Doing, pg_error};
 use crate::error::CanoError;
@@ -227,6 +245,15 @@ const MIGRATIONS: &[&str] = &[
         DELETE FROM cano_run_failures WHERE workflow_id = run;
         RETURN true;
     END $$;
+",
+    "
+    ALTER TABLE cano_cluster_runs ADD COLUMN IF NOT EXISTS wake_at timestamptz;
+    ALTER TABLE cano_cluster_runs ADD COLUMN IF NOT EXISTS waiting_for text;
+    ALTER TABLE cano_cluster_runs DROP CONSTRAINT IF EXISTS cano_cluster_runs_status_check;
+    ALTER TABLE cano_cluster_runs ADD CONSTRAINT cano_cluster_runs_status_check CHECK (status IN
+        ('ready', 'running', 'waiting', 'succeeded', 'failed', 'parked', 'cancelled'));
+    CREATE INDEX IF NOT EXISTS cano_cluster_runs_waiting ON cano_cluster_runs (queue, wake_at)
+        WHERE status = 'waiting';
 ",
 ];
 

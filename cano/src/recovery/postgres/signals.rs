@@ -41,7 +41,7 @@ const RELISTEN: Duration = Duration::from_secs(1);
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The notification channel of signal sends.
-const CHANNEL: &str = "cano_signals";
+pub(crate) const CHANNEL: &str = "cano_signals";
 
 /// The longest payload `pg_notify` takes is 7,999 bytes: a run with a longer id is found
 /// by polling only.
