@@ -39,6 +39,13 @@
 //! (or while every worker is down) is consumed by whichever worker resumes it, and [run
 //! data](crate::run_data) is in its log and moves with it.
 //!
+//! # Cron across machines
+//!
+//! With the feature `scheduler` as well, a [`Cron`] on every node starts the runs of cron
+//! schedules: each tick of a schedule starts exactly one run in the cluster, whatever the
+//! number of nodes and their clocks; ticks missed while every node was down follow the
+//! schedule's [`Misfire`] policy. See [`cron`].
+//!
 //! # Cancel and retry
 //!
 //! [`Client::cancel`] ends a run that has not started at once. A running run's worker is
@@ -116,11 +123,16 @@
 //! ```
 
 mod client;
+#[cfg(feature = "scheduler")]
+#[cfg_attr(docsrs, doc(cfg(feature = "scheduler")))]
+pub mod cron;
 mod registry;
 mod worker;
 mod writers;
 
 pub use self::client::{CancelOutcome, Client, RunState, RunStatus};
+#[cfg(feature = "scheduler")]
+pub use self::cron::{Cron, Misfire};
 pub use self::registry::Registry;
 pub use self::worker::Worker;
 

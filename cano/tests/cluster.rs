@@ -1275,3 +1275,147 @@ async fn a_signal_sent_while_no_worker_has_the_run_wakes_it_and_is_consumed_once
     stop_b.cancel();
     b.await.unwrap().unwrap();
 }
+
+/// The ticks (RFC 3339) of the runs schedule `name` started, in order.
+#[cfg(feature = "scheduler")]
+async fn cron_ticks(url: &str, name: &str) -> Vec<String> {
+    let (conn, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let prefix = format!("cron:{name}:");
+    conn.query(
+        "SELECT idempotency_key FROM cano_cluster_runs WHERE idempotency_key LIKE $1 || '%' \
+         ORDER BY idempotency_key",
+        &[&prefix],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| row.get::<_, String>(0)[prefix.len()..].to_owned())
+    .collect()
+}
+
+/// Whether `ticks` (RFC 3339, whole seconds) follow each other a second apart.
+#[cfg(feature = "scheduler")]
+fn one_second_apart(ticks: &[String]) -> bool {
+    let secs: Vec<i64> = ticks
+        .iter()
+        .map(|t| chrono::DateTime::parse_from_rfc3339(t).unwrap().timestamp())
+        .collect();
+    secs.windows(2).all(|w| w[1] - w[0] == 1)
+}
+
+#[cfg(feature = "scheduler")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cron_on_three_nodes_starts_exactly_one_run_per_tick() {
+    use cano::cluster::{Cron, Misfire};
+    let Some(url) = pg_support::fresh_database("cluster_cron").await else {
+        return;
+    };
+    let client = client(&url).await;
+    let ledger = Ledger::default();
+    let (stop_w, w) = start_worker(&url, "w-a", &ledger, 4, 5).await;
+    let mut nodes = Vec::new();
+    for node in ["n-1", "n-2", "n-3"] {
+        let store = pg_support::worker(&url, node, LEASE).await;
+        let cron = Cron::new(store)
+            .with_poll_interval(Duration::from_millis(50))
+            .schedule(
+                "every-second",
+                "* * * * * *",
+                "job",
+                &job(900),
+                &Step::Prepare,
+                Misfire::RunAll,
+            )
+            .unwrap();
+        let (stop, token) = CancellationToken::new();
+        nodes.push((stop, tokio::spawn(async move { cron.run(token).await })));
+    }
+    tokio::time::sleep(Duration::from_millis(3300)).await;
+    for (stop, node) in nodes {
+        stop.cancel();
+        node.await.unwrap().unwrap();
+    }
+    let ticks = cron_ticks(&url, "every-second").await;
+    assert!(ticks.len() >= 2, "{ticks:?}");
+    assert!(one_second_apart(&ticks), "no tick lost: {ticks:?}");
+    // Each tick's run ran once.
+    let (conn, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    for row in conn
+        .query(
+            "SELECT run_id FROM cano_cluster_runs WHERE idempotency_key LIKE 'cron:%'",
+            &[],
+        )
+        .await
+        .unwrap()
+    {
+        let status = client.wait(row.get(0), WAIT).await.unwrap();
+        assert_eq!(status.state, RunState::Succeeded, "{status:?}");
+    }
+    let n = u32::try_from(ticks.len()).unwrap();
+    assert_eq!(ledger.count(900), (n, n), "one run per tick: {ticks:?}");
+    eprintln!("three cron nodes started {n} runs for {n} ticks: {ticks:?}");
+    stop_w.cancel();
+    w.await.unwrap().unwrap();
+}
+
+#[cfg(feature = "scheduler")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ticks_missed_while_every_node_was_down_follow_the_misfire_policy() {
+    use cano::cluster::{Cron, Misfire};
+    let Some(url) = pg_support::fresh_database("cluster_misfire").await else {
+        return;
+    };
+    let store = pg_support::worker(&url, "n-1", LEASE).await;
+    let mut cron = Cron::new(store).with_misfire_after(Duration::from_secs(2));
+    for (name, misfire) in [
+        ("skip", Misfire::Skip),
+        ("once", Misfire::RunOnce),
+        ("all", Misfire::RunAll),
+    ] {
+        cron = cron
+            .schedule(name, "* * * * * *", "job", &job(1), &Step::Prepare, misfire)
+            .unwrap();
+    }
+    // Seen once: the schedules start from the database's clock; then every node is down
+    // for ten seconds.
+    cron.tick().await.unwrap();
+    let (conn, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    conn.batch_execute(
+        "UPDATE cano_cluster_schedules SET last_tick = last_tick - interval '10 seconds'",
+    )
+    .await
+    .unwrap();
+    let started = cron.tick().await.unwrap();
+    let (skip, once, all) = (
+        cron_ticks(&url, "skip").await,
+        cron_ticks(&url, "once").await,
+        cron_ticks(&url, "all").await,
+    );
+    assert_eq!(started.len(), skip.len() + once.len() + all.len());
+    assert!(skip.len() <= 3, "only the ticks of the last 2 s: {skip:?}");
+    assert_eq!(
+        once.len(),
+        skip.len() + 1,
+        "one for the missed ticks: {once:?}"
+    );
+    assert!(all.len() >= 10, "every missed tick: {all:?}");
+    assert!(one_second_apart(&all), "{all:?}");
+    assert_eq!(&all[all.len() - skip.len()..], skip.as_slice());
+    // A second look starts no missed tick again (only ticks that came since, if any).
+    cron.tick().await.unwrap();
+    let grown = [
+        cron_ticks(&url, "skip").await.len() - skip.len(),
+        cron_ticks(&url, "once").await.len() - once.len(),
+        cron_ticks(&url, "all").await.len() - all.len(),
+    ];
+    assert!(grown[0] <= 1 && grown == [grown[0]; 3], "{grown:?}");
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 /// Insert a ready run (its id made by the database); nothing when the idempotency key
 /// `$6` is taken.
 /// The queue's workers are woken on the channel `$6` when the run is added.
-const SUBMIT: &str = "
+pub(super) const SUBMIT: &str = "
     WITH added AS (
         INSERT INTO cano_cluster_runs
             (run_id, queue, workflow, status, input, initial_state, idempotency_key)
@@ -493,7 +493,7 @@ fn no_such_run(run_id: &str, what: &str) -> CanoError {
 }
 
 /// `value` (the run's `what`) as JSON text for a `jsonb` column.
-fn to_json<T: Serialize + ?Sized>(
+pub(super) fn to_json<T: Serialize + ?Sized>(
     what: &str,
     workflow: &str,
     value: &T,

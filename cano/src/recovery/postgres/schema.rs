@@ -134,6 +134,19 @@
 //! CREATE INDEX cano_cluster_runs_waiting ON cano_cluster_runs (queue, wake_at)
 //!     WHERE status = 'waiting';
 //! ```
+//!
+//! # Version 7: cron schedules across machines
+//!
+//! One row per schedule of the [cluster's cron](crate::cluster::Cron) (feature
+//! `scheduler`), locked by the node that starts its due ticks:
+//!
+//! ```sql
+//! CREATE TABLE cano_cluster_schedules (
+//!     name       text        PRIMARY KEY,
+//!     last_tick  timestamptz NOT NULL,  -- every tick up to here is handled
+//!     created_at timestamptz NOT NULL DEFAULT now()
+//! );
+//! ```
 
 use super::error::{Doing, pg_error};
 use crate::error::CanoError;
@@ -254,6 +267,13 @@ const MIGRATIONS: &[&str] = &[
         ('ready', 'running', 'waiting', 'succeeded', 'failed', 'parked', 'cancelled'));
     CREATE INDEX IF NOT EXISTS cano_cluster_runs_waiting ON cano_cluster_runs (queue, wake_at)
         WHERE status = 'waiting';
+",
+    "
+    CREATE TABLE IF NOT EXISTS cano_cluster_schedules (
+        name       text        PRIMARY KEY,
+        last_tick  timestamptz NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()
+    );
 ",
 ];
 
