@@ -240,18 +240,20 @@ impl Dashboard {
         } else {
             body.push_str(
                 "<table><tr><th>Run</th><th>Status</th><th>Last state</th><th>Rows</th>\
-                 <th>Detail</th></tr>",
+                 <th>Started (UTC)</th><th>Updated (UTC)</th><th>Detail</th></tr>",
             );
             for run in shown {
                 let _ = write!(
                     body,
                     "<tr><td><a href=\"/runs/{href}\">{id}</a></td><td class=\"s-{status}\">{status}</td>\
-                     <td>{state}</td><td>{rows}</td><td>{detail}</td></tr>",
+                     <td>{state}</td><td>{rows}</td><td>{started}</td><td>{updated}</td><td>{detail}</td></tr>",
                     href = encode(&run.run_id),
                     id = esc(&run.run_id),
                     status = esc(run.status),
                     state = esc(&run.last_state),
                     rows = run.rows,
+                    started = esc(&report::utc_cell(run.started_ms)),
+                    updated = esc(&report::utc_cell(run.updated_ms)),
                     detail = esc(&run.detail(now)),
                 );
             }
@@ -295,9 +297,12 @@ impl Dashboard {
         let now = report::now_ms();
         let mut body = format!(
             "<p><a href=\"/runs\">All runs</a></p><h1>Run {}</h1><p class=\"s-{status}\">{status}, {} rows</p>\
+             <p><b>Started:</b> {} · <b>last written:</b> {} (UTC)</p>\
              <p><b>Stopped:</b> {}</p>",
             esc(run_id),
             run.rows,
+            esc(&report::utc_cell(run.started_ms)),
+            esc(&report::utc_cell(run.updated_ms)),
             esc(&runs::why(&run, &path, &pending, now)),
             status = esc(run.status),
         );

@@ -1,7 +1,7 @@
 //! `cano`: look at and act on the runs a cano checkpoint store holds.
 //!
 //! ```text
-//! cano runs list   --store STORE [--status S] [--limit N] [--json]
+//! cano runs list   --store STORE [--status S] [--since WHEN] [--limit N] [--json]
 //! cano runs show   --store STORE RUN_ID [--json]
 //! cano runs signal --store STORE RUN_ID NAME --payload JSON [--id ID]
 //! cano runs purge  --store STORE RUN_ID… | --all-failed [--yes] [--json]
@@ -95,10 +95,14 @@ running runs in it while the CLI reads. Statuses:
 
   failed        went forward as far as its last row and stopped there: a task returned
                 an error, or its process died. Workflow::resume_from continues it.
+                A run of a program that attached the store with
+                Workflow::with_run_writers is marked when it returns an error: the
+                error is shown (also on a PostgreSQL store, whatever its lease says).
                 (--status failed also lists rolling-back runs.)
   running-or-failed
-                the same on a PostgreSQL store, where the run may as well be going on
-                in another process (--status failed and --status running list it).
+                the same on a PostgreSQL store, for a run that is not marked: it may as
+                well be going on in another process (--status failed and --status
+                running list it).
   running       on a PostgreSQL store, a run a worker holds a live lease on (a cluster
                 worker, or a program writing through with_run_writers): it is going on
                 now (--status running lists it; --status failed and purge --all-failed
@@ -113,14 +117,21 @@ running runs in it while the CLI reads. Statuses:
   done          none: a run that finished (or whose rollback finished cleanly) clears
                 its log.
 
-Times: the store keeps no start or stop times, so there is no --since; the deadlines of
-waiting runs are shown in UTC.";
+Times, all in UTC: STARTED and UPDATED are when the run's first and last rows were
+written (`-` when the store does not know: runs in a redb file written before cano kept
+times); the deadlines of waiting runs. --since keeps the runs last written at or after a
+time, and leaves out the runs whose time is not known.";
 
 #[derive(Debug, Args)]
 struct ListArgs {
     /// Only runs with this status (see above).
     #[arg(long, value_enum)]
     status: Option<runs::Filter>,
+    /// Only runs last written at or after WHEN: an RFC 3339 time (2026-12-05T21:30:00Z) or
+    /// an age before now (30s, 30m, 2h, 7d, 2w). Runs whose last write the store does not
+    /// know (a redb file written before cano kept times) are left out.
+    #[arg(long, value_name = "WHEN", value_parser = parse_since)]
+    since: Option<u64>,
     /// At most this many runs.
     #[arg(long, value_name = "N")]
     limit: Option<usize>,
@@ -190,6 +201,11 @@ struct GraphArgs {
     format: graph::Format,
 }
 
+/// `--since WHEN` as milliseconds since the epoch.
+fn parse_since(when: &str) -> Result<u64, String> {
+    report::since_ms(when, report::now_ms())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let store = match cli.store.as_deref().map(str::parse::<StoreSpec>) {
@@ -231,7 +247,7 @@ fn run(store: &StoreSpec, command: Command) -> Result<(), Failure> {
     rt.block_on(async move {
         match command {
             Command::Runs(RunsCommand::List(a)) => {
-                runs::list(store, a.status, a.limit, a.json).await
+                runs::list(store, a.status, a.since, a.limit, a.json).await
             }
             Command::Runs(RunsCommand::Show(a)) => runs::show(store, &a.run_id, a.json).await,
             Command::Runs(RunsCommand::Signal(a)) => {

@@ -13,7 +13,7 @@
 //! | key | value |
 //! |---|---|
 //! | `run_id` | the run's id |
-//! | `status` | `"failed"`, `"rolling-back"`, `"waiting"` or `"malformed"`; on a PostgreSQL store `"running"` for a run a worker holds a live lease on (with `lease_holder` and `lease_until_ms`) and `"running-or-failed"` instead of `"failed"` for the others (see `cano runs list --help`) |
+//! | `status` | `"failed"`, `"rolling-back"`, `"waiting"` or `"malformed"`; on a PostgreSQL store `"running"` for a run a worker holds a live lease on (with `lease_holder` and `lease_until_ms`) and `"running-or-failed"` instead of `"failed"` for the others unless the store recorded their failure (see `cano runs list --help`) |
 //! | `last_state` | the state of the last row that names one (`""` if none) |
 //! | `last_sequence` | the sequence of the log's last row |
 //! | `rows` | how many rows the log holds |
@@ -22,6 +22,9 @@
 //! | `compensations_left` | a rolling-back run's steps still to undo, or `null` |
 //! | `problem` | why a malformed log does not follow the format, or `null` |
 //! | `version` | the workflow version the run was started under (0 when its log names none) |
+//! | `started_ms`, `started` | when the run's first row was written, or `null` when the store does not know (a redb file written before cano kept times) |
+//! | `updated_ms`, `updated` | when the run's last row was written, or `null` (the same) |
+//! | `error` | the error a failed run returned, when the store recorded it (runs started with `Workflow::with_run_writers`), or `null` |
 //!
 //! # `cano runs show RUN_ID --json`
 //!
@@ -79,6 +82,16 @@ pub struct RunView {
     pub problem: Option<String>,
     /// The workflow version the run was started under (0: none named).
     pub version: u32,
+    /// When the run's first row was written (ms since the epoch), if the store knows.
+    pub started_ms: Option<u64>,
+    /// The same, as RFC 3339 text.
+    pub started: Option<String>,
+    /// When the run's last row was written (ms since the epoch), if the store knows.
+    pub updated_ms: Option<u64>,
+    /// The same, as RFC 3339 text.
+    pub updated: Option<String>,
+    /// The error a failed run returned, if the store recorded it.
+    pub error: Option<String>,
     /// The worker holding a live lease on the run (PostgreSQL): then it is `running`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lease_holder: Option<String>,
@@ -94,8 +107,8 @@ impl RunView {
     /// The view of a run the store summarized; `live`: other processes may be running
     /// runs in the store while the CLI reads it (a database, not a redb file).
     pub fn new(summary: &RunSummary, live: bool) -> Self {
-        let (mut signal, mut deadline_ms, mut compensations_left, mut problem) =
-            (None, None, None, None);
+        let (mut signal, mut deadline_ms, mut compensations_left, mut problem, mut error) =
+            (None, None, None, None, None);
         match &summary.status {
             RunStatus::Waiting {
                 deadline_ms: d,
@@ -106,6 +119,7 @@ impl RunView {
             }
             RunStatus::RollingBack { remaining } => compensations_left = Some(*remaining),
             RunStatus::Malformed(why) => problem = Some(why.clone()),
+            RunStatus::Failed { error: e } => error = Some(e.clone()),
             _ => {}
         }
         Self {
@@ -120,6 +134,11 @@ impl RunView {
             compensations_left,
             problem,
             version: summary.version,
+            started_ms: summary.started_ms,
+            started: summary.started_ms.map(rfc3339),
+            updated_ms: summary.updated_ms,
+            updated: summary.updated_ms.map(rfc3339),
+            error,
             lease_holder: None,
             lease_until_ms: None,
             raw: summary.status.clone(),
@@ -151,16 +170,31 @@ impl RunView {
         if let Some(problem) = &self.problem {
             return problem.clone();
         }
+        if let Some(error) = &self.error {
+            return format!("error: {}", first_line(error, 100));
+        }
         String::new()
     }
+}
+
+/// The first line of `text`, cut at `max` characters (with `…` when cut).
+pub fn first_line(text: &str, max: usize) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    let mut cut: String = line.chars().take(max).collect();
+    if cut.len() < text.len() {
+        cut.push('…');
+    }
+    cut
 }
 
 /// The name `runs list` gives a status. A store file that the CLI could open has no
 /// process working on it, so a run that went forward as far as its log shows has stopped:
 /// it returned an error or its process died (`failed`). In a `live` store (a database
-/// other processes use) such a run may as well be running now: the log cannot tell.
+/// other processes use) such a run may as well be running now: the log cannot tell,
+/// unless the store recorded the run's failure ([`RunStatus::Failed`]).
 pub fn status_name(status: &RunStatus, live: bool) -> &'static str {
     match status {
+        RunStatus::Failed { .. } => "failed",
         RunStatus::Forward if live => "running-or-failed",
         RunStatus::Forward => "failed",
         RunStatus::RollingBack { .. } => "rolling-back",
@@ -508,6 +542,51 @@ pub fn rfc3339(ms: u64) -> String {
         )
 }
 
+/// Milliseconds since the epoch as a table cell, in UTC (`2026-12-05 18:40:00`); `-`
+/// when not known.
+pub fn utc_cell(ms: Option<u64>) -> String {
+    ms.and_then(|ms| i64::try_from(ms).ok())
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map_or_else(
+            || "-".to_owned(),
+            |t| t.format("%Y-%m-%d %H:%M:%S").to_string(),
+        )
+}
+
+/// When `--since WHEN` starts, in milliseconds since the epoch, given `now_ms`: `WHEN` is
+/// an RFC 3339 time (`2026-12-05T21:30:00Z`) or an age before now, a whole number and a
+/// unit: `s`, `m`, `h`, `d` or `w` (`30m`, `2h`, `7d`).
+///
+/// # Errors
+/// What is wrong with `when`, and what it may be.
+pub fn since_ms(when: &str, now_ms: u64) -> Result<u64, String> {
+    let when = when.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(when) {
+        return u64::try_from(t.timestamp_millis()).map_err(|_| format!("{when:?} is before 1970"));
+    }
+    let expected = "expected an RFC 3339 time (2026-12-05T21:30:00Z) or an age such as 30m, \
+                    2h, 7d (units s, m, h, d, w)";
+    let split = when
+        .find(|c: char| !c.is_ascii_digit())
+        .filter(|&at| at > 0)
+        .ok_or_else(|| format!("{when:?}: {expected}"))?;
+    let (number, unit) = when.split_at(split);
+    let unit_ms: u64 = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "w" => 7 * 86_400_000,
+        _ => return Err(format!("{when:?}: unknown unit {unit:?}; {expected}")),
+    };
+    let age = number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit_ms))
+        .ok_or_else(|| format!("{when:?}: the number is too large"))?;
+    Ok(now_ms.saturating_sub(age))
+}
+
 /// Milliseconds since the epoch as text for people (`2026-12-05 18:40:00 UTC`).
 pub fn utc_text(ms: u64) -> String {
     i64::try_from(ms)
@@ -552,6 +631,41 @@ mod tests {
         assert_eq!(relative(10_000 + 90_500, 10_000), "in 1 min 31 s");
         assert_eq!(relative(0, 7_200_000), "passed 2 h 0 min ago");
         assert!(relative(u64::MAX, 0).starts_with("in "));
+    }
+
+    #[test]
+    fn since_takes_a_time_or_an_age() {
+        let now = 1_764_950_400_000; // 2025-12-05T16:00:00Z
+        assert_eq!(since_ms("30m", now), Ok(now - 30 * 60_000));
+        assert_eq!(since_ms("2h", now), Ok(now - 7_200_000));
+        assert_eq!(since_ms("7d", now), Ok(now - 7 * 86_400_000));
+        assert_eq!(since_ms("45s", now), Ok(now - 45_000));
+        assert_eq!(since_ms("1w", now), Ok(now - 7 * 86_400_000));
+        assert_eq!(since_ms("2025-12-05T15:00:00Z", now), Ok(now - 3_600_000));
+        assert_eq!(
+            since_ms("2025-12-05T16:00:00+01:00", now),
+            Ok(now - 3_600_000)
+        );
+        for bad in [
+            "",
+            "m",
+            "30",
+            "30x",
+            "-5m",
+            "yesterday",
+            "99999999999999999999d",
+        ] {
+            let err = since_ms(bad, now).unwrap_err();
+            assert!(
+                err.contains("expected") || err.contains("too large"),
+                "{bad}: {err}"
+            );
+        }
+        assert_eq!(utc_cell(Some(now)), "2025-12-05 16:00:00");
+        assert_eq!(utc_cell(None), "-");
+        assert_eq!(first_line("boom\nat line 2", 100), "boom…");
+        assert_eq!(first_line("boom", 100), "boom");
+        assert_eq!(first_line("abcdef", 3), "abc…");
     }
 
     #[test]

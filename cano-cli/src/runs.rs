@@ -14,7 +14,7 @@ use std::io::Write as _;
 /// Which runs `runs list --status` keeps (see `cano runs list --help` for the mapping).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Filter {
-    /// Stopped going forward, or rolling back.
+    /// Stopped going forward, marked failed by the store, or rolling back.
     Failed,
     /// Never on a redb store; on a PostgreSQL store, the runs that may be running.
     Running,
@@ -38,7 +38,10 @@ impl Filter {
             return self == Self::Running;
         }
         match self {
-            Self::Failed => matches!(status, RunStatus::Forward | RunStatus::RollingBack { .. }),
+            Self::Failed => matches!(
+                status,
+                RunStatus::Forward | RunStatus::RollingBack { .. } | RunStatus::Failed { .. }
+            ),
             Self::Running => {
                 live && matches!(status, RunStatus::Forward | RunStatus::RollingBack { .. })
             }
@@ -140,7 +143,12 @@ pub(crate) async fn load(
         return Err(unknown_run(spec, run_id));
     }
     rows.sort_by_key(|r| r.sequence);
-    let mut view = RunView::new(&log::summarize(run_id, &rows), spec.is_live());
+    // The store's summary has the run's times and failure mark; a log read alone has not.
+    let summary = match store.run_summary(run_id).await? {
+        Some(summary) => summary,
+        None => log::summarize(run_id, &rows),
+    };
+    let mut view = RunView::new(&summary, spec.is_live());
     if spec.is_live() && view.raw == RunStatus::Forward {
         held(store, &mut view).await?;
     }
@@ -155,10 +163,12 @@ fn unknown_run(spec: &StoreSpec, run_id: &str) -> Failure {
     ))
 }
 
-/// `cano runs list`.
+/// `cano runs list`: the runs `filter` keeps, last written at or after `since_ms` if
+/// given, at most `limit` of them.
 pub async fn list(
     spec: &StoreSpec,
     filter: Option<Filter>,
+    since_ms: Option<u64>,
     limit: Option<usize>,
     json: bool,
 ) -> Result<(), Failure> {
@@ -169,6 +179,10 @@ pub async fn list(
         if let Some(why) = filter.note(spec.is_live()) {
             let _ = writeln!(std::io::stderr(), "note: {why}");
         }
+    }
+    if let Some(since) = since_ms {
+        // A run whose last write the store does not know cannot be placed: left out.
+        runs.retain(|r| r.updated_ms.is_some_and(|t| t >= since));
     }
     runs.truncate(limit.unwrap_or(usize::MAX));
     if json {
@@ -182,15 +196,27 @@ pub async fn list(
                     .map_or_else(String::new, |v| v.get_name().to_string())
             )
         });
-        return emit(&format!("no{what} runs in {}\n", spec.name()));
+        let when = since_ms.map_or(String::new(), |t| {
+            format!(" written since {}", report::utc_text(t))
+        });
+        return emit(&format!("no{what} runs{when} in {}\n", spec.name()));
     }
     emit(&table(&runs, report::now_ms()))
 }
 
 /// The runs as an aligned table.
 fn table(runs: &[RunView], now_ms: u64) -> String {
-    let header = ["RUN ID", "STATUS", "LAST STATE", "ROWS", "DETAIL"];
-    let lines: Vec<[String; 5]> = runs
+    const COLUMNS: usize = 7;
+    let header = [
+        "RUN ID",
+        "STATUS",
+        "LAST STATE",
+        "ROWS",
+        "STARTED (UTC)",
+        "UPDATED (UTC)",
+        "DETAIL",
+    ];
+    let lines: Vec<[String; COLUMNS]> = runs
         .iter()
         .map(|r| {
             [
@@ -198,6 +224,8 @@ fn table(runs: &[RunView], now_ms: u64) -> String {
                 r.status.to_string(),
                 r.last_state.clone(),
                 r.rows.to_string(),
+                report::utc_cell(r.started_ms),
+                report::utc_cell(r.updated_ms),
                 r.detail(now_ms),
             ]
         })
@@ -209,21 +237,23 @@ fn table(runs: &[RunView], now_ms: u64) -> String {
         }
     }
     let mut out = String::new();
-    let mut push = |cells: [&str; 5]| {
-        let [id, status, state, rows, detail] = cells;
+    let mut push = |cells: [&str; COLUMNS]| {
+        let [id, status, state, rows, started, updated, detail] = cells;
         let line = format!(
-            "{id:<w0$}  {status:<w1$}  {state:<w2$}  {rows:>w3$}  {detail}",
+            "{id:<w0$}  {status:<w1$}  {state:<w2$}  {rows:>w3$}  {started:<w4$}  {updated:<w5$}  {detail}",
             w0 = widths[0],
             w1 = widths[1],
             w2 = widths[2],
             w3 = widths[3],
+            w4 = widths[4],
+            w5 = widths[5],
         );
         out.push_str(line.trim_end());
         out.push('\n');
     };
     push(header);
     for line in &lines {
-        push([&line[0], &line[1], &line[2], &line[3], &line[4]]);
+        push(std::array::from_fn(|i| line[i].as_str()));
     }
     out
 }
@@ -277,6 +307,16 @@ pub async fn show(spec: &StoreSpec, run_id: &str, json: bool) -> Result<(), Fail
         run.rows,
         run.last_sequence
     );
+    let when = |ms: Option<u64>| ms.map_or_else(|| "not known".to_owned(), report::utc_text);
+    let _ = writeln!(
+        out,
+        "started {}, last written {}",
+        when(run.started_ms),
+        when(run.updated_ms)
+    );
+    if let Some(error) = &run.error {
+        let _ = writeln!(out, "error: {error}");
+    }
     let _ = writeln!(out, "\npath:");
     for step in &view.path {
         let _ = writeln!(out, "  #{:<4} {}", step.sequence(), describe(step));
@@ -475,6 +515,11 @@ pub(crate) fn why(
         RunStatus::Malformed(problem) => {
             format!("the log does not follow cano's format, so it cannot be resumed: {problem}")
         }
+        RunStatus::Failed { error } => format!(
+            "in {} (row #{}): the run returned an error and nothing is running it: {error}; \
+             {resume}, re-entering {}",
+            run.last_state, run.last_sequence, run.last_state
+        ),
         other => format!("{other:?}"),
     }
 }

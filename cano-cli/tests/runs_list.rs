@@ -90,7 +90,7 @@ fn status_filters_map_what_a_log_can_tell() {
 }
 
 #[test]
-fn help_documents_the_status_mapping_and_the_missing_times() {
+fn help_documents_the_status_mapping_and_the_times() {
     cano()
         .args(["runs", "list", "--help"])
         .assert()
@@ -98,5 +98,6 @@ fn help_documents_the_status_mapping_and_the_missing_times() {
         .stdout(predicate::str::contains(
             "a run that finished (or whose rollback finished cleanly) clears",
         ))
-        .stdout(predicate::str::contains("no --since"));
+        .stdout(predicate::str::contains("--since <WHEN>"))
+        .stdout(predicate::str::contains("STARTED and UPDATED"));
 }
