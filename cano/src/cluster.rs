@@ -79,7 +79,7 @@
 //!   worker died runs again on the worker that resumes the run: make side effects
 //!   idempotent, as the [lease limits](crate::recovery::postgres::lease#limits) say.
 //! * A failed run keeps its log (for inspection) until [`Client::prune`] deletes it with
-//!   the run; nothing prunes on its own yet (call `prune` from a task of yours).
+//!   the run, or a worker's [retention](Worker::with_retention) does (off by default).
 //! * The heartbeat runs in the worker's loop, between its claims: a database slow enough
 //!   to hold one claim for two thirds of a lease can cost the worker its leases (the runs
 //!   are then resumed elsewhere, never run twice to their end).

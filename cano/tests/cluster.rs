@@ -1419,3 +1419,51 @@ async fn ticks_missed_while_every_node_was_down_follow_the_misfire_policy() {
     ];
     assert!(grown[0] <= 1 && grown == [grown[0]; 3], "{grown:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_with_retention_deletes_ended_runs_and_keeps_the_rest() {
+    let Some(url) = pg_support::fresh_database("cluster_retention").await else {
+        return;
+    };
+    let client = client(&url).await;
+    let ledger = Ledger::default();
+    let store = pg_support::worker(&url, "w-a", LEASE).await;
+    let worker = Worker::new(store, registry("w-a", &ledger))
+        .with_poll_interval(POLL)
+        .with_retention(Duration::from_secs(1));
+    let (stop, token) = CancellationToken::new();
+    let running = tokio::spawn(async move { worker.run(token).await });
+    let mut ended = Vec::new();
+    for n in 0..3 {
+        let run = submit(&client, &job(n)).await;
+        assert_eq!(
+            client.wait(&run, WAIT).await.unwrap().state,
+            RunState::Succeeded
+        );
+        ended.push(run);
+    }
+    // A run that keeps going is never deleted.
+    let held = submit(
+        &client,
+        &Job {
+            n: 9,
+            hold: true,
+            poison: false,
+        },
+    )
+    .await;
+    ledger.holding.notified().await;
+    let started = std::time::Instant::now();
+    for run in &ended {
+        while client.status(run).await.unwrap().is_some() {
+            assert!(started.elapsed() < WAIT, "run {run} never pruned");
+            tokio::time::sleep(POLL).await;
+        }
+    }
+    let took = started.elapsed();
+    eprintln!("ended runs deleted {took:?} after they were past their retention");
+    let status = client.status(&held).await.unwrap().unwrap();
+    assert_eq!(status.state, RunState::Running, "{status:?}");
+    stop.cancel();
+    running.await.unwrap().unwrap();
+}

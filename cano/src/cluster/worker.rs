@@ -225,6 +225,7 @@ pub struct Worker {
     queue_limit: Option<usize>,
     on_error: Option<ErrorHook>,
     release_after: Option<Duration>,
+    retention: Option<Duration>,
 }
 
 /// What [`Worker::with_error_hook`] is given.
@@ -241,6 +242,7 @@ impl std::fmt::Debug for Worker {
             .field("max_attempts", &self.max_attempts)
             .field("queue_limit", &self.queue_limit)
             .field("release_after", &self.release_after)
+            .field("retention", &self.retention)
             .finish_non_exhaustive()
     }
 }
@@ -261,7 +263,18 @@ impl Worker {
             queue_limit: None,
             on_error: None,
             release_after: Some(DEFAULT_RELEASE_AFTER),
+            retention: None,
         }
+    }
+
+    /// Delete the runs (of any queue) that ended more than `older_than` ago, with their
+    /// logs, signals and leases: [`Client::prune`](super::Client::prune) in batches of
+    /// 1,000, every `older_than` (at least every second, at most every minute). Several
+    /// workers may prune at once; they skip each other's rows. Default: nothing is
+    /// deleted.
+    pub fn with_retention(mut self, older_than: Duration) -> Self {
+        self.retention = Some(older_than);
+        self
     }
 
     /// Give back a run that waits for a signal, or sleeps on a timer for at least `d`
@@ -354,6 +367,10 @@ impl Worker {
         let mut task_runs: HashMap<Id, (String, i32)> = HashMap::new();
         let mut next_poll = Instant::now();
         let mut next_heartbeat = Instant::now() + heartbeat_every;
+        let prune_every = self
+            .retention
+            .map(|age| age.clamp(Duration::from_secs(1), Duration::from_secs(60)));
+        let mut next_prune = Instant::now();
         let woken = Arc::new(Notify::new());
         let (cancels, mut cancel_requests) = mpsc::unbounded_channel();
         let _listening = AbortOnDrop(tokio::spawn(listen(
@@ -368,6 +385,12 @@ impl Worker {
                 next_heartbeat = now + heartbeat_every;
                 self.heartbeat(&mut held).await;
             }
+            if let (Some(every), Some(age)) = (prune_every, self.retention)
+                && now >= next_prune
+            {
+                next_prune = now + every;
+                self.prune(age).await;
+            }
             if now >= next_poll {
                 next_poll = now + self.poll_interval;
                 self.reap().await;
@@ -378,9 +401,13 @@ impl Worker {
                         .await;
                 }
             }
+            let mut wake = next_poll.min(next_heartbeat);
+            if prune_every.is_some() {
+                wake = wake.min(next_prune);
+            }
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                () = tokio::time::sleep_until(next_poll.min(next_heartbeat)) => {}
+                () = tokio::time::sleep_until(wake) => {}
                 // A run of this queue was submitted or handed back: look now.
                 () = woken.notified() => next_poll = Instant::now(),
                 // A client asked to cancel a run (maybe one of ours).
@@ -533,6 +560,20 @@ impl Worker {
         };
         if let Err(e) = reaped.await {
             self.report("looking for the runs of dead workers", &e);
+        }
+    }
+
+    /// Delete runs that ended more than `age` ago, a batch at a time (at most ten
+    /// batches: the rest at the next round, so that claims are not held up).
+    async fn prune(&self, age: Duration) {
+        const BATCH: usize = 1_000;
+        let client = super::Client::new(self.store.clone());
+        for _ in 0..10 {
+            match client.prune(age, BATCH).await {
+                Ok(n) if n < BATCH as u64 => return,
+                Ok(_) => {}
+                Err(e) => return self.report("deleting runs past their retention", &e),
+            }
         }
     }
 
