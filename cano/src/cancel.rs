@@ -16,9 +16,7 @@
 //! * the run ends with [`CanoError::cancelled`](crate::CanoError::cancelled)'s error (tell it apart with
 //!   [`CanoError::is_cancelled`](crate::CanoError::is_cancelled)), or `CompensationFailed` whose first error is it.
 //!
-//! A token cancelled before the run starts runs nothing (no setup, no row), with one
-//! exception: a resumed run that owes compensations (saga steps completed before the
-//! resume point, or a rollback in its log) runs them, then ends cancelled. Task bodies
+//! A token cancelled before the run starts runs nothing (no setup, no row). Task bodies
 //! are not given the token; what they await is simply dropped.
 //!
 //! ```

@@ -177,9 +177,8 @@ where
     }
     let resume = !store.load_run(&run_id).await?.is_empty();
     let end = if resume {
-        workflow
-            .resume_from_with_token(run_id.as_str(), token)
-            .await?
+        // A run asked to cancel while it waited to be resumed compensates what it owes.
+        workflow.resume_from_cancelling(&run_id, token).await?
     } else {
         workflow
             .with_workflow_id(run_id.as_str())

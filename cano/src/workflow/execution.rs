@@ -281,22 +281,38 @@ where
     /// [`CanoError::workflow_version_mismatch`]; nothing runs);
     /// plus everything [`orchestrate`](Self::orchestrate) can return.
     pub async fn resume_from(&self, workflow_id: impl Into<String>) -> Result<TState, CanoError> {
-        self.resume(Arc::from(workflow_id.into()), CancellationToken::disabled())
-            .await
+        self.resume(
+            Arc::from(workflow_id.into()),
+            CancellationToken::disabled(),
+            false,
+        )
+        .await
     }
 
     /// [`resume_from`](Self::resume_from) that stops when `token`'s handle cancels, as
     /// [`orchestrate_with_token`](Self::orchestrate_with_token) does. A rollback found in
-    /// the log is finished whatever the token says (a rollback cannot be cancelled). A
-    /// token already cancelled runs no task: a run with saga steps completed before the
-    /// resume point compensates them and ends cancelled (its log cleared when they all
-    /// compensate); a run without any keeps its log as it is.
+    /// the log is finished whatever the token says (a rollback cannot be cancelled); a
+    /// token already cancelled runs nothing.
     pub async fn resume_from_with_token(
         &self,
         workflow_id: impl Into<String>,
         token: CancellationToken,
     ) -> Result<TState, CanoError> {
-        self.resume(Arc::from(workflow_id.into()), token).await
+        self.resume(Arc::from(workflow_id.into()), token, false)
+            .await
+    }
+
+    /// [`resume_from_with_token`](Self::resume_from_with_token), except that a token
+    /// already cancelled does not leave the run as it is: no task runs, but the saga
+    /// steps completed before the resume point are compensated (and a rollback in the log
+    /// finished), as for a cancel during the run. The cluster's cancel of a run waiting to
+    /// be resumed.
+    pub(crate) async fn resume_from_cancelling(
+        &self,
+        workflow_id: &str,
+        token: CancellationToken,
+    ) -> Result<TState, CanoError> {
+        self.resume(Arc::from(workflow_id), token, true).await
     }
 
     /// The body of `resume_from`.
@@ -304,6 +320,7 @@ where
         &self,
         workflow_id: Arc<str>,
         token: CancellationToken,
+        compensate_if_cancelled: bool,
     ) -> Result<TState, CanoError> {
         let fut = async {
             let store = self.checkpoint_store.as_ref().ok_or_else(|| {
@@ -320,6 +337,9 @@ where
             };
             let (mut run, start) = self.resumed_run(&workflow_id, &rows)?;
             run.set_interrupt(Interrupt::new(token, None));
+            if compensate_if_cancelled {
+                run.set_compensate_if_cancelled();
+            }
             self.run_loop(run, start, layers).await
         };
         #[cfg(feature = "tracing")]
@@ -421,6 +441,7 @@ where
                         .then(|| RunScope::new(Some(workflow_id.clone()), data, visits)),
                     reentry: true,
                     split_done,
+                    compensate_if_cancelled: false,
                 };
                 self.notify(|o| o.on_resume(workflow_id, last_sequence));
                 let run = Run::resumed(workflow_id.clone(), sequence, extra);
@@ -643,13 +664,14 @@ where
             let token = run.interrupt().and_then(|i| i.token.clone());
             run.set_interrupt(Interrupt::new(token.unwrap_or_default(), Some(limit)));
         }
-        // A token cancelled before the run starts: nothing runs, unless the run owes
-        // compensations (a resumed run with completed saga steps, or a rollback to finish):
-        // the loop then stops at its first boundary and drains them, as for a cancel
-        // during the run.
-        let owes_compensation =
-            !run.compensations().is_empty() || matches!(start, Start::Rollback(_));
-        if !owes_compensation && let Some(stop) = run.must_stop() {
+        // A token cancelled before the run starts: nothing runs, unless the run was asked
+        // to drain what it owes (`resume_from_cancelling`) and owes compensations (saga
+        // steps completed before the resume point, or a rollback to finish): the loop
+        // then stops at its first boundary and drains them, as for a cancel during the
+        // run.
+        let drains = run.compensates_if_cancelled()
+            && (!run.compensations().is_empty() || matches!(start, Start::Rollback(_)));
+        if !drains && let Some(stop) = run.must_stop() {
             let label = match &start {
                 Start::Fresh(state) | Start::At(state) => self.label_of(state),
                 Start::Rollback(_) => Cow::Borrowed("(rollback)"),

@@ -66,6 +66,10 @@ pub(crate) struct RunExtra {
     pub(crate) reentry: bool,
     /// The members of the resumed split state that finished before the resume.
     pub(crate) split_done: Vec<usize>,
+    /// A token cancelled before the run starts still drains the compensations the run
+    /// owes (the cluster's cancel of a run that waits to be resumed). Off for
+    /// `resume_from_with_token`, which then runs nothing, as in cano 0.15.
+    pub(crate) compensate_if_cancelled: bool,
 }
 
 /// What may stop a run between (and during) its states.
@@ -173,6 +177,18 @@ impl Run {
 
     fn extra(&mut self) -> &mut RunExtra {
         self.extra.get_or_insert_with(Box::default)
+    }
+
+    /// See [`RunExtra::compensate_if_cancelled`].
+    pub(crate) fn set_compensate_if_cancelled(&mut self) {
+        self.extra().compensate_if_cancelled = true;
+    }
+
+    /// See [`RunExtra::compensate_if_cancelled`].
+    pub(crate) fn compensates_if_cancelled(&self) -> bool {
+        self.extra
+            .as_ref()
+            .is_some_and(|extra| extra.compensate_if_cancelled)
     }
 
     /// Completed saga steps, oldest first.
