@@ -339,8 +339,11 @@ pub enum RunStatus {
     /// The log does not follow the [format](log); the text says what is wrong.
     Malformed(String),
     /// The run returned an error and nothing is running it: its log stays (no rollback
-    /// cleared it) and `resume_from` continues it from its last row, as for
-    /// [`Forward`](Self::Forward). `error` is the error's text.
+    /// cleared it) and `resume_from` continues it as the log says (from its last row, or
+    /// finishing a recorded rollback). `error` is the error's text. The mark takes the
+    /// place of what the log alone would say ([`Forward`](Self::Forward),
+    /// [`RollingBack`](Self::RollingBack), [`Waiting`](Self::Waiting) for a run stopped
+    /// while it waited), except [`Malformed`](Self::Malformed).
     ///
     /// Only runs that write through a [`RunWriter`] are marked: runs of a workflow given
     /// its store with [`Workflow::with_run_writers`](crate::Workflow::with_run_writers)
