@@ -517,8 +517,8 @@ pub(crate) fn why(
         }
         RunStatus::Failed { error } => format!(
             "in {} (row #{}): the run returned an error and nothing is running it: {error}; \
-             {resume}, re-entering {}",
-            run.last_state, run.last_sequence, run.last_state
+             {resume}",
+            run.last_state, run.last_sequence
         ),
         other => format!("{other:?}"),
     }
