@@ -165,7 +165,9 @@
 //! | event | INFO | `signal received` | `signal`, `id` |
 //! | event | WARN | `signal rejected` | `signal`, `id`, `error` |
 //! | event | WARN | `could not remove a consumed signal` | `signal_id`, `error` |
+//! | event | WARN | `could not mark the failed run in its checkpoint store` | `workflow_id`, `error` (a run with a writer, `with_run_writers`, whose store could not record that it failed; the run's error stands) |
 //! | event | WARN | `cluster worker: {doing} failed; trying again` | `error` (feature `postgres`: a database call of a `cano::cluster` worker's loop failed; `{doing}` names it) |
+//! | event | WARN | `cluster cron: looking at the schedules failed; trying again` | `error` (features `postgres` and `scheduler`: a `cano::cluster::Cron` could not reach the database; it looks again at its next poll) |
 //! | event | WARN | `workflow total timeout exceeded` | `state`, `elapsed`, `limit` |
 //! | event | WARN | `run failed; rolling back completed saga steps` | `steps`, `error` |
 //! | event | WARN | `finishing the rollback recorded in the checkpoint log` | `steps`, `error` |
