@@ -240,105 +240,73 @@ impl Approve {
 /// Work that fails its first run), `"nap"` (Prepare, a durable timer of `n` ms) and
 /// `"approve"` (Prepare, a wait for the signal `"go"`).
 fn registry(worker: &str, ledger: &Ledger) -> Registry {
-    let (worker, ledger) = (worker.to_owned(), ledger.clone());
-    let (nap_ledger, approve_ledger) = (ledger.clone(), ledger.clone());
-    let (saga_worker, saga_ledger) = (worker.clone(), ledger.clone());
-    let flaky_ledger = ledger.clone();
-    Registry::new()
-        .register("nap", move |job: Job| {
-            Ok(Workflow::bare()
+    let work = {
+        let (worker, ledger) = (worker.to_owned(), ledger.clone());
+        move |job: &Job| Work {
+            n: job.n,
+            hold: job.hold,
+            poison: job.poison,
+            worker: worker.clone(),
+            ledger: ledger.clone(),
+        }
+    };
+    // `Prepare`, then the state `Work` the caller registers, then `Done`.
+    let prepared = {
+        let ledger = ledger.clone();
+        move |job: &Job| {
+            Workflow::bare()
                 .register(
                     Step::Prepare,
                     Prepare {
                         n: job.n,
-                        ledger: nap_ledger.clone(),
+                        ledger: ledger.clone(),
                     },
                 )
-                .register(
-                    Step::Work,
-                    Nap {
-                        n: job.n,
-                        ledger: nap_ledger.clone(),
-                    },
-                )
-                .add_exit_state(Step::Done))
+                .add_exit_state(Step::Done)
+        }
+    };
+    let ledger = ledger.clone();
+    let (work_a, prepared_a, prepared_b, prepared_c, prepared_d) = (
+        work.clone(),
+        prepared.clone(),
+        prepared.clone(),
+        prepared.clone(),
+        prepared,
+    );
+    let (nap, approve, flaky, saga) = (ledger.clone(), ledger.clone(), ledger.clone(), ledger);
+    Registry::new()
+        .register("job", move |job: Job| {
+            Ok(prepared_a(&job).register(Step::Work, work_a(&job)))
+        })
+        .register("nap", move |job: Job| {
+            let nap = Nap {
+                n: job.n,
+                ledger: nap.clone(),
+            };
+            Ok(prepared_b(&job).register(Step::Work, nap))
         })
         .register("approve", move |job: Job| {
-            Ok(Workflow::bare()
-                .register(
-                    Step::Prepare,
-                    Prepare {
-                        n: job.n,
-                        ledger: approve_ledger.clone(),
-                    },
-                )
-                .register_signal(
-                    Step::Work,
-                    Approve {
-                        n: job.n,
-                        ledger: approve_ledger.clone(),
-                    },
-                )
-                .add_exit_state(Step::Done))
-        })
-        .register("saga", move |job: Job| {
-            Ok(Workflow::bare()
-                .register_with_compensation(
-                    Step::Prepare,
-                    Reserve {
-                        n: job.n,
-                        ledger: saga_ledger.clone(),
-                    },
-                )
-                .register(
-                    Step::Work,
-                    Work {
-                        n: job.n,
-                        hold: job.hold,
-                        poison: job.poison,
-                        worker: saga_worker.clone(),
-                        ledger: saga_ledger.clone(),
-                    },
-                )
-                .add_exit_state(Step::Done))
+            let approve = Approve {
+                n: job.n,
+                ledger: approve.clone(),
+            };
+            Ok(prepared_c(&job).register_signal(Step::Work, approve))
         })
         .register("flaky", move |job: Job| {
-            Ok(Workflow::bare()
-                .register(
-                    Step::Prepare,
-                    Prepare {
-                        n: job.n,
-                        ledger: flaky_ledger.clone(),
-                    },
-                )
-                .register(
-                    Step::Work,
-                    Flaky {
-                        n: job.n,
-                        ledger: flaky_ledger.clone(),
-                    },
-                )
-                .add_exit_state(Step::Done))
+            let flaky = Flaky {
+                n: job.n,
+                ledger: flaky.clone(),
+            };
+            Ok(prepared_d(&job).register(Step::Work, flaky))
         })
-        .register("job", move |job: Job| {
+        .register("saga", move |job: Job| {
+            let reserve = Reserve {
+                n: job.n,
+                ledger: saga.clone(),
+            };
             Ok(Workflow::bare()
-                .register(
-                    Step::Prepare,
-                    Prepare {
-                        n: job.n,
-                        ledger: ledger.clone(),
-                    },
-                )
-                .register(
-                    Step::Work,
-                    Work {
-                        n: job.n,
-                        hold: job.hold,
-                        poison: job.poison,
-                        worker: worker.clone(),
-                        ledger: ledger.clone(),
-                    },
-                )
+                .register_with_compensation(Step::Prepare, reserve)
+                .register(Step::Work, work(&job))
                 .add_exit_state(Step::Done))
         })
 }
