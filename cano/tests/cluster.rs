@@ -1438,6 +1438,85 @@ async fn a_worker_with_retention_deletes_ended_runs_and_keeps_the_rest() {
     running.await.unwrap().unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_batch_adds_every_run_in_one_statement_and_answers_earlier_runs_for_taken_keys() {
+    let Some(url) = pg_support::fresh_database("cluster_batch").await else {
+        return;
+    };
+    let client = client(&url).await;
+    let earlier = client
+        .submit("job", &job(0), &Step::Prepare, Some("k-0"))
+        .await
+        .unwrap();
+    assert!(
+        client
+            .submit_batch::<Job, Step>(&[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let jobs = [job(0), job(1), job(2), job(3)];
+    let ids = client
+        .submit_batch(&[
+            ("job", &jobs[0], &Step::Prepare, Some("k-0")), // taken before
+            ("job", &jobs[1], &Step::Prepare, Some("k-1")),
+            ("job", &jobs[2], &Step::Prepare, None),
+            ("job", &jobs[3], &Step::Prepare, Some("k-1")), // taken in this batch
+        ])
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 4);
+    assert_eq!(ids[0], earlier, "a taken key answers the earlier run");
+    assert_eq!(
+        ids[3], ids[1],
+        "a key taken earlier in the batch answers that run"
+    );
+    assert!(ids[1] != earlier && ids[2] != earlier && ids[1] != ids[2]);
+    // A run that does not serialize fails the whole batch before anything is sent.
+    let bad = serde_json::json!({ "n": 6, "note": "a\u{0}b" });
+    let refused = client
+        .submit_batch(&[
+            (
+                "job",
+                &serde_json::json!({ "n": 5 }),
+                &Step::Prepare,
+                Some("k-5"),
+            ),
+            ("job", &bad, &Step::Prepare, Some("k-6")),
+        ])
+        .await
+        .unwrap_err();
+    assert_eq!(refused.category(), "configuration", "{refused}");
+    assert!(refused.to_string().contains("NUL"), "{refused}");
+
+    let ledger = Ledger::default();
+    let (stop, worker) = start_worker(&url, "w-batch", &ledger, 2, 5).await;
+    for run in [&earlier, &ids[1], &ids[2]] {
+        let status = client.wait(run, WAIT).await.unwrap();
+        assert_eq!(status.state, RunState::Succeeded, "{status:?}");
+        assert_eq!(status.final_state::<Step>().unwrap(), Some(Step::Done));
+    }
+    stop.cancel();
+    worker.await.unwrap().unwrap();
+    for n in 0..3 {
+        assert_eq!(ledger.count(n), (1, 1), "job {n} ran once");
+    }
+    let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let runs: i64 = db
+        .query_one("SELECT count(*) FROM cano_cluster_runs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        runs, 3,
+        "the duplicates and the refused batch added nothing"
+    );
+    assert_eq!(ledger.count(3), (0, 0));
+}
+
 /// The statuses of every run in the database at `url`, counted.
 async fn status_counts(url: &str) -> HashMap<String, i64> {
     let (conn, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
