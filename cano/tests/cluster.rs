@@ -1010,6 +1010,10 @@ async fn cancel_ends_a_run_wherever_it_is_and_compensates_its_saga_steps_once() 
         .await
         .unwrap();
     ledger.holding.notified().await;
+    // The worker's listening connection opens beside its first claim: on a loaded machine
+    // it may still be connecting (a cancel sent before it listens is found by the next
+    // heartbeat, 10 s away here).
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let asked = std::time::Instant::now();
     assert_eq!(
         client.cancel(&running).await.unwrap(),

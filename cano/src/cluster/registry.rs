@@ -4,8 +4,7 @@
 use super::writers::DeferredClear;
 use crate::cancel::CancellationToken;
 use crate::error::CanoError;
-use crate::recovery::CheckpointStore;
-use crate::recovery::postgres::PostgresCheckpointStore;
+use crate::recovery::postgres::{Lease, PostgresCheckpointStore};
 use crate::workflow::Workflow;
 use futures_util::future::BoxFuture;
 use serde::Serialize;
@@ -23,6 +22,10 @@ pub(super) struct RunContext {
     pub(super) initial_state: serde_json::Value,
     /// The worker's store; the run's lease is claimed on it already.
     pub(super) store: PostgresCheckpointStore,
+    /// The worker's lease on the run.
+    pub(super) lease: Lease,
+    /// Whether the run has a log to resume (it ran before, on some worker).
+    pub(super) has_log: bool,
     /// Set when the run asks for its log to be cleared ([`DeferredClear`]).
     pub(super) cleared: Arc<AtomicBool>,
     /// Cancels the run ([`Client::cancel`](super::Client::cancel)).
@@ -149,6 +152,8 @@ where
         input,
         initial_state,
         store,
+        lease,
+        has_log,
         cleared,
         token,
         waits,
@@ -168,15 +173,14 @@ where
         ))
     })?;
     // Rows fenced by the run's lease, signals through the worker's store.
-    let writers = Arc::new(DeferredClear::new(store.clone(), cleared));
+    let writers = Arc::new(DeferredClear::new(store, lease, cleared));
     let mut workflow = factory(input)?
         .with_signal_store(Arc::clone(&writers))
         .with_run_writers(writers);
     if let Some(waits) = waits {
         workflow = workflow.with_observer(Arc::new(super::worker::WaitHook(waits)));
     }
-    let resume = !store.load_run(&run_id).await?.is_empty();
-    let end = if resume {
+    let end = if has_log {
         // A run asked to cancel while it waited to be resumed compensates what it owes.
         workflow.resume_from_cancelling(&run_id, token).await?
     } else {

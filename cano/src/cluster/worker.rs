@@ -30,7 +30,8 @@ const CLAIM: &str = "
     SET status = 'running', worker = $3, attempts = c.attempts + 1, heartbeat_at = now()
     FROM picked WHERE c.run_id = picked.run_id
     RETURNING c.run_id, c.workflow, c.input::text, c.initial_state::text, c.attempts,
-              c.cancel_requested_at IS NOT NULL";
+              c.cancel_requested_at IS NOT NULL,
+              EXISTS (SELECT 1 FROM cano_checkpoints WHERE workflow_id = c.run_id)";
 
 /// Take the queue `$1`'s claim lock until the transaction ends. Its own statement: the
 /// count after it must see the claims committed while it waited (a statement's snapshot
@@ -178,6 +179,8 @@ struct Claimed {
     attempt: i32,
     /// The run's token: cancelled by [`Client::cancel`](super::Client::cancel).
     token: CancellationToken,
+    /// Whether the run has a log to resume.
+    has_log: bool,
 }
 
 /// A run this worker is running.
@@ -677,6 +680,7 @@ impl Worker {
                         row.try_get::<_, String>(3).map_err(&failed)?,
                         row.try_get::<_, i32>(4).map_err(&failed)?,
                         row.try_get::<_, bool>(5).map_err(&failed)?,
+                        row.try_get::<_, bool>(6).map_err(&failed)?,
                     ))
                 })
                 .collect::<Result<Vec<_>, _>>()
@@ -685,7 +689,7 @@ impl Worker {
             Ok(claimed) => claimed,
             Err(e) => return self.report("claiming ready runs", &e),
         };
-        for (run_id, workflow, input, initial, attempt, cancel_requested) in claimed {
+        for (run_id, workflow, input, initial, attempt, cancel_requested, has_log) in claimed {
             let lease = match self.store.claim(&run_id).await {
                 Ok(lease) => lease,
                 Err(e) => {
@@ -710,6 +714,7 @@ impl Worker {
                 initial,
                 attempt,
                 token,
+                has_log,
             };
             let handle = tasks.spawn(async move { worker.run_one(claimed, stopped).await });
             task_runs.insert(handle.id(), (run_id.clone(), attempt));
@@ -734,6 +739,7 @@ impl Worker {
             initial,
             attempt,
             token,
+            has_log,
         } = claimed;
         let run_id = lease.workflow_id().to_owned();
         let cleared = Arc::new(AtomicBool::new(false));
@@ -751,6 +757,8 @@ impl Worker {
                 input: parse("input", &input)?,
                 initial_state: parse("initial state", &initial)?,
                 store: self.store.clone(),
+                lease: lease.clone(),
+                has_log,
                 cleared: Arc::clone(&cleared),
                 token,
                 waits: self.release_after.is_some().then_some(waits),

@@ -4,7 +4,7 @@
 //! never gone without its outcome recorded.
 
 use crate::error::CanoError;
-use crate::recovery::postgres::PostgresCheckpointStore;
+use crate::recovery::postgres::{Lease, PostgresCheckpointStore};
 use crate::recovery::{CheckpointRow, CheckpointStore, RunWriter, RunWriters, StoreFuture};
 use crate::signal::{Signal, SignalStore};
 use std::future::Future;
@@ -15,14 +15,25 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// [`RunWriters`] over the worker's store, with the clear deferred (see the module docs).
 pub(super) struct DeferredClear {
     store: PostgresCheckpointStore,
+    /// The worker's lease on the run.
+    lease: Lease,
     /// Set when the engine asked to clear the run's log (it succeeded or rolled back).
     cleared: Arc<AtomicBool>,
 }
 
 impl DeferredClear {
-    /// Writers on `store`; `cleared` is set when the run's clear is asked for.
-    pub(super) fn new(store: PostgresCheckpointStore, cleared: Arc<AtomicBool>) -> Self {
-        Self { store, cleared }
+    /// Writers on `store` under `lease` (the worker's, on the run); `cleared` is set when
+    /// the run's clear is asked for.
+    pub(super) fn new(
+        store: PostgresCheckpointStore,
+        lease: Lease,
+        cleared: Arc<AtomicBool>,
+    ) -> Self {
+        Self {
+            store,
+            lease,
+            cleared,
+        }
     }
 }
 
@@ -100,10 +111,15 @@ impl SignalStore for DeferredClear {
 impl RunWriters for DeferredClear {
     fn writer<'a>(&'a self, workflow_id: &'a str) -> StoreFuture<'a, Box<dyn RunWriter>> {
         Box::pin(async move {
-            // The worker holds the run's lease already: this claim answers the same epoch.
-            let lease = self.store.claim(workflow_id).await?;
+            // The worker's lease is on this run only; another id would be a bug.
+            if workflow_id != self.lease.workflow_id() {
+                return Err(CanoError::checkpoint_store(format!(
+                    "cluster: the writers of run {:?} were asked to write run {workflow_id:?}",
+                    self.lease.workflow_id()
+                )));
+            }
             Ok(Box::new(Writer {
-                fenced: self.store.writer_for(&lease),
+                fenced: self.store.writer_for(&self.lease),
                 cleared: Arc::clone(&self.cleared),
             }) as Box<dyn RunWriter>)
         })
