@@ -374,13 +374,20 @@ impl Worker {
             .retention
             .map(|age| age.clamp(Duration::from_secs(1), Duration::from_secs(60)));
         let mut next_prune = Instant::now();
+        // Dead workers' runs and waits that are over are looked for every poll interval
+        // (and at a signal); ready runs also whenever a slot frees or a run is announced.
+        let mut next_sweep = Instant::now();
         let woken = Arc::new(Notify::new());
+        let signalled = Arc::new(Notify::new());
         let (cancels, mut cancel_requests) = mpsc::unbounded_channel();
         let _listening = AbortOnDrop(tokio::spawn(listen(
             self.store.clone(),
             self.queue.clone(),
-            Arc::clone(&woken),
-            cancels,
+            Wakeups {
+                ready: Arc::clone(&woken),
+                signalled: Arc::clone(&signalled),
+                cancels,
+            },
         )));
         loop {
             let now = Instant::now();
@@ -394,17 +401,21 @@ impl Worker {
                 next_prune = now + every;
                 self.prune(age).await;
             }
-            if now >= next_poll {
-                next_poll = now + self.poll_interval;
+            if now >= next_sweep {
+                next_sweep = now + self.poll_interval;
                 self.reap().await;
                 self.wake().await;
+                next_poll = now;
+            }
+            if now >= next_poll {
+                next_poll = now + self.poll_interval;
                 let free = self.concurrency.saturating_sub(held.len());
                 if free > 0 {
                     self.claim(free, &mut held, &mut tasks, &mut task_runs)
                         .await;
                 }
             }
-            let mut wake = next_poll.min(next_heartbeat);
+            let mut wake = next_poll.min(next_heartbeat).min(next_sweep);
             if prune_every.is_some() {
                 wake = wake.min(next_prune);
             }
@@ -413,6 +424,8 @@ impl Worker {
                 () = tokio::time::sleep_until(wake) => {}
                 // A run of this queue was submitted or handed back: look now.
                 () = woken.notified() => next_poll = Instant::now(),
+                // A signal was sent: a waiting run may be ready.
+                () = signalled.notified() => next_sweep = Instant::now(),
                 // A client asked to cancel a run (maybe one of ours).
                 Some(run_id) = cancel_requests.recv() => {
                     if let Some(run) = held.get(&run_id) {
@@ -689,15 +702,28 @@ impl Worker {
             Ok(claimed) => claimed,
             Err(e) => return self.report("claiming ready runs", &e),
         };
-        for (run_id, workflow, input, initial, attempt, cancel_requested, has_log) in claimed {
-            let lease = match self.store.claim(&run_id).await {
-                Ok(lease) => lease,
-                Err(e) => {
-                    // Still leased to a worker that stalled: give it back for later.
-                    self.requeue(&run_id, attempt, Some(&e.to_string()), true)
+        // The runs' leases, in one statement.
+        let ids: Vec<&str> = claimed.iter().map(|c| c.0.as_str()).collect();
+        let mut leases: HashMap<String, Lease> = match self.store.claim_all(&ids).await {
+            Ok(leases) => leases
+                .into_iter()
+                .map(|lease| (lease.workflow_id().to_owned(), lease))
+                .collect(),
+            Err(e) => {
+                for (run_id, _, _, _, attempt, _, _) in &claimed {
+                    self.requeue(run_id, *attempt, Some(&e.to_string()), true)
                         .await;
-                    continue;
                 }
+                return self.report("taking the leases of the runs claimed", &e);
+            }
+        };
+        for (run_id, workflow, input, initial, attempt, cancel_requested, has_log) in claimed {
+            let Some(lease) = leases.remove(&run_id) else {
+                // Still leased to a worker that stalled: give it back for later.
+                let error = "cluster: the run is still leased to a worker that stopped \
+                             answering; it is tried again once that lease ends";
+                self.requeue(&run_id, attempt, Some(error), true).await;
+                continue;
             };
             let (stop, stopped) = watch::channel(None);
             let (cancel, token) = CancellationToken::new();
@@ -979,17 +1005,12 @@ impl Worker {
 const RELISTEN: Duration = Duration::from_secs(1);
 
 /// Listen on a connection of its own (opened again when it fails) until aborted: wake
-/// `woken` whenever a run of `queue` is announced on [`READY_CHANNEL`] or a signal is sent
-/// ([`SIGNAL_CHANNEL`]: it may end a wait), and send the id of
+/// `ready` whenever a run of `queue` is announced on [`READY_CHANNEL`], `signalled` when a
+/// signal is sent ([`SIGNAL_CHANNEL`]: it may end a wait), and send the id of
 /// each run a client asks to cancel ([`CANCEL_CHANNEL`]) to `cancels`. A notification is
 /// only a hint: a worker whose listener is down still polls, and its heartbeat sees the
 /// cancels.
-async fn listen(
-    store: PostgresCheckpointStore,
-    queue: String,
-    woken: Arc<Notify>,
-    cancels: mpsc::UnboundedSender<String>,
-) {
+async fn listen(store: PostgresCheckpointStore, queue: String, wakeups: Wakeups) {
     loop {
         if let Some((client, mut messages)) = store.listener(READY_CHANNEL).await {
             // The other channels on the same connection; its messages must be polled
@@ -1012,12 +1033,13 @@ async fn listen(
                             continue;
                         };
                         if n.channel() == CANCEL_CHANNEL {
-                            if cancels.send(n.payload().to_owned()).is_err() {
+                            if wakeups.cancels.send(n.payload().to_owned()).is_err() {
                                 return;
                             }
-                        } else if n.channel() == SIGNAL_CHANNEL || n.payload() == queue {
-                            // A signal may end a wait: look now.
-                            woken.notify_one();
+                        } else if n.channel() == SIGNAL_CHANNEL {
+                            wakeups.signalled.notify_one();
+                        } else if n.payload() == queue {
+                            wakeups.ready.notify_one();
                         }
                     }
                 }
@@ -1025,6 +1047,16 @@ async fn listen(
         }
         tokio::time::sleep(RELISTEN).await;
     }
+}
+
+/// Where the worker's listener passes on what it hears.
+struct Wakeups {
+    /// A run of the worker's queue is ready: claim now.
+    ready: Arc<Notify>,
+    /// A signal was sent: look for waits that are over now.
+    signalled: Arc<Notify>,
+    /// A client asked to cancel this run.
+    cancels: mpsc::UnboundedSender<String>,
 }
 
 /// Aborts its task when dropped (the worker's listener, when `run` ends or is dropped).

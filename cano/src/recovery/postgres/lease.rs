@@ -80,11 +80,12 @@ pub(super) const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 /// The shortest lease a store takes.
 const MIN_LEASE: Duration = Duration::from_millis(10);
 
-/// Claim `$1` for worker `$2` for `$3` seconds: take it when free or expired (epoch + 1),
-/// extend it when `$2` holds it already (same epoch); no row when another worker holds it.
+/// Claim each run of the array `$1` for worker `$2` for `$3` seconds: take it when free or
+/// expired (epoch + 1), extend it when `$2` holds it already (same epoch); no row for a
+/// run another worker holds.
 const CLAIM: &str = "
     INSERT INTO cano_runs AS r (workflow_id, owner, epoch, lease_until)
-    VALUES ($1, $2, 1, now() + make_interval(secs => $3))
+    SELECT id, $2, 1, now() + make_interval(secs => $3) FROM unnest($1::text[]) AS id
     ON CONFLICT (workflow_id) DO UPDATE SET
         epoch = CASE WHEN r.owner = $2 AND r.lease_until > now()
                      THEN r.epoch ELSE r.epoch + 1 END,
@@ -96,7 +97,7 @@ const CLAIM: &str = "
         owner = $2,
         released_at = NULL
     WHERE r.owner IS NULL OR r.owner = $2 OR r.lease_until <= now()
-    RETURNING epoch, lease_until";
+    RETURNING workflow_id, epoch, lease_until";
 
 /// Extend the lease of run `$1` at epoch `$2` to `$3` seconds from now, if it is still
 /// the run's and has not expired.
@@ -442,11 +443,8 @@ impl PostgresCheckpointStore {
     }
 
     /// One claim: the lease, or who holds the run (`None`: it is not held anymore).
-    async fn claim_or_holder(
-        &self,
-        workflow_id: &str,
-    ) -> Result<Result<Lease, Option<Holder>>, CanoError> {
-        no_nul(workflow_id, 0, &[workflow_id])?;
+    /// PostgreSQL text cannot hold the NUL character: refuse a worker id with one.
+    fn no_nul_worker(&self) -> Result<(), CanoError> {
         if self.worker_id().contains('\0') {
             return Err(CanoError::checkpoint_store(format!(
                 "postgres: the worker id {:?} has a NUL character, which PostgreSQL text \
@@ -454,31 +452,62 @@ impl PostgresCheckpointStore {
                 self.worker_id()
             )));
         }
-        let duration = self.lease_duration;
+        Ok(())
+    }
+
+    async fn claim_or_holder(
+        &self,
+        workflow_id: &str,
+    ) -> Result<Result<Lease, Option<Holder>>, CanoError> {
+        no_nul(workflow_id, 0, &[workflow_id])?;
+        self.no_nul_worker()?;
         let conn = self.inner.pool.get().await?;
-        let failed = conn.on_error(Doing::Claim);
-        let sent = Instant::now();
-        let claimed = conn
-            .client
-            .query_opt(
-                CLAIM,
-                &[&workflow_id, &self.worker_id(), &duration.as_secs_f64()],
-            )
-            .await
-            .map_err(&failed)?;
-        if let Some(row) = claimed {
-            let epoch: i64 = row.try_get(0).map_err(&failed)?;
-            return Ok(Ok(Lease {
-                workflow_id: workflow_id.to_owned(),
-                owner: self.worker_id().to_owned(),
-                epoch: u64::try_from(epoch).unwrap_or_default(),
-                duration,
-                expires_at: row.try_get(1).map_err(&failed)?,
-                deadline: sent + duration,
-            }));
+        if let Some(lease) = self.claim_on(&conn, &[workflow_id]).await?.pop() {
+            return Ok(Ok(lease));
         }
         let holder = read_holder(&conn.client, workflow_id).await?;
         Ok(Err(holder.filter(|h| h.live)))
+    }
+
+    /// Claim each of `runs` for this worker in one statement (as [`claim`](Self::claim)
+    /// does one): the leases taken, in no particular order; a run another worker holds
+    /// live is not among them. For the cluster's worker, which claims a batch of runs.
+    pub(crate) async fn claim_all(&self, runs: &[&str]) -> Result<Vec<Lease>, CanoError> {
+        self.no_nul_worker()?;
+        for id in runs {
+            no_nul(id, 0, &[id])?;
+        }
+        let conn = self.inner.pool.get().await?;
+        self.claim_on(&conn, runs).await
+    }
+
+    /// The claim statement for `runs` on `conn`.
+    async fn claim_on(
+        &self,
+        conn: &super::pool::Pooled<'_>,
+        runs: &[&str],
+    ) -> Result<Vec<Lease>, CanoError> {
+        let duration = self.lease_duration;
+        let failed = conn.on_error(Doing::Claim);
+        let sent = Instant::now();
+        let rows = conn
+            .client
+            .query(CLAIM, &[&runs, &self.worker_id(), &duration.as_secs_f64()])
+            .await
+            .map_err(&failed)?;
+        rows.iter()
+            .map(|row| {
+                let epoch: i64 = row.try_get(1).map_err(&failed)?;
+                Ok(Lease {
+                    workflow_id: row.try_get(0).map_err(&failed)?,
+                    owner: self.worker_id().to_owned(),
+                    epoch: u64::try_from(epoch).unwrap_or_default(),
+                    duration,
+                    expires_at: row.try_get(2).map_err(&failed)?,
+                    deadline: sent + duration,
+                })
+            })
+            .collect()
     }
 
     /// Who holds run `workflow_id` now: a worker whose lease has not expired, or `None`
