@@ -434,7 +434,12 @@ impl Worker {
                 }
                 Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
                     self.joined(joined, &mut held, &mut task_runs).await;
-                    // A slot is free: look for work now.
+                    // And every other run that ended meanwhile: their slots are claimed
+                    // together.
+                    while let Some(joined) = tasks.try_join_next_with_id() {
+                        self.joined(joined, &mut held, &mut task_runs).await;
+                    }
+                    // Slots are free: look for work now.
                     next_poll = Instant::now();
                 }
             }
