@@ -346,6 +346,15 @@ async fn start_worker_with_lease(
     (stop, tokio::spawn(async move { worker.run(token).await }))
 }
 
+/// A plain connection to the database at `url`, behind the cluster's back.
+async fn sql(url: &str) -> tokio_postgres::Client {
+    let (conn, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    tokio::spawn(connection);
+    conn
+}
+
 async fn client(url: &str) -> Client {
     let store = PostgresCheckpointStore::connect(url)
         .await
@@ -450,10 +459,7 @@ async fn a_repeated_idempotency_key_answers_the_same_run_and_adds_nothing() {
         .unwrap_err();
     assert!(err.to_string().contains("has not ended"), "{err}");
 
-    let (conn, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let conn = sql(&url).await;
     let rows: i64 = conn
         .query_one("SELECT count(*) FROM cano_cluster_runs", &[])
         .await
@@ -717,10 +723,7 @@ async fn a_run_that_ended_without_its_outcome_recorded_is_not_run_again() {
     // A worker ran it to its end and died before recording the outcome: the run is still
     // `running` (attempt 1, no heartbeat since), its log complete and not cleared.
     let store = PostgresCheckpointStore::connect(&url).await.unwrap();
-    let (conn, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let conn = sql(&url).await;
     conn.execute(
         "UPDATE cano_cluster_runs SET status = 'running', attempts = 1, worker = 'ghost', \
          heartbeat_at = now() - interval '1 hour' WHERE run_id = $1",
@@ -910,10 +913,7 @@ async fn prune_deletes_ended_runs_in_batches_and_keeps_the_rest() {
     }
     let status = client.status(&waiting).await.unwrap().expect("kept");
     assert_eq!(status.state, RunState::Ready);
-    let (conn, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let conn = sql(&url).await;
     let left: i64 = conn
         .query_one(
             "SELECT (SELECT count(*) FROM cano_checkpoints) + (SELECT count(*) FROM cano_runs)",
@@ -932,10 +932,7 @@ async fn database_trouble_is_reported_to_the_hook_and_the_worker_goes_on() {
     };
     let client = client(&url).await;
     let ledger = Ledger::default();
-    let (conn, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let conn = sql(&url).await;
     // The runs table is gone for a while (a botched manual change, say).
     conn.batch_execute("ALTER TABLE cano_cluster_runs RENAME TO cano_cluster_runs_away")
         .await
@@ -1253,10 +1250,7 @@ async fn a_signal_sent_while_no_worker_has_the_run_wakes_it_and_is_consumed_once
 /// The ticks (RFC 3339) of the runs schedule `name` started, in order.
 #[cfg(feature = "scheduler")]
 async fn cron_ticks(url: &str, name: &str) -> Vec<String> {
-    let (conn, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let conn = sql(url).await;
     let prefix = format!("cron:{name}:");
     conn.query(
         "SELECT idempotency_key FROM cano_cluster_runs WHERE idempotency_key LIKE $1 || '%' \
@@ -1268,6 +1262,17 @@ async fn cron_ticks(url: &str, name: &str) -> Vec<String> {
     .iter()
     .map(|row| row.get::<_, String>(0)[prefix.len()..].to_owned())
     .collect()
+}
+
+/// Sleep until 50 ms past the next whole second of the wall clock (the database's, on
+/// this machine), so that a cron look of a few milliseconds sees no tick come meanwhile.
+#[cfg(feature = "scheduler")]
+async fn just_past_a_second() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let into = Duration::from_nanos(u64::from(now.subsec_nanos()));
+    tokio::time::sleep(Duration::from_secs(1) - into + Duration::from_millis(50)).await;
 }
 
 /// Whether `ticks` (RFC 3339, whole seconds) follow each other a second apart.
@@ -1316,10 +1321,7 @@ async fn cron_on_three_nodes_starts_exactly_one_run_per_tick() {
     assert!(ticks.len() >= 2, "{ticks:?}");
     assert!(one_second_apart(&ticks), "no tick lost: {ticks:?}");
     // Each tick's run ran once.
-    let (conn, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let conn = sql(&url).await;
     for row in conn
         .query(
             "SELECT run_id FROM cano_cluster_runs WHERE idempotency_key LIKE 'cron:%'",
@@ -1358,16 +1360,17 @@ async fn ticks_missed_while_every_node_was_down_follow_the_misfire_policy() {
     }
     // Seen once: the schedules start from the database's clock; then every node is down
     // for ten seconds.
+    just_past_a_second().await;
     cron.tick().await.unwrap();
-    let (conn, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let conn = sql(&url).await;
     conn.batch_execute(
         "UPDATE cano_cluster_schedules SET last_tick = last_tick - interval '10 seconds'",
     )
     .await
     .unwrap();
+    // Each look runs the three schedules one after another: started just after a whole
+    // second, they all see the same on-time ticks.
+    just_past_a_second().await;
     let started = cron.tick().await.unwrap();
     let (skip, once, all) = (
         cron_ticks(&url, "skip").await,
@@ -1385,6 +1388,7 @@ async fn ticks_missed_while_every_node_was_down_follow_the_misfire_policy() {
     assert!(one_second_apart(&all), "{all:?}");
     assert_eq!(&all[all.len() - skip.len()..], skip.as_slice());
     // A second look starts no missed tick again (only ticks that came since, if any).
+    just_past_a_second().await;
     cron.tick().await.unwrap();
     let grown = [
         cron_ticks(&url, "skip").await.len() - skip.len(),
@@ -1505,10 +1509,7 @@ async fn submit_batch_adds_every_run_in_one_statement_and_answers_earlier_runs_f
     for n in 0..3 {
         assert_eq!(ledger.count(n), (1, 1), "job {n} ran once");
     }
-    let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let db = sql(&url).await;
     let runs: i64 = db
         .query_one("SELECT count(*) FROM cano_cluster_runs", &[])
         .await
@@ -1523,10 +1524,7 @@ async fn submit_batch_adds_every_run_in_one_statement_and_answers_earlier_runs_f
 
 /// The statuses of every run in the database at `url`, counted.
 async fn status_counts(url: &str) -> HashMap<String, i64> {
-    let (conn, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let conn = sql(url).await;
     conn.query(
         "SELECT status, count(*) FROM cano_cluster_runs GROUP BY status",
         &[],
@@ -1579,10 +1577,7 @@ async fn a_postgres_crash_restart_with_1000_runs_in_flight_loses_none() {
     let killer = {
         let url = url.clone();
         tokio::spawn(async move {
-            let (conn, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(connection);
+            let conn = sql(&url).await;
             let mut killed = 0_i64;
             for _ in 0..10 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
