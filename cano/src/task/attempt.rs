@@ -251,6 +251,12 @@ impl TaskScope<'_> {
             }
         }
     }
+
+    /// [`end`](Self::end), passing `outcome` through.
+    pub(crate) fn ended<R>(&self, outcome: Result<R, CanoError>) -> Result<R, CanoError> {
+        self.end(&outcome);
+        outcome
+    }
 }
 
 #[cfg(test)]

@@ -232,9 +232,17 @@ pub(crate) fn deadline_ms(
 /// Sleep until the wall-clock time `deadline_ms` on the engine's clock (at once if it
 /// has passed).
 pub(crate) async fn sleep_until_ms(deadline_ms: u64) {
-    let left = deadline_ms.saturating_sub(wall_now_ms());
-    if left > 0 {
-        tokio::time::sleep(Duration::from_millis(left)).await;
+    if let Some(left) = left_until_ms(deadline_ms) {
+        tokio::time::sleep(left).await;
+    }
+}
+
+/// How long until the wall-clock time `deadline_ms` on the engine's clock; `None` if it
+/// has passed.
+pub(crate) fn left_until_ms(deadline_ms: u64) -> Option<Duration> {
+    match deadline_ms.saturating_sub(wall_now_ms()) {
+        0 => None,
+        left => Some(Duration::from_millis(left)),
     }
 }
 

@@ -9,6 +9,7 @@ use crate::error::CanoError;
 use crate::recovery::log::{self, CompletedStep, ResumeWait};
 use crate::saga::ErasedCompensatable;
 use crate::signal::{ErasedSignalTask, Signal, SignalStore};
+use crate::task::attempt::TaskScope;
 use crate::task::stepped::{ErasedStep, ErasedSteppedTask};
 use crate::task::stream::{ErasedStreamTask, StreamHost};
 use crate::task::timer::{self, TimerOutcome, TimerTask};
@@ -17,6 +18,7 @@ use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
 use std::pin::Pin;
+use std::task::Poll;
 
 /// A handler's work, boxed.
 pub(crate) type HandlerFuture<'a, TState> =
@@ -76,7 +78,7 @@ where
     ) -> HandlerFuture<'a, TState> {
         match handler {
             Handler::Timer { task, config } => match task.__timer() {
-                Some(timer) => Box::pin(self.run_timer(timer, config, run, label)),
+                Some(timer) => self.run_timer(timer, config, run, label),
                 // A `Timer` whose task says it is no timer after all runs as a task.
                 None => self.run_task(task, config),
             },
@@ -92,9 +94,7 @@ where
             Handler::Compensatable { task, config } => {
                 Box::pin(self.run_compensatable(task.as_ref(), config, run, label))
             }
-            Handler::Signal { task, config } => {
-                Box::pin(self.run_signal(task.as_ref(), config, run, label))
-            }
+            Handler::Signal { task, config } => self.run_signal(task.as_ref(), config, run, label),
             Handler::Stream { task } => Box::pin(self.run_stream(task.as_ref(), run, label)),
         }
     }
@@ -121,48 +121,170 @@ where
     /// the resume point did), consume it (recording it), then hand its payload to the
     /// task. A resume point that had consumed a signal hands that one to the task again.
     /// The timeout moves to the task's timeout state.
-    async fn run_signal(
+    ///
+    /// A parked run keeps this future for as long as it waits, so it is kept small: an
+    /// `async move` block (the arguments are kept once, not also copied into an `async
+    /// fn`'s locals), one level (nested futures would each keep their own copies), and
+    /// what runs only before or after the wait is boxed and returns little.
+    fn run_signal<'a>(
+        &'a self,
+        task: &'a dyn ErasedSignalTask<TState, TResourceKey>,
+        config: &'a TaskConfig,
+        run: &'a mut Run,
+        label: &'a str,
+    ) -> HandlerFuture<'a, TState> {
+        Box::pin(async move {
+            let scope = self.begin_task(config, || task.name());
+            // Every way out goes through `scope.ended` (no outcome is kept across the
+            // wait), and the signal's name is asked for where it is needed.
+            let deadline = match Box::pin(self.signal_wait_starts(task, &scope, run, label)).await {
+                Ok(Ok(deadline)) => deadline,
+                Ok(Err(outcome)) => return scope.ended(outcome),
+                Err(e) => return scope.ended(Err(e)),
+            };
+            let Some(signals) = self.signals.as_deref() else {
+                return scope.ended(Err(CanoError::configuration(
+                    "a signal state needs with_signal_store",
+                )));
+            };
+            let Some(waiting_as) = run.workflow_id.clone().map(|id| ForgetWaker(signals, id))
+            else {
+                return scope.ended(Err(CanoError::checkpoint_store(MISSING_ID)));
+            };
+            // `waiting_as` makes the store forget the waker however the wait ends (a
+            // signal, the deadline, an error, or the run dropped: cancelled, timed out).
+            let waker = signals.signal_waker(&waiting_as.1);
+            let mut waiting = false;
+            loop {
+                // Registered before the store is read, so a signal sent meanwhile wakes it.
+                let mut notified = std::pin::pin!(waker.as_ref().map(|waker| waker.notified()));
+                let early = notified
+                    .as_mut()
+                    .as_pin_mut()
+                    .is_some_and(|notified| notified.enable());
+                let took = Box::pin(self.take_and_handle(task, &scope, run, label));
+                if let Some(outcome) = took.await {
+                    return scope.ended(outcome);
+                }
+                if early {
+                    continue;
+                }
+                if !waiting {
+                    waiting = true;
+                    self.notify(|o| o.on_wait(&waiting_as.1, deadline, Some(&task.signal())));
+                }
+                // `Some(None)`: the deadline has passed.
+                let left = deadline.map(timer::left_until_ms);
+                let woken = match left {
+                    Some(None) => false,
+                    left => {
+                        // The sleeps are boxed only when there are any: a run waiting
+                        // without a timeout for a store that wakes it keeps just the
+                        // notification. A store that cannot wake its waiters is asked
+                        // every second.
+                        let mut expiry = left
+                            .flatten()
+                            .map(|left| Box::pin(tokio::time::sleep(left)));
+                        let mut ask_again = notified.is_none().then(|| {
+                            Box::pin(tokio::time::sleep(std::time::Duration::from_secs(1)))
+                        });
+                        std::future::poll_fn(|cx| {
+                            if let Some(notified) = notified.as_mut().as_pin_mut()
+                                && notified.poll(cx).is_ready()
+                            {
+                                return Poll::Ready(true);
+                            }
+                            if let Some(sleep) = &mut ask_again
+                                && sleep.as_mut().poll(cx).is_ready()
+                            {
+                                return Poll::Ready(true);
+                            }
+                            if let Some(sleep) = &mut expiry
+                                && sleep.as_mut().poll(cx).is_ready()
+                            {
+                                return Poll::Ready(false);
+                            }
+                            Poll::Pending
+                        })
+                        .await
+                    }
+                };
+                if !woken {
+                    // A signal that came with the deadline still counts.
+                    let took = Box::pin(self.take_and_handle(task, &scope, run, label));
+                    return scope.ended(match took.await {
+                        Some(outcome) => outcome,
+                        None => task.timeout().map(|(_, state)| state).ok_or_else(|| {
+                            CanoError::workflow(format!(
+                                "signal {:?}: the wait recorded in the log timed out, \
+                                 but the task has no timeout state any more",
+                                task.signal()
+                            ))
+                        }),
+                    });
+                }
+            }
+        })
+    }
+
+    /// The start of a signal state: the deadline of the wait the resume point recorded,
+    /// or of the one it records now (`Ok(deadline)`); or, when the resume point had
+    /// consumed the signal already, the task's outcome for it (`Err(outcome)`).
+    async fn signal_wait_starts(
         &self,
         task: &dyn ErasedSignalTask<TState, TResourceKey>,
-        config: &TaskConfig,
+        scope: &TaskScope<'_>,
         run: &mut Run,
         label: &str,
+    ) -> Result<Result<Option<u64>, Result<TState, CanoError>>, CanoError> {
+        match run.take_resume_wait() {
+            // The re-entry row recorded it again.
+            Some(ResumeWait::Received(signal)) => {
+                Ok(Err(self.signal_received(task, scope, signal).await))
+            }
+            Some(ResumeWait::Signal { deadline_ms, .. }) => Ok(Ok(deadline_ms)),
+            _ => (self
+                .start_signal_wait(task, &task.signal(), run, label)
+                .await)
+                .map(Ok),
+        }
+    }
+
+    /// Consume the first pending signal for the task the run may consume and hand it to
+    /// the task: its outcome, or `None` if there is none.
+    async fn take_and_handle(
+        &self,
+        task: &dyn ErasedSignalTask<TState, TResourceKey>,
+        scope: &TaskScope<'_>,
+        run: &mut Run,
+        label: &str,
+    ) -> Option<Result<TState, CanoError>> {
+        let signals = self.signals.as_deref()?;
+        match self
+            .take_signal(task, signals, &task.signal(), run, label)
+            .await
+        {
+            Ok(Some(signal)) => Some(self.signal_received(task, scope, signal).await),
+            Ok(None) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// Hand a consumed `signal` to the task, under its retry policy.
+    async fn signal_received(
+        &self,
+        task: &dyn ErasedSignalTask<TState, TResourceKey>,
+        scope: &TaskScope<'_>,
+        signal: Signal,
     ) -> Result<TState, CanoError> {
         let resources = &*self.resources;
-        let scope = self.begin_task(config, || task.name());
-        let outcome = async {
-            let signal = match run.take_resume_wait() {
-                // The re-entry row recorded it again.
-                Some(ResumeWait::Received(signal)) => signal,
-                resumed => {
-                    let name = task.signal();
-                    let deadline = match resumed {
-                        Some(ResumeWait::Signal { deadline_ms, .. }) => deadline_ms,
-                        _ => Box::pin(self.start_signal_wait(task, &name, run, label)).await?,
-                    };
-                    match self.receive(task, &name, deadline, run, label).await? {
-                        Some(signal) => signal,
-                        None => {
-                            return task.timeout().map(|(_, state)| state).ok_or_else(|| {
-                                CanoError::workflow(format!(
-                                    "signal {name:?}: the wait recorded in the log timed out, \
-                                     but the task has no timeout state any more"
-                                ))
-                            });
-                        }
-                    }
-                }
-            };
-            Box::pin(scope.attempts(
+        scope
+            .attempts(
                 || task.on_signal(resources, &signal.payload),
                 |e, n| task.is_retryable(e, n),
-            ))
+            )
             .await
             .and_then(single_next)
-        }
-        .await;
-        scope.end(&outcome);
-        outcome
     }
 
     /// Record that the state starts waiting for `name` (and until when): the wait's
@@ -198,74 +320,6 @@ where
             })?;
         }
         Ok(deadline)
-    }
-
-    /// Wait for a signal named `name` for this run (until `deadline`, if set; `None` when
-    /// it passes first), and consume it: its row is in the log before it is returned.
-    async fn receive(
-        &self,
-        task: &dyn ErasedSignalTask<TState, TResourceKey>,
-        name: &str,
-        deadline: Option<u64>,
-        run: &mut Run,
-        label: &str,
-    ) -> Result<Option<Signal>, CanoError> {
-        let signals = self
-            .signals
-            .as_ref()
-            .ok_or_else(|| CanoError::configuration("a signal state needs with_signal_store"))?;
-        let id = run
-            .workflow_id
-            .clone()
-            .ok_or_else(|| CanoError::checkpoint_store(MISSING_ID))?;
-        let waker = signals.signal_waker(&id);
-        // The store forgets the waker however the wait ends (a signal, the deadline, an
-        // error, or the run dropped: cancelled, timed out).
-        let _forget = ForgetWaker(signals.as_ref(), &id);
-        let mut waiting = false;
-        loop {
-            // Registered before the store is read, so a signal sent meanwhile wakes it.
-            let notified = waker.as_ref().map(|waker| waker.notified());
-            let mut notified = std::pin::pin!(notified);
-            let early = notified
-                .as_mut()
-                .as_pin_mut()
-                .is_some_and(|notified| notified.enable());
-            match Box::pin(self.take_signal(task, signals.as_ref(), name, run, label)).await {
-                Ok(Some(signal)) => break Ok(Some(signal)),
-                Ok(None) => {}
-                Err(e) => break Err(e),
-            }
-            if early {
-                continue;
-            }
-            if !waiting {
-                waiting = true;
-                self.notify(|o| o.on_wait(&id, deadline, Some(name)));
-            }
-            // The sleeps are boxed only when there are any: a run waiting without a
-            // timeout for a store that wakes it keeps just the notification.
-            let expired = async {
-                match deadline {
-                    Some(deadline) => Box::pin(timer::sleep_until_ms(deadline)).await,
-                    None => std::future::pending().await,
-                }
-            };
-            let woken = async {
-                match notified.as_mut().as_pin_mut() {
-                    Some(notified) => notified.await,
-                    // A store that cannot wake its waiters is asked every second.
-                    None => Box::pin(tokio::time::sleep(std::time::Duration::from_secs(1))).await,
-                }
-            };
-            tokio::select! {
-                () = woken => {}
-                () = expired => {
-                    // A signal that came with the deadline still counts.
-                    break Box::pin(self.take_signal(task, signals.as_ref(), name, run, label)).await;
-                }
-            }
-        }
     }
 
     /// The first pending signal named `name` that the run may consume, consumed: skips
@@ -379,57 +433,76 @@ where
     /// recorded the deadline already), record the deadline, sleep until it, then ask the
     /// timer for the next state. `wait` and `after_wait` each run under the timer's
     /// config; the sleep is bounded only by the run's cancellation and total timeout.
-    async fn run_timer(
+    fn run_timer<'a>(
+        &'a self,
+        timer: &'a (dyn TimerTask<TState, TResourceKey> + Send + Sync + '_),
+        config: &'a TaskConfig,
+        run: &'a mut Run,
+        label: &'a str,
+    ) -> HandlerFuture<'a, TState> {
+        // An `async move` block rather than an `async fn`: the arguments are kept once,
+        // not also copied into the body's locals.
+        Box::pin(async move {
+            let scope = self.begin_task(config, || timer.name());
+            // Only the scope, the arguments and the sleep live across the wait: what runs
+            // before and after it is boxed, so a parked run keeps nothing of it.
+            let outcome = match Box::pin(self.timer_deadline(timer, &scope, run, label)).await {
+                Ok(deadline) => {
+                    if let Some(left) = timer::left_until_ms(deadline) {
+                        tokio::time::sleep(left).await;
+                    }
+                    let resources = &*self.resources;
+                    Box::pin(scope.attempts(
+                        || timer.after_wait(resources),
+                        |e, n| timer.is_retryable(e, n),
+                    ))
+                    .await
+                    .and_then(single_next)
+                }
+                Err(e) => Err(e),
+            };
+            scope.end(&outcome);
+            outcome
+        })
+    }
+
+    /// When the timer state's wait ends: the deadline the resume point recorded, or the
+    /// one the task asks for now, recorded in the log before the wait.
+    async fn timer_deadline(
         &self,
         timer: &(dyn TimerTask<TState, TResourceKey> + Send + Sync + '_),
-        config: &TaskConfig,
+        scope: &TaskScope<'_>,
         run: &mut Run,
         label: &str,
-    ) -> Result<TState, CanoError> {
-        let resources = &*self.resources;
-        let scope = self.begin_task(config, || timer.name());
-        let outcome = async {
-            let deadline = match run.take_resume_wait() {
-                // The re-entry row already records it.
-                Some(ResumeWait::Timer(deadline)) => deadline,
-                // What runs only around the wait is boxed: the parked run keeps
-                // nothing of it.
-                _ => {
-                    let wait = Box::pin(
-                        scope.attempts(|| timer.wait(resources), |e, n| timer.is_retryable(e, n)),
-                    )
+    ) -> Result<u64, CanoError> {
+        let deadline = match run.take_resume_wait() {
+            // The re-entry row already records it.
+            Some(ResumeWait::Timer(deadline)) => deadline,
+            _ => {
+                let resources = &*self.resources;
+                let wait = scope
+                    .attempts(|| timer.wait(resources), |e, n| timer.is_retryable(e, n))
                     .await?;
-                    let deadline = timer::deadline_ms(&timer.name(), wait, timer::wall_now_ms())?;
-                    if let (Some(store), true) = (&self.checkpoint_store, run.workflow_id.is_some())
-                    {
-                        Box::pin(self.append_row(store.as_ref(), run, |sequence| {
-                            Ok(log::timer(sequence, label, timer.name(), deadline))
-                        }))
-                        .await
-                        .map_err(|e| {
-                            CanoError::checkpoint_store(format!("append timer checkpoint: {e}"))
-                        })?;
-                    }
-                    deadline
+                let deadline = timer::deadline_ms(&timer.name(), wait, timer::wall_now_ms())?;
+                if let (Some(store), true) = (&self.checkpoint_store, run.workflow_id.is_some()) {
+                    self.append_row(store.as_ref(), run, |sequence| {
+                        Ok(log::timer(sequence, label, timer.name(), deadline))
+                    })
+                    .await
+                    .map_err(|e| {
+                        CanoError::checkpoint_store(format!("append timer checkpoint: {e}"))
+                    })?;
                 }
-            };
-            if self.observers.is_some()
-                && let Some(id) = run.workflow_id.as_deref()
-                && deadline > timer::wall_now_ms()
-            {
-                self.notify(|o| o.on_wait(id, Some(deadline), None));
+                deadline
             }
-            timer::sleep_until_ms(deadline).await;
-            Box::pin(scope.attempts(
-                || timer.after_wait(resources),
-                |e, n| timer.is_retryable(e, n),
-            ))
-            .await
-            .and_then(single_next)
+        };
+        if self.observers.is_some()
+            && let Some(id) = run.workflow_id.as_deref()
+            && deadline > timer::wall_now_ms()
+        {
+            self.notify(|o| o.on_wait(id, Some(deadline), None));
         }
-        .await;
-        scope.end(&outcome);
-        outcome
+        Ok(deadline)
     }
 
     /// The engine-driven step loop of a `register_stepped` state.
@@ -571,10 +644,10 @@ where
 }
 
 /// Tells a signal store, when dropped, that the run stopped waiting.
-struct ForgetWaker<'a>(&'a dyn SignalStore, &'a str);
+struct ForgetWaker<'a>(&'a dyn SignalStore, std::sync::Arc<str>);
 
 impl Drop for ForgetWaker<'_> {
     fn drop(&mut self) {
-        self.0.forget_signal_waker(self.1);
+        self.0.forget_signal_waker(&self.1);
     }
 }
