@@ -186,13 +186,17 @@ pub trait SignalStore: CheckpointStore {
 /// [`SignalStore::signal_waker`] hands out).
 #[derive(Debug, Default)]
 pub(crate) struct Wakers(
-    parking_lot::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>,
+    parking_lot::Mutex<std::collections::HashMap<Box<str>, Arc<tokio::sync::Notify>>>,
 );
 
 impl Wakers {
     /// The waker of `workflow_id` (made on first use).
     pub(crate) fn get(&self, workflow_id: &str) -> Arc<tokio::sync::Notify> {
-        Arc::clone(self.0.lock().entry(workflow_id.to_owned()).or_default())
+        let mut wakers = self.0.lock();
+        if let Some(waker) = wakers.get(workflow_id) {
+            return Arc::clone(waker);
+        }
+        Arc::clone(wakers.entry(Box::from(workflow_id)).or_default())
     }
 
     /// Wake the run `workflow_id` if it waits (a permit is kept if it is between checks).

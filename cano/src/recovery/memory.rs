@@ -1,7 +1,8 @@
 //! [`MemoryCheckpointStore`]: the checkpoint log contract, in memory.
 
 use super::{
-    CheckpointRow, CheckpointStore, ListRuns, RunSummary, RunWriter, RunWriters, StoreFuture,
+    CheckpointRow, CheckpointStore, ListRuns, RowKind, RunSummary, RunWriter, RunWriters,
+    StoreFuture,
 };
 use crate::error::CanoError;
 use crate::signal::{Signal, SignalStore, Wakers};
@@ -37,24 +38,100 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Default)]
 pub struct MemoryCheckpointStore {
     /// Each run's log.
-    runs: Arc<Mutex<HashMap<String, Log>>>,
+    runs: Arc<Mutex<Logs>>,
     /// Pending signals per run, oldest first.
     signals: Arc<Mutex<HashMap<String, Vec<Signal>>>>,
     wakers: Arc<Wakers>,
 }
 
-/// One run's log and what the store knows about it.
+/// The logs, and the state and task names their rows share.
+#[derive(Debug, Default)]
+struct Logs {
+    by_run: HashMap<Box<str>, Log>,
+    /// Each distinct pair of names once (up to [`MAX_NAMES`]), by state: rows hold a
+    /// shared copy.
+    names: HashMap<Box<str>, Vec<Arc<Names>>>,
+    /// How many pairs `names` holds.
+    shared: usize,
+    /// The error each failed run returned, while no row came after it (few runs: kept
+    /// apart so that the other runs' entries are smaller).
+    failed: HashMap<Box<str>, Box<str>>,
+}
+
+/// How many distinct (state, task) name pairs the store shares between rows; pairs
+/// beyond it (states whose `Debug` text carries data, say) are stored with each row.
+const MAX_NAMES: usize = 4096;
+
+/// A row's state and task names.
+#[derive(Debug)]
+struct Names {
+    state: Box<str>,
+    task_id: Box<str>,
+}
+
+impl Logs {
+    /// The names `state` and `task_id`, shared with the rows that have them already.
+    fn share(&mut self, state: String, task_id: String) -> Arc<Names> {
+        if let Some(shared) = self
+            .names
+            .get(state.as_str())
+            .and_then(|pairs| pairs.iter().find(|names| *names.task_id == *task_id))
+        {
+            return Arc::clone(shared);
+        }
+        let names = Arc::new(Names {
+            state: state.into_boxed_str(),
+            task_id: task_id.into_boxed_str(),
+        });
+        if self.shared < MAX_NAMES {
+            self.shared += 1;
+            (self.names.entry(names.state.clone()).or_default()).push(Arc::clone(&names));
+        }
+        names
+    }
+}
+
+/// One run's log and when it was written.
 #[derive(Debug, Default)]
 struct Log {
     /// The rows, sorted by sequence (rows mostly arrive in order: a `Vec` costs a fraction
     /// of a tree per run).
-    rows: Vec<CheckpointRow>,
+    rows: Vec<Row>,
     /// When the first row was written (ms since the Unix epoch).
     started_ms: u64,
     /// When the last row was written.
     updated_ms: u64,
-    /// The error the run returned, while no row came after it.
-    failed: Option<Box<str>>,
+    /// The run's wake-up while it waits for a signal (kept here rather than in a map of
+    /// its own: a waiting run costs less).
+    waker: Option<Arc<tokio::sync::Notify>>,
+}
+
+/// A [`CheckpointRow`] as the store keeps it: names shared, no spare capacity (a waiting
+/// run keeps its rows for as long as it waits).
+#[derive(Debug)]
+struct Row {
+    sequence: u64,
+    names: Arc<Names>,
+    output_blob: Option<Box<[u8]>>,
+    kind: RowKind,
+}
+
+impl Row {
+    fn to_row(&self) -> CheckpointRow {
+        CheckpointRow {
+            sequence: self.sequence,
+            state: String::from(&*self.names.state),
+            task_id: String::from(&*self.names.task_id),
+            output_blob: self.output_blob.as_deref().map(<[u8]>::to_vec),
+            kind: self.kind,
+        }
+    }
+}
+
+impl Log {
+    fn rows(&self) -> Vec<CheckpointRow> {
+        self.rows.iter().map(Row::to_row).collect()
+    }
 }
 
 impl MemoryCheckpointStore {
@@ -64,15 +141,15 @@ impl MemoryCheckpointStore {
         Self::default()
     }
 
-    fn append_now(&self, workflow_id: &str, mut row: CheckpointRow) -> Result<(), CanoError> {
-        // Kept as long as the run waits: no spare capacity (a JSON blob is built in a
-        // buffer of 128 bytes or more).
-        if let Some(blob) = &mut row.output_blob {
-            blob.shrink_to_fit();
-        }
+    fn append_now(&self, workflow_id: &str, row: CheckpointRow) -> Result<(), CanoError> {
         let now = super::now_ms();
-        let mut runs = self.runs.lock();
-        let log = runs.entry(workflow_id.to_owned()).or_default();
+        let mut logs = self.runs.lock();
+        let names = logs.share(row.state, row.task_id);
+        let Logs { by_run, failed, .. } = &mut *logs;
+        let log = match by_run.get_mut(workflow_id) {
+            Some(log) => log,
+            None => by_run.entry(Box::from(workflow_id)).or_default(),
+        };
         let rows = &mut log.rows;
         let at = match rows.last() {
             Some(last) if last.sequence < row.sequence => rows.len(),
@@ -92,29 +169,42 @@ impl MemoryCheckpointStore {
         if rows.len() == rows.capacity() {
             rows.reserve_exact(rows.len().max(1));
         }
+        let row = Row {
+            sequence: row.sequence,
+            names,
+            output_blob: row.output_blob.map(Vec::into_boxed_slice),
+            kind: row.kind,
+        };
         rows.insert(at, row);
         if log.rows.len() == 1 {
             log.started_ms = now;
         }
         log.updated_ms = log.updated_ms.max(now);
-        log.failed = None;
+        if !failed.is_empty() {
+            failed.remove(workflow_id);
+        }
         Ok(())
     }
 
     fn rows(&self, workflow_id: &str) -> Vec<CheckpointRow> {
         self.runs
             .lock()
+            .by_run
             .get(workflow_id)
-            .map(|log| log.rows.clone())
+            .map(Log::rows)
             .unwrap_or_default()
     }
 
     /// Mark `workflow_id` failed with `error`, if it has a log.
     fn mark_failed(&self, workflow_id: &str, error: &CanoError) {
-        if let Some(log) = self.runs.lock().get_mut(workflow_id)
-            && !log.rows.is_empty()
+        let mut logs = self.runs.lock();
+        if logs
+            .by_run
+            .get(workflow_id)
+            .is_some_and(|log| !log.rows.is_empty())
         {
-            log.failed = Some(super::failure_text(error).into_boxed_str());
+            let error = super::failure_text(error).into_boxed_str();
+            logs.failed.insert(Box::from(workflow_id), error);
         }
     }
 }
@@ -154,7 +244,12 @@ impl CheckpointStore for MemoryCheckpointStore {
         'life1: 'async_trait,
         Self: Sync + 'async_trait,
     {
-        self.runs.lock().remove(workflow_id);
+        let mut logs = self.runs.lock();
+        logs.by_run.remove(workflow_id);
+        if !logs.failed.is_empty() {
+            logs.failed.remove(workflow_id);
+        }
+        drop(logs);
         // A finished run's undelivered signals go with it.
         let mut signals = self.signals.lock();
         if !signals.is_empty() {
@@ -167,8 +262,14 @@ impl CheckpointStore for MemoryCheckpointStore {
 /// Signals are kept in memory beside the logs; a run is known while it has a log.
 impl SignalStore for MemoryCheckpointStore {
     fn send_signal<'a>(&'a self, workflow_id: &'a str, signal: Signal) -> StoreFuture<'a, bool> {
-        let consumed = match self.runs.lock().get(workflow_id) {
-            Some(log) if !log.rows.is_empty() => consumed(&log.rows, &signal.id),
+        let consumed = match self.runs.lock().by_run.get(workflow_id) {
+            Some(log) if !log.rows.is_empty() => {
+                let signal_rows: Vec<CheckpointRow> = (log.rows.iter())
+                    .filter(|row| row.kind == RowKind::Signal)
+                    .map(Row::to_row)
+                    .collect();
+                consumed(&signal_rows, &signal.id)
+            }
             _ => return Box::pin(ready(Err(no_run(workflow_id, &signal)))),
         };
         if consumed {
@@ -183,7 +284,14 @@ impl SignalStore for MemoryCheckpointStore {
             }
             new
         };
-        self.wakers.wake(workflow_id);
+        let waker = match self.runs.lock().by_run.get(workflow_id) {
+            Some(log) => log.waker.clone(),
+            None => None,
+        };
+        match waker {
+            Some(waker) => waker.notify_one(),
+            None => self.wakers.wake(workflow_id),
+        }
         Box::pin(ready(Ok(stored)))
     }
 
@@ -213,10 +321,17 @@ impl SignalStore for MemoryCheckpointStore {
     }
 
     fn signal_waker(&self, workflow_id: &str) -> Option<Arc<tokio::sync::Notify>> {
+        if let Some(log) = self.runs.lock().by_run.get_mut(workflow_id) {
+            return Some(Arc::clone(log.waker.get_or_insert_default()));
+        }
+        // A run whose log is elsewhere (signals through this store, rows through another).
         Some(self.wakers.get(workflow_id))
     }
 
     fn forget_signal_waker(&self, workflow_id: &str) {
+        if let Some(log) = self.runs.lock().by_run.get_mut(workflow_id) {
+            log.waker = None;
+        }
         self.wakers.forget(workflow_id);
     }
 }
@@ -244,16 +359,21 @@ pub(crate) fn no_run(workflow_id: &str, signal: &Signal) -> CanoError {
 impl ListRuns for MemoryCheckpointStore {
     fn list_runs(&self) -> StoreFuture<'_, Vec<RunSummary>> {
         type Listed = (String, Vec<CheckpointRow>, u64, u64, Option<Box<str>>);
-        let runs: Vec<Listed> = self
-            .runs
-            .lock()
-            .iter()
+        let logs = self.runs.lock();
+        let runs: Vec<Listed> = (logs.by_run.iter())
             .filter(|(_, log)| !log.rows.is_empty())
             .map(|(id, log)| {
-                let (rows, failed) = (log.rows.clone(), log.failed.clone());
-                (id.clone(), rows, log.started_ms, log.updated_ms, failed)
+                let (rows, failed) = (log.rows(), logs.failed.get(id).cloned());
+                (
+                    String::from(&**id),
+                    rows,
+                    log.started_ms,
+                    log.updated_ms,
+                    failed,
+                )
             })
             .collect();
+        drop(logs);
         let mut summaries: Vec<RunSummary> = runs
             .into_iter()
             .map(|(id, rows, started_ms, updated_ms, failed)| {
@@ -269,15 +389,14 @@ impl ListRuns for MemoryCheckpointStore {
     }
 
     fn run_summary<'a>(&'a self, workflow_id: &'a str) -> StoreFuture<'a, Option<RunSummary>> {
-        let found = self
-            .runs
-            .lock()
-            .get(workflow_id)
+        let logs = self.runs.lock();
+        let found = (logs.by_run.get(workflow_id))
             .filter(|log| !log.rows.is_empty())
             .map(|log| {
-                let (rows, failed) = (log.rows.clone(), log.failed.clone());
+                let (rows, failed) = (log.rows(), logs.failed.get(workflow_id).cloned());
                 (rows, log.started_ms, log.updated_ms, failed)
             });
+        drop(logs);
         let summary = found.map(|(rows, started_ms, updated_ms, failed)| {
             let mut summary = super::log::summarize(workflow_id, &rows);
             summary.started_ms = Some(started_ms);

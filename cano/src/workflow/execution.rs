@@ -307,6 +307,7 @@ where
     /// steps completed before the resume point are compensated (and a rollback in the log
     /// finished), as for a cancel during the run. The cluster's cancel of a run waiting to
     /// be resumed.
+    #[cfg(feature = "postgres")]
     pub(crate) async fn resume_from_cancelling(
         &self,
         workflow_id: &str,
