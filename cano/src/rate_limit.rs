@@ -50,6 +50,7 @@ use crate::error::CanoError;
 use parking_lot::Mutex;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -267,13 +268,226 @@ impl RateLimiterPolicy {
     }
 }
 
-/// Bucket state in scaled units: one token is `refill_period` nanoseconds' worth of units,
-/// and each elapsed nanosecond adds `tokens_per_period` units. Integer arithmetic keeps the
-/// computed waits exact.
+/// A policy keeps its bucket in one `u64` only if the scaled clock fits there for at least
+/// this long (a year); after that, or if it does not fit at all, the bucket is kept in a
+/// `u128` under a lock.
+const NARROW_MIN_NS: u64 = 365 * 86_400 * 1_000_000_000;
+
+/// The value of [`Bucket::tat`] once the state lives in [`Bucket::wide`]. Never a real
+/// time: a narrow `tat` is at most `now_max + max`, and `now_max + 2 * max` fits a `u64`.
+const WIDE: u64 = u64::MAX;
+
+/// Greatest common divisor (Euclid).
+fn gcd(mut a: u128, mut b: u128) -> u128 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// Turns a shortfall of `deficit` units into the exact wait: a nanosecond adds `gain`
+/// units, and a partial nanosecond does not count.
+#[cold]
+#[inline(never)]
+fn wait_for_deficit(deficit: u128, gain: u128) -> Duration {
+    duration_from_nanos(deficit.div_ceil(gain))
+}
+
+/// A token bucket kept as a GCRA "theoretical arrival time" (`tat`).
+///
+/// Time is scaled: a nanosecond is `gain` units and a token is `unit` units
+/// (`tokens_per_period` and `refill_period` in nanoseconds, both divided by their greatest
+/// common divisor, so the arithmetic is exact and the numbers small). `tat` is the scaled
+/// time, counted from `base`, at which the bucket is full again: at scaled time `now` it
+/// holds `max - (tat - now)` units if `tat > now`, and is full (`max` units) otherwise.
+/// Taking `n` tokens moves `tat` to `max(tat, now) + n * unit`, which is allowed while the
+/// result stays within `max` of `now`; the excess, divided by `gain` and rounded up, is the
+/// exact wait. This is the lazily refilled token bucket, in one number.
+///
+/// While every scaled value fits in a `u64` (`now <= now_max`), `tat` is one atomic updated
+/// with a compare-exchange. Otherwise it lives in `wide`, a `u128` under a lock, from the
+/// start or from the first call whose time no longer fits (the atomic then holds [`WIDE`]).
 #[derive(Debug)]
 struct Bucket {
-    units: u128,
-    last: Instant,
+    base: Instant,
+    tat: AtomicU64,
+    wide: Mutex<u128>,
+    unit: u128,
+    gain: u128,
+    max: u128,
+    /// `unit`, `gain` and `max` as `u64`, and `gain` per second (all unused when the
+    /// bucket starts wide).
+    unit64: u64,
+    gain64: u64,
+    max64: u64,
+    sec_gain64: u64,
+    /// The largest scaled time kept in the atomic.
+    now_max: u64,
+}
+
+impl Bucket {
+    /// A full bucket for a validated `policy`.
+    fn new(policy: &RateLimiterPolicy) -> Self {
+        let period = policy.refill_period.as_nanos();
+        let tokens = u128::from(policy.tokens_per_period);
+        let divisor = gcd(period, tokens).max(1);
+        let (unit, gain) = (period / divisor, tokens / divisor);
+        let max = u128::from(policy.capacity()).saturating_mul(unit);
+        let narrow = (|| {
+            let unit64 = u64::try_from(unit).ok()?;
+            let gain64 = u64::try_from(gain).ok()?;
+            let max64 = u64::try_from(max).ok()?;
+            let sec_gain64 = gain64.checked_mul(1_000_000_000)?;
+            let now_max = u64::MAX.checked_sub(max64.checked_mul(2)?)?;
+            (now_max / gain64.max(1) >= NARROW_MIN_NS)
+                .then_some((unit64, gain64, max64, sec_gain64, now_max))
+        })();
+        let (tat, (unit64, gain64, max64, sec_gain64, now_max)) = match narrow {
+            Some(narrow) => (0, narrow),
+            None => (WIDE, (0, 0, 0, 0, 0)),
+        };
+        Self {
+            base: Instant::now(),
+            tat: AtomicU64::new(tat),
+            wide: Mutex::new(0),
+            unit,
+            gain,
+            max,
+            unit64,
+            gain64,
+            max64,
+            sec_gain64,
+            now_max,
+        }
+    }
+
+    /// The scaled time at `now`, if it fits in the atomic.
+    #[inline]
+    fn narrow_now(&self, now: Instant) -> Option<u64> {
+        let elapsed = now.saturating_duration_since(self.base);
+        // The two products are independent (shorter than scaling the nanoseconds); the
+        // second is below `1e9 * gain64`, which fits.
+        let scaled = elapsed
+            .as_secs()
+            .checked_mul(self.sec_gain64)?
+            .checked_add(u64::from(elapsed.subsec_nanos()) * self.gain64)?;
+        (scaled <= self.now_max).then_some(scaled)
+    }
+
+    /// The scaled time at `now`, in full.
+    fn wide_now(&self, now: Instant) -> u128 {
+        // At most 2^94 ns times a `gain` below 2^32: no overflow.
+        now.saturating_duration_since(self.base).as_nanos() * self.gain
+    }
+
+    /// The wide state, with the narrow one moved into it if that has not happened yet.
+    fn wide(&self) -> parking_lot::MutexGuard<'_, u128> {
+        let mut wide = self.wide.lock();
+        // Under the lock, so whoever sees `WIDE` finds the moved value once it locks.
+        if self.tat.load(Ordering::Acquire) != WIDE {
+            let tat = self.tat.swap(WIDE, Ordering::AcqRel);
+            if tat != WIDE {
+                *wide = u128::from(tat);
+            }
+        }
+        wide
+    }
+
+    /// Takes `cost` tokens (at most the capacity), or returns the wait.
+    #[inline]
+    fn debit(&self, cost: u64) -> Result<(), Duration> {
+        let now = Instant::now();
+        let mut tat = self.tat.load(Ordering::Acquire);
+        if tat == WIDE {
+            return self.debit_wide(now, cost);
+        }
+        if let Some(scaled) = self.narrow_now(now) {
+            // `cost` is at most the capacity, so `need <= max64`; a narrow `tat` is at most
+            // `now_max + max64`, so no sum below overflows.
+            let need = cost.saturating_mul(self.unit64);
+            while tat != WIDE {
+                let next = tat.max(scaled) + need;
+                let ahead = next - scaled;
+                if ahead > self.max64 {
+                    return Err(wait_for_deficit(u128::from(ahead - self.max64), self.gain));
+                }
+                match self
+                    .tat
+                    .compare_exchange_weak(tat, next, Ordering::AcqRel, Ordering::Acquire)
+                {
+                    Ok(_) => return Ok(()),
+                    Err(seen) => tat = seen,
+                }
+            }
+        }
+        self.debit_wide(now, cost)
+    }
+
+    /// [`debit`](Self::debit) on the wide state.
+    #[inline(never)]
+    fn debit_wide(&self, now: Instant, cost: u64) -> Result<(), Duration> {
+        let scaled = self.wide_now(now);
+        let need = u128::from(cost).saturating_mul(self.unit);
+        let mut tat = self.wide();
+        let ahead = (*tat).max(scaled).saturating_add(need) - scaled;
+        if ahead > self.max {
+            drop(tat);
+            return Err(wait_for_deficit(ahead - self.max, self.gain));
+        }
+        *tat = scaled.saturating_add(ahead);
+        Ok(())
+    }
+
+    /// Gives back `cost` tokens, up to a full bucket.
+    fn credit(&self, cost: u64) {
+        let now = Instant::now();
+        if let Some(scaled) = self.narrow_now(now) {
+            let back = cost.saturating_mul(self.unit64);
+            // `Err`: the bucket is already full (nothing to give back), or wide.
+            let moved = self
+                .tat
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
+                    (tat > scaled && tat != WIDE).then(|| tat.saturating_sub(back).max(scaled))
+                });
+            if moved != Err(WIDE) {
+                return;
+            }
+        }
+        let scaled = self.wide_now(now);
+        let back = u128::from(cost).saturating_mul(self.unit);
+        let mut tat = self.wide();
+        if *tat > scaled {
+            *tat = tat.saturating_sub(back).max(scaled);
+        }
+    }
+
+    /// How far `tat` is ahead of now, in units (0 when the bucket is full).
+    fn owed(&self) -> u128 {
+        let now = Instant::now();
+        if let Some(scaled) = self.narrow_now(now) {
+            let tat = self.tat.load(Ordering::Acquire);
+            if tat != WIDE {
+                return u128::from(tat.saturating_sub(scaled));
+            }
+        }
+        let scaled = self.wide_now(now);
+        self.wide().saturating_sub(scaled)
+    }
+
+    /// How long until `cost` tokens (at most the capacity) would be in the bucket.
+    fn wait(&self, cost: u64) -> Duration {
+        let need = u128::from(cost).saturating_mul(self.unit);
+        match self.owed().saturating_add(need).checked_sub(self.max) {
+            Some(deficit) if deficit > 0 => wait_for_deficit(deficit, self.gain),
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// Whole tokens in the bucket now.
+    fn tokens(&self) -> u64 {
+        let units = self.max.saturating_sub(self.owed());
+        u64::try_from(units / self.unit).unwrap_or(u64::MAX)
+    }
 }
 
 /// A token bucket rate limiter. See the [module docs](self).
@@ -281,13 +495,9 @@ struct Bucket {
 /// `Clone` is shallow: clones share one bucket.
 #[derive(Debug, Clone)]
 pub struct RateLimiter {
-    state: Arc<Mutex<Bucket>>,
+    bucket: Arc<Bucket>,
     policy: RateLimiterPolicy,
     name: Arc<str>,
-    /// Units per token (`refill_period` in nanoseconds).
-    unit: u128,
-    /// Units gained per elapsed nanosecond (`tokens_per_period`).
-    gain: u128,
 }
 
 impl RateLimiter {
@@ -298,17 +508,10 @@ impl RateLimiter {
     /// [`RateLimiterPolicy::validate`]).
     pub fn new(policy: RateLimiterPolicy) -> Result<Self, CanoError> {
         policy.validate()?;
-        let unit = policy.refill_period.as_nanos();
-        let gain = u128::from(policy.tokens_per_period);
         Ok(Self {
-            state: Arc::new(Mutex::new(Bucket {
-                units: u128::from(policy.capacity()).saturating_mul(unit),
-                last: Instant::now(),
-            })),
+            bucket: Arc::new(Bucket::new(&policy)),
             policy,
             name: Arc::from("rate_limiter"),
-            unit,
-            gain,
         })
     }
 
@@ -331,38 +534,24 @@ impl RateLimiter {
         &self.policy
     }
 
-    fn max_units(&self) -> u128 {
-        u128::from(self.policy.capacity()).saturating_mul(self.unit)
-    }
-
-    /// Bring the bucket up to `now` and return it.
-    fn refilled(&self, now: Instant) -> parking_lot::MutexGuard<'_, Bucket> {
-        let mut b = self.state.lock();
-        if now > b.last {
-            let elapsed = now.duration_since(b.last).as_nanos();
-            b.units = b
-                .units
-                .saturating_add(elapsed.saturating_mul(self.gain))
-                .min(self.max_units());
-            b.last = now;
-        }
-        b
-    }
-
-    /// Time until `units` are in a bucket holding `have`.
-    fn wait_for(&self, have: u128, cost: u64) -> Option<Duration> {
+    /// Takes `cost` tokens now, or returns how long until they exist ([`Duration::MAX`]
+    /// if never).
+    #[inline]
+    fn debit(&self, cost: u64) -> Result<(), Duration> {
         if cost > self.policy.capacity() {
-            return None;
+            return Err(Duration::MAX);
         }
-        let need = u128::from(cost).saturating_mul(self.unit);
-        let deficit = need.saturating_sub(have);
-        Some(duration_from_nanos(deficit.div_ceil(self.gain)))
+        if cost == 0 {
+            return Ok(());
+        }
+        self.bucket.debit(cost)
     }
 
     /// Take one token now, or say how long until one exists. Never waits.
     ///
     /// # Errors
     /// [`RateLimited`] when the bucket is empty.
+    #[inline]
     pub fn try_acquire(&self) -> Result<Permit, RateLimited> {
         self.try_acquire_n(1)
     }
@@ -373,6 +562,7 @@ impl RateLimiter {
     /// # Errors
     /// [`RateLimited`] when fewer than `cost` tokens are available; its `retry_after` is
     /// [`Duration::MAX`] if `cost` exceeds the capacity.
+    #[inline]
     pub fn try_acquire_n(&self, cost: u64) -> Result<Permit, RateLimited> {
         try_take(self, &self.name, cost)
     }
@@ -403,33 +593,40 @@ impl RateLimiter {
     /// Whole tokens available now.
     #[must_use]
     pub fn tokens_available(&self) -> u64 {
-        let units = self.refilled(Instant::now()).units;
-        u64::try_from(units / self.unit).unwrap_or(u64::MAX)
+        self.bucket.tokens()
     }
 
     /// How long until `cost` tokens would be available (zero if they are now); `None` if
     /// `cost` exceeds the capacity.
     #[must_use]
     pub fn time_until(&self, cost: u64) -> Option<Duration> {
-        let units = self.refilled(Instant::now()).units;
-        self.wait_for(units, cost)
+        if cost > self.policy.capacity() {
+            return None;
+        }
+        Some(self.bucket.wait(cost))
     }
 }
 
 /// Take `cost` units of `meter` now, or say (as tier `tier`) how long until they exist.
-fn try_take(meter: &dyn Meter, tier: &str, cost: u64) -> Result<Permit, RateLimited> {
+#[inline]
+fn try_take<M: Meter>(meter: &M, tier: &str, cost: u64) -> Result<Permit, RateLimited> {
     match meter.try_debit(cost) {
         Ok(_) => {
             crate::instrument::rate_limit_acquired(cost);
             Ok(Permit { cost })
         }
-        Err(retry_after) => {
-            crate::instrument::rate_limit_throttled(tier, None);
-            Err(RateLimited {
-                tier: tier.to_string(),
-                retry_after,
-            })
-        }
+        Err(retry_after) => Err(rejected(tier, retry_after)),
+    }
+}
+
+/// The rejection of a `try_*` call, counted in the metrics.
+#[cold]
+#[inline(never)]
+fn rejected(tier: &str, retry_after: Duration) -> RateLimited {
+    crate::instrument::rate_limit_throttled(tier, None);
+    RateLimited {
+        tier: tier.to_string(),
+        retry_after,
     }
 }
 
@@ -462,25 +659,13 @@ fn too_costly(tier: &str, cost: u64, capacity: u64) -> CanoError {
 }
 
 impl Meter for RateLimiter {
+    #[inline]
     fn try_debit(&self, cost: u64) -> Result<Epoch, Duration> {
-        let mut b = self.refilled(Instant::now());
-        let need = u128::from(cost).saturating_mul(self.unit);
-        if cost <= self.policy.capacity() && b.units >= need {
-            b.units -= need;
-            return Ok(Epoch(0));
-        }
-        let have = b.units;
-        drop(b);
-        Err(self.wait_for(have, cost).unwrap_or(Duration::MAX))
+        self.debit(cost).map(|()| Epoch(0))
     }
 
     fn credit(&self, cost: u64, _epoch: Epoch) {
-        let max = self.max_units();
-        let mut b = self.refilled(Instant::now());
-        b.units = b
-            .units
-            .saturating_add(u128::from(cost).saturating_mul(self.unit))
-            .min(max);
+        self.bucket.credit(cost);
     }
 
     fn time_until(&self, cost: u64) -> Option<Duration> {
@@ -559,8 +744,11 @@ impl WindowPolicy {
 
 #[derive(Debug)]
 struct Window {
-    /// When the current window opened; `None` until the next debit opens one.
-    opened: Option<Instant>,
+    /// Whether a window is open; the next debit opens one if not.
+    open: bool,
+    /// When the open window ends; `None` if none is open or its end is past the clock's
+    /// range (then it never ends).
+    ends: Option<Instant>,
     used: u64,
     epoch: u64,
 }
@@ -585,7 +773,8 @@ impl WindowedRateLimiter {
         policy.validate()?;
         Ok(Self {
             state: Arc::new(Mutex::new(Window {
-                opened: None,
+                open: false,
+                ends: None,
                 used: 0,
                 epoch: 0,
             })),
@@ -614,17 +803,14 @@ impl WindowedRateLimiter {
     }
 
     /// The window state at `now`, with an expired window closed.
+    #[inline]
     fn current(&self, now: Instant) -> parking_lot::MutexGuard<'_, Window> {
         let mut w = self.state.lock();
-        if let Some(opened) = w.opened {
-            let expired = opened
-                .checked_add(self.policy.window)
-                .is_some_and(|end| now >= end);
-            if expired {
-                w.opened = None;
-                w.used = 0;
-                w.epoch = w.epoch.wrapping_add(1);
-            }
+        if w.ends.is_some_and(|end| now >= end) {
+            w.open = false;
+            w.ends = None;
+            w.used = 0;
+            w.epoch = w.epoch.wrapping_add(1);
         }
         w
     }
@@ -637,8 +823,10 @@ impl WindowedRateLimiter {
             return Some(Duration::ZERO);
         }
         // Over the limit implies a window is open.
-        let end = w.opened.and_then(|o| o.checked_add(self.policy.window));
-        Some(end.map_or(Duration::MAX, |end| end.saturating_duration_since(now)))
+        Some(
+            w.ends
+                .map_or(Duration::MAX, |end| end.saturating_duration_since(now)),
+        )
     }
 
     /// Use one unit of the current window now, or say how long until it resets. Never
@@ -646,6 +834,7 @@ impl WindowedRateLimiter {
     ///
     /// # Errors
     /// [`RateLimited`] when the window is used up.
+    #[inline]
     pub fn try_acquire(&self) -> Result<Permit, RateLimited> {
         self.try_acquire_n(1)
     }
@@ -656,6 +845,7 @@ impl WindowedRateLimiter {
     /// # Errors
     /// [`RateLimited`] when fewer than `cost` units remain; its `retry_after` is
     /// [`Duration::MAX`] if `cost` exceeds the limit.
+    #[inline]
     pub fn try_acquire_n(&self, cost: u64) -> Result<Permit, RateLimited> {
         try_take(self, &self.name, cost)
     }
@@ -697,8 +887,7 @@ impl WindowedRateLimiter {
     /// one).
     #[must_use]
     pub fn resets_at(&self) -> Option<Instant> {
-        let w = self.current(Instant::now());
-        w.opened.and_then(|o| o.checked_add(self.policy.window))
+        self.current(Instant::now()).ends
     }
 
     /// How long until `cost` units would be available (zero if they are now); `None` if
@@ -712,23 +901,23 @@ impl WindowedRateLimiter {
 }
 
 impl Meter for WindowedRateLimiter {
+    #[inline]
     fn try_debit(&self, cost: u64) -> Result<Epoch, Duration> {
         let now = Instant::now();
         let mut w = self.current(now);
-        if cost == 0 {
-            return Ok(Epoch(w.epoch));
-        }
-        match self.wait_in(&w, now, cost) {
-            Some(Duration::ZERO) => {
-                if w.opened.is_none() {
-                    w.opened = Some(now);
+        if cost <= self.policy.limit && w.used.saturating_add(cost) <= self.policy.limit {
+            if cost > 0 {
+                if !w.open {
+                    w.open = true;
+                    w.ends = now.checked_add(self.policy.window);
                 }
                 w.used += cost;
-                Ok(Epoch(w.epoch))
             }
-            Some(wait) => Err(wait),
-            None => Err(Duration::MAX),
+            return Ok(Epoch(w.epoch));
         }
+        let wait = self.wait_in(&w, now, cost);
+        drop(w);
+        Err(wait.unwrap_or(Duration::MAX))
     }
 
     fn credit(&self, cost: u64, epoch: Epoch) {
@@ -937,5 +1126,29 @@ mod tests {
             Duration::from_millis(1500)
         );
         assert_eq!(duration_from_nanos(u128::MAX), Duration::MAX);
+    }
+
+    #[test]
+    fn even_rates_fit_one_atomic_and_uneven_huge_ones_start_wide() {
+        let narrow = Bucket::new(&RateLimiterPolicy::per_second(4));
+        assert_ne!(narrow.tat.load(Ordering::Relaxed), WIDE);
+        assert_eq!((narrow.unit64, narrow.gain64), (250_000_000, 1), "reduced");
+        let wide = Bucket::new(&RateLimiterPolicy::per_second(u32::MAX / 2));
+        assert_eq!(wide.tat.load(Ordering::Relaxed), WIDE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_narrow_bucket_moves_wide_when_its_clock_outgrows_u64() {
+        let policy = RateLimiterPolicy::new(2, Duration::from_secs(1)).with_max_tokens(u32::MAX);
+        let bucket = Bucket::new(&policy);
+        let capacity = policy.capacity();
+        assert!(bucket.debit(capacity).is_ok());
+        assert_ne!(bucket.tat.load(Ordering::Relaxed), WIDE);
+        let past = bucket.now_max / bucket.gain64 + 1;
+        tokio::time::advance(Duration::from_nanos(past)).await;
+        assert_eq!(bucket.tokens(), capacity, "refilled across the move");
+        assert_eq!(bucket.tat.load(Ordering::Relaxed), WIDE);
+        assert!(bucket.debit(capacity).is_ok());
+        assert_eq!(bucket.wait(1), Duration::from_millis(500));
     }
 }

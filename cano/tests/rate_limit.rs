@@ -397,6 +397,233 @@ async fn concurrent_multi_acquirers_never_overdraw_any_tier() {
     }
 }
 
+/// The token bucket as first specified: a level in scaled units (a token is
+/// `refill_period` ns worth, a nanosecond adds `tokens_per_period`), refilled lazily up to
+/// the capacity. The limiter must answer every question exactly as this model does.
+struct ModelBucket {
+    units: u128,
+    last: Instant,
+    unit: u128,
+    gain: u128,
+    capacity: u64,
+}
+
+impl ModelBucket {
+    fn new(policy: RateLimiterPolicy) -> Self {
+        let unit = policy.refill_period.as_nanos();
+        Self {
+            units: u128::from(policy.capacity()) * unit,
+            last: Instant::now(),
+            unit,
+            gain: u128::from(policy.tokens_per_period),
+            capacity: policy.capacity(),
+        }
+    }
+
+    fn refill(&mut self) {
+        let now = Instant::now();
+        if now > self.last {
+            let gained = now.duration_since(self.last).as_nanos() * self.gain;
+            self.units = (self.units + gained).min(u128::from(self.capacity) * self.unit);
+            self.last = now;
+        }
+    }
+
+    fn time_until(&mut self, cost: u64) -> Option<Duration> {
+        self.refill();
+        if cost > self.capacity {
+            return None;
+        }
+        let deficit = (u128::from(cost) * self.unit).saturating_sub(self.units);
+        Some(Duration::from_nanos(
+            u64::try_from(deficit.div_ceil(self.gain)).unwrap(),
+        ))
+    }
+
+    fn try_debit(&mut self, cost: u64) -> Result<(), Duration> {
+        let wait = self.time_until(cost).unwrap_or(Duration::MAX);
+        if wait.is_zero() {
+            self.units -= u128::from(cost) * self.unit;
+            Ok(())
+        } else {
+            Err(wait)
+        }
+    }
+
+    fn credit(&mut self, cost: u64) {
+        self.refill();
+        self.units =
+            (self.units + u128::from(cost) * self.unit).min(u128::from(self.capacity) * self.unit);
+    }
+
+    fn tokens(&mut self) -> u64 {
+        self.refill();
+        u64::try_from(self.units / self.unit).unwrap()
+    }
+}
+
+/// Drives `policy`'s limiter and the model through the same pseudo-random debits,
+/// refunds, questions and clock steps (on the paused clock), comparing every answer.
+async fn bucket_matches_the_model(policy: RateLimiterPolicy, steps: usize) {
+    let limiter = RateLimiter::new(policy).unwrap();
+    let mut model = ModelBucket::new(policy);
+    let capacity = policy.capacity();
+    let token_ns =
+        u64::try_from(policy.refill_period.as_nanos() / u128::from(policy.tokens_per_period))
+            .unwrap_or(u64::MAX / 4)
+            .clamp(1, 1 << 40);
+    let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut next = move |bound: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % bound.max(1)
+    };
+    for step in 0..steps {
+        let cost = match next(6) {
+            0 => 0,
+            1 => 1,
+            2 => capacity,
+            3 => capacity + 1,
+            _ => next(capacity + 1),
+        };
+        let context = format!("{policy:?}, step {step}, cost {cost}");
+        match next(5) {
+            0 | 1 => {
+                let got = limiter.try_acquire_n(cost).map(|p| p.cost());
+                let want = model.try_debit(cost).map(|()| cost);
+                assert_eq!(got.map_err(|r| r.retry_after), want, "{context}");
+            }
+            2 => {
+                Meter::credit(&limiter, cost, limiter.try_debit(0).unwrap());
+                model.credit(cost);
+            }
+            3 => assert_eq!(
+                limiter.time_until(cost),
+                model.time_until(cost),
+                "{context}"
+            ),
+            _ => assert_eq!(limiter.tokens_available(), model.tokens(), "{context}"),
+        }
+        let step_ns = match next(5) {
+            0 => 0,
+            1 => next(3),
+            2 => next(token_ns),
+            3 => token_ns.saturating_mul(next(u64::from(policy.max_tokens) + 2)),
+            _ => next(token_ns.saturating_mul(3)),
+        };
+        tokio::time::advance(Duration::from_nanos(step_ns)).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn bucket_matches_the_lazy_refill_model_for_even_and_uneven_rates() {
+    let policies = [
+        RateLimiterPolicy::per_second(4),
+        RateLimiterPolicy::per_second(3).with_burst(2),
+        RateLimiterPolicy::new(7, Duration::from_nanos(1_000_000_003)),
+        RateLimiterPolicy::new(1_000, Duration::from_nanos(999)),
+        RateLimiterPolicy::from_rate(0.5, 1).unwrap(),
+        RateLimiterPolicy::per_second(u32::MAX / 2),
+        RateLimiterPolicy::new(3, Duration::from_secs(400 * 365 * 86_400)),
+        RateLimiterPolicy::new(2, Duration::from_secs(1)).with_max_tokens(u32::MAX),
+    ];
+    for policy in policies {
+        bucket_matches_the_model(policy, 3_000).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_uneven_rate_carries_fractions_of_a_nanosecond_between_waits() {
+    // 3 per second: a token every 333 333 333.3 ns. The waits round up to whole
+    // nanoseconds, but the fractions carry over, so three tokens take exactly a second.
+    let limiter = RateLimiter::new(RateLimiterPolicy::per_second(3)).unwrap();
+    let _ = limiter.try_acquire_n(3).unwrap();
+    let start = Instant::now();
+    let mut waits = Vec::new();
+    for _ in 0..3 {
+        let wait = limiter.try_acquire().unwrap_err().retry_after;
+        tokio::time::advance(wait - Duration::from_nanos(1)).await;
+        let early = limiter.try_acquire().unwrap_err();
+        assert_eq!(
+            early.retry_after,
+            Duration::from_nanos(1),
+            "not a nanosecond early"
+        );
+        tokio::time::advance(Duration::from_nanos(1)).await;
+        let _p = limiter.try_acquire().unwrap();
+        waits.push(wait.as_nanos());
+    }
+    assert_eq!(waits, [333_333_334, 333_333_333, 333_333_333]);
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+    assert_eq!(limiter.tokens_available(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_huge_uneven_bucket_holds_its_capacity_and_waits_exactly() {
+    // 2^31 - 1 tokens per second (a prime, so the state does not fit 64 bits).
+    let limiter = RateLimiter::new(RateLimiterPolicy::per_second(u32::MAX / 2)).unwrap();
+    let capacity = limiter.policy().capacity();
+    let _ = limiter.try_acquire_n(capacity).unwrap();
+    assert_eq!(limiter.tokens_available(), 0);
+    let err = limiter.try_acquire_n(3).unwrap_err();
+    // 3 tokens need 3e9 units at 2^31 - 1 units per ns: 1.397 ns, rounded up.
+    assert_eq!(err.retry_after, Duration::from_nanos(2));
+    tokio::time::advance(Duration::from_secs(5)).await;
+    assert_eq!(limiter.tokens_available(), capacity, "capped at capacity");
+    let _ = limiter.try_acquire_n(capacity).unwrap();
+    assert!(
+        limiter.try_acquire().is_err(),
+        "no more than the capacity at once"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refund_fills_the_bucket_no_further_than_its_capacity() {
+    let limiter = bucket(4);
+    let _ = limiter.try_acquire_n(3).unwrap();
+    Meter::credit(&limiter, 10, limiter.try_debit(0).unwrap());
+    assert_eq!(limiter.tokens_available(), 4);
+    assert!(limiter.try_acquire_n(4).is_ok());
+    assert_eq!(limiter.try_acquire().unwrap_err().retry_after, ms(250));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_window_past_the_clocks_range_never_resets() {
+    let limiter = window(2, Duration::MAX);
+    assert_eq!(limiter.resets_at(), None, "no window open yet");
+    let _ = limiter.try_acquire_n(2).unwrap();
+    assert_eq!(
+        limiter.resets_at(),
+        None,
+        "open, but its end is out of range"
+    );
+    assert_eq!(
+        limiter.try_acquire().unwrap_err().retry_after,
+        Duration::MAX
+    );
+    tokio::time::advance(Duration::from_secs(10 * 365 * 86_400)).await;
+    assert_eq!(limiter.used(), 2);
+    assert_eq!(limiter.time_until(1), Some(Duration::MAX));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_window_opens_at_the_first_debit_and_reports_its_end() {
+    let limiter = window(3, ms(100));
+    tokio::time::advance(ms(40)).await;
+    assert_eq!(limiter.resets_at(), None);
+    let _ = limiter.try_acquire_n(0).unwrap();
+    assert_eq!(limiter.resets_at(), None, "a zero cost opens nothing");
+    let opened = Instant::now();
+    let _ = limiter.try_acquire().unwrap();
+    assert_eq!(limiter.resets_at(), Some(opened + ms(100)));
+    tokio::time::advance(ms(99)).await;
+    assert_eq!(limiter.remaining(), 2);
+    tokio::time::advance(ms(1)).await;
+    assert_eq!(limiter.remaining(), 3, "reset exactly at the end");
+    assert_eq!(limiter.resets_at(), None);
+}
+
 // ---- bad policies ----
 
 #[test]
