@@ -302,10 +302,25 @@ fn rate_limits(c: &mut Criterion) {
     group.bench_function("token_bucket_try_acquire", |b| {
         b.iter(|| std::hint::black_box(bucket.try_acquire().is_ok()))
     });
+    // A rate that divides its period into whole nanoseconds (one token per nanosecond):
+    // the bucket is one atomic. The policy above (2^31 - 1 tokens per second, a prime)
+    // does not, and keeps its 128-bit state under a lock.
+    let even = RateLimiter::new(RateLimiterPolicy::per_second(1_000_000_000))
+        .unwrap_or_else(|e| panic!("policy: {e}"));
+    group.bench_function("token_bucket_even_rate_try_acquire", |b| {
+        b.iter(|| std::hint::black_box(even.try_acquire().is_ok()))
+    });
     let window = WindowedRateLimiter::new(WindowPolicy::per_second(u64::MAX / 2))
         .unwrap_or_else(|e| panic!("policy: {e}"));
     group.bench_function("window_try_acquire", |b| {
         b.iter(|| std::hint::black_box(window.try_acquire().is_ok()))
+    });
+    // The floor: every `try_acquire` reads Tokio's clock once.
+    group.bench_function("clock_tokio_instant_now", |b| {
+        b.iter(|| std::hint::black_box(tokio::time::Instant::now()))
+    });
+    group.bench_function("clock_std_instant_now", |b| {
+        b.iter(|| std::hint::black_box(std::time::Instant::now()))
     });
     group.finish();
 }
