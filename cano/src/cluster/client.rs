@@ -579,10 +579,11 @@ impl Client {
         }
         let conn = self.store.connection().await?;
         let failed = conn.on_cluster_error();
+        let submit = conn.statement(SUBMIT_BATCH).await.map_err(&failed)?;
         let rows = conn
             .client
             .query(
-                SUBMIT_BATCH,
+                &submit,
                 &[
                     &self.queue,
                     &workflows,

@@ -56,6 +56,30 @@ pub(crate) struct Conn {
     /// Set when a call on it failed in a way that says the connection is gone; it is then
     /// dropped instead of going back to the pool (the client may not know it yet).
     broken: Arc<AtomicBool>,
+    /// Further statements, prepared on first use (see [`Conn::statement`]), by the address
+    /// and length of their text.
+    statements: parking_lot::Mutex<std::collections::HashMap<(usize, usize), Statement>>,
+}
+
+impl Conn {
+    /// `sql` prepared on this connection: on its first use only, so that later runs of
+    /// it take one round trip instead of two (a statement given as text is prepared each
+    /// time). For the constant statements of the cluster's hot paths.
+    ///
+    /// # Errors
+    /// The server's answer when `sql` does not prepare.
+    pub(crate) async fn statement(
+        &self,
+        sql: &'static str,
+    ) -> Result<Statement, tokio_postgres::Error> {
+        let key = (sql.as_ptr() as usize, sql.len());
+        if let Some(prepared) = self.statements.lock().get(&key) {
+            return Ok(prepared.clone());
+        }
+        let prepared = self.client.prepare(sql).await?;
+        self.statements.lock().insert(key, prepared.clone());
+        Ok(prepared)
+    }
 }
 
 impl Conn {
@@ -177,6 +201,7 @@ pub(super) async fn prepare(client: Client) -> Result<Conn, CanoError> {
         fenced_clear,
         release,
         broken: Arc::default(),
+        statements: parking_lot::Mutex::default(),
     })
 }
 
