@@ -16,7 +16,10 @@
 //!
 //! Options: `--url URL`, `--runs N` (2000 with `--url`), `--concurrency C` (16),
 //! `--scenario pg_3step|pg_1step` (`pg_3step`), `--warmup W` (200 with `--url`),
-//! `--timeout S` (600: how long the timed phase may take).
+//! `--timeout S` (600: how long the timed phase may take), `--batched` (the worker's store
+//! has [group commit](cano::recovery::postgres::PostgresCheckpointStore::with_group_commit):
+//! the runs in flight share their state entries' transactions; reported as
+//! `peer=cano-batched`, to be set beside the peers' batched variants).
 //!
 //! It follows the scenario contract of `shared/bench/peers/README.md`:
 //!
@@ -190,13 +193,16 @@ fn registry() -> Registry {
 }
 
 /// The worker process: run the scenarios' runs from `url` until standard input closes.
-async fn worker_main(url: &str, concurrency: usize) -> Result<(), CanoError> {
+async fn worker_main(url: &str, concurrency: usize, batched: bool) -> Result<(), CanoError> {
     // A connection per run in flight, plus the claim loop, the heartbeat and the listener.
-    let store = PostgresCheckpointStore::builder(url)
+    let mut store = PostgresCheckpointStore::builder(url)
         .with_max_connections(concurrency + 4)
         .connect()
         .await?
         .with_worker_id(format!("bench-worker-{}", std::process::id()));
+    if batched {
+        store = store.with_group_commit();
+    }
     let worker = Worker::new(store, registry())
         .with_concurrency(concurrency)
         .with_error_hook(|doing, error| eprintln!("cluster_bench worker: {doing}: {error}"));
@@ -220,11 +226,12 @@ struct WorkerProcess {
 
 impl WorkerProcess {
     /// Start the worker on `url` and wait until it is ready.
-    fn start(url: &str, concurrency: usize) -> Result<Self, String> {
+    fn start(url: &str, concurrency: usize, batched: bool) -> Result<Self, String> {
         let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
         let mut child = Command::new(exe)
             .args(["--role", "worker", "--url", url, "--concurrency"])
             .arg(concurrency.to_string())
+            .args(batched.then_some("--batched"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -292,16 +299,29 @@ struct Options {
     warmup: usize,
     timeout: Duration,
     worker: bool,
+    /// `--batched`: the worker's store has group commit; reported as `cano-batched`.
+    batched: bool,
+}
+
+impl Options {
+    /// The peer name of the output lines.
+    fn peer(&self) -> &'static str {
+        if self.batched { "cano-batched" } else { "cano" }
+    }
 }
 
 const USAGE: &str = "usage: cluster_bench [--url URL] [--runs N] [--concurrency C] \
-                     [--scenario pg_3step|pg_1step] [--warmup W] [--timeout S]";
+                     [--scenario pg_3step|pg_1step] [--warmup W] [--timeout S] [--batched]";
 
 fn options() -> Result<Options, String> {
     let mut args = std::env::args().skip(1);
     let (mut url, mut runs, mut warmup, mut concurrency, mut timeout) = (None, None, None, 16, 600);
-    let (mut scenario, mut worker) = (Scenario::ThreeSteps, false);
+    let (mut scenario, mut worker, mut batched) = (Scenario::ThreeSteps, false, false);
     while let Some(flag) = args.next() {
+        if flag == "--batched" {
+            batched = true;
+            continue;
+        }
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let number = || -> Result<usize, String> {
             value
@@ -336,6 +356,7 @@ fn options() -> Result<Options, String> {
         scenario,
         timeout: Duration::from_secs(timeout as u64),
         worker,
+        batched,
     };
     if options.runs == 0 || options.concurrency == 0 {
         return Err("--runs and --concurrency must be at least 1".into());
@@ -599,8 +620,9 @@ fn report(options: &Options, phase: &Phase, settings: &str) {
     let exec = sorted_ms(&phase.runs, |r| r.done - r.claimed);
     let mean = latency.iter().sum::<f64>() / n as f64;
     println!(
-        "BENCH peer=cano scenario={name} runs={n} concurrency={} runs_per_s={:.1} \
+        "BENCH peer={} scenario={name} runs={n} concurrency={} runs_per_s={:.1} \
          p50_ms={:.1} p99_ms={:.1} wall_s={:.2}",
+        options.peer(),
         options.concurrency,
         n as f64 / wall,
         nearest_rank(&latency, 0.50),
@@ -621,12 +643,13 @@ fn report(options: &Options, phase: &Phase, settings: &str) {
         _ => "nan".to_owned(),
     };
     println!(
-        "BENCH_DETAIL peer=cano scenario={name} workers=1 worker_concurrency={} \
+        "BENCH_DETAIL peer={} scenario={name} workers=1 worker_concurrency={} \
          worker_pool={} worker_poll_ms=500 submit=batch batch={BATCH} warmup={} \
          done=db_finished_at submit_s={:.3} submit_per_s={:.1} queue_p50_ms={:.1} \
          exec_p50_ms={:.1} exec_p99_ms={:.1} mean_ms={:.1} worker_cpu_ms_per_run={} \
          client_cpu_ms_per_run={} host_busy_pct={} host_steal_pct={} \
          write_txns_per_run={:.2} wal_kb_per_run={:.2} verified={n} {settings}",
+        options.peer(),
         options.concurrency,
         options.concurrency + 4,
         options.warmup,
@@ -691,7 +714,7 @@ async fn client_main(options: &Options) -> Result<(), String> {
         .map_err(|e| format!("connecting: {e}"))?;
     tokio::spawn(connection);
     let settings = settings(&db).await?;
-    let mut worker = WorkerProcess::start(&url, options.concurrency)?;
+    let mut worker = WorkerProcess::start(&url, options.concurrency, options.batched)?;
     let scenario = options.scenario;
     if options.warmup > 0 {
         phase(
@@ -746,7 +769,7 @@ fn main() -> ExitCode {
             eprintln!("cluster_bench: the worker needs --url");
             return ExitCode::from(2);
         };
-        return match runtime.block_on(worker_main(url, options.concurrency)) {
+        return match runtime.block_on(worker_main(url, options.concurrency, options.batched)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("cluster_bench worker: {e}");

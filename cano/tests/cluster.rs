@@ -338,6 +338,21 @@ async fn start_worker_with_lease(
     tokio::task::JoinHandle<Result<(), CanoError>>,
 ) {
     let store = pg_support::worker(url, id, lease).await;
+    spawn_worker(store, id, ledger, concurrency, max_attempts)
+}
+
+/// A worker on `store` (worker id `id`), started on a task of its own: its stop handle
+/// and task.
+fn spawn_worker(
+    store: PostgresCheckpointStore,
+    id: &str,
+    ledger: &Ledger,
+    concurrency: usize,
+    max_attempts: u32,
+) -> (
+    CancellationHandle,
+    tokio::task::JoinHandle<Result<(), CanoError>>,
+) {
     let worker = Worker::new(store, registry(id, ledger))
         .with_concurrency(concurrency)
         .with_poll_interval(POLL)
@@ -414,6 +429,53 @@ async fn two_workers_finish_every_run_exactly_once() {
     stop_b.cancel();
     a.await.unwrap().unwrap();
     b.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_with_group_commit_finish_every_run_once_and_record_failures() {
+    let Some(url) = pg_support::fresh_database("cluster_grouped").await else {
+        return;
+    };
+    let client = client(&url).await;
+    let ledger = Ledger::default();
+    let mut runs = Vec::new();
+    for n in 0..60 {
+        runs.push((n, submit(&client, &job(n)).await));
+    }
+    let unknown = client
+        .submit("nope", &job(99), &Step::Prepare, None)
+        .await
+        .unwrap();
+    let lease = Duration::from_secs(10);
+    let mut workers = Vec::new();
+    for id in ["w-a", "w-b"] {
+        let store = pg_support::worker(&url, id, lease)
+            .await
+            .with_group_commit();
+        workers.push(spawn_worker(store, id, &ledger, 8, 5));
+    }
+    for (n, run) in &runs {
+        let status = client.wait(run, WAIT).await.unwrap();
+        assert_eq!(status.state, RunState::Succeeded, "{status:?}");
+        assert_eq!(status.final_state::<Step>().unwrap(), Some(Step::Done));
+        assert_eq!(status.attempts, 1, "{status:?}");
+        assert_eq!(ledger.count(*n), (1, 1), "job {n} ran its steps once each");
+    }
+    let status = client.wait(&unknown, WAIT).await.unwrap();
+    assert_eq!(status.state, RunState::Failed, "{status:?}");
+    assert!(status.error.unwrap().contains("\"nope\""));
+    // Each finished run's log went with its outcome (in the same batch).
+    let left: i64 = sql(&url)
+        .await
+        .query_one("SELECT count(*) FROM cano_checkpoints", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "logs left behind");
+    for (stop, worker) in workers {
+        stop.cancel();
+        worker.await.unwrap().unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,9 @@ use super::{CANCEL_CHANNEL, DEFAULT_QUEUE, READY_CHANNEL};
 use crate::cancel::{CancellationHandle, CancellationToken};
 use crate::error::CanoError;
 use crate::observer::WorkflowObserver;
-use crate::recovery::postgres::{Lease, PostgresCheckpointStore, SIGNAL_CHANNEL};
+use crate::recovery::postgres::{
+    Batcher, Lease, PostgresCheckpointStore, SIGNAL_CHANNEL, WriteBatch,
+};
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -91,17 +93,128 @@ const HEARTBEAT: &str = "
 /// The owner of each of the runs `$1` (`NULL`: released).
 const OWNERS: &str = "SELECT workflow_id, owner FROM cano_runs WHERE workflow_id = ANY($1)";
 
-/// The fenced clear of run `$1` at epoch `$2` (schema version 2): releases the lease and
-/// deletes the log if the lease is still the run's and live.
-const FENCED_CLEAR: &str = "SELECT cano_fenced_clear($1, $2)";
-
 /// Record that run `$1` (attempt `$3` of worker `$2`) ended: status `$4`, final state `$5`
-/// (JSON text), error `$6`. Nothing when the run is no longer that attempt's.
+/// (JSON text), error `$6`; with `$7`, clear its log in the same statement, fenced by the
+/// lease epoch `$8` (which the clear releases). Both or nothing: the run's row is locked
+/// first, the log cleared only if the run is still that attempt's, and the outcome
+/// recorded only if the clear was allowed. Answers how many runs it recorded (0 or 1).
 const FINISH: &str = "
-    UPDATE cano_cluster_runs
-    SET status = $4::text, final_state = ($5::text)::jsonb, error = $6, finished_at = now(),
-        heartbeat_at = NULL
-    WHERE run_id = $1 AND worker = $2 AND attempts = $3 AND status = 'running'";
+    WITH target AS (
+        SELECT run_id FROM cano_cluster_runs
+        WHERE run_id = $1 AND worker = $2 AND attempts = $3 AND status = 'running'
+        FOR UPDATE
+    ), cleared AS (
+        SELECT CASE WHEN NOT $7::boolean THEN true
+                    WHEN EXISTS (SELECT 1 FROM target) THEN cano_fenced_clear($1, $8)
+                    ELSE false END AS ok
+    ), finished AS (
+        UPDATE cano_cluster_runs r
+        SET status = $4::text, final_state = ($5::text)::jsonb, error = $6,
+            finished_at = now(), heartbeat_at = NULL
+        FROM target, cleared
+        WHERE r.run_id = target.run_id AND cleared.ok
+        RETURNING 1
+    )
+    SELECT count(*) FROM finished";
+
+/// [`FINISH`] for many runs of worker `$1` at once (group commit): run `$2[k]`'s attempt
+/// `$3[k]` ended with status `$4[k]`, final state `$5[k]`, error `$6[k]`, its log cleared
+/// if `$7[k]`, fenced by epoch `$8[k]`. Each run is recorded or not as with [`FINISH`];
+/// one answer per run, in order: whether it was recorded.
+const FINISH_MANY: &str = "
+    WITH input AS MATERIALIZED (
+        SELECT * FROM unnest($2::text[], $3::integer[], $4::text[], $5::text[], $6::text[],
+                             $7::boolean[], $8::bigint[])
+            WITH ORDINALITY AS i(run_id, attempt, status, final_state, error, clear, epoch, n)
+    ), target AS MATERIALIZED (
+        SELECT r.run_id FROM cano_cluster_runs r JOIN input i ON i.run_id = r.run_id
+        WHERE r.worker = $1 AND r.attempts = i.attempt AND r.status = 'running'
+        ORDER BY r.run_id
+        FOR UPDATE OF r
+    ), cleared AS MATERIALIZED (
+        SELECT i.run_id,
+               CASE WHEN NOT i.clear THEN true
+                    WHEN i.run_id IN (SELECT run_id FROM target)
+                        THEN cano_fenced_clear(i.run_id, i.epoch)
+                    ELSE false END AS ok
+        FROM input i
+    ), finished AS (
+        UPDATE cano_cluster_runs r
+        SET status = i.status, final_state = (i.final_state)::jsonb, error = i.error,
+            finished_at = now(), heartbeat_at = NULL
+        FROM input i, cleared c, target t
+        WHERE r.run_id = i.run_id AND c.run_id = i.run_id AND t.run_id = i.run_id AND c.ok
+        RETURNING r.run_id
+    )
+    SELECT EXISTS (SELECT 1 FROM finished f WHERE f.run_id = i.run_id)
+    FROM input i ORDER BY i.n";
+
+/// One run's outcome, for [`FINISH_MANY`].
+struct Finish {
+    run_id: String,
+    attempt: i32,
+    status: String,
+    final_state: Option<String>,
+    error: Option<String>,
+    clear: bool,
+    epoch: i64,
+}
+
+/// Records batches of outcomes ([`FINISH_MANY`]) through a store without group commit of
+/// its own (the task holds it, not the worker).
+struct Finishes(PostgresCheckpointStore);
+
+impl WriteBatch for Finishes {
+    type Item = Finish;
+    type Answer = Result<bool, CanoError>;
+
+    async fn write(&self, batch: &[Finish]) -> Vec<Result<bool, CanoError>> {
+        let written = async {
+            let conn = self.0.connection().await?;
+            let failed = conn.on_cluster_error();
+            let statement = conn.statement(FINISH_MANY).await.map_err(&failed)?;
+            let ids: Vec<&str> = batch.iter().map(|f| f.run_id.as_str()).collect();
+            let attempts: Vec<i32> = batch.iter().map(|f| f.attempt).collect();
+            let statuses: Vec<&str> = batch.iter().map(|f| f.status.as_str()).collect();
+            let finals: Vec<Option<&str>> =
+                batch.iter().map(|f| f.final_state.as_deref()).collect();
+            let errors: Vec<Option<&str>> = batch.iter().map(|f| f.error.as_deref()).collect();
+            let clears: Vec<bool> = batch.iter().map(|f| f.clear).collect();
+            let epochs: Vec<i64> = batch.iter().map(|f| f.epoch).collect();
+            let rows = conn
+                .client
+                .query(
+                    &statement,
+                    &[
+                        &self.0.worker_id(),
+                        &ids,
+                        &attempts,
+                        &statuses,
+                        &finals,
+                        &errors,
+                        &clears,
+                        &epochs,
+                    ],
+                )
+                .await
+                .map_err(&failed)?;
+            if rows.len() != batch.len() {
+                return Err(CanoError::checkpoint_store(format!(
+                    "cluster: the outcomes of {} runs were answered for {}",
+                    batch.len(),
+                    rows.len()
+                )));
+            }
+            rows.iter()
+                .map(|row| row.try_get::<_, bool>(0).map_err(&failed))
+                .collect::<Result<Vec<bool>, CanoError>>()
+        };
+        match written.await {
+            Ok(recorded) => recorded.into_iter().map(Ok).collect(),
+            Err(e) => batch.iter().map(|_| Err(e.clone())).collect(),
+        }
+    }
+}
 
 /// Give run `$1` (attempt `$3` of worker `$2`) back: ready again with error `$4` noted, or
 /// parked after `$5` attempts; `$6` true: the attempt does not count (a shutdown).
@@ -229,6 +342,8 @@ pub struct Worker {
     on_error: Option<ErrorHook>,
     release_after: Option<Duration>,
     retention: Option<Duration>,
+    /// With a store that has group commit: the runs' outcomes are recorded in batches.
+    finishes: Arc<Batcher<Finishes>>,
 }
 
 /// What [`Worker::with_error_hook`] is given.
@@ -267,6 +382,7 @@ impl Worker {
             on_error: None,
             release_after: Some(DEFAULT_RELEASE_AFTER),
             retention: None,
+            finishes: Arc::default(),
         }
     }
 
@@ -665,6 +781,7 @@ impl Worker {
         let claimed = async {
             let mut conn = self.store.connection().await?;
             let failed = conn.on_cluster_error();
+            let claim = conn.statement(CLAIM).await.map_err(&failed)?;
             let tx = conn.client.transaction().await.map_err(&failed)?;
             if let Some(queue_limit) = self.queue_limit {
                 // Claimers of the queue take turns, so that the count stays true until
@@ -682,7 +799,7 @@ impl Worker {
                 limit = limit.min(room.max(0));
             }
             let rows = if limit > 0 {
-                tx.query(CLAIM, &[&self.queue, &limit, &self.store.worker_id()])
+                tx.query(&claim, &[&self.queue, &limit, &self.store.worker_id()])
                     .await
                     .map_err(&failed)?
             } else {
@@ -890,23 +1007,35 @@ impl Worker {
     ) -> Result<bool, CanoError> {
         let run_id = lease.workflow_id();
         let epoch = i64::try_from(lease.epoch()).unwrap_or(i64::MAX);
-        let mut conn = self.store.connection().await?;
-        let failed = conn.on_cluster_error();
-        let tx = conn.client.transaction().await.map_err(&failed)?;
-        if clear {
-            let cleared: bool = tx
-                .query_one(FENCED_CLEAR, &[&run_id, &epoch])
-                .await
-                .map_err(&failed)?
-                .try_get(0)
-                .map_err(&failed)?;
-            if !cleared {
-                return Ok(false);
-            }
+        if self.store.group_commits() {
+            let finish = Finish {
+                run_id: run_id.to_owned(),
+                attempt,
+                status: status.to_owned(),
+                final_state: final_state.map(str::to_owned),
+                error: error.map(str::to_owned),
+                clear,
+                epoch,
+            };
+            let store = &self.store;
+            return (self
+                .finishes
+                .submit(finish, || Finishes(store.clone()))
+                .await)
+                .unwrap_or_else(|| {
+                    Err(CanoError::checkpoint_store(
+                        "cluster: the worker stopped before the run's outcome was recorded",
+                    ))
+                });
         }
-        let recorded = tx
-            .execute(
-                FINISH,
+        let conn = self.store.connection().await?;
+        let failed = conn.on_cluster_error();
+        // One statement (see `FINISH`), prepared once: one round trip and one commit.
+        let finish = conn.statement(FINISH).await.map_err(&failed)?;
+        let recorded: i64 = conn
+            .client
+            .query_one(
+                &finish,
                 &[
                     &run_id,
                     &self.store.worker_id(),
@@ -914,16 +1043,15 @@ impl Worker {
                     &status,
                     &final_state,
                     &error,
+                    &clear,
+                    &epoch,
                 ],
             )
             .await
+            .map_err(&failed)?
+            .try_get(0)
             .map_err(&failed)?;
-        if recorded == 0 {
-            // Dropping the transaction rolls the clear back.
-            return Ok(false);
-        }
-        tx.commit().await.map_err(&failed)?;
-        Ok(true)
+        Ok(recorded == 1)
     }
 
     /// Make `run_id`'s attempt `attempt` ready again (parked after too many attempts);

@@ -59,7 +59,9 @@
 //! `postgresql://app@db/app?options=-csearch_path%3Dcano` (the schema must exist).
 
 mod error;
+mod group;
 pub mod lease;
+pub(crate) use group::{Batcher, WriteBatch};
 mod pool;
 pub mod schema;
 mod signals;
@@ -127,6 +129,8 @@ pub struct PostgresCheckpointStore {
     /// The worker this store claims runs for ([`lease`]).
     worker: Arc<str>,
     lease_duration: Duration,
+    /// Set by [`with_group_commit`](Self::with_group_commit).
+    group: Option<Arc<group::GroupCommit>>,
 }
 
 struct Inner {
@@ -144,6 +148,7 @@ impl std::fmt::Debug for PostgresCheckpointStore {
         f.debug_struct("PostgresCheckpointStore")
             .field("worker_id", &self.worker)
             .field("lease_duration", &self.lease_duration)
+            .field("group_commit", &self.group.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -316,6 +321,7 @@ where
             }),
             worker: lease::default_worker_id(),
             lease_duration: lease::DEFAULT_LEASE,
+            group: None,
         })
     }
 }
