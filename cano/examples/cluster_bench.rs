@@ -19,7 +19,11 @@
 //! `--timeout S` (600: how long the timed phase may take), `--batched` (the worker's store
 //! has [group commit](cano::recovery::postgres::PostgresCheckpointStore::with_group_commit):
 //! the runs in flight share their state entries' transactions; reported as
-//! `peer=cano-batched`, to be set beside the peers' batched variants).
+//! `peer=cano-batched`, to be set beside the peers' batched variants), `--finished N`
+//! (N runs that ended three days ago are put in the table first: claims must stay as
+//! fast as ended runs accumulate), `--retention S` (the worker deletes runs that ended
+//! more than S seconds ago, [`Worker::with_retention`](cano::cluster::Worker::with_retention);
+//! `old_runs_left` in `BENCH_DETAIL` says how many of the N were left at the end).
 //!
 //! It follows the scenario contract of `shared/bench/peers/README.md`:
 //!
@@ -193,7 +197,12 @@ fn registry() -> Registry {
 }
 
 /// The worker process: run the scenarios' runs from `url` until standard input closes.
-async fn worker_main(url: &str, concurrency: usize, batched: bool) -> Result<(), CanoError> {
+async fn worker_main(
+    url: &str,
+    concurrency: usize,
+    batched: bool,
+    retention: Option<u64>,
+) -> Result<(), CanoError> {
     // A connection per run in flight, plus the claim loop, the heartbeat and the listener.
     let mut store = PostgresCheckpointStore::builder(url)
         .with_max_connections(concurrency + 4)
@@ -203,9 +212,12 @@ async fn worker_main(url: &str, concurrency: usize, batched: bool) -> Result<(),
     if batched {
         store = store.with_group_commit();
     }
-    let worker = Worker::new(store, registry())
-        .with_concurrency(concurrency)
-        .with_error_hook(|doing, error| eprintln!("cluster_bench worker: {doing}: {error}"));
+    let mut worker = Worker::new(store, registry()).with_concurrency(concurrency);
+    if let Some(secs) = retention {
+        worker = worker.with_retention(Duration::from_secs(secs));
+    }
+    let worker =
+        worker.with_error_hook(|doing, error| eprintln!("cluster_bench worker: {doing}: {error}"));
     let (stop, token) = CancellationToken::new();
     std::thread::spawn(move || {
         // EOF: the client is done (or gone).
@@ -226,12 +238,18 @@ struct WorkerProcess {
 
 impl WorkerProcess {
     /// Start the worker on `url` and wait until it is ready.
-    fn start(url: &str, concurrency: usize, batched: bool) -> Result<Self, String> {
+    fn start(options: &Options, url: &str) -> Result<Self, String> {
         let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
         let mut child = Command::new(exe)
             .args(["--role", "worker", "--url", url, "--concurrency"])
-            .arg(concurrency.to_string())
-            .args(batched.then_some("--batched"))
+            .arg(options.concurrency.to_string())
+            .args(options.batched.then_some("--batched"))
+            .args(
+                (options.retention)
+                    .map(|secs| ["--retention".to_owned(), secs.to_string()])
+                    .into_iter()
+                    .flatten(),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -301,6 +319,11 @@ struct Options {
     worker: bool,
     /// `--batched`: the worker's store has group commit; reported as `cano-batched`.
     batched: bool,
+    /// `--finished N`: runs that ended three days ago, put in the table before the
+    /// warm-up (claims must not slow down as ended runs accumulate).
+    finished: usize,
+    /// `--retention S`: the worker deletes runs that ended more than S seconds ago.
+    retention: Option<u64>,
 }
 
 impl Options {
@@ -311,12 +334,14 @@ impl Options {
 }
 
 const USAGE: &str = "usage: cluster_bench [--url URL] [--runs N] [--concurrency C] \
-                     [--scenario pg_3step|pg_1step] [--warmup W] [--timeout S] [--batched]";
+                     [--scenario pg_3step|pg_1step] [--warmup W] [--timeout S] [--batched] \
+                     [--finished N] [--retention S]";
 
 fn options() -> Result<Options, String> {
     let mut args = std::env::args().skip(1);
     let (mut url, mut runs, mut warmup, mut concurrency, mut timeout) = (None, None, None, 16, 600);
     let (mut scenario, mut worker, mut batched) = (Scenario::ThreeSteps, false, false);
+    let (mut finished, mut retention) = (0, None);
     while let Some(flag) = args.next() {
         if flag == "--batched" {
             batched = true;
@@ -329,6 +354,8 @@ fn options() -> Result<Options, String> {
                 .map_err(|_| format!("{flag}: not a number: {value}"))
         };
         match flag.as_str() {
+            "--finished" => finished = number()?,
+            "--retention" => retention = Some(number()? as u64),
             "--url" => url = Some(value.clone()),
             "--runs" => runs = Some(number()?),
             "--concurrency" => concurrency = number()?,
@@ -357,6 +384,8 @@ fn options() -> Result<Options, String> {
         timeout: Duration::from_secs(timeout as u64),
         worker,
         batched,
+        finished,
+        retention,
     };
     if options.runs == 0 || options.concurrency == 0 {
         return Err("--runs and --concurrency must be at least 1".into());
@@ -609,7 +638,38 @@ fn sorted_ms(runs: &[Finished], f: impl Fn(&Finished) -> f64) -> Vec<f64> {
 }
 
 /// Print the `BENCH` and `BENCH_DETAIL` lines of a timed phase.
-fn report(options: &Options, phase: &Phase, settings: &str) {
+/// Put `n` runs that ended three days ago in the table (run ids `old-…`), in statements
+/// of 100,000, then `VACUUM ANALYZE` it, as autovacuum would have by then.
+async fn add_finished_runs(db: &tokio_postgres::Client, n: usize) -> Result<(), String> {
+    const CHUNK: usize = 100_000;
+    let started = Instant::now();
+    let mut done = 0;
+    while done < n {
+        let upto = (done + CHUNK).min(n);
+        db.execute(
+            "INSERT INTO cano_cluster_runs (run_id, queue, workflow, status, input, \
+                 initial_state, final_state, attempts, submitted_at, finished_at) \
+             SELECT 'old-' || g, 'default', 'pg_3step', 'succeeded', '{}', '\"A\"', \
+                    '\"Done\"', 1, now() - interval '3 days', now() - interval '3 days' \
+             FROM generate_series($1::bigint, $2::bigint) g",
+            &[&(done as i64), &(upto as i64 - 1)],
+        )
+        .await
+        .map_err(|e| format!("adding ended runs: {e}"))?;
+        done = upto;
+        eprintln!("cluster_bench: {done} of {n} ended runs added");
+    }
+    db.batch_execute("VACUUM ANALYZE cano_cluster_runs")
+        .await
+        .map_err(|e| format!("vacuum: {e}"))?;
+    eprintln!(
+        "cluster_bench: {n} ended runs added in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn report(options: &Options, phase: &Phase, settings: &str, old_left: i64) {
     let n = phase.runs.len();
     let name = options.scenario.name();
     let first_submit = phase.runs.iter().map(|r| r.submit).fold(f64::MAX, f64::min);
@@ -648,7 +708,8 @@ fn report(options: &Options, phase: &Phase, settings: &str) {
          done=db_finished_at submit_s={:.3} submit_per_s={:.1} queue_p50_ms={:.1} \
          exec_p50_ms={:.1} exec_p99_ms={:.1} mean_ms={:.1} worker_cpu_ms_per_run={} \
          client_cpu_ms_per_run={} host_busy_pct={} host_steal_pct={} \
-         write_txns_per_run={:.2} wal_kb_per_run={:.2} verified={n} {settings}",
+         write_txns_per_run={:.2} wal_kb_per_run={:.2} verified={n} finished_before={} \
+         retention_s={} old_runs_left={} {settings}",
         options.peer(),
         options.concurrency,
         options.concurrency + 4,
@@ -665,6 +726,11 @@ fn report(options: &Options, phase: &Phase, settings: &str) {
         host(|_, _, steal| steal),
         phase.write_txns as f64 / n as f64,
         phase.wal_bytes as f64 / n as f64 / 1024.0,
+        options.finished,
+        options
+            .retention
+            .map_or_else(|| "none".to_owned(), |s| s.to_string()),
+        old_left,
     );
 }
 
@@ -714,7 +780,10 @@ async fn client_main(options: &Options) -> Result<(), String> {
         .map_err(|e| format!("connecting: {e}"))?;
     tokio::spawn(connection);
     let settings = settings(&db).await?;
-    let mut worker = WorkerProcess::start(&url, options.concurrency, options.batched)?;
+    if options.finished > 0 {
+        add_finished_runs(&db, options.finished).await?;
+    }
+    let mut worker = WorkerProcess::start(&options, &url)?;
     let scenario = options.scenario;
     if options.warmup > 0 {
         phase(
@@ -739,7 +808,18 @@ async fn client_main(options: &Options) -> Result<(), String> {
     )
     .await?;
     worker.stop();
-    report(options, &timed, &settings);
+    let old_left: i64 = if options.finished > 0 {
+        db.query_one(
+            "SELECT count(*) FROM cano_cluster_runs WHERE run_id LIKE 'old-%'",
+            &[],
+        )
+        .await
+        .map_err(|e| format!("counting ended runs: {e}"))?
+        .get(0)
+    } else {
+        0
+    };
+    report(options, &timed, &settings, old_left);
     if let Some(pg) = server {
         pg.stop().await.map_err(|e| e.to_string())?;
     }
@@ -769,7 +849,12 @@ fn main() -> ExitCode {
             eprintln!("cluster_bench: the worker needs --url");
             return ExitCode::from(2);
         };
-        return match runtime.block_on(worker_main(url, options.concurrency, options.batched)) {
+        return match runtime.block_on(worker_main(
+            url,
+            options.concurrency,
+            options.batched,
+            options.retention,
+        )) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("cluster_bench worker: {e}");
