@@ -16,6 +16,8 @@ use tokio::sync::Notify;
 struct Inner {
     rows: HashMap<String, Vec<CheckpointRow>>,
     epochs: HashMap<String, u64>,
+    /// The states of the rows written with `append_last`, in order.
+    last_rows: Vec<String>,
 }
 
 /// A store that fences each run's writes by an epoch per id.
@@ -81,6 +83,15 @@ struct Writer {
 impl RunWriter for Writer {
     fn append(&self, row: CheckpointRow) -> StoreFuture<'_, ()> {
         Box::pin(async move { self.store.append_at(&self.id, Some(self.epoch), row) })
+    }
+    fn append_last(&self, row: CheckpointRow) -> StoreFuture<'_, ()> {
+        self.store
+            .0
+            .lock()
+            .unwrap()
+            .last_rows
+            .push(row.state.clone());
+        self.append(row)
     }
     fn clear(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
@@ -215,6 +226,8 @@ async fn an_unfenced_run_writes_and_clears_through_its_writer() {
     assert!(store.rows("order-1").is_empty(), "cleared on success");
     // One writer per run: the run asked once.
     assert_eq!(store.0.lock().unwrap().epochs.get("order-1"), Some(&1));
+    // The exit state's entry, and only it, came as the run's last row.
+    assert_eq!(store.0.lock().unwrap().last_rows, ["Done"]);
 }
 
 #[tokio::test]

@@ -213,6 +213,16 @@ pub trait RunWriter: Send + Sync {
     /// Remove the run's log (the contract of [`CheckpointStore::clear`]).
     fn clear(&self) -> StoreFuture<'_, ()>;
 
+    /// Store the entry row of an exit state: the run's last row, which the engine follows
+    /// at once with [`clear`](Self::clear) (the run succeeded). The default appends it
+    /// like any row; a writer whose clear is recorded together with the run's outcome
+    /// (the cluster's workers record the final state and clear the log in one statement)
+    /// may leave it unwritten: a crash before that statement resumes the run from its
+    /// previous row, as a crash just before this row would.
+    fn append_last(&self, row: CheckpointRow) -> StoreFuture<'_, ()> {
+        self.append(row)
+    }
+
     /// The run returned `error` and its log stays (nothing cleared it): the engine calls
     /// this once, at the run's end, so that a store can tell a run that failed from one
     /// still in flight ([`RunStatus::Failed`]). The run's next append through any writer

@@ -91,16 +91,27 @@ impl Ending {
 /// The run's side of an [`Ending`].
 struct SharedWriter(Arc<Ending>);
 
-impl RunWriter for SharedWriter {
-    fn append(&self, row: CheckpointRow) -> StoreCall<'_> {
+impl SharedWriter {
+    /// `append`, noting once that the run wrote to its log.
+    fn noting<'a>(&'a self, append: StoreCall<'a>) -> StoreCall<'a> {
         if self.0.wrote.load(Ordering::Relaxed) {
-            return self.0.writer.append(row);
+            return append;
         }
         Box::pin(async move {
-            self.0.writer.append(row).await?;
+            append.await?;
             self.0.wrote.store(true, Ordering::Release);
             Ok(())
         })
+    }
+}
+
+impl RunWriter for SharedWriter {
+    fn append(&self, row: CheckpointRow) -> StoreCall<'_> {
+        self.noting(self.0.writer.append(row))
+    }
+
+    fn append_last(&self, row: CheckpointRow) -> StoreCall<'_> {
+        self.noting(self.0.writer.append_last(row))
     }
 
     fn clear(&self) -> StoreCall<'_> {
@@ -856,6 +867,9 @@ where
             }
         };
         let run: &'r Run = run;
+        if entry.is_none() && self.exit_states.contains(current) {
+            return Ok(Some(run.append_last(store.as_ref(), row)));
+        }
         Ok(Some(run.append(store.as_ref(), row)))
     }
 

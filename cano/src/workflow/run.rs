@@ -322,7 +322,27 @@ impl Run {
         store: &'a dyn CheckpointStore,
         row: CheckpointRow,
     ) -> StoreFuture<'a, ()> {
+        self.append_row(store, row, false)
+    }
+
+    /// [`append`](Self::append) of an exit state's entry, the run's last row
+    /// ([`RunWriter::append_last`]).
+    pub(crate) fn append_last<'a>(
+        &'a self,
+        store: &'a dyn CheckpointStore,
+        row: CheckpointRow,
+    ) -> StoreFuture<'a, ()> {
+        self.append_row(store, row, true)
+    }
+
+    fn append_row<'a>(
+        &'a self,
+        store: &'a dyn CheckpointStore,
+        row: CheckpointRow,
+        last: bool,
+    ) -> StoreFuture<'a, ()> {
         let append = match (self.writer(), self.workflow_id.as_deref()) {
+            (Some(writer), _) if last => writer.append_last(row),
             (Some(writer), _) => writer.append(row),
             (None, Some(id)) => store.append(id, row),
             (None, None) => Box::pin(std::future::ready(Err(CanoError::checkpoint_store(
