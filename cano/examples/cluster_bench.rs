@@ -783,7 +783,7 @@ async fn client_main(options: &Options) -> Result<(), String> {
     if options.finished > 0 {
         add_finished_runs(&db, options.finished).await?;
     }
-    let mut worker = WorkerProcess::start(&options, &url)?;
+    let mut worker = WorkerProcess::start(options, &url)?;
     let scenario = options.scenario;
     if options.warmup > 0 {
         phase(
