@@ -72,6 +72,19 @@
 //! Stopping a worker through its shutdown token hands its runs back at once: their leases
 //! are released and they are ready again, without counting an attempt.
 //!
+//! # Throughput: commits per run, group commit
+//!
+//! A run costs one commit per state entry (each entry is durable before its state's task
+//! runs), one for its outcome (the final state is recorded and the log cleared in one
+//! statement; an exit state's own entry is not written, see
+//! [`RunWriter::append_last`](crate::RunWriter::append_last)) and a share of a claim. On a
+//! worker whose store has
+//! [group commit](crate::recovery::postgres::PostgresCheckpointStore::with_group_commit),
+//! the entries and outcomes of the runs in flight share statements and transactions
+//! (each still committed before it is answered): fewer commits per run, at the price of
+//! waiting for the batch in flight. `cano/examples/cluster_bench.rs` measures both
+//! (`--batched`); `BENCHMARKS.md` has the figures.
+//!
 //! # Limits
 //!
 //! * A run's outcome is recorded in the transaction that clears its log (fenced by the
