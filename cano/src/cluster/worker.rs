@@ -7,7 +7,7 @@ use crate::cancel::{CancellationHandle, CancellationToken};
 use crate::error::CanoError;
 use crate::observer::WorkflowObserver;
 use crate::recovery::postgres::{
-    Batcher, Lease, PostgresCheckpointStore, SIGNAL_CHANNEL, WriteBatch,
+    Batcher, Lease, PostgresCheckpointStore, SIGNAL_CHANNEL, WriteBatch, retried,
 };
 use futures_util::StreamExt;
 use std::collections::HashMap;
@@ -160,56 +160,66 @@ struct Finish {
     epoch: i64,
 }
 
-/// Records batches of outcomes ([`FINISH_MANY`]) through a store without group commit of
-/// its own (the task holds it, not the worker).
+/// Records batches of outcomes ([`FINISH_MANY`]) through a clone of the worker's store
+/// (held by the batch task, which ends with the worker's queue).
 struct Finishes(PostgresCheckpointStore);
+
+impl Finishes {
+    /// One try: whether each run was recorded, or the error and whether trying again may
+    /// help.
+    async fn write_once(&self, batch: &[Finish]) -> Result<Vec<bool>, (CanoError, bool)> {
+        let conn = self.0.connection().await.map_err(|e| (e, false))?;
+        let on_error = conn.on_cluster_error();
+        let failed = |e: tokio_postgres::Error| {
+            let retry = crate::recovery::postgres::worth_retrying(&e);
+            (on_error(e), retry)
+        };
+        let statement = conn.statement(FINISH_MANY).await.map_err(&failed)?;
+        let ids: Vec<&str> = batch.iter().map(|f| f.run_id.as_str()).collect();
+        let attempts: Vec<i32> = batch.iter().map(|f| f.attempt).collect();
+        let statuses: Vec<&str> = batch.iter().map(|f| f.status.as_str()).collect();
+        let finals: Vec<Option<&str>> = batch.iter().map(|f| f.final_state.as_deref()).collect();
+        let errors: Vec<Option<&str>> = batch.iter().map(|f| f.error.as_deref()).collect();
+        let clears: Vec<bool> = batch.iter().map(|f| f.clear).collect();
+        let epochs: Vec<i64> = batch.iter().map(|f| f.epoch).collect();
+        let rows = conn
+            .client
+            .query(
+                &statement,
+                &[
+                    &self.0.worker_id(),
+                    &ids,
+                    &attempts,
+                    &statuses,
+                    &finals,
+                    &errors,
+                    &clears,
+                    &epochs,
+                ],
+            )
+            .await
+            .map_err(&failed)?;
+        if rows.len() != batch.len() {
+            let e = CanoError::checkpoint_store(format!(
+                "cluster: the outcomes of {} runs were answered for {}",
+                batch.len(),
+                rows.len()
+            ));
+            return Err((e, false));
+        }
+        rows.iter()
+            .map(|row| row.try_get::<_, bool>(0).map_err(&failed))
+            .collect()
+    }
+}
 
 impl WriteBatch for Finishes {
     type Item = Finish;
     type Answer = Result<bool, CanoError>;
 
     async fn write(&self, batch: &[Finish]) -> Vec<Result<bool, CanoError>> {
-        let written = async {
-            let conn = self.0.connection().await?;
-            let failed = conn.on_cluster_error();
-            let statement = conn.statement(FINISH_MANY).await.map_err(&failed)?;
-            let ids: Vec<&str> = batch.iter().map(|f| f.run_id.as_str()).collect();
-            let attempts: Vec<i32> = batch.iter().map(|f| f.attempt).collect();
-            let statuses: Vec<&str> = batch.iter().map(|f| f.status.as_str()).collect();
-            let finals: Vec<Option<&str>> =
-                batch.iter().map(|f| f.final_state.as_deref()).collect();
-            let errors: Vec<Option<&str>> = batch.iter().map(|f| f.error.as_deref()).collect();
-            let clears: Vec<bool> = batch.iter().map(|f| f.clear).collect();
-            let epochs: Vec<i64> = batch.iter().map(|f| f.epoch).collect();
-            let rows = conn
-                .client
-                .query(
-                    &statement,
-                    &[
-                        &self.0.worker_id(),
-                        &ids,
-                        &attempts,
-                        &statuses,
-                        &finals,
-                        &errors,
-                        &clears,
-                        &epochs,
-                    ],
-                )
-                .await
-                .map_err(&failed)?;
-            if rows.len() != batch.len() {
-                return Err(CanoError::checkpoint_store(format!(
-                    "cluster: the outcomes of {} runs were answered for {}",
-                    batch.len(),
-                    rows.len()
-                )));
-            }
-            rows.iter()
-                .map(|row| row.try_get::<_, bool>(0).map_err(&failed))
-                .collect::<Result<Vec<bool>, CanoError>>()
-        };
-        match written.await {
+        // A batch refused for a deadlock (with a heartbeat, say) is tried again.
+        match retried(|| self.write_once(batch)).await {
             Ok(recorded) => recorded.into_iter().map(Ok).collect(),
             Err(e) => batch.iter().map(|_| Err(e.clone())).collect(),
         }

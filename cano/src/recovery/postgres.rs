@@ -61,7 +61,8 @@
 mod error;
 mod group;
 pub mod lease;
-pub(crate) use group::{Batcher, WriteBatch};
+pub(crate) use error::worth_retrying;
+pub(crate) use group::{Batcher, WriteBatch, retried};
 mod pool;
 pub mod schema;
 mod signals;

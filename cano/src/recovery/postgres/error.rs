@@ -88,6 +88,15 @@ fn advice(e: &tokio_postgres::Error, doing: Doing) -> &'static str {
 
 /// `e` as a checkpoint-store error: what was being done, the driver's and the server's
 /// text (message, detail, hint), and what to do when it is clear.
+/// Whether a statement refused with `e` may succeed if sent again: the server broke a
+/// deadlock or a serialization conflict by cancelling it.
+pub(crate) fn worth_retrying(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    e.code().is_some_and(|code| {
+        *code == SqlState::T_R_DEADLOCK_DETECTED || *code == SqlState::T_R_SERIALIZATION_FAILURE
+    })
+}
+
 pub(super) fn pg_error(e: &tokio_postgres::Error, doing: Doing) -> CanoError {
     let mut text = format!("postgres: {}: ", doing.text());
     if let Some(db) = e.as_db_error() {

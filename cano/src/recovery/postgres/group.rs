@@ -26,13 +26,14 @@ use tokio::sync::{mpsc, oneshot};
 const MAX_BATCH: usize = 512;
 
 /// How many times a batch refused for a deadlock or a serialization failure (another
-/// transaction locked the same leases in another order) is tried again.
+/// transaction, a heartbeat say, locked some of the same leases in another order) is
+/// tried again.
 const RETRIES: usize = 3;
 
 /// The fenced append of many rows, each under its own run's lease: the rows' runs whose
 /// lease is still live at the row's epoch have their lease extended and their failure
-/// mark removed, and only their rows are inserted. One answer per input row, in order:
-/// (run, sequence, lease held, row inserted).
+/// mark removed, and only their rows are inserted (a duplicate sequence is not). One
+/// answer per input row, in order: (lease held, row inserted).
 pub(super) const FENCED_APPEND_MANY: &str = "
     WITH input AS MATERIALIZED (
         SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],
@@ -157,15 +158,27 @@ pub(super) fn stopped() -> CanoError {
     )
 }
 
-/// Write `batch` in one statement; one answer per append, in order.
-async fn write(pool: &Pool, batch: &[Queued]) -> Vec<Result<(), CanoError>> {
+/// Run `once` until it succeeds, fails for good (its error says `false`: trying again
+/// would not help), or was tried [`RETRIES`] times more.
+pub(crate) async fn retried<T, F>(mut once: impl FnMut() -> F) -> Result<T, CanoError>
+where
+    F: Future<Output = Result<T, (CanoError, bool)>>,
+{
     let mut tries = 0;
     loop {
-        match write_once(pool, batch).await {
-            Ok(answers) => return answers,
+        match once().await {
+            Ok(value) => return Ok(value),
             Err((_, true)) if tries < RETRIES => tries += 1,
-            Err((e, _)) => return batch.iter().map(|_| Err(e.clone())).collect(),
+            Err((e, _)) => return Err(e),
         }
+    }
+}
+
+/// Write `batch` in one statement; one answer per append, in order.
+async fn write(pool: &Pool, batch: &[Queued]) -> Vec<Result<(), CanoError>> {
+    match retried(|| write_once(pool, batch)).await {
+        Ok(answers) => answers,
+        Err(e) => batch.iter().map(|_| Err(e.clone())).collect(),
     }
 }
 
@@ -177,10 +190,7 @@ async fn write_once(
 ) -> Result<Vec<Result<(), CanoError>>, (CanoError, bool)> {
     let conn = pool.get().await.map_err(|e| (e, false))?;
     let failed = |e: tokio_postgres::Error| {
-        let retry = e.code().is_some_and(|code| {
-            *code == tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED
-                || *code == tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
-        });
+        let retry = super::error::worth_retrying(&e);
         (conn.on_error(Doing::Append)(e), retry)
     };
     let statement = conn.statement(FENCED_APPEND_MANY).await.map_err(&failed)?;
