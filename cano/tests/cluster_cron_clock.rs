@@ -11,6 +11,7 @@
 #![cfg(all(feature = "postgres", feature = "scheduler", unix))]
 
 mod crash;
+mod pg_plain;
 mod pg_support;
 
 use cano::cancel::CancellationToken;
@@ -112,7 +113,7 @@ fn three_cron_nodes_one_with_its_clock_minutes_ahead_start_one_run_per_tick() {
         PostgresCheckpointStore::connect(&url)
             .await
             .unwrap_or_else(|e| panic!("connect: {e}"));
-        pg_support::plain_client(&url).await
+        pg_plain::plain_client(&url).await
     });
     let started = rt.block_on(db_ms(&db));
     let dir = tempfile::tempdir().expect("tempdir");

@@ -8,6 +8,7 @@
 //! and fail when `CANO_REQUIRE_POSTGRES=1`.
 #![cfg(feature = "postgres")]
 
+mod pg_plain;
 mod pg_support;
 
 use cano::RunWriters;
@@ -19,7 +20,7 @@ const LEASE: Duration = Duration::from_millis(300);
 /// The server's next transaction id: how many write transactions it has begun so far
 /// (the peers' cost counter; reading it begins none).
 async fn commits(url: &str) -> i64 {
-    pg_support::plain_client(url)
+    pg_plain::plain_client(url)
         .await
         .query_one(
             "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint",

@@ -68,14 +68,3 @@ pub async fn worker(
         .with_worker_id(id)
         .with_lease_duration(lease)
 }
-
-/// A plain connection to the database at `url`, to look at the tables behind the
-/// store's back.
-#[allow(dead_code)] // not every test binary looks
-pub async fn plain_client(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}"));
-    tokio::spawn(connection);
-    client
-}
