@@ -446,23 +446,19 @@ where
             let scope = self.begin_task(config, || timer.name());
             // Only the scope, the arguments and the sleep live across the wait: what runs
             // before and after it is boxed, so a parked run keeps nothing of it.
-            let outcome = match Box::pin(self.timer_deadline(timer, &scope, run, label)).await {
-                Ok(deadline) => {
-                    if let Some(left) = timer::left_until_ms(deadline) {
-                        tokio::time::sleep(left).await;
-                    }
-                    let resources = &*self.resources;
-                    Box::pin(scope.attempts(
-                        || timer.after_wait(resources),
-                        |e, n| timer.is_retryable(e, n),
-                    ))
-                    .await
-                    .and_then(single_next)
-                }
-                Err(e) => Err(e),
+            let deadline = match Box::pin(self.timer_deadline(timer, &scope, run, label)).await {
+                Ok(deadline) => deadline,
+                Err(e) => return scope.ended(Err(e)),
             };
-            scope.end(&outcome);
-            outcome
+            if let Some(left) = timer::left_until_ms(deadline) {
+                tokio::time::sleep(left).await;
+            }
+            let resources = &*self.resources;
+            let after = Box::pin(scope.attempts(
+                || timer.after_wait(resources),
+                |e, n| timer.is_retryable(e, n),
+            ));
+            scope.ended(after.await.and_then(single_next))
         })
     }
 
