@@ -81,7 +81,7 @@ use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 /// One signal: its name (what a [`SignalTask`] waits for), the sender's id for it (what
@@ -168,41 +168,81 @@ pub trait SignalStore: CheckpointStore {
     fn remove_signal<'a>(&'a self, workflow_id: &'a str, signal_id: &'a str)
     -> StoreFuture<'a, ()>;
 
-    /// A wake-up for a run waiting for signals: `notify_one` is called on it whenever a
-    /// signal is sent to `workflow_id` through this store object. `None` (the default)
+    /// Whether a signal was sent to the run `workflow_id` through this store object since
+    /// this last returned `Ready` for it (or since [`forget_signal_waker`]): `Ready` if so,
+    /// else `Pending`, and the task of `cx` is woken when one is sent. `None` (the default)
     /// when the store cannot tell: the engine then checks for signals every second.
-    fn signal_waker(&self, workflow_id: &str) -> Option<Arc<tokio::sync::Notify>> {
-        let _ = workflow_id;
+    ///
+    /// A waiting run polls this once before it first reads its pending signals, so a
+    /// signal sent after that read wakes it. A `Ready` may be spurious (the signal was one
+    /// the run had already read): the engine reads the pending signals again.
+    ///
+    /// [`forget_signal_waker`]: SignalStore::forget_signal_waker
+    fn poll_signal_sent(&self, workflow_id: &str, cx: &mut Context<'_>) -> Option<Poll<()>> {
+        let _ = (workflow_id, cx);
         None
     }
 
-    /// The run stopped waiting: the store may forget its waker.
+    /// The run stopped waiting: the store may forget what it kept for
+    /// [`poll_signal_sent`](SignalStore::poll_signal_sent).
     fn forget_signal_waker(&self, workflow_id: &str) {
         let _ = workflow_id;
     }
 }
 
-/// The wakers of the runs waiting for signals in one store object (what
-/// [`SignalStore::signal_waker`] hands out).
+/// One waiting run's wake-up: whether a signal was sent since it last looked, and the task
+/// to wake. 24 bytes, where a `tokio::sync::Notify` shared with the run costs a 64-byte
+/// allocation and a 64-byte `Notified` in the run's future.
 #[derive(Debug, Default)]
-pub(crate) struct Wakers(
-    parking_lot::Mutex<std::collections::HashMap<Box<str>, Arc<tokio::sync::Notify>>>,
-);
+pub(crate) struct WakeSlot {
+    waker: Option<Waker>,
+    sent: bool,
+}
 
-impl Wakers {
-    /// The waker of `workflow_id` (made on first use).
-    pub(crate) fn get(&self, workflow_id: &str) -> Arc<tokio::sync::Notify> {
-        let mut wakers = self.0.lock();
-        if let Some(waker) = wakers.get(workflow_id) {
-            return Arc::clone(waker);
+impl WakeSlot {
+    /// [`SignalStore::poll_signal_sent`] for this run.
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if std::mem::take(&mut self.sent) {
+            return Poll::Ready(());
         }
-        Arc::clone(wakers.entry(Box::from(workflow_id)).or_default())
+        match &mut self.waker {
+            Some(waker) => waker.clone_from(cx.waker()),
+            None => self.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 
-    /// Wake the run `workflow_id` if it waits (a permit is kept if it is between checks).
+    /// A signal was sent: the task to wake (once the caller's lock is released).
+    #[must_use]
+    pub(crate) fn sent(&mut self) -> Option<Waker> {
+        self.sent = true;
+        self.waker.take()
+    }
+}
+
+/// The wake-ups of the runs waiting for signals in one store object (what
+/// [`SignalStore::poll_signal_sent`] reads).
+#[derive(Debug, Default)]
+pub(crate) struct Wakers(parking_lot::Mutex<std::collections::HashMap<Box<str>, WakeSlot>>);
+
+impl Wakers {
+    /// [`SignalStore::poll_signal_sent`] for `workflow_id`, and whether this was its first
+    /// poll since it began waiting.
+    pub(crate) fn poll(&self, workflow_id: &str, cx: &mut Context<'_>) -> (Poll<()>, bool) {
+        let mut wakers = self.0.lock();
+        if let Some(slot) = wakers.get_mut(workflow_id) {
+            return (slot.poll(cx), false);
+        }
+        let poll = wakers.entry(Box::from(workflow_id)).or_default().poll(cx);
+        (poll, true)
+    }
+
+    /// Wake the run `workflow_id` if it waits (its next poll is `Ready` if it is between
+    /// polls).
     pub(crate) fn wake(&self, workflow_id: &str) {
-        if let Some(waker) = self.0.lock().get(workflow_id) {
-            waker.notify_one();
+        let waker = self.0.lock().get_mut(workflow_id).and_then(WakeSlot::sent);
+        if let Some(waker) = waker {
+            waker.wake();
         }
     }
 
@@ -409,19 +449,41 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
-    fn a_wake_before_the_wait_is_kept() {
+    fn a_wake_between_polls_is_kept() {
         let wakers = Wakers::default();
-        let waker = wakers.get("r");
+        let mut cx = Context::from_waker(Waker::noop());
+        assert_eq!(wakers.poll("r", &mut cx), (Poll::Pending, true));
         wakers.wake("r");
         wakers.wake("unknown"); // nobody waits: nothing happens
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        rt.block_on(waker.notified());
+        assert_eq!(wakers.poll("r", &mut cx), (Poll::Ready(()), false));
+        assert_eq!(wakers.poll("r", &mut cx), (Poll::Pending, false));
         wakers.forget("r");
         assert!(wakers.0.lock().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_wake_wakes_the_polling_task() {
+        let wakers = Arc::new(Wakers::default());
+        let waiting = Arc::clone(&wakers);
+        let woken = tokio::spawn(async move {
+            std::future::poll_fn(|cx| waiting.poll("r", cx).0).await;
+        });
+        while wakers
+            .0
+            .lock()
+            .get("r")
+            .is_none_or(|slot| slot.waker.is_none())
+        {
+            tokio::task::yield_now().await;
+        }
+        wakers.wake("r");
+        tokio::time::timeout(std::time::Duration::from_secs(10), woken)
+            .await
+            .expect("woken")
+            .expect("no panic");
     }
 
     #[test]

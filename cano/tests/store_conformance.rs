@@ -404,14 +404,24 @@ mod checks {
 
     pub async fn a_send_wakes_a_waiting_run(store: Arc<impl Store>) {
         store.append("waiting", row(0)).await.unwrap();
-        let waker = store
-            .signal_waker("waiting")
-            .expect("the store wakes its waiters");
-        let woken = waker.notified();
+        // The first poll registers the run, as the engine's does before it reads.
+        let first = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(store.poll_signal_sent("waiting", cx))
+        })
+        .await;
+        assert_eq!(
+            first,
+            Some(std::task::Poll::Pending),
+            "the store wakes its waiters, and nothing was sent yet"
+        );
         let sender = Arc::clone(&store);
         tokio::spawn(async move {
             let signal = Signal::from_json("go", "g1", "1").unwrap();
             sender.send_signal("waiting", signal).await.unwrap();
+        });
+        let woken = std::future::poll_fn(|cx| match store.poll_signal_sent("waiting", cx) {
+            Some(poll) => poll,
+            None => std::task::Poll::Ready(()),
         });
         tokio::time::timeout(std::time::Duration::from_secs(10), woken)
             .await

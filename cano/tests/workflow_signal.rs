@@ -451,8 +451,12 @@ impl SignalStore for Flaky {
     ) -> StoreFuture<'a, ()> {
         self.inner.remove_signal(workflow_id, signal_id)
     }
-    fn signal_waker(&self, workflow_id: &str) -> Option<Arc<tokio::sync::Notify>> {
-        self.inner.signal_waker(workflow_id)
+    fn poll_signal_sent(
+        &self,
+        workflow_id: &str,
+        cx: &mut std::task::Context<'_>,
+    ) -> Option<std::task::Poll<()>> {
+        self.inner.poll_signal_sent(workflow_id, cx)
     }
     fn forget_signal_waker(&self, workflow_id: &str) {
         self.inner.forget_signal_waker(workflow_id);

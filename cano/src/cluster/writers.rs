@@ -99,8 +99,12 @@ impl SignalStore for DeferredClear {
         self.store.remove_signal(workflow_id, signal_id)
     }
 
-    fn signal_waker(&self, workflow_id: &str) -> Option<Arc<tokio::sync::Notify>> {
-        self.store.signal_waker(workflow_id)
+    fn poll_signal_sent(
+        &self,
+        workflow_id: &str,
+        cx: &mut std::task::Context<'_>,
+    ) -> Option<std::task::Poll<()>> {
+        self.store.poll_signal_sent(workflow_id, cx)
     }
 
     fn forget_signal_waker(&self, workflow_id: &str) {

@@ -234,7 +234,7 @@
 //!   (`Ok(true)`), but the run drops it unconsumed when it next looks for signals.
 //! * A signal that arrives is seen at once when it is sent through the store object the
 //!   run waits on (both built-in stores wake the run); a store of your own that cannot
-//!   wake runs ([`SignalStore::signal_waker`](crate::SignalStore::signal_waker) returns
+//!   wake runs ([`SignalStore::poll_signal_sent`](crate::SignalStore::poll_signal_sent) returns
 //!   `None`) is asked every second.
 //! * `on_signal` runs under the task's `config` (by default one attempt); the wait itself
 //!   is bounded only by the timeout, a cancellation and the run timeouts.

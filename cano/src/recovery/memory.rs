@@ -5,12 +5,13 @@ use super::{
     StoreFuture,
 };
 use crate::error::CanoError;
-use crate::signal::{Signal, SignalStore, Wakers};
+use crate::signal::{Signal, SignalStore, WakeSlot, Wakers};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::future::{Future, ready};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 /// A [`CheckpointStore`] that keeps every log in memory: the full contract (duplicate
 /// sequences rejected, rows loaded in sequence order, per-id clear, concurrent use),
@@ -103,7 +104,7 @@ struct Log {
     updated_ms: u64,
     /// The run's wake-up while it waits for a signal (kept here rather than in a map of
     /// its own: a waiting run costs less).
-    waker: Option<Arc<tokio::sync::Notify>>,
+    wake: WakeSlot,
 }
 
 /// A [`CheckpointRow`] as the store keeps it: names shared, no spare capacity (a waiting
@@ -284,12 +285,12 @@ impl SignalStore for MemoryCheckpointStore {
             }
             new
         };
-        let waker = match self.runs.lock().by_run.get(workflow_id) {
-            Some(log) => log.waker.clone(),
+        let waker = match self.runs.lock().by_run.get_mut(workflow_id) {
+            Some(log) => log.wake.sent(),
             None => None,
         };
         match waker {
-            Some(waker) => waker.notify_one(),
+            Some(waker) => waker.wake(),
             None => self.wakers.wake(workflow_id),
         }
         Box::pin(ready(Ok(stored)))
@@ -320,17 +321,17 @@ impl SignalStore for MemoryCheckpointStore {
         Box::pin(ready(Ok(())))
     }
 
-    fn signal_waker(&self, workflow_id: &str) -> Option<Arc<tokio::sync::Notify>> {
+    fn poll_signal_sent(&self, workflow_id: &str, cx: &mut Context<'_>) -> Option<Poll<()>> {
         if let Some(log) = self.runs.lock().by_run.get_mut(workflow_id) {
-            return Some(Arc::clone(log.waker.get_or_insert_default()));
+            return Some(log.wake.poll(cx));
         }
         // A run whose log is elsewhere (signals through this store, rows through another).
-        Some(self.wakers.get(workflow_id))
+        Some(self.wakers.poll(workflow_id, cx).0)
     }
 
     fn forget_signal_waker(&self, workflow_id: &str) {
         if let Some(log) = self.runs.lock().by_run.get_mut(workflow_id) {
-            log.waker = None;
+            log.wake = WakeSlot::default();
         }
         self.wakers.forget(workflow_id);
     }

@@ -18,7 +18,7 @@ use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
 use std::pin::Pin;
-use std::task::Poll;
+use std::task::{Context, Poll};
 
 /// A handler's work, boxed.
 pub(crate) type HandlerFuture<'a, TState> =
@@ -153,21 +153,15 @@ where
             };
             // `waiting_as` makes the store forget the waker however the wait ends (a
             // signal, the deadline, an error, or the run dropped: cancelled, timed out).
-            let waker = signals.signal_waker(&waiting_as.1);
+            // Polled once before the store is read, so a signal sent meanwhile wakes it; a
+            // store that cannot wake its waiters is asked every second.
+            let sent = |cx: &mut Context<'_>| signals.poll_signal_sent(&waiting_as.1, cx);
+            let wakes = std::future::poll_fn(|cx| Poll::Ready(sent(cx).is_some())).await;
             let mut waiting = false;
             loop {
-                // Registered before the store is read, so a signal sent meanwhile wakes it.
-                let mut notified = std::pin::pin!(waker.as_ref().map(|waker| waker.notified()));
-                let early = notified
-                    .as_mut()
-                    .as_pin_mut()
-                    .is_some_and(|notified| notified.enable());
                 let took = Box::pin(self.take_and_handle(task, &scope, run, label));
                 if let Some(outcome) = took.await {
                     return scope.ended(outcome);
-                }
-                if early {
-                    continue;
                 }
                 if !waiting {
                     waiting = true;
@@ -179,19 +173,15 @@ where
                     Some(None) => false,
                     left => {
                         // The sleeps are boxed only when there are any: a run waiting
-                        // without a timeout for a store that wakes it keeps just the
-                        // notification. A store that cannot wake its waiters is asked
-                        // every second.
+                        // without a timeout for a store that wakes it keeps none.
                         let mut expiry = left
                             .flatten()
                             .map(|left| Box::pin(tokio::time::sleep(left)));
-                        let mut ask_again = notified.is_none().then(|| {
+                        let mut ask_again = (!wakes).then(|| {
                             Box::pin(tokio::time::sleep(std::time::Duration::from_secs(1)))
                         });
                         std::future::poll_fn(|cx| {
-                            if let Some(notified) = notified.as_mut().as_pin_mut()
-                                && notified.poll(cx).is_ready()
-                            {
+                            if let Some(Poll::Ready(())) = sent(cx) {
                                 return Poll::Ready(true);
                             }
                             if let Some(sleep) = &mut ask_again

@@ -271,17 +271,23 @@ impl SignalStore for PostgresCheckpointStore {
         Box::pin(self.remove(workflow_id, signal_id))
     }
 
-    fn signal_waker(&self, workflow_id: &str) -> Option<Arc<tokio::sync::Notify>> {
-        let waker = self.inner.wakers.get(workflow_id);
-        self.inner
-            .waiting
-            .runs
-            .lock()
-            .insert(workflow_id.to_owned());
-        if !self.inner.waiting.watching.swap(true, Ordering::AcqRel) {
-            start_watching(Arc::downgrade(&self.inner));
+    fn poll_signal_sent(
+        &self,
+        workflow_id: &str,
+        cx: &mut std::task::Context<'_>,
+    ) -> Option<std::task::Poll<()>> {
+        let (poll, first) = self.inner.wakers.poll(workflow_id, cx);
+        if first {
+            self.inner
+                .waiting
+                .runs
+                .lock()
+                .insert(workflow_id.to_owned());
+            if !self.inner.waiting.watching.swap(true, Ordering::AcqRel) {
+                start_watching(Arc::downgrade(&self.inner));
+            }
         }
-        Some(waker)
+        Some(poll)
     }
 
     fn forget_signal_waker(&self, workflow_id: &str) {

@@ -260,8 +260,12 @@ impl SignalStore for RedbCheckpointStore {
         })
     }
 
-    fn signal_waker(&self, workflow_id: &str) -> Option<Arc<tokio::sync::Notify>> {
-        Some(self.inner.signals.wakers.get(workflow_id))
+    fn poll_signal_sent(
+        &self,
+        workflow_id: &str,
+        cx: &mut std::task::Context<'_>,
+    ) -> Option<std::task::Poll<()>> {
+        Some(self.inner.signals.wakers.poll(workflow_id, cx).0)
     }
 
     fn forget_signal_waker(&self, workflow_id: &str) {
