@@ -212,22 +212,15 @@ pub(crate) struct TaskScope<'a> {
     pub(crate) observed: Option<Box<Observed<'a>>>,
 }
 
-/// The observers of a unit of work, the name they know it by, and the task config with
-/// the observers stamped in.
+/// The observers of a unit of work and the name they know it by. (The task config with
+/// them stamped in is made for each call of [`TaskScope::attempts`], not kept: a run
+/// parked in a timer or signal state keeps its scope for as long as it waits.)
 pub(crate) struct Observed<'a> {
-    pub(crate) observers: &'a [Arc<dyn WorkflowObserver>],
+    pub(crate) observers: &'a Arc<[Arc<dyn WorkflowObserver>]>,
     pub(crate) name: Cow<'static, str>,
-    pub(crate) config: TaskConfig,
 }
 
 impl TaskScope<'_> {
-    pub(crate) fn config(&self) -> &TaskConfig {
-        match &self.observed {
-            Some(observed) => &observed.config,
-            None => self.config,
-        }
-    }
-
     /// This unit of work's attempts: [`guarded`] under its config (observers stamped in),
     /// a panic ending them as `panic: …`.
     pub(crate) async fn attempts<T, F, Fut>(
@@ -239,15 +232,25 @@ impl TaskScope<'_> {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, CanoError>>,
     {
-        guarded(self.config(), run_fn, retryable, None, panicked).await
+        let stamped = self.observed.as_ref().map(|observed| TaskConfig {
+            observers: Some(Arc::clone(observed.observers)),
+            task_name: Some(observed.name.clone()),
+            ..self.config.clone()
+        });
+        let config = stamped.as_ref().unwrap_or(self.config);
+        guarded(config, run_fn, retryable, None, panicked).await
     }
 
     pub(crate) fn end<R>(&self, outcome: &Result<R, CanoError>) {
         if let Some(observed) = &self.observed {
             let name = &observed.name;
             match outcome {
-                Ok(_) => crate::observer::each(observed.observers, |o| o.on_task_success(name)),
-                Err(e) => crate::observer::each(observed.observers, |o| o.on_task_failure(name, e)),
+                Ok(_) => {
+                    crate::observer::each(&observed.observers[..], |o| o.on_task_success(name))
+                }
+                Err(e) => {
+                    crate::observer::each(&observed.observers[..], |o| o.on_task_failure(name, e))
+                }
             }
         }
     }

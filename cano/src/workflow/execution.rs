@@ -1008,18 +1008,9 @@ where
         };
         let name = name();
         crate::observer::each(observers, |o| o.on_task_start(&name));
-        let stamped = TaskConfig {
-            observers: Some(Arc::clone(observers)),
-            task_name: Some(name.clone()),
-            ..config.clone()
-        };
         TaskScope {
             config,
-            observed: Some(Box::new(Observed {
-                observers: &observers[..],
-                name,
-                config: stamped,
-            })),
+            observed: Some(Box::new(Observed { observers, name })),
         }
     }
 }
