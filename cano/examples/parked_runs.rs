@@ -5,7 +5,7 @@
 //! `cargo run --release -p cano --example parked_runs -- --runs 100000`
 //! (options: `--scenario timer|timer+store|signal|sleep-floor|all` (default `all`),
 //! `--runs N` (100000), `--warmup W` (1000), `--park-secs S` (timers' deadline, counted
-//! from the first spawn; default 2 s + 30 µs per run)).
+//! from the first spawn; default 2 s + 30 µs per run), `--in-flight K` (see below)).
 //!
 //! The requirement it checks: a sleeping or waiting run costs no thread and at most
 //! 1 KiB of memory. Each scenario `tokio::spawn`s N runs of a one-state workflow
@@ -37,6 +37,14 @@
 //! checks every run's result and that every checkpoint log was cleared; a failed check
 //! prints `BENCH_FAIL` and exits non-zero.
 //!
+//! `--in-flight K` starts a run of a store scenario only while fewer than K started runs
+//! have not parked yet (the engine's `on_wait`: the wait is in the log), as a service
+//! admitting runs as they come would; by default all N start in the same instant. The
+//! store scenarios write a row per run while parking, and a burst of N writes in flight
+//! at once holds their buffers together: the process's heap keeps that high-water mark
+//! (the allocator returns little of it), so RSS then measures the burst as much as the
+//! parked runs. With the redb store: `-- --scenario timer+redb --in-flight 1000`.
+//!
 //! `--scenario all` (and a single scenario as well) runs each scenario in a fresh child
 //! process of this program, so that each starts from a clean heap.
 //!
@@ -63,7 +71,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const USAGE: &str = "usage: parked_runs [--runs N] \
     [--scenario timer|timer+store|signal|sleep-floor|all|timer+redb|signal+redb] \
-    [--warmup W] [--park-secs S]";
+    [--warmup W] [--park-secs S] [--in-flight K]";
 
 /// The scenarios, in the order `all` runs them.
 const SCENARIOS: [&str; 4] = ["timer", "timer+store", "signal", "sleep-floor"];
@@ -129,6 +137,27 @@ impl AwaitGo {
 
     async fn on_signal(&self, _res: &Resources, _run: u64) -> Result<TaskResult<Park>, CanoError> {
         Ok(TaskResult::Single(Park::Done))
+    }
+}
+
+/// Runs that have parked (the engine's `on_wait`: the wait is recorded), for `--in-flight`.
+static PARKED: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts [`PARKED`].
+struct CountParked;
+
+impl WorkflowObserver for CountParked {
+    fn on_wait(&self, _workflow_id: &str, _deadline_ms: Option<u64>, _signal: Option<&str>) {
+        PARKED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// `wf` with [`CountParked`] if `phase` admits runs `--in-flight` (only then: an observed
+/// run keeps its task's name, for the observer, while it waits).
+fn counted(wf: Workflow<Park>, phase: &Phase) -> Workflow<Park> {
+    match phase.in_flight {
+        Some(_) => wf.with_observer(Arc::new(CountParked)),
+        None => wf,
     }
 }
 
@@ -313,6 +342,8 @@ struct Phase {
     park_budget: Duration,
     /// A warm-up: nothing is measured, and timers may fire before every run has parked.
     warmup: bool,
+    /// `--in-flight`: at most this many runs started and not yet parked.
+    in_flight: Option<usize>,
 }
 
 impl Phase {
@@ -406,12 +437,18 @@ enum Timed {
 }
 
 /// Spawn `n` runs of `run(i)`; `size_of_val` of the first one's future.
-fn spawn_runs<F: Future<Output = ()> + Send + 'static>(
-    n: usize,
+async fn spawn_runs<F: Future<Output = ()> + Send + 'static>(
+    phase: &Phase,
     run: impl Fn(usize) -> F,
 ) -> usize {
     let mut future_bytes = 0;
-    for i in 0..n {
+    let parked_before = PARKED.load(Ordering::Relaxed);
+    for i in 0..phase.runs {
+        if let Some(k) = phase.in_flight {
+            while i >= k + (PARKED.load(Ordering::Relaxed) - parked_before) {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+        }
         let run = run(i);
         if i == 0 {
             future_bytes = size_of_val(&run);
@@ -432,31 +469,42 @@ async fn timers<S: ParkStore>(
     let asked = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let deadline = phase.deadline();
-    let wf = timer_workflow(deadline, &asked);
+    let wf = counted(timer_workflow(deadline, &asked), phase);
+    // Runs without an id report no wait to observers: `--in-flight` gates the store
+    // scenarios only.
+    let ungated = Phase {
+        in_flight: None,
+        ..*phase
+    };
     let future_bytes = match kind {
         Timed::Timer => {
             let wf = Arc::new(wf);
-            spawn_runs(n, |_| {
+            spawn_runs(&ungated, |_| {
                 let wf = Arc::clone(&wf);
                 async move { finish(wf.orchestrate(Park::Wait).await) }
             })
+            .await
         }
         Timed::TimerStore => {
             let base =
                 Arc::new(wf.with_checkpoint_store(Arc::clone(&store) as Arc<dyn CheckpointStore>));
-            spawn_runs(n, |i| {
+            spawn_runs(phase, |i| {
                 let wf = Arc::clone(&base);
                 async move { finish(wf.orchestrate_with_id(run_id(i), Park::Wait).await) }
             })
+            .await
         }
-        Timed::SleepFloor => spawn_runs(n, |_| {
-            let asked = Arc::clone(&asked);
-            async move {
-                asked.fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep_until(deadline.into()).await;
-                finish(Ok(Park::Done));
-            }
-        }),
+        Timed::SleepFloor => {
+            spawn_runs(&ungated, |_| {
+                let asked = Arc::clone(&asked);
+                async move {
+                    asked.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep_until(deadline.into()).await;
+                    finish(Ok(Park::Done));
+                }
+            })
+            .await
+        }
     };
     let strict = (!phase.warmup).then_some(deadline);
     all_asked(&asked, n, strict).await?;
@@ -493,13 +541,14 @@ async fn timers<S: ParkStore>(
 async fn signals<S: ParkStore>(phase: &Phase, store: Arc<S>) -> Result<Measured, String> {
     let n = phase.runs;
     let before = snapshot()?;
-    let base = signal_workflow(&store);
+    let base = counted(signal_workflow(&store), phase);
     let started = Instant::now();
     let base = Arc::new(base);
-    let future_bytes = spawn_runs(n, |i| {
+    let future_bytes = spawn_runs(phase, |i| {
         let wf = Arc::clone(&base);
         async move { finish(wf.orchestrate_with_id(run_id(i), Park::Wait).await) }
-    });
+    })
+    .await;
     drop(base);
     check_waiting(&*store, n, RowKind::SignalWait, Duration::from_secs(120)).await?;
     let park = started.elapsed();
@@ -598,6 +647,7 @@ fn run_scenario(scenario: &str, args: &Args) -> Result<(), String> {
                 runs: args.warmup,
                 park_budget: Duration::from_millis(300),
                 warmup: true,
+                in_flight: args.in_flight,
             };
             measure(scenario, &warmup)
                 .await
@@ -607,6 +657,7 @@ fn run_scenario(scenario: &str, args: &Args) -> Result<(), String> {
             runs: args.runs,
             park_budget: args.park_budget(),
             warmup: false,
+            in_flight: args.in_flight,
         };
         measure(scenario, &phase).await
     })?;
@@ -714,6 +765,9 @@ fn run_children(args: &Args) -> Result<(), String> {
             .args(["--warmup", &args.warmup.to_string()]);
         if let Some(secs) = args.park_secs {
             cmd.args(["--park-secs", &secs.to_string()]);
+        }
+        if let Some(k) = args.in_flight {
+            cmd.args(["--in-flight", &k.to_string()]);
         }
         let out = cmd
             .output()
@@ -833,6 +887,7 @@ struct Args {
     warmup: usize,
     park_secs: Option<f64>,
     in_process: bool,
+    in_flight: Option<usize>,
 }
 
 impl Args {
@@ -843,6 +898,7 @@ impl Args {
             warmup: 1000,
             park_secs: None,
             in_process: false,
+            in_flight: None,
         };
         let mut it = std::env::args().skip(1);
         while let Some(arg) = it.next() {
@@ -871,6 +927,13 @@ impl Args {
                         }
                         _ => return Err(format!("unknown scenario {name:?}\n{USAGE}")),
                     };
+                }
+                "--in-flight" => {
+                    let k = number(&value("a number of runs")?)?;
+                    if k == 0 {
+                        return Err(format!("--in-flight must be at least 1\n{USAGE}"));
+                    }
+                    args.in_flight = Some(k);
                 }
                 "--in-process" => args.in_process = true,
                 "-h" | "--help" => return Err(USAGE.into()),
