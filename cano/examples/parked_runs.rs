@@ -5,7 +5,9 @@
 //! `cargo run --release -p cano --example parked_runs -- --runs 100000`
 //! (options: `--scenario timer|timer+store|signal|sleep-floor|all` (default `all`),
 //! `--runs N` (100000), `--warmup W` (1000), `--park-secs S` (timers' deadline, counted
-//! from the first spawn; default 2 s + 30 µs per run), `--in-flight K` (see below)).
+//! from the first spawn; default 2 s + 30 µs per run), `--in-flight K` (see below),
+//! `--redb-cache-mib M` (redb's page cache for the redb scenarios; redb's default, 1 GiB,
+//! if not given)).
 //!
 //! The requirement it checks: a sleeping or waiting run costs no thread and at most
 //! 1 KiB of memory. Each scenario `tokio::spawn`s N runs of a one-state workflow
@@ -71,7 +73,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const USAGE: &str = "usage: parked_runs [--runs N] \
     [--scenario timer|timer+store|signal|sleep-floor|all|timer+redb|signal+redb] \
-    [--warmup W] [--park-secs S] [--in-flight K]";
+    [--warmup W] [--park-secs S] [--in-flight K] [--redb-cache-mib M]";
 
 /// The scenarios, in the order `all` runs them.
 const SCENARIOS: [&str; 4] = ["timer", "timer+store", "signal", "sleep-floor"];
@@ -344,6 +346,8 @@ struct Phase {
     warmup: bool,
     /// `--in-flight`: at most this many runs started and not yet parked.
     in_flight: Option<usize>,
+    /// `--redb-cache-mib`: redb's page cache (redb's default if `None`).
+    redb_cache_mib: Option<usize>,
 }
 
 impl Phase {
@@ -598,9 +602,13 @@ async fn measure(scenario: &str, phase: &Phase) -> Result<Measured, String> {
                 scenario.replace('+', "-")
             ));
             std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            let store = cano::RedbCheckpointStore::new(dir.join("parked.redb"))
-                .map(Arc::new)
-                .map_err(|e| e.to_string());
+            let path = dir.join("parked.redb");
+            let store = match phase.redb_cache_mib {
+                Some(mib) => cano::RedbCheckpointStore::new_with_cache_size(path, mib << 20),
+                None => cano::RedbCheckpointStore::new(path),
+            }
+            .map(Arc::new)
+            .map_err(|e| e.to_string());
             let measured = match store {
                 Ok(store) if scenario == "timer+redb" => {
                     timers(phase, Timed::TimerStore, store).await
@@ -648,6 +656,7 @@ fn run_scenario(scenario: &str, args: &Args) -> Result<(), String> {
                 park_budget: Duration::from_millis(300),
                 warmup: true,
                 in_flight: args.in_flight,
+                redb_cache_mib: args.redb_cache_mib,
             };
             measure(scenario, &warmup)
                 .await
@@ -658,6 +667,7 @@ fn run_scenario(scenario: &str, args: &Args) -> Result<(), String> {
             park_budget: args.park_budget(),
             warmup: false,
             in_flight: args.in_flight,
+            redb_cache_mib: args.redb_cache_mib,
         };
         measure(scenario, &phase).await
     })?;
@@ -768,6 +778,9 @@ fn run_children(args: &Args) -> Result<(), String> {
         }
         if let Some(k) = args.in_flight {
             cmd.args(["--in-flight", &k.to_string()]);
+        }
+        if let Some(mib) = args.redb_cache_mib {
+            cmd.args(["--redb-cache-mib", &mib.to_string()]);
         }
         let out = cmd
             .output()
@@ -888,6 +901,7 @@ struct Args {
     park_secs: Option<f64>,
     in_process: bool,
     in_flight: Option<usize>,
+    redb_cache_mib: Option<usize>,
 }
 
 impl Args {
@@ -899,6 +913,7 @@ impl Args {
             park_secs: None,
             in_process: false,
             in_flight: None,
+            redb_cache_mib: None,
         };
         let mut it = std::env::args().skip(1);
         while let Some(arg) = it.next() {
@@ -934,6 +949,9 @@ impl Args {
                         return Err(format!("--in-flight must be at least 1\n{USAGE}"));
                     }
                     args.in_flight = Some(k);
+                }
+                "--redb-cache-mib" => {
+                    args.redb_cache_mib = Some(number(&value("a size in MiB")?)?);
                 }
                 "--in-process" => args.in_process = true,
                 "-h" | "--help" => return Err(USAGE.into()),

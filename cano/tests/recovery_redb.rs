@@ -59,6 +59,34 @@ async fn rows_survive_closing_and_reopening_the_file() {
     assert_eq!(store.load_run("run").await.unwrap().len(), 2);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_with_a_small_page_cache_reads_back_more_than_it_caches() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("small-cache.redb");
+    let payload = vec![7u8; 512];
+    {
+        // 64 KiB of cache against ~1 MB of rows: most reads go to the file.
+        let store = RedbCheckpointStore::new_with_cache_size(&path, 64 << 10).unwrap();
+        for run in 0..600 {
+            for seq in 0..3 {
+                let r = row(seq).with_output(payload.clone());
+                store.append(&format!("run-{run}"), r).await.unwrap();
+            }
+        }
+        for run in (0..600).step_by(7) {
+            let rows = store.load_run(&format!("run-{run}")).await.unwrap();
+            assert_eq!(rows.len(), 3, "run-{run}");
+            assert!(
+                rows.iter()
+                    .all(|r| r.output_blob.as_deref() == Some(&payload[..]))
+            );
+        }
+    }
+    // And after reopening with the default cache.
+    let store = RedbCheckpointStore::new(&path).unwrap();
+    assert_eq!(store.load_run("run-599").await.unwrap().len(), 3);
+}
+
 #[tokio::test]
 async fn clear_removes_one_id_only() {
     let dir = tempfile::tempdir().unwrap();

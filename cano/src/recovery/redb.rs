@@ -502,7 +502,34 @@ impl RedbCheckpointStore {
     /// replayed or created. A file under the log's name that is not a cano checkpoint log
     /// is refused and left as it is.
     pub fn new(path: impl AsRef<Path>) -> Result<Self, CanoError> {
-        let path = path.as_ref().to_path_buf();
+        Self::open(path.as_ref(), None)
+    }
+
+    /// [`new`](Self::new), with redb's page cache bounded to `bytes` (redb's default is
+    /// 1 GiB). The cache keeps the pages the store reads and writes, so until it is full
+    /// it grows with the data written: about 200 bytes per parked run's log. Bound it when
+    /// memory matters more than read speed, e.g. with many runs parked in timers or
+    /// signal waits; reads of logs that are no longer cached go to the file.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), cano::CanoError> {
+    /// let dir = std::env::temp_dir().join(format!("cano-doc-cache-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir).unwrap();
+    /// let store = cano::RedbCheckpointStore::new_with_cache_size(dir.join("runs.redb"), 16 << 20)?;
+    /// # drop(store);
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn new_with_cache_size(path: impl AsRef<Path>, bytes: usize) -> Result<Self, CanoError> {
+        Self::open(path.as_ref(), Some(bytes))
+    }
+
+    fn open(path: &Path, cache_bytes: Option<usize>) -> Result<Self, CanoError> {
+        let path = path.to_path_buf();
         let open_error = |e: &dyn std::fmt::Display, hint: &str| {
             CanoError::checkpoint_store(format!(
                 "redb: {e} (checkpoint database {}: {hint})",
@@ -519,7 +546,13 @@ impl RedbCheckpointStore {
                 )
             })?
         };
-        let db = Database::create(&path).map_err(|e| open_error(&e, open_hint(&e)))?;
+        let mut builder = redb::Builder::new();
+        if let Some(bytes) = cache_bytes {
+            builder.set_cache_size(bytes);
+        }
+        let db = builder
+            .create(&path)
+            .map_err(|e| open_error(&e, open_hint(&e)))?;
         ensure_table(&db).map_err(|e| {
             open_error(
                 &e,
