@@ -20,6 +20,16 @@
 //! capacity exists, and read time from Tokio's clock, so on a paused clock
 //! (`#[tokio::test(start_paused = true)]`) tests can assert exact waits.
 //!
+//! **Cost.** An uncontended `try_acquire` reads the clock once and updates one atomic:
+//! 26.9 ns for a token bucket and 28.2 ns for a window on a 2-core VM where reading the
+//! clock alone takes 16.4 ns (`cargo bench -p cano --bench engine -- rate_limiter`).
+//! A token bucket's arithmetic is exact: a nanosecond is `gain` units and a token `unit`
+//! units, where `tokens_per_period` and `refill_period` (in ns) divided by their greatest
+//! common divisor give `gain` and `unit`. When that scaled clock would not fit 64 bits for
+//! a year (a `gain` above about 580: a rate coprime with its period, such as 999 per
+//! second or 2^31 − 1 per second), the bucket keeps 128 bits under a lock instead, at
+//! 34.3 ns per call; round rates (100/s, 1 000/s, 50/min, …) have a `gain` of 1.
+//!
 //! A rejection converts into the *existing* [`CanoError::Generic`] variant (see
 //! [`RateLimited`] for the text), so a task can use `?` on it. A bad policy (zero capacity,
 //! zero rate, a non-finite rate) is a [`CanoError::Configuration`] from the constructor,
@@ -1135,6 +1145,22 @@ mod tests {
         assert_eq!((narrow.unit64, narrow.gain64), (250_000_000, 1), "reduced");
         let wide = Bucket::new(&RateLimiterPolicy::per_second(u32::MAX / 2));
         assert_eq!(wide.tat.load(Ordering::Relaxed), WIDE);
+        // What the module docs say: round rates are narrow, 999/s (gain 999) is not.
+        for round in [100, 1000, 50_000] {
+            let b = Bucket::new(&RateLimiterPolicy::per_second(round));
+            assert_ne!(b.tat.load(Ordering::Relaxed), WIDE, "{round}/s");
+        }
+        let per_minute = Bucket::new(&RateLimiterPolicy::new(50, Duration::from_secs(60)));
+        assert_ne!(per_minute.tat.load(Ordering::Relaxed), WIDE);
+        let uneven = Bucket::new(&RateLimiterPolicy::per_second(999));
+        assert_eq!(uneven.tat.load(Ordering::Relaxed), WIDE);
+        assert_ne!(
+            Bucket::new(&RateLimiterPolicy::per_second(577))
+                .tat
+                .load(Ordering::Relaxed),
+            WIDE,
+            "a prime rate under about 580 per period is narrow"
+        );
     }
 
     #[tokio::test(start_paused = true)]
