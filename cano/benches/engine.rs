@@ -302,9 +302,9 @@ fn rate_limits(c: &mut Criterion) {
     group.bench_function("token_bucket_try_acquire", |b| {
         b.iter(|| std::hint::black_box(bucket.try_acquire().is_ok()))
     });
-    // A rate that divides its period into whole nanoseconds (one token per nanosecond):
-    // the bucket is one atomic. The policy above (2^31 - 1 tokens per second, a prime)
-    // does not, and keeps its 128-bit state under a lock.
+    // A rate that divides its period into whole nanoseconds (one token per nanosecond).
+    // The policy above (2^31 - 1 tokens per second, a prime) counts in units of 1/(2^31 - 1)
+    // ns, so its bucket moves its base every 1.15 s.
     let even = RateLimiter::new(RateLimiterPolicy::per_second(1_000_000_000))
         .unwrap_or_else(|e| panic!("policy: {e}"));
     group.bench_function("token_bucket_even_rate_try_acquire", |b| {

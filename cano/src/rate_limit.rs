@@ -21,14 +21,16 @@
 //! (`#[tokio::test(start_paused = true)]`) tests can assert exact waits.
 //!
 //! **Cost.** An uncontended `try_acquire` reads the clock once and updates one atomic:
-//! 26.9 ns for a token bucket and 28.2 ns for a window on a 2-core VM where reading the
-//! clock alone takes 16.4 ns (`cargo bench -p cano --bench engine -- rate_limiter`).
-//! A token bucket's arithmetic is exact: a nanosecond is `gain` units and a token `unit`
-//! units, where `tokens_per_period` and `refill_period` (in ns) divided by their greatest
-//! common divisor give `gain` and `unit`. When that scaled clock would not fit 64 bits for
-//! a year (a `gain` above about 580: a rate coprime with its period, such as 999 per
-//! second or 2^31 − 1 per second), the bucket keeps 128 bits under a lock instead, at
-//! 34.3 ns per call; round rates (100/s, 1 000/s, 50/min, …) have a `gain` of 1.
+//! 28.4–29.4 ns for a token bucket and 27.9–28.2 ns for a window on a 2-core VM where
+//! reading the clock alone takes 16.6–17.8 ns (`cargo bench -p cano --bench engine --
+//! rate_limiter`). A token bucket's arithmetic is exact: a nanosecond is `gain` units
+//! and a token `unit` units (`tokens_per_period` and `refill_period` in ns, divided by
+//! their greatest common divisor), and its state is one 64-bit count of such units from
+//! a base that moves forward now and then. That holds for every policy whose capacity,
+//! in units, stays below about 4.6 × 10^18 (and whose scaled clock fits 63 bits for a
+//! second): `per_second(n)` for any `n`, 50 per minute, 2^31 per minute. The others, such
+//! as 2^31 − 1 tokens an hour with as many in the bucket (7.7 × 10^21 units), keep 128
+//! bits under a lock.
 //!
 //! A rejection converts into the *existing* [`CanoError::Generic`] variant (see
 //! [`RateLimited`] for the text), so a task can use `?` on it. A bad policy (zero capacity,
@@ -278,14 +280,20 @@ impl RateLimiterPolicy {
     }
 }
 
-/// A policy keeps its bucket in one `u64` only if the scaled clock fits there for at least
-/// this long (a year); after that, or if it does not fit at all, the bucket is kept in a
-/// `u128` under a lock.
-const NARROW_MIN_NS: u64 = 365 * 86_400 * 1_000_000_000;
+/// A policy keeps its bucket in one `u64` if its scaled clock fits 63 bits for at least
+/// this long (the bucket then moves its base forward every half of that span); otherwise
+/// the bucket is kept in a `u128` under a lock.
+const NARROW_MIN_NS: u64 = 1_000_000_000;
 
-/// The value of [`Bucket::tat`] once the state lives in [`Bucket::wide`]. Never a real
-/// time: a narrow `tat` is at most `now_max + max`, and `now_max + 2 * max` fits a `u64`.
+/// The value of [`Bucket::tat`] for a bucket kept in [`Bucket::wide`]. Never a narrow
+/// value: those are at most `REL` (epoch bit 0) or `EPOCH | (now_max + max64)`, below it.
 const WIDE: u64 = u64::MAX;
+
+/// The bit of a narrow [`Bucket::tat`] that says which of [`Bucket::bases`] it counts from.
+const EPOCH: u64 = 1 << 63;
+
+/// The bits of a narrow [`Bucket::tat`] that hold the scaled time.
+const REL: u64 = EPOCH - 1;
 
 /// Greatest common divisor (Euclid).
 fn gcd(mut a: u128, mut b: u128) -> u128 {
@@ -308,31 +316,43 @@ fn wait_for_deficit(deficit: u128, gain: u128) -> Duration {
 /// Time is scaled: a nanosecond is `gain` units and a token is `unit` units
 /// (`tokens_per_period` and `refill_period` in nanoseconds, both divided by their greatest
 /// common divisor, so the arithmetic is exact and the numbers small). `tat` is the scaled
-/// time, counted from `base`, at which the bucket is full again: at scaled time `now` it
-/// holds `max - (tat - now)` units if `tat > now`, and is full (`max` units) otherwise.
-/// Taking `n` tokens moves `tat` to `max(tat, now) + n * unit`, which is allowed while the
-/// result stays within `max` of `now`; the excess, divided by `gain` and rounded up, is the
-/// exact wait. This is the lazily refilled token bucket, in one number.
+/// time at which the bucket is full again: at scaled time `now` it holds
+/// `max - (tat - now)` units if `tat > now`, and is full (`max` units) otherwise. Taking
+/// `n` tokens moves `tat` to `max(tat, now) + n * unit`, which is allowed while the result
+/// stays within `max` of `now`; the excess, divided by `gain` and rounded up, is the exact
+/// wait. This is the lazily refilled token bucket, in one number.
 ///
-/// While every scaled value fits in a `u64` (`now <= now_max`), `tat` is one atomic updated
-/// with a compare-exchange. Otherwise it lives in `wide`, a `u128` under a lock, from the
-/// start or from the first call whose time no longer fits (the atomic then holds [`WIDE`]).
+/// **Narrow** (every policy whose scaled clock fits 63 bits for [`NARROW_MIN_NS`]): `tat`
+/// is one atomic updated with a compare-exchange. Its top bit (`EPOCH`) picks one of two
+/// `bases` (nanoseconds since `anchor`), and its other bits count scaled time from that
+/// base. Once the clock is more than `rebase_after` past the base, [`rebase`] (under
+/// `rebase_lock`) writes the other base (now), then moves `tat` to it in one
+/// compare-exchange, so a reader always pairs `tat` with the base it counts from: the base
+/// a `tat` names is rewritten only by the rebase after next, at least a span (a second or
+/// more) later, and a reader holding a stale `tat` has its compare-exchange fail — unless
+/// it stalled between reading the base and its compare-exchange for that whole span and
+/// `tat` holds the very same 64 bits again, which we accept as impossible. **Wide** (the
+/// rest, and a narrow bucket whose clock passes 584 years, which only a paused clock
+/// reaches): a `u128` under a lock, for good.
+///
+/// [`rebase`]: Bucket::rebase
 #[derive(Debug)]
 struct Bucket {
-    base: Instant,
+    anchor: Instant,
     tat: AtomicU64,
+    bases: [AtomicU64; 2],
+    rebase_lock: Mutex<()>,
     wide: Mutex<u128>,
     unit: u128,
     gain: u128,
     max: u128,
-    /// `unit`, `gain` and `max` as `u64`, and `gain` per second (all unused when the
-    /// bucket starts wide).
+    /// `unit`, `gain` and `max` as `u64` (all unused when the bucket is wide).
     unit64: u64,
     gain64: u64,
     max64: u64,
-    sec_gain64: u64,
-    /// The largest scaled time kept in the atomic.
-    now_max: u64,
+    /// How far past its base the clock may go before the base moves (half the span the
+    /// scaled clock fits in).
+    rebase_after: u64,
 }
 
 impl Bucket {
@@ -345,20 +365,22 @@ impl Bucket {
         let max = u128::from(policy.capacity()).saturating_mul(unit);
         let narrow = (|| {
             let unit64 = u64::try_from(unit).ok()?;
-            let gain64 = u64::try_from(gain).ok()?;
+            let gain64 = u64::try_from(gain).ok()?.max(1);
             let max64 = u64::try_from(max).ok()?;
-            let sec_gain64 = gain64.checked_mul(1_000_000_000)?;
-            let now_max = u64::MAX.checked_sub(max64.checked_mul(2)?)?;
-            (now_max / gain64.max(1) >= NARROW_MIN_NS)
-                .then_some((unit64, gain64, max64, sec_gain64, now_max))
+            // A narrow `tat` is at most `now_max + max64 < REL`.
+            let now_max = REL.checked_sub(max64.checked_mul(2)?.checked_add(1)?)?;
+            let span = now_max / gain64;
+            (span >= NARROW_MIN_NS).then_some((unit64, gain64, max64, span / 2))
         })();
-        let (tat, (unit64, gain64, max64, sec_gain64, now_max)) = match narrow {
+        let (tat, (unit64, gain64, max64, rebase_after)) = match narrow {
             Some(narrow) => (0, narrow),
-            None => (WIDE, (0, 0, 0, 0, 0)),
+            None => (WIDE, (0, 0, 0, 0)),
         };
         Self {
-            base: Instant::now(),
+            anchor: Instant::now(),
             tat: AtomicU64::new(tat),
+            bases: [AtomicU64::new(0), AtomicU64::new(0)],
+            rebase_lock: Mutex::new(()),
             wide: Mutex::new(0),
             unit,
             gain,
@@ -366,122 +388,203 @@ impl Bucket {
             unit64,
             gain64,
             max64,
-            sec_gain64,
-            now_max,
+            rebase_after,
         }
     }
 
-    /// The scaled time at `now`, if it fits in the atomic.
+    /// Nanoseconds since `anchor`; `None` once they no longer fit a `u64` (after 584
+    /// years, which only a paused clock reaches).
     #[inline]
-    fn narrow_now(&self, now: Instant) -> Option<u64> {
-        let elapsed = now.saturating_duration_since(self.base);
-        // The two products are independent (shorter than scaling the nanoseconds); the
-        // second is below `1e9 * gain64`, which fits.
-        let scaled = elapsed
-            .as_secs()
-            .checked_mul(self.sec_gain64)?
-            .checked_add(u64::from(elapsed.subsec_nanos()) * self.gain64)?;
-        (scaled <= self.now_max).then_some(scaled)
+    fn now_ns(&self) -> Option<u64> {
+        let elapsed = Instant::now().saturating_duration_since(self.anchor);
+        // `u64::MAX` ns is 18,446,744,073.7 s: below that many whole seconds, no sum or
+        // product below overflows (one comparison instead of two overflow checks).
+        let secs = elapsed.as_secs();
+        (secs < 18_446_744_073).then(|| secs * 1_000_000_000 + u64::from(elapsed.subsec_nanos()))
     }
 
-    /// The scaled time at `now`, in full.
-    fn wide_now(&self, now: Instant) -> u128 {
-        // At most 2^94 ns times a `gain` below 2^32: no overflow.
-        now.saturating_duration_since(self.base).as_nanos() * self.gain
-    }
-
-    /// The wide state, with the narrow one moved into it if that has not happened yet.
-    fn wide(&self) -> parking_lot::MutexGuard<'_, u128> {
+    /// Move a narrow bucket into `wide` for good (its clock no longer fits a `u64`).
+    #[cold]
+    #[inline(never)]
+    fn go_wide(&self) {
+        // Under the wide lock, so that whoever sees `WIDE` finds the moved value once it
+        // locks.
         let mut wide = self.wide.lock();
-        // Under the lock, so whoever sees `WIDE` finds the moved value once it locks.
-        if self.tat.load(Ordering::Acquire) != WIDE {
-            let tat = self.tat.swap(WIDE, Ordering::AcqRel);
-            if tat != WIDE {
-                *wide = u128::from(tat);
+        let mut tat = self.tat.load(Ordering::Acquire);
+        while tat != WIDE {
+            let base = self.bases[usize::from(tat & EPOCH != 0)].load(Ordering::Acquire);
+            match self
+                .tat
+                .compare_exchange(tat, WIDE, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => *wide = u128::from(base) * self.gain + u128::from(tat & REL),
+                Err(seen) => tat = seen,
             }
         }
-        wide
+    }
+
+    /// A narrow bucket's `tat` and the scaled time now, counted from the base that `tat`
+    /// names (moving the base first when it is due); `None` for a wide bucket.
+    #[inline]
+    fn narrow_view(&self) -> Option<(u64, u64)> {
+        let mut now = self.now_ns();
+        loop {
+            let tat = self.tat.load(Ordering::Acquire);
+            if tat == WIDE {
+                return None;
+            }
+            let Some(clock) = now else {
+                self.go_wide();
+                return None;
+            };
+            let base = self.bases[usize::from(tat & EPOCH != 0)].load(Ordering::Acquire);
+            match clock.checked_sub(base) {
+                // A base written after this thread read the clock: read it again.
+                None => now = self.now_ns(),
+                Some(elapsed) if elapsed > self.rebase_after => {
+                    self.rebase();
+                    now = self.now_ns();
+                }
+                // `elapsed <= span / 2`, so the product is at most `now_max`.
+                Some(elapsed) => return Some((tat, elapsed * self.gain64)),
+            }
+        }
+    }
+
+    /// Move the base of a narrow `tat` to now, if it is due (see [`Bucket`]).
+    #[cold]
+    #[inline(never)]
+    fn rebase(&self) {
+        let _one_at_a_time = self.rebase_lock.lock();
+        let Some(now) = self.now_ns() else {
+            return; // the caller moves the bucket wide
+        };
+        let mut tat = self.tat.load(Ordering::Acquire);
+        if tat == WIDE {
+            return;
+        }
+        let epoch = tat & EPOCH;
+        let base = self.bases[usize::from(epoch != 0)].load(Ordering::Acquire);
+        let shift = match now.checked_sub(base) {
+            Some(shift) if shift > self.rebase_after => shift,
+            // Another thread moved it meanwhile.
+            _ => return,
+        };
+        // Only the holder of the lock changes the epoch, and the base it writes is the one
+        // no `tat` names now.
+        self.bases[usize::from(epoch == 0)].store(now, Ordering::Release);
+        let drop = u128::from(shift) * self.gain;
+        loop {
+            // A `tat` behind the new base is a full bucket: it becomes the base itself.
+            let rel = u64::try_from(u128::from(tat & REL).saturating_sub(drop)).unwrap_or(0);
+            match self.tat.compare_exchange_weak(
+                tat,
+                (epoch ^ EPOCH) | rel,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return,
+                Err(WIDE) => return,
+                Err(seen) => tat = seen,
+            }
+        }
+    }
+
+    /// The scaled time at `now`, in full (the wide state).
+    fn wide_now(&self) -> u128 {
+        // At most 2^94 ns times a `gain` below 2^32: no overflow.
+        Instant::now()
+            .saturating_duration_since(self.anchor)
+            .as_nanos()
+            * self.gain
     }
 
     /// Takes `cost` tokens (at most the capacity), or returns the wait.
     #[inline]
     fn debit(&self, cost: u64) -> Result<(), Duration> {
-        let now = Instant::now();
-        let mut tat = self.tat.load(Ordering::Acquire);
-        if tat == WIDE {
-            return self.debit_wide(now, cost);
-        }
-        if let Some(scaled) = self.narrow_now(now) {
-            // `cost` is at most the capacity, so `need <= max64`; a narrow `tat` is at most
-            // `now_max + max64`, so no sum below overflows.
-            let need = cost.saturating_mul(self.unit64);
-            while tat != WIDE {
-                let next = tat.max(scaled) + need;
-                let ahead = next - scaled;
-                if ahead > self.max64 {
-                    return Err(wait_for_deficit(u128::from(ahead - self.max64), self.gain));
-                }
-                match self
-                    .tat
-                    .compare_exchange_weak(tat, next, Ordering::AcqRel, Ordering::Acquire)
-                {
-                    Ok(_) => return Ok(()),
-                    Err(seen) => tat = seen,
-                }
+        let Some((mut tat, mut now)) = self.narrow_view() else {
+            return self.debit_wide(cost);
+        };
+        // `cost` is at most the capacity, so `need <= max64`, and a narrow `tat` is at
+        // most `now_max + max64`: no sum below overflows.
+        let need = cost.saturating_mul(self.unit64);
+        loop {
+            let rel = tat & REL;
+            let next = rel.max(now) + need;
+            let ahead = next - now;
+            if ahead > self.max64 {
+                return Err(wait_for_deficit(u128::from(ahead - self.max64), self.gain));
+            }
+            match self.tat.compare_exchange_weak(
+                tat,
+                (tat & EPOCH) | next,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Ok(()),
+                // Same base: `now` still counts from it.
+                Err(seen) if seen != WIDE && seen & EPOCH == tat & EPOCH => tat = seen,
+                Err(_) => match self.narrow_view() {
+                    Some(view) => (tat, now) = view,
+                    None => return self.debit_wide(cost),
+                },
             }
         }
-        self.debit_wide(now, cost)
     }
 
     /// [`debit`](Self::debit) on the wide state.
     #[inline(never)]
-    fn debit_wide(&self, now: Instant, cost: u64) -> Result<(), Duration> {
-        let scaled = self.wide_now(now);
+    fn debit_wide(&self, cost: u64) -> Result<(), Duration> {
+        let now = self.wide_now();
         let need = u128::from(cost).saturating_mul(self.unit);
-        let mut tat = self.wide();
-        let ahead = (*tat).max(scaled).saturating_add(need) - scaled;
+        let mut tat = self.wide.lock();
+        let ahead = (*tat).max(now).saturating_add(need) - now;
         if ahead > self.max {
             drop(tat);
             return Err(wait_for_deficit(ahead - self.max, self.gain));
         }
-        *tat = scaled.saturating_add(ahead);
+        *tat = now.saturating_add(ahead);
         Ok(())
     }
 
     /// Gives back `cost` tokens, up to a full bucket.
     fn credit(&self, cost: u64) {
-        let now = Instant::now();
-        if let Some(scaled) = self.narrow_now(now) {
-            let back = cost.saturating_mul(self.unit64);
-            // `Err`: the bucket is already full (nothing to give back), or wide.
-            let moved = self
-                .tat
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
-                    (tat > scaled && tat != WIDE).then(|| tat.saturating_sub(back).max(scaled))
-                });
-            if moved != Err(WIDE) {
-                return;
+        let Some((mut tat, mut now)) = self.narrow_view() else {
+            let now = self.wide_now();
+            let back = u128::from(cost).saturating_mul(self.unit);
+            let mut tat = self.wide.lock();
+            if *tat > now {
+                *tat = tat.saturating_sub(back).max(now);
             }
-        }
-        let scaled = self.wide_now(now);
-        let back = u128::from(cost).saturating_mul(self.unit);
-        let mut tat = self.wide();
-        if *tat > scaled {
-            *tat = tat.saturating_sub(back).max(scaled);
+            return;
+        };
+        let back = cost.saturating_mul(self.unit64);
+        loop {
+            let rel = tat & REL;
+            if rel <= now {
+                return; // already full: nothing to give back
+            }
+            let moved = (tat & EPOCH) | rel.saturating_sub(back).max(now);
+            match self
+                .tat
+                .compare_exchange_weak(tat, moved, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return,
+                Err(seen) if seen != WIDE && seen & EPOCH == tat & EPOCH => tat = seen,
+                Err(_) => match self.narrow_view() {
+                    Some(view) => (tat, now) = view,
+                    None => return self.credit(cost),
+                },
+            }
         }
     }
 
     /// How far `tat` is ahead of now, in units (0 when the bucket is full).
     fn owed(&self) -> u128 {
-        let now = Instant::now();
-        if let Some(scaled) = self.narrow_now(now) {
-            let tat = self.tat.load(Ordering::Acquire);
-            if tat != WIDE {
-                return u128::from(tat.saturating_sub(scaled));
-            }
+        match self.narrow_view() {
+            Some((tat, now)) => u128::from((tat & REL).saturating_sub(now)),
+            None => self.wide.lock().saturating_sub(self.wide_now()),
         }
-        let scaled = self.wide_now(now);
-        self.wide().saturating_sub(scaled)
     }
 
     /// How long until `cost` tokens (at most the capacity) would be in the bucket.
@@ -1138,43 +1241,150 @@ mod tests {
         assert_eq!(duration_from_nanos(u128::MAX), Duration::MAX);
     }
 
+    /// `policy`'s bucket kept wide whatever the policy: the exact reference.
+    fn wide_bucket(policy: &RateLimiterPolicy) -> Bucket {
+        Bucket {
+            tat: AtomicU64::new(WIDE),
+            ..Bucket::new(policy)
+        }
+    }
+
     #[test]
-    fn even_rates_fit_one_atomic_and_uneven_huge_ones_start_wide() {
+    fn usual_policies_are_narrow_and_only_huge_capacities_are_wide() {
         let narrow = Bucket::new(&RateLimiterPolicy::per_second(4));
         assert_ne!(narrow.tat.load(Ordering::Relaxed), WIDE);
         assert_eq!((narrow.unit64, narrow.gain64), (250_000_000, 1), "reduced");
-        let wide = Bucket::new(&RateLimiterPolicy::per_second(u32::MAX / 2));
-        assert_eq!(wide.tat.load(Ordering::Relaxed), WIDE);
-        // What the module docs say: round rates are narrow, 999/s (gain 999) is not.
-        for round in [100, 1000, 50_000] {
-            let b = Bucket::new(&RateLimiterPolicy::per_second(round));
-            assert_ne!(b.tat.load(Ordering::Relaxed), WIDE, "{round}/s");
+        // Round rates (gain 1), rates coprime with their period, and the largest rates.
+        for rate in [100, 1000, 50_000, 577, 999, 999_983, u32::MAX / 2, u32::MAX] {
+            let b = Bucket::new(&RateLimiterPolicy::per_second(rate));
+            assert_ne!(b.tat.load(Ordering::Relaxed), WIDE, "{rate}/s");
         }
-        let per_minute = Bucket::new(&RateLimiterPolicy::new(50, Duration::from_secs(60)));
-        assert_ne!(per_minute.tat.load(Ordering::Relaxed), WIDE);
-        let uneven = Bucket::new(&RateLimiterPolicy::per_second(999));
-        assert_eq!(uneven.tat.load(Ordering::Relaxed), WIDE);
-        assert_ne!(
-            Bucket::new(&RateLimiterPolicy::per_second(577))
-                .tat
-                .load(Ordering::Relaxed),
-            WIDE,
-            "a prime rate under about 580 per period is narrow"
-        );
+        for per_minute in [50, 1 << 31] {
+            let b = Bucket::new(&RateLimiterPolicy::new(per_minute, Duration::from_secs(60)));
+            assert_ne!(b.tat.load(Ordering::Relaxed), WIDE, "{per_minute}/min");
+        }
+        // 2^31 - 1 tokens an hour, as many in the bucket: the capacity alone is 7.7e21
+        // scaled units.
+        let huge = RateLimiterPolicy::new(u32::MAX / 2, Duration::from_secs(3600));
+        assert_eq!(Bucket::new(&huge).tat.load(Ordering::Relaxed), WIDE);
+    }
+
+    /// A small pseudo-random sequence (xorshift), the same on every run.
+    struct Steps(u64);
+
+    impl Steps {
+        fn next(&mut self, below: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % below.max(1)
+        }
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_narrow_bucket_moves_wide_when_its_clock_outgrows_u64() {
-        let policy = RateLimiterPolicy::new(2, Duration::from_secs(1)).with_max_tokens(u32::MAX);
-        let bucket = Bucket::new(&policy);
-        let capacity = policy.capacity();
-        assert!(bucket.debit(capacity).is_ok());
-        assert_ne!(bucket.tat.load(Ordering::Relaxed), WIDE);
-        let past = bucket.now_max / bucket.gain64 + 1;
-        tokio::time::advance(Duration::from_nanos(past)).await;
-        assert_eq!(bucket.tokens(), capacity, "refilled across the move");
-        assert_eq!(bucket.tat.load(Ordering::Relaxed), WIDE);
-        assert!(bucket.debit(capacity).is_ok());
-        assert_eq!(bucket.wait(1), Duration::from_millis(500));
+    async fn a_narrow_bucket_moves_its_base_and_stays_exact() {
+        // Spans of about 2.3 s (2^31 - 1 tokens a second) and 5.8 months (999 a second):
+        // the first moves its base every 1.15 s of this test.
+        for policy in [
+            RateLimiterPolicy::per_second(u32::MAX / 2),
+            RateLimiterPolicy::per_second(999),
+            RateLimiterPolicy::new(7, Duration::from_millis(3)).with_burst(5),
+            RateLimiterPolicy::new(2, Duration::from_secs(1)).with_max_tokens(u32::MAX),
+        ] {
+            let narrow = Bucket::new(&policy);
+            let wide = wide_bucket(&policy);
+            assert_ne!(narrow.tat.load(Ordering::Relaxed), WIDE);
+            let capacity = policy.capacity();
+            let mut steps = Steps(0x9e37_79b9_7f4a_7c15);
+            let mut rebased = 0;
+            for i in 0..3000 {
+                let epoch = narrow.tat.load(Ordering::Relaxed) & EPOCH;
+                match steps.next(4) {
+                    0 => {
+                        // After 2,000 steps, jumps of up to 73 years as well: the clock
+                        // passes 584 years and the bucket moves wide on the way.
+                        let ns = match steps.next(if i < 2000 { 2 } else { 3 }) {
+                            0 => steps.next(1_500_000_000),
+                            1 => steps.next(3),
+                            _ => steps.next(1 << 61),
+                        };
+                        tokio::time::advance(Duration::from_nanos(ns)).await;
+                    }
+                    1 => {
+                        let cost = 1 + steps.next(capacity);
+                        assert_eq!(
+                            narrow.debit(cost),
+                            wide.debit(cost),
+                            "step {i}: debit {cost}"
+                        );
+                    }
+                    2 => {
+                        let cost = 1 + steps.next(capacity);
+                        narrow.credit(cost);
+                        wide.credit(cost);
+                    }
+                    _ => {
+                        let cost = 1 + steps.next(capacity);
+                        assert_eq!(narrow.wait(cost), wide.wait(cost), "step {i}: wait {cost}");
+                    }
+                }
+                assert_eq!(narrow.tokens(), wide.tokens(), "step {i}");
+                if narrow.tat.load(Ordering::Relaxed) & EPOCH != epoch {
+                    rebased += 1;
+                }
+            }
+            if policy.tokens_per_period == u32::MAX / 2 {
+                assert!(rebased > 100, "the base moved {rebased} times");
+            }
+            assert_eq!(
+                narrow.tat.load(Ordering::Relaxed),
+                WIDE,
+                "wide after 584 years"
+            );
+        }
+    }
+
+    #[test]
+    fn threads_sharing_a_bucket_that_moves_its_base_take_no_more_than_it_holds() {
+        // 999,983 tokens a second (a prime: gain 999,983), its base moved every 100 µs
+        // instead of every few minutes, four threads taking one token at a time.
+        let policy = RateLimiterPolicy::per_second(999_983);
+        let bucket = Arc::new(Bucket {
+            rebase_after: 100_000,
+            ..Bucket::new(&policy)
+        });
+        let started = std::time::Instant::now();
+        let run_for = Duration::from_millis(200);
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let bucket = Arc::clone(&bucket);
+                std::thread::spawn(move || {
+                    let mut taken = 0u64;
+                    while started.elapsed() < run_for {
+                        if bucket.debit(1).is_ok() {
+                            taken += 1;
+                        }
+                    }
+                    taken
+                })
+            })
+            .collect();
+        let taken: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        let elapsed = started.elapsed();
+        let refilled = |d: Duration| (d.as_secs_f64() * 999_983.0) as u64;
+        let most = policy.capacity() + refilled(elapsed) + 1;
+        assert!(
+            taken <= most,
+            "took {taken}, more than the {most} there were"
+        );
+        // Nothing was lost either: what was taken and what is left are what the bucket
+        // held and gained (the paused-clock test above checks the exact arithmetic).
+        let left = bucket.tokens();
+        let gained = policy.capacity() + refilled(started.elapsed());
+        assert!(
+            taken + left <= gained + 1,
+            "took {taken} and {left} are left: more than the {gained} there were"
+        );
+        assert!(taken > 0, "the threads took nothing");
     }
 }

@@ -561,7 +561,8 @@ async fn an_uneven_rate_carries_fractions_of_a_nanosecond_between_waits() {
 
 #[tokio::test(start_paused = true)]
 async fn a_huge_uneven_bucket_holds_its_capacity_and_waits_exactly() {
-    // 2^31 - 1 tokens per second (a prime, so the state does not fit 64 bits).
+    // 2^31 - 1 tokens per second (a prime: the bucket's 63-bit clock spans 2.3 s, and
+    // its base moves every 1.15 s).
     let limiter = RateLimiter::new(RateLimiterPolicy::per_second(u32::MAX / 2)).unwrap();
     let capacity = limiter.policy().capacity();
     let _ = limiter.try_acquire_n(capacity).unwrap();
