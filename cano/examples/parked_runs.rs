@@ -447,9 +447,11 @@ async fn spawn_runs<F: Future<Output = ()> + Send + 'static>(
 ) -> usize {
     let mut future_bytes = 0;
     let parked_before = PARKED.load(Ordering::Relaxed);
+    // A run that ended without waiting (its deadline had passed) is out of flight too.
+    let out_of_flight = || PARKED.load(Ordering::Relaxed) - parked_before + finished().count();
     for i in 0..phase.runs {
         if let Some(k) = phase.in_flight {
-            while i >= k + (PARKED.load(Ordering::Relaxed) - parked_before) {
+            while i >= k + out_of_flight() {
                 tokio::time::sleep(Duration::from_micros(200)).await;
             }
         }
