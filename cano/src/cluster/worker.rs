@@ -7,7 +7,7 @@ use crate::cancel::{CancellationHandle, CancellationToken};
 use crate::error::CanoError;
 use crate::observer::WorkflowObserver;
 use crate::recovery::postgres::{
-    Batcher, Lease, PostgresCheckpointStore, SIGNAL_CHANNEL, WriteBatch, retried,
+    Batcher, Lease, PostgresCheckpointStore, SIGNAL_CHANNEL, WriteBatch, answered_each, retried,
 };
 use futures_util::StreamExt;
 use std::collections::HashMap;
@@ -199,14 +199,7 @@ impl Finishes {
             )
             .await
             .map_err(&failed)?;
-        if rows.len() != batch.len() {
-            let e = CanoError::checkpoint_store(format!(
-                "cluster: the outcomes of {} runs were answered for {}",
-                batch.len(),
-                rows.len()
-            ));
-            return Err((e, false));
-        }
+        answered_each("cluster: a batch of run outcomes", batch.len(), rows.len())?;
         rows.iter()
             .map(|row| row.try_get::<_, bool>(0).map_err(&failed))
             .collect()

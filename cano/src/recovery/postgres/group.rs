@@ -174,6 +174,20 @@ where
     }
 }
 
+/// A batched statement must answer each of its `asked` items once: an error (not worth
+/// retrying) naming `what` when it answered for `answered`.
+pub(crate) fn answered_each(
+    what: &str,
+    asked: usize,
+    answered: usize,
+) -> Result<(), (CanoError, bool)> {
+    if asked == answered {
+        return Ok(());
+    }
+    let e = CanoError::checkpoint_store(format!("{what} of {asked} was answered for {answered}"));
+    Err((e, false))
+}
+
 /// Write `batch` in one statement; one answer per append, in order.
 async fn write(pool: &Pool, batch: &[Queued]) -> Vec<Result<(), CanoError>> {
     match retried(|| write_once(pool, batch)).await {
@@ -215,14 +229,7 @@ async fn write_once(
         )
         .await
         .map_err(&failed)?;
-    if rows.len() != batch.len() {
-        let e = CanoError::checkpoint_store(format!(
-            "postgres: a group commit of {} rows was answered for {}",
-            batch.len(),
-            rows.len()
-        ));
-        return Err((e, false));
-    }
+    answered_each("postgres: a group commit of rows", batch.len(), rows.len())?;
     let mut answers = Vec::with_capacity(batch.len());
     for (queued, row) in batch.iter().zip(&rows) {
         let leased: bool = row.try_get(0).map_err(&failed)?;
