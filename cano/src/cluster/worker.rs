@@ -6,12 +6,13 @@ use super::{CANCEL_CHANNEL, DEFAULT_QUEUE, READY_CHANNEL};
 use crate::cancel::{CancellationHandle, CancellationToken};
 use crate::error::CanoError;
 use crate::observer::WorkflowObserver;
+use crate::recovery::postgres::lease::lease_upsert;
 use crate::recovery::postgres::{
     Batcher, Lease, PostgresCheckpointStore, SIGNAL_CHANNEL, WriteBatch, answered_each, retried,
 };
 use futures_util::StreamExt;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc, watch};
@@ -19,21 +20,39 @@ use tokio::task::{Id, JoinSet};
 use tokio::time::Instant;
 
 /// Take up to `$2` ready runs of queue `$1` for worker `$3`, oldest first, skipping runs
-/// another worker is taking at the same moment.
-const CLAIM: &str = "
-    WITH picked AS (
-        SELECT run_id FROM cano_cluster_runs
-        WHERE status = 'ready' AND queue = $1
-        ORDER BY submitted_at, run_id
-        LIMIT $2
-        FOR UPDATE SKIP LOCKED
+/// another worker is taking at the same moment, and their leases for `$4` seconds, in
+/// one statement (one commit). A run picked whose lease another worker still holds (it
+/// stopped answering) stays ready, with a note saying so, for a later claim.
+static CLAIM: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH picked AS (
+            SELECT run_id AS id FROM cano_cluster_runs
+            WHERE status = 'ready' AND queue = $1
+            -- The ready index's order: no sort of every ready run (runs submitted
+            -- together, in one transaction, come in the index's order).
+            ORDER BY submitted_at
+            LIMIT $2
+            FOR UPDATE SKIP LOCKED
+        ), leased AS (
+            {}
+        ), still_held AS (
+            UPDATE cano_cluster_runs AS c
+            SET error = 'cluster: the run is still leased to a worker that stopped \
+                         answering; it is tried again once that lease ends'
+            FROM picked
+            WHERE c.run_id = picked.id
+              AND picked.id NOT IN (SELECT workflow_id FROM leased)
+        )
+        UPDATE cano_cluster_runs AS c
+        SET status = 'running', worker = $3, attempts = c.attempts + 1, heartbeat_at = now()
+        FROM leased WHERE c.run_id = leased.workflow_id
+        RETURNING c.run_id, c.workflow, c.input::text, c.initial_state::text, c.attempts,
+                  c.cancel_requested_at IS NOT NULL,
+                  EXISTS (SELECT 1 FROM cano_checkpoints WHERE workflow_id = c.run_id),
+                  leased.epoch, leased.lease_until",
+        lease_upsert("SELECT id FROM picked", "$3", "$4")
     )
-    UPDATE cano_cluster_runs AS c
-    SET status = 'running', worker = $3, attempts = c.attempts + 1, heartbeat_at = now()
-    FROM picked WHERE c.run_id = picked.run_id
-    RETURNING c.run_id, c.workflow, c.input::text, c.initial_state::text, c.attempts,
-              c.cancel_requested_at IS NOT NULL,
-              EXISTS (SELECT 1 FROM cano_checkpoints WHERE workflow_id = c.run_id)";
+});
 
 /// Take the queue `$1`'s claim lock until the transaction ends. Its own statement: the
 /// count after it must see the claims committed while it waited (a statement's snapshot
@@ -297,6 +316,9 @@ struct Claimed {
     token: CancellationToken,
     /// Whether the run has a log to resume.
     has_log: bool,
+    /// Where the run's task says that the run's execution is over (only its outcome is
+    /// left to record): its slot is free.
+    executed: mpsc::UnboundedSender<String>,
 }
 
 /// A run this worker is running.
@@ -306,6 +328,9 @@ struct Held {
     stop: watch::Sender<Option<Stop>>,
     /// Cancels the run (asked for by [`Client::cancel`](super::Client::cancel)).
     cancel: CancellationHandle,
+    /// Whether the run takes one of the worker's slots: until its execution is over. Its
+    /// lease is renewed until its outcome is recorded.
+    executing: bool,
 }
 
 /// What a finished run task answers: its run's id.
@@ -499,6 +524,7 @@ impl Worker {
         let woken = Arc::new(Notify::new());
         let signalled = Arc::new(Notify::new());
         let (cancels, mut cancel_requests) = mpsc::unbounded_channel();
+        let (executed, mut executions) = mpsc::unbounded_channel();
         let _listening = AbortOnDrop(tokio::spawn(listen(
             self.store.clone(),
             self.queue.clone(),
@@ -528,9 +554,10 @@ impl Worker {
             }
             if now >= next_poll {
                 next_poll = now + self.poll_interval;
-                let free = self.concurrency.saturating_sub(held.len());
+                let executing = held.values().filter(|run| run.executing).count();
+                let free = self.concurrency.saturating_sub(executing);
                 if free > 0 {
-                    self.claim(free, &mut held, &mut tasks, &mut task_runs)
+                    self.claim(free, &mut held, &mut tasks, &mut task_runs, &executed)
                         .await;
                 }
             }
@@ -550,6 +577,19 @@ impl Worker {
                     if let Some(run) = held.get(&run_id) {
                         run.cancel.cancel();
                     }
+                }
+                // A run's execution is over; its outcome is being recorded (in a batch
+                // with others, with group commit): its slot is free.
+                Some(run_id) = executions.recv() => {
+                    if let Some(run) = held.get_mut(&run_id) {
+                        run.executing = false;
+                    }
+                    while let Ok(run_id) = executions.try_recv() {
+                        if let Some(run) = held.get_mut(&run_id) {
+                            run.executing = false;
+                        }
+                    }
+                    next_poll = Instant::now();
                 }
                 Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
                     self.joined(joined, &mut held, &mut task_runs).await;
@@ -772,21 +812,26 @@ impl Worker {
         }
     }
 
-    /// Claim up to `free` ready runs, take their leases and start them.
+    /// Claim up to `free` ready runs with their leases (one statement) and start them.
     async fn claim(
         &self,
         free: usize,
         held: &mut HashMap<String, Held>,
         tasks: &mut JoinSet<Done>,
         task_runs: &mut HashMap<Id, (String, i32)>,
+        executed: &mpsc::UnboundedSender<String>,
     ) {
         let mut limit = i64::try_from(free).unwrap_or(i64::MAX);
+        let sent = Instant::now();
         let claimed = async {
+            self.store.check_worker_id()?;
             let mut conn = self.store.connection().await?;
             let failed = conn.on_cluster_error();
-            let claim = conn.statement(CLAIM).await.map_err(&failed)?;
-            let tx = conn.client.transaction().await.map_err(&failed)?;
-            if let Some(queue_limit) = self.queue_limit {
+            let claim = conn.statement(&CLAIM).await.map_err(&failed)?;
+            let secs = self.store.lease_duration().as_secs_f64();
+            let worker = self.store.worker_id();
+            let rows = if let Some(queue_limit) = self.queue_limit {
+                let tx = conn.client.transaction().await.map_err(&failed)?;
                 // Claimers of the queue take turns, so that the count stays true until
                 // the claim commits.
                 tx.execute(QUEUE_LOCK, &[&self.queue])
@@ -800,25 +845,40 @@ impl Worker {
                     .map_err(&failed)?;
                 let room = i64::try_from(queue_limit).unwrap_or(i64::MAX) - running;
                 limit = limit.min(room.max(0));
-            }
-            let rows = if limit > 0 {
-                tx.query(&claim, &[&self.queue, &limit, &self.store.worker_id()])
+                let rows = if limit > 0 {
+                    tx.query(&claim, &[&self.queue, &limit, &worker, &secs])
+                        .await
+                        .map_err(&failed)?
+                } else {
+                    Vec::new()
+                };
+                tx.commit().await.map_err(&failed)?;
+                rows
+            } else {
+                // One statement, committed on its own: one round trip.
+                conn.client
+                    .query(&claim, &[&self.queue, &limit, &worker, &secs])
                     .await
                     .map_err(&failed)?
-            } else {
-                Vec::new()
             };
-            tx.commit().await.map_err(&failed)?;
             rows.iter()
                 .map(|row| {
+                    let run_id: String = row.try_get(0).map_err(&failed)?;
+                    let lease = self.store.granted(
+                        run_id.clone(),
+                        row.try_get(7).map_err(&failed)?,
+                        row.try_get(8).map_err(&failed)?,
+                        sent,
+                    );
                     Ok::<_, CanoError>((
-                        row.try_get::<_, String>(0).map_err(&failed)?,
+                        run_id,
                         row.try_get::<_, String>(1).map_err(&failed)?,
                         row.try_get::<_, String>(2).map_err(&failed)?,
                         row.try_get::<_, String>(3).map_err(&failed)?,
                         row.try_get::<_, i32>(4).map_err(&failed)?,
                         row.try_get::<_, bool>(5).map_err(&failed)?,
                         row.try_get::<_, bool>(6).map_err(&failed)?,
+                        lease,
                     ))
                 })
                 .collect::<Result<Vec<_>, _>>()
@@ -827,29 +887,8 @@ impl Worker {
             Ok(claimed) => claimed,
             Err(e) => return self.report("claiming ready runs", &e),
         };
-        // The runs' leases, in one statement.
-        let ids: Vec<&str> = claimed.iter().map(|c| c.0.as_str()).collect();
-        let mut leases: HashMap<String, Lease> = match self.store.claim_all(&ids).await {
-            Ok(leases) => leases
-                .into_iter()
-                .map(|lease| (lease.workflow_id().to_owned(), lease))
-                .collect(),
-            Err(e) => {
-                for (run_id, _, _, _, attempt, _, _) in &claimed {
-                    self.requeue(run_id, *attempt, Some(&e.to_string()), true)
-                        .await;
-                }
-                return self.report("taking the leases of the runs claimed", &e);
-            }
-        };
-        for (run_id, workflow, input, initial, attempt, cancel_requested, has_log) in claimed {
-            let Some(lease) = leases.remove(&run_id) else {
-                // Still leased to a worker that stalled: give it back for later.
-                let error = "cluster: the run is still leased to a worker that stopped \
-                             answering; it is tried again once that lease ends";
-                self.requeue(&run_id, attempt, Some(error), true).await;
-                continue;
-            };
+        for (run_id, workflow, input, initial, attempt, cancel_requested, has_log, lease) in claimed
+        {
             let (stop, stopped) = watch::channel(None);
             let (cancel, token) = CancellationToken::new();
             if cancel_requested {
@@ -866,6 +905,7 @@ impl Worker {
                 attempt,
                 token,
                 has_log,
+                executed: executed.clone(),
             };
             let handle = tasks.spawn(async move { worker.run_one(claimed, stopped).await });
             task_runs.insert(handle.id(), (run_id.clone(), attempt));
@@ -876,6 +916,7 @@ impl Worker {
                     lease_state: LeaseState::Renewing,
                     stop,
                     cancel,
+                    executing: true,
                 },
             );
         }
@@ -891,6 +932,7 @@ impl Worker {
             attempt,
             token,
             has_log,
+            executed,
         } = claimed;
         let run_id = lease.workflow_id().to_owned();
         let cleared = Arc::new(AtomicBool::new(false));
@@ -933,6 +975,8 @@ impl Worker {
                 }
             }
         };
+        // The loop is gone if this fails; nothing to free then.
+        let _ = executed.send(run_id.clone());
         let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(Some(Stop::Wait(wait))) => {

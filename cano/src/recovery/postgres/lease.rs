@@ -80,24 +80,35 @@ pub(super) const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 /// The shortest lease a store takes.
 const MIN_LEASE: Duration = Duration::from_millis(10);
 
-/// Claim each run of the array `$1` for worker `$2` for `$3` seconds: take it when free or
-/// expired (epoch + 1), extend it when `$2` holds it already (same epoch); no row for a
-/// run another worker holds.
-const CLAIM: &str = "
-    INSERT INTO cano_runs AS r (workflow_id, owner, epoch, lease_until)
-    SELECT id, $2, 1, now() + make_interval(secs => $3) FROM unnest($1::text[]) AS id
-    ON CONFLICT (workflow_id) DO UPDATE SET
-        epoch = CASE WHEN r.owner = $2 AND r.lease_until > now()
-                     THEN r.epoch ELSE r.epoch + 1 END,
-        lease_until = CASE WHEN r.owner = $2 AND r.lease_until > now()
-                           THEN greatest(r.lease_until, excluded.lease_until)
-                           ELSE excluded.lease_until END,
-        claimed_at = CASE WHEN r.owner = $2 AND r.lease_until > now()
-                          THEN r.claimed_at ELSE now() END,
-        owner = $2,
-        released_at = NULL
-    WHERE r.owner IS NULL OR r.owner = $2 OR r.lease_until <= now()
-    RETURNING workflow_id, epoch, lease_until";
+/// The upsert that claims each run whose id the query `ids` yields (one column, `id`) for
+/// worker `worker` for `secs` seconds (SQL expressions, e.g. parameters): take it when
+/// free or expired (epoch + 1), extend it when that worker holds it already (same
+/// epoch); no row for a run another worker holds. Answers `workflow_id, epoch,
+/// lease_until` for each run claimed. The one claim of the store's [`CLAIM`] and of the
+/// cluster's claim, which picks its runs in the same statement.
+pub(crate) fn lease_upsert(ids: &str, worker: &str, secs: &str) -> String {
+    format!(
+        "INSERT INTO cano_runs AS r (workflow_id, owner, epoch, lease_until)
+        SELECT id, {worker}, 1, now() + make_interval(secs => {secs}) FROM ({ids}) AS ids
+        ON CONFLICT (workflow_id) DO UPDATE SET
+            epoch = CASE WHEN r.owner = {worker} AND r.lease_until > now()
+                         THEN r.epoch ELSE r.epoch + 1 END,
+            lease_until = CASE WHEN r.owner = {worker} AND r.lease_until > now()
+                               THEN greatest(r.lease_until, excluded.lease_until)
+                               ELSE excluded.lease_until END,
+            claimed_at = CASE WHEN r.owner = {worker} AND r.lease_until > now()
+                              THEN r.claimed_at ELSE now() END,
+            owner = {worker},
+            released_at = NULL
+        WHERE r.owner IS NULL OR r.owner = {worker} OR r.lease_until <= now()
+        RETURNING r.workflow_id, r.epoch, r.lease_until"
+    )
+}
+
+/// Claim each run of the array `$1` for worker `$2` for `$3` seconds ([`lease_upsert`]).
+static CLAIM: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    lease_upsert("SELECT unnest($1::text[]) AS id", "$2", "$3")
+});
 
 /// Extend the lease of run `$1` at epoch `$2` to `$3` seconds from now, if it is still
 /// the run's and has not expired.
@@ -503,16 +514,30 @@ impl PostgresCheckpointStore {
         Ok(Err(holder.filter(|h| h.live)))
     }
 
-    /// Claim each of `runs` for this worker in one statement (as [`claim`](Self::claim)
-    /// does one): the leases taken, in no particular order; a run another worker holds
-    /// live is not among them. For the cluster's worker, which claims a batch of runs.
-    pub(crate) async fn claim_all(&self, runs: &[&str]) -> Result<Vec<Lease>, CanoError> {
-        self.no_nul_worker()?;
-        for id in runs {
-            no_nul(id, 0, &[id])?;
+    /// The lease a claim of [`lease_upsert`] granted this worker on `workflow_id` at
+    /// `epoch` until `expires_at` (the database's clock), the claim sent at `sent`. For
+    /// the cluster's worker, which claims its runs' leases in the statement that picks
+    /// them.
+    pub(crate) fn granted(
+        &self,
+        workflow_id: String,
+        epoch: i64,
+        expires_at: SystemTime,
+        sent: Instant,
+    ) -> Lease {
+        Lease {
+            workflow_id,
+            owner: self.worker_id().to_owned(),
+            epoch: u64::try_from(epoch).unwrap_or_default(),
+            duration: self.lease_duration,
+            expires_at,
+            deadline: sent + self.lease_duration,
         }
-        let conn = self.inner.pool.get().await?;
-        self.claim_on(&conn, runs).await
+    }
+
+    /// Refuse a worker id PostgreSQL cannot store (see `no_nul_worker`).
+    pub(crate) fn check_worker_id(&self) -> Result<(), CanoError> {
+        self.no_nul_worker()
     }
 
     /// The claim statement for `runs` on `conn`.
@@ -524,7 +549,7 @@ impl PostgresCheckpointStore {
         let duration = self.lease_duration;
         let failed = conn.on_error(Doing::Claim);
         let sent = Instant::now();
-        let claim = conn.statement(CLAIM).await.map_err(&failed)?;
+        let claim = conn.statement(&CLAIM).await.map_err(&failed)?;
         let rows = conn
             .client
             .query(&claim, &[&runs, &self.worker_id(), &duration.as_secs_f64()])
@@ -532,15 +557,12 @@ impl PostgresCheckpointStore {
             .map_err(&failed)?;
         rows.iter()
             .map(|row| {
-                let epoch: i64 = row.try_get(1).map_err(&failed)?;
-                Ok(Lease {
-                    workflow_id: row.try_get(0).map_err(&failed)?,
-                    owner: self.worker_id().to_owned(),
-                    epoch: u64::try_from(epoch).unwrap_or_default(),
-                    duration,
-                    expires_at: row.try_get(2).map_err(&failed)?,
-                    deadline: sent + duration,
-                })
+                Ok(self.granted(
+                    row.try_get(0).map_err(&failed)?,
+                    row.try_get(1).map_err(&failed)?,
+                    row.try_get(2).map_err(&failed)?,
+                    sent,
+                ))
             })
             .collect()
     }
