@@ -23,7 +23,11 @@
 //! (N runs that ended three days ago are put in the table first: claims must stay as
 //! fast as ended runs accumulate), `--retention S` (the worker deletes runs that ended
 //! more than S seconds ago, [`Worker::with_retention`](cano::cluster::Worker::with_retention);
-//! `old_runs_left` in `BENCH_DETAIL` says how many of the N were left at the end).
+//! `old_runs_left` in `BENCH_DETAIL` says how many of the N were left at the end),
+//! `--prefetch P` (0: the worker claims up to P runs ahead of its free slots,
+//! [`Worker::with_prefetch`](cano::cluster::Worker::with_prefetch); it still executes at
+//! most C at once, as graphile-worker's batched variant fetches ahead into its local
+//! queue; `worker_prefetch` in `BENCH_DETAIL`).
 //!
 //! It follows the scenario contract of `shared/bench/peers/README.md`:
 //!
@@ -202,6 +206,7 @@ async fn worker_main(
     concurrency: usize,
     batched: bool,
     retention: Option<u64>,
+    prefetch: usize,
 ) -> Result<(), CanoError> {
     // A connection per run in flight, plus the claim loop, the heartbeat and the listener.
     let mut store = PostgresCheckpointStore::builder(url)
@@ -212,7 +217,9 @@ async fn worker_main(
     if batched {
         store = store.with_group_commit();
     }
-    let mut worker = Worker::new(store, registry()).with_concurrency(concurrency);
+    let mut worker = Worker::new(store, registry())
+        .with_concurrency(concurrency)
+        .with_prefetch(prefetch);
     if let Some(secs) = retention {
         worker = worker.with_retention(Duration::from_secs(secs));
     }
@@ -244,6 +251,7 @@ impl WorkerProcess {
             .args(["--role", "worker", "--url", url, "--concurrency"])
             .arg(options.concurrency.to_string())
             .args(options.batched.then_some("--batched"))
+            .args(["--prefetch".to_owned(), options.prefetch.to_string()])
             .args(
                 (options.retention)
                     .map(|secs| ["--retention".to_owned(), secs.to_string()])
@@ -324,6 +332,9 @@ struct Options {
     finished: usize,
     /// `--retention S`: the worker deletes runs that ended more than S seconds ago.
     retention: Option<u64>,
+    /// `--prefetch P`: the worker claims up to P runs ahead of its free slots
+    /// ([`Worker::with_prefetch`]); it still executes at most C at once.
+    prefetch: usize,
 }
 
 impl Options {
@@ -335,13 +346,13 @@ impl Options {
 
 const USAGE: &str = "usage: cluster_bench [--url URL] [--runs N] [--concurrency C] \
                      [--scenario pg_3step|pg_1step] [--warmup W] [--timeout S] [--batched] \
-                     [--finished N] [--retention S]";
+                     [--finished N] [--retention S] [--prefetch P]";
 
 fn options() -> Result<Options, String> {
     let mut args = std::env::args().skip(1);
     let (mut url, mut runs, mut warmup, mut concurrency, mut timeout) = (None, None, None, 16, 600);
     let (mut scenario, mut worker, mut batched) = (Scenario::ThreeSteps, false, false);
-    let (mut finished, mut retention) = (0, None);
+    let (mut finished, mut retention, mut prefetch) = (0, None, 0);
     while let Some(flag) = args.next() {
         if flag == "--batched" {
             batched = true;
@@ -355,6 +366,7 @@ fn options() -> Result<Options, String> {
         };
         match flag.as_str() {
             "--finished" => finished = number()?,
+            "--prefetch" => prefetch = number()?,
             "--retention" => retention = Some(number()? as u64),
             "--url" => url = Some(value.clone()),
             "--runs" => runs = Some(number()?),
@@ -386,6 +398,7 @@ fn options() -> Result<Options, String> {
         batched,
         finished,
         retention,
+        prefetch,
     };
     if options.runs == 0 || options.concurrency == 0 {
         return Err("--runs and --concurrency must be at least 1".into());
@@ -704,7 +717,7 @@ fn report(options: &Options, phase: &Phase, settings: &str, old_left: i64) {
     };
     println!(
         "BENCH_DETAIL peer={} scenario={name} workers=1 worker_concurrency={} \
-         worker_pool={} worker_poll_ms=500 submit=batch batch={BATCH} warmup={} \
+         worker_pool={} worker_prefetch={} worker_poll_ms=500 submit=batch batch={BATCH} warmup={} \
          done=db_finished_at submit_s={:.3} submit_per_s={:.1} queue_p50_ms={:.1} \
          exec_p50_ms={:.1} exec_p99_ms={:.1} mean_ms={:.1} worker_cpu_ms_per_run={} \
          client_cpu_ms_per_run={} host_busy_pct={} host_steal_pct={} \
@@ -713,6 +726,7 @@ fn report(options: &Options, phase: &Phase, settings: &str, old_left: i64) {
         options.peer(),
         options.concurrency,
         options.concurrency + 4,
+        options.prefetch,
         options.warmup,
         phase.submit_s,
         n as f64 / phase.submit_s,
@@ -854,6 +868,7 @@ fn main() -> ExitCode {
             options.concurrency,
             options.batched,
             options.retention,
+            options.prefetch,
         )) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

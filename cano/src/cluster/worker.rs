@@ -8,12 +8,13 @@ use crate::error::CanoError;
 use crate::observer::WorkflowObserver;
 use crate::recovery::postgres::lease::lease_upsert;
 use crate::recovery::postgres::{
-    Batcher, Lease, PostgresCheckpointStore, SIGNAL_CHANNEL, WriteBatch, answered_each, retried,
+    Batcher, Lease, PostgresCheckpointStore, SIGNAL_CHANNEL, WriteBatch, answered_each, gather,
+    retried,
 };
 use futures_util::StreamExt;
-use std::collections::HashMap;
-use std::sync::{Arc, LazyLock};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::{Id, JoinSet};
@@ -112,34 +113,14 @@ const HEARTBEAT: &str = "
 /// The owner of each of the runs `$1` (`NULL`: released).
 const OWNERS: &str = "SELECT workflow_id, owner FROM cano_runs WHERE workflow_id = ANY($1)";
 
-/// Record that run `$1` (attempt `$3` of worker `$2`) ended: status `$4`, final state `$5`
-/// (JSON text), error `$6`; with `$7`, clear its log in the same statement, fenced by the
-/// lease epoch `$8` (which the clear releases). Both or nothing: the run's row is locked
-/// first, the log cleared only if the run is still that attempt's, and the outcome
-/// recorded only if the clear was allowed. Answers how many runs it recorded (0 or 1).
-const FINISH: &str = "
-    WITH target AS (
-        SELECT run_id FROM cano_cluster_runs
-        WHERE run_id = $1 AND worker = $2 AND attempts = $3 AND status = 'running'
-        FOR UPDATE
-    ), cleared AS (
-        SELECT CASE WHEN NOT $7::boolean THEN true
-                    WHEN EXISTS (SELECT 1 FROM target) THEN cano_fenced_clear($1, $8)
-                    ELSE false END AS ok
-    ), finished AS (
-        UPDATE cano_cluster_runs r
-        SET status = $4::text, final_state = ($5::text)::jsonb, error = $6,
-            finished_at = now(), heartbeat_at = NULL
-        FROM target, cleared
-        WHERE r.run_id = target.run_id AND cleared.ok
-        RETURNING 1
-    )
-    SELECT count(*) FROM finished";
-
-/// [`FINISH`] for many runs of worker `$1` at once (group commit): run `$2[k]`'s attempt
-/// `$3[k]` ended with status `$4[k]`, final state `$5[k]`, error `$6[k]`, its log cleared
-/// if `$7[k]`, fenced by epoch `$8[k]`. Each run is recorded or not as with [`FINISH`];
-/// one answer per run, in order: whether it was recorded.
+/// Record the ends of runs of worker `$1`: run `$2[k]`'s attempt `$3[k]` ended with status
+/// `$4[k]`, final state `$5[k]` (JSON text), error `$6[k]`; with `$7[k]`, its log cleared
+/// in the same transaction, fenced by the lease epoch `$8[k]` (which the clear
+/// releases). For each run both or nothing: its row is locked first, its lease released
+/// and its log, signals and failure mark deleted only if the run is still that
+/// attempt's and the lease still live at that epoch, and the outcome recorded only if
+/// the clear was allowed (or not asked for). One answer per run, in order: whether it
+/// was recorded. One statement (one commit) for a batch of runs (group commit) or one.
 const FINISH_MANY: &str = "
     WITH input AS MATERIALIZED (
         SELECT * FROM unnest($2::text[], $3::integer[], $4::text[], $5::text[], $6::text[],
@@ -150,19 +131,26 @@ const FINISH_MANY: &str = "
         WHERE r.worker = $1 AND r.attempts = i.attempt AND r.status = 'running'
         ORDER BY r.run_id
         FOR UPDATE OF r
-    ), cleared AS MATERIALIZED (
-        SELECT i.run_id,
-               CASE WHEN NOT i.clear THEN true
-                    WHEN i.run_id IN (SELECT run_id FROM target)
-                        THEN cano_fenced_clear(i.run_id, i.epoch)
-                    ELSE false END AS ok
+    ), released AS MATERIALIZED (
+        UPDATE cano_runs l SET owner = NULL, lease_until = now(), released_at = now()
         FROM input i
+        WHERE i.clear AND l.workflow_id = i.run_id AND l.epoch = i.epoch
+          AND l.owner IS NOT NULL AND l.lease_until > now()
+          AND i.run_id IN (SELECT run_id FROM target)
+        RETURNING l.workflow_id
+    ), logs AS (
+        DELETE FROM cano_checkpoints WHERE workflow_id IN (SELECT workflow_id FROM released)
+    ), signals AS (
+        DELETE FROM cano_signals WHERE workflow_id IN (SELECT workflow_id FROM released)
+    ), failures AS (
+        DELETE FROM cano_run_failures WHERE workflow_id IN (SELECT workflow_id FROM released)
     ), finished AS (
         UPDATE cano_cluster_runs r
         SET status = i.status, final_state = (i.final_state)::jsonb, error = i.error,
             finished_at = now(), heartbeat_at = NULL
-        FROM input i, cleared c, target t
-        WHERE r.run_id = i.run_id AND c.run_id = i.run_id AND t.run_id = i.run_id AND c.ok
+        FROM input i, target t
+        WHERE r.run_id = i.run_id AND t.run_id = i.run_id
+          AND (NOT i.clear OR i.run_id IN (SELECT workflow_id FROM released))
         RETURNING r.run_id
     )
     SELECT EXISTS (SELECT 1 FROM finished f WHERE f.run_id = i.run_id)
@@ -319,6 +307,8 @@ struct Claimed {
     /// Where the run's task says that the run's execution is over (only its outcome is
     /// left to record): its slot is free.
     executed: mpsc::UnboundedSender<String>,
+    /// Where the worker loop stops the run.
+    stopped: watch::Receiver<Option<Stop>>,
 }
 
 /// A run this worker is running.
@@ -328,8 +318,10 @@ struct Held {
     stop: watch::Sender<Option<Stop>>,
     /// Cancels the run (asked for by [`Client::cancel`](super::Client::cancel)).
     cancel: CancellationHandle,
-    /// Whether the run takes one of the worker's slots: until its execution is over. Its
-    /// lease is renewed until its outcome is recorded.
+    /// Whether the run takes one of the worker's slots: from its start until its
+    /// execution is over (not while it waits in the worker's queue of runs claimed ahead,
+    /// nor while its outcome is recorded). Its lease is renewed from its claim until its
+    /// outcome is recorded.
     executing: bool,
 }
 
@@ -370,6 +362,7 @@ pub struct Worker {
     on_error: Option<ErrorHook>,
     release_after: Option<Duration>,
     retention: Option<Duration>,
+    prefetch: usize,
     /// With a store that has group commit: the runs' outcomes are recorded in batches.
     finishes: Arc<Batcher<Finishes>>,
 }
@@ -389,6 +382,7 @@ impl std::fmt::Debug for Worker {
             .field("queue_limit", &self.queue_limit)
             .field("release_after", &self.release_after)
             .field("retention", &self.retention)
+            .field("prefetch", &self.prefetch)
             .finish_non_exhaustive()
     }
 }
@@ -410,6 +404,7 @@ impl Worker {
             on_error: None,
             release_after: Some(DEFAULT_RELEASE_AFTER),
             retention: None,
+            prefetch: 0,
             finishes: Arc::default(),
         }
     }
@@ -438,6 +433,28 @@ impl Worker {
     /// Run up to `n` runs at once (at least 1; default 1).
     pub fn with_concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);
+        self
+    }
+
+    /// Claim up to `n` runs ahead of the free slots (default 0): they wait, leased to
+    /// this worker, in its queue, and each starts the moment a slot frees, without a
+    /// round trip to claim it. A worker then holds up to
+    /// [`concurrency`](Self::with_concurrency) `+ n` runs: more throughput for a busy
+    /// queue, at the price of runs that wait on this worker while another may have a
+    /// free slot. A run claimed ahead counts an attempt and is renewed by the heartbeat
+    /// like a running one; if the worker dies it is resumed elsewhere after its lease,
+    /// and on shutdown it is handed back at once, the attempt not counted.
+    ///
+    /// ```
+    /// # use cano::cluster::{Registry, Worker};
+    /// # fn f(store: cano::PostgresCheckpointStore) {
+    /// let worker = Worker::new(store, Registry::new())
+    ///     .with_concurrency(16)
+    ///     .with_prefetch(16);
+    /// # }
+    /// ```
+    pub fn with_prefetch(mut self, n: usize) -> Self {
+        self.prefetch = n;
         self
     }
 
@@ -511,6 +528,8 @@ impl Worker {
         let heartbeat_every = (lease / 3).max(Duration::from_millis(5));
         let mut held: HashMap<String, Held> = HashMap::new();
         let mut tasks: JoinSet<Done> = JoinSet::new();
+        // Runs claimed ahead of the free slots, in claim order.
+        let mut queued: VecDeque<Claimed> = VecDeque::new();
         let mut task_runs: HashMap<Id, (String, i32)> = HashMap::new();
         let mut next_poll = Instant::now();
         let mut next_heartbeat = Instant::now() + heartbeat_every;
@@ -555,12 +574,15 @@ impl Worker {
             if now >= next_poll {
                 next_poll = now + self.poll_interval;
                 let executing = held.values().filter(|run| run.executing).count();
-                let free = self.concurrency.saturating_sub(executing);
-                if free > 0 {
-                    self.claim(free, &mut held, &mut tasks, &mut task_runs, &executed)
-                        .await;
+                let wanted =
+                    (self.concurrency + self.prefetch).saturating_sub(executing + queued.len());
+                // With runs claimed ahead, claim again once half of them have started:
+                // fewer, larger claims.
+                if wanted > 0 && queued.len() <= self.prefetch / 2 {
+                    self.claim(wanted, &mut held, &mut queued, &executed).await;
                 }
             }
+            self.start_queued(&mut queued, &mut held, &mut tasks, &mut task_runs);
             let mut wake = next_poll.min(next_heartbeat).min(next_sweep);
             if prune_every.is_some() {
                 wake = wake.min(next_prune);
@@ -581,10 +603,11 @@ impl Worker {
                 // A run's execution is over; its outcome is being recorded (in a batch
                 // with others, with group commit): its slot is free.
                 Some(run_id) = executions.recv() => {
-                    if let Some(run) = held.get_mut(&run_id) {
-                        run.executing = false;
-                    }
-                    while let Ok(run_id) = executions.try_recv() {
+                    let mut ended = vec![run_id];
+                    // Runs whose executions end together (woken by one commit) free
+                    // their slots together, and are claimed for in one statement.
+                    gather(&mut executions, &mut ended).await;
+                    for run_id in ended {
                         if let Some(run) = held.get_mut(&run_id) {
                             run.executing = false;
                         }
@@ -602,6 +625,11 @@ impl Worker {
                     next_poll = Instant::now();
                 }
             }
+        }
+        // Runs claimed ahead and not started go back at once.
+        for claimed in queued.drain(..) {
+            held.remove(claimed.lease.workflow_id());
+            self.hand_back(&claimed.lease, claimed.attempt).await;
         }
         for run in held.values() {
             let _ = run.stop.send(Some(Stop::Shutdown));
@@ -812,16 +840,44 @@ impl Worker {
         }
     }
 
-    /// Claim up to `free` ready runs with their leases (one statement) and start them.
-    async fn claim(
+    /// Start runs of `queued` while fewer than the worker's concurrency are executing.
+    fn start_queued(
         &self,
-        free: usize,
+        queued: &mut VecDeque<Claimed>,
         held: &mut HashMap<String, Held>,
         tasks: &mut JoinSet<Done>,
         task_runs: &mut HashMap<Id, (String, i32)>,
+    ) {
+        if queued.is_empty() {
+            return;
+        }
+        let mut executing = held.values().filter(|run| run.executing).count();
+        while executing < self.concurrency {
+            let Some(claimed) = queued.pop_front() else {
+                return;
+            };
+            let run_id = claimed.lease.workflow_id().to_owned();
+            let attempt = claimed.attempt;
+            let worker = self.clone();
+            let handle = tasks.spawn(async move { worker.run_one(claimed).await });
+            task_runs.insert(handle.id(), (run_id.clone(), attempt));
+            if let Some(run) = held.get_mut(&run_id) {
+                run.executing = true;
+            }
+            executing += 1;
+        }
+    }
+
+    /// Claim up to `wanted` ready runs with their leases (one statement) and queue them
+    /// to start.
+    async fn claim(
+        &self,
+        wanted: usize,
+        held: &mut HashMap<String, Held>,
+        queued: &mut VecDeque<Claimed>,
         executed: &mpsc::UnboundedSender<String>,
     ) {
-        let mut limit = i64::try_from(free).unwrap_or(i64::MAX);
+        let mut limit = i64::try_from(wanted).unwrap_or(i64::MAX);
         let sent = Instant::now();
         let claimed = async {
             self.store.check_worker_id()?;
@@ -896,8 +952,7 @@ impl Worker {
                 // compensates the saga steps it completed.
                 cancel.cancel();
             }
-            let worker = self.clone();
-            let claimed = Claimed {
+            queued.push_back(Claimed {
                 lease: lease.clone(),
                 workflow,
                 input,
@@ -906,9 +961,8 @@ impl Worker {
                 token,
                 has_log,
                 executed: executed.clone(),
-            };
-            let handle = tasks.spawn(async move { worker.run_one(claimed, stopped).await });
-            task_runs.insert(handle.id(), (run_id.clone(), attempt));
+                stopped,
+            });
             held.insert(
                 run_id,
                 Held {
@@ -916,14 +970,14 @@ impl Worker {
                     lease_state: LeaseState::Renewing,
                     stop,
                     cancel,
-                    executing: true,
+                    executing: false,
                 },
             );
         }
     }
 
     /// Run one claimed run to its end (or until it is stopped) and record the outcome.
-    async fn run_one(&self, claimed: Claimed, mut stopped: watch::Receiver<Option<Stop>>) -> Done {
+    async fn run_one(&self, claimed: Claimed) -> Done {
         let Claimed {
             lease,
             workflow,
@@ -933,6 +987,7 @@ impl Worker {
             token,
             has_log,
             executed,
+            mut stopped,
         } = claimed;
         let run_id = lease.workflow_id().to_owned();
         let cleared = Arc::new(AtomicBool::new(false));
@@ -958,7 +1013,12 @@ impl Worker {
             };
             self.registry.run(&workflow, context).await
         };
-        let outcome = {
+        // Stopped while it waited in the worker's queue: it does not start.
+        let early = stopped.borrow().clone();
+        let outcome = if let Some(stop) = early {
+            drop(run);
+            Err(Some(stop))
+        } else {
             tokio::pin!(run);
             loop {
                 tokio::select! {
@@ -1054,16 +1114,16 @@ impl Worker {
     ) -> Result<bool, CanoError> {
         let run_id = lease.workflow_id();
         let epoch = i64::try_from(lease.epoch()).unwrap_or(i64::MAX);
+        let finish = Finish {
+            run_id: run_id.to_owned(),
+            attempt,
+            status: status.to_owned(),
+            final_state: final_state.map(str::to_owned),
+            error: error.map(str::to_owned),
+            clear,
+            epoch,
+        };
         if self.store.group_commits() {
-            let finish = Finish {
-                run_id: run_id.to_owned(),
-                attempt,
-                status: status.to_owned(),
-                final_state: final_state.map(str::to_owned),
-                error: error.map(str::to_owned),
-                clear,
-                epoch,
-            };
             let store = &self.store;
             return (self
                 .finishes
@@ -1075,30 +1135,13 @@ impl Worker {
                     ))
                 });
         }
-        let conn = self.store.connection().await?;
-        let failed = conn.on_cluster_error();
-        // One statement (see `FINISH`), prepared once: one round trip and one commit.
-        let finish = conn.statement(FINISH).await.map_err(&failed)?;
-        let recorded: i64 = conn
-            .client
-            .query_one(
-                &finish,
-                &[
-                    &run_id,
-                    &self.store.worker_id(),
-                    &attempt,
-                    &status,
-                    &final_state,
-                    &error,
-                    &clear,
-                    &epoch,
-                ],
-            )
-            .await
-            .map_err(&failed)?
-            .try_get(0)
-            .map_err(&failed)?;
-        Ok(recorded == 1)
+        // One statement, prepared once: one round trip and one commit.
+        let mut recorded = Finishes(self.store.clone()).write(&[finish]).await;
+        recorded.pop().unwrap_or_else(|| {
+            Err(CanoError::checkpoint_store(
+                "cluster: the run's outcome was not answered",
+            ))
+        })
     }
 
     /// Make `run_id`'s attempt `attempt` ready again (parked after too many attempts);

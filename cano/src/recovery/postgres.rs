@@ -62,7 +62,7 @@ mod error;
 mod group;
 pub mod lease;
 pub(crate) use error::worth_retrying;
-pub(crate) use group::{Batcher, WriteBatch, answered_each, retried};
+pub(crate) use group::{Batcher, WriteBatch, answered_each, gather, retried};
 mod pool;
 pub mod schema;
 mod signals;

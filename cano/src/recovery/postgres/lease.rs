@@ -106,9 +106,8 @@ pub(crate) fn lease_upsert(ids: &str, worker: &str, secs: &str) -> String {
 }
 
 /// Claim each run of the array `$1` for worker `$2` for `$3` seconds ([`lease_upsert`]).
-static CLAIM: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    lease_upsert("SELECT unnest($1::text[]) AS id", "$2", "$3")
-});
+static CLAIM: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| lease_upsert("SELECT unnest($1::text[]) AS id", "$2", "$3"));
 
 /// Extend the lease of run `$1` at epoch `$2` to `$3` seconds from now, if it is still
 /// the run's and has not expired.

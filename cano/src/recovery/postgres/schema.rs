@@ -42,7 +42,7 @@
 //!     claimed_at  timestamptz NOT NULL DEFAULT now(),
 //!     released_at timestamptz            -- set by a release or a fenced clear
 //! );
-//! CREATE INDEX cano_runs_lease_until ON cano_runs (lease_until) WHERE owner IS NOT NULL;
+//! CREATE INDEX cano_runs_lease_until ON cano_runs (lease_until) WHERE owner IS NOT NULL;  -- dropped in version 8
 //! -- The epoch of the lease a fenced row was written under (NULL: written unfenced).
 //! ALTER TABLE cano_checkpoints ADD COLUMN epoch bigint;
 //! -- The fenced clear, in one statement: release the lease of `run` at `lease_epoch` if
@@ -146,6 +146,19 @@
 //!     last_tick  timestamptz NOT NULL,  -- every tick up to here is handled
 //!     created_at timestamptz NOT NULL DEFAULT now()
 //! );
+//! ```
+//!
+//! # Version 8: leases renewed in place
+//!
+//! Every lease is found by its run's id; the index on `lease_until` served no query and
+//! made each renewal (every append extends the lease) write a new index entry. Without
+//! it, and with room left in each page, a renewal, a claim and a release rewrite the row
+//! in its page (a HOT update) and touch no index.
+//!
+//! ```sql
+//! DROP INDEX cano_runs_lease_until;
+//! ALTER TABLE cano_runs SET (fillfactor = 70);
+//! ALTER TABLE cano_cluster_runs SET (fillfactor = 80);
 //! ```
 
 use super::error::{Doing, pg_error};
@@ -274,6 +287,11 @@ const MIGRATIONS: &[&str] = &[
         last_tick  timestamptz NOT NULL,
         created_at timestamptz NOT NULL DEFAULT now()
     );
+",
+    "
+    DROP INDEX IF EXISTS cano_runs_lease_until;
+    ALTER TABLE cano_runs SET (fillfactor = 70);
+    ALTER TABLE cano_cluster_runs SET (fillfactor = 80);
 ",
 ];
 
