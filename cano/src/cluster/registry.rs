@@ -1,7 +1,7 @@
 //! The workflows a worker can run, by name, each with the factory that builds it from a
 //! run's input.
 
-use super::writers::DeferredClear;
+use super::writers::{DeferredClear, Slot};
 use crate::cancel::CancellationToken;
 use crate::error::CanoError;
 use crate::recovery::postgres::{Lease, PostgresCheckpointStore};
@@ -32,6 +32,10 @@ pub(super) struct RunContext {
     pub(super) token: CancellationToken,
     /// Where the run says it started waiting (`None`: the worker keeps waiting runs).
     pub(super) waits: Option<tokio::sync::mpsc::UnboundedSender<super::worker::Wait>>,
+    /// The run's hold on a slot of the worker: taken before the run starts, or (a fresh
+    /// run whose first entry is recorded before any of its work) once that entry is
+    /// committed.
+    pub(super) slot: Arc<Slot>,
 }
 
 /// One registered workflow, erased: runs a run and answers its final state as JSON.
@@ -157,6 +161,7 @@ where
         cleared,
         token,
         waits,
+        slot,
     } = run;
     let input: I = serde_json::from_value(input).map_err(|e| {
         CanoError::configuration(format!(
@@ -173,12 +178,22 @@ where
         ))
     })?;
     // Rows fenced by the run's lease, signals through the worker's store.
-    let writers = Arc::new(DeferredClear::new(store, lease, cleared));
+    let writers = Arc::new(DeferredClear::new(
+        store,
+        lease,
+        cleared,
+        Some(Arc::clone(&slot)),
+    ));
     let mut workflow = factory(input)?
         .with_signal_store(Arc::clone(&writers))
         .with_run_writers(writers);
     if let Some(waits) = waits {
         workflow = workflow.with_observer(Arc::new(super::worker::WaitHook(waits)));
+    }
+    // A fresh run records its first entry, then takes its slot (in its writer) before
+    // its first task; any other run takes its slot before anything of it runs.
+    if has_log || !workflow.first_entry_precedes_work(&initial) {
+        slot.take().await;
     }
     let end = if has_log {
         // A run asked to cancel while it waited to be resumed compensates what it owes.

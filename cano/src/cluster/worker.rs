@@ -2,6 +2,7 @@
 //! record how they ended, and make the runs of dead workers ready again.
 
 use super::registry::{Registry, RunContext};
+use super::writers::Slot;
 use super::{CANCEL_CHANNEL, DEFAULT_QUEUE, READY_CHANNEL};
 use crate::cancel::{CancellationHandle, CancellationToken};
 use crate::error::CanoError;
@@ -12,11 +13,11 @@ use crate::recovery::postgres::{
     retried,
 };
 use futures_util::StreamExt;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::{Id, JoinSet};
 use tokio::time::Instant;
 
@@ -309,6 +310,8 @@ struct Claimed {
     executed: mpsc::UnboundedSender<String>,
     /// Where the worker loop stops the run.
     stopped: watch::Receiver<Option<Stop>>,
+    /// The run's hold on one of the worker's slots.
+    slot: Arc<Slot>,
 }
 
 /// A run this worker is running.
@@ -318,11 +321,20 @@ struct Held {
     stop: watch::Sender<Option<Stop>>,
     /// Cancels the run (asked for by [`Client::cancel`](super::Client::cancel)).
     cancel: CancellationHandle,
-    /// Whether the run takes one of the worker's slots: from its start until its
-    /// execution is over (not while it waits in the worker's queue of runs claimed ahead,
-    /// nor while its outcome is recorded). Its lease is renewed from its claim until its
-    /// outcome is recorded.
+    /// Whether the run's execution is not over yet: from its claim until only its
+    /// outcome is left to record (it may be waiting for a slot meanwhile, when claimed
+    /// ahead). Its lease is renewed from its claim until its outcome is recorded.
     executing: bool,
+}
+
+/// Where [`Worker::claim`] starts the runs it claimed.
+struct Started<'a> {
+    tasks: &'a mut JoinSet<Done>,
+    task_runs: &'a mut HashMap<Id, (String, i32)>,
+    /// Where a run's task says its execution is over.
+    executed: &'a mpsc::UnboundedSender<String>,
+    /// The worker's slots.
+    slots: &'a Arc<Semaphore>,
 }
 
 /// What a finished run task answers: its run's id.
@@ -436,14 +448,21 @@ impl Worker {
         self
     }
 
-    /// Claim up to `n` runs ahead of the free slots (default 0): they wait, leased to
-    /// this worker, in its queue, and each starts the moment a slot frees, without a
-    /// round trip to claim it. A worker then holds up to
-    /// [`concurrency`](Self::with_concurrency) `+ n` runs: more throughput for a busy
-    /// queue, at the price of runs that wait on this worker while another may have a
-    /// free slot. A run claimed ahead counts an attempt and is renewed by the heartbeat
-    /// like a running one; if the worker dies it is resumed elsewhere after its lease,
-    /// and on shutdown it is handed back at once, the attempt not counted.
+    /// Claim up to `n` runs ahead of the free slots (default 0). A run claimed ahead is
+    /// started at once but waits for a slot before any of its work: a fresh run whose
+    /// first state records its entry first (a checkpointed task, split, timer, signal,
+    /// stepped or compensatable state) records that entry, then waits; any other run
+    /// waits before it starts. So when a slot frees, the next run goes on at once, its
+    /// claim and first commit already done. The worker still executes at most
+    /// [`concurrency`](Self::with_concurrency) runs' work at once and holds up to
+    /// `concurrency + n` runs.
+    ///
+    /// The price: runs wait on this worker while another may have a free slot; a run's
+    /// total timeout counts from its start, so also while it waits; its observers see
+    /// its first state entered before it has a slot. A run claimed ahead counts an
+    /// attempt and its lease is renewed like a running one's; if the worker dies it is
+    /// resumed elsewhere after its lease, and on shutdown it is handed back at once, the
+    /// attempt not counted.
     ///
     /// ```
     /// # use cano::cluster::{Registry, Worker};
@@ -528,8 +547,8 @@ impl Worker {
         let heartbeat_every = (lease / 3).max(Duration::from_millis(5));
         let mut held: HashMap<String, Held> = HashMap::new();
         let mut tasks: JoinSet<Done> = JoinSet::new();
-        // Runs claimed ahead of the free slots, in claim order.
-        let mut queued: VecDeque<Claimed> = VecDeque::new();
+        // The slots of the runs executing at once; a run claimed ahead waits for one.
+        let slots = Arc::new(Semaphore::new(self.concurrency));
         let mut task_runs: HashMap<Id, (String, i32)> = HashMap::new();
         let mut next_poll = Instant::now();
         let mut next_heartbeat = Instant::now() + heartbeat_every;
@@ -574,15 +593,20 @@ impl Worker {
             if now >= next_poll {
                 next_poll = now + self.poll_interval;
                 let executing = held.values().filter(|run| run.executing).count();
-                let wanted =
-                    (self.concurrency + self.prefetch).saturating_sub(executing + queued.len());
-                // With runs claimed ahead, claim again once half of them have started:
-                // fewer, larger claims.
-                if wanted > 0 && queued.len() <= self.prefetch / 2 {
-                    self.claim(wanted, &mut held, &mut queued, &executed).await;
+                let wanted = (self.concurrency + self.prefetch).saturating_sub(executing);
+                // With runs claimed ahead, claim again once half of those waiting for a
+                // slot have one: fewer, larger claims.
+                let waiting = executing.saturating_sub(self.concurrency);
+                if wanted > 0 && waiting <= self.prefetch / 2 {
+                    let run = Started {
+                        tasks: &mut tasks,
+                        task_runs: &mut task_runs,
+                        executed: &executed,
+                        slots: &slots,
+                    };
+                    self.claim(wanted, &mut held, run).await;
                 }
             }
-            self.start_queued(&mut queued, &mut held, &mut tasks, &mut task_runs);
             let mut wake = next_poll.min(next_heartbeat).min(next_sweep);
             if prune_every.is_some() {
                 wake = wake.min(next_prune);
@@ -625,11 +649,6 @@ impl Worker {
                     next_poll = Instant::now();
                 }
             }
-        }
-        // Runs claimed ahead and not started go back at once.
-        for claimed in queued.drain(..) {
-            held.remove(claimed.lease.workflow_id());
-            self.hand_back(&claimed.lease, claimed.attempt).await;
         }
         for run in held.values() {
             let _ = run.stop.send(Some(Stop::Shutdown));
@@ -840,43 +859,9 @@ impl Worker {
         }
     }
 
-    /// Start runs of `queued` while fewer than the worker's concurrency are executing.
-    fn start_queued(
-        &self,
-        queued: &mut VecDeque<Claimed>,
-        held: &mut HashMap<String, Held>,
-        tasks: &mut JoinSet<Done>,
-        task_runs: &mut HashMap<Id, (String, i32)>,
-    ) {
-        if queued.is_empty() {
-            return;
-        }
-        let mut executing = held.values().filter(|run| run.executing).count();
-        while executing < self.concurrency {
-            let Some(claimed) = queued.pop_front() else {
-                return;
-            };
-            let run_id = claimed.lease.workflow_id().to_owned();
-            let attempt = claimed.attempt;
-            let worker = self.clone();
-            let handle = tasks.spawn(async move { worker.run_one(claimed).await });
-            task_runs.insert(handle.id(), (run_id.clone(), attempt));
-            if let Some(run) = held.get_mut(&run_id) {
-                run.executing = true;
-            }
-            executing += 1;
-        }
-    }
-
-    /// Claim up to `wanted` ready runs with their leases (one statement) and queue them
-    /// to start.
-    async fn claim(
-        &self,
-        wanted: usize,
-        held: &mut HashMap<String, Held>,
-        queued: &mut VecDeque<Claimed>,
-        executed: &mpsc::UnboundedSender<String>,
-    ) {
+    /// Claim up to `wanted` ready runs with their leases (one statement) and start them
+    /// (each waits for a slot: see [`Slot`]).
+    async fn claim(&self, wanted: usize, held: &mut HashMap<String, Held>, started: Started<'_>) {
         let mut limit = i64::try_from(wanted).unwrap_or(i64::MAX);
         let sent = Instant::now();
         let claimed = async {
@@ -952,7 +937,7 @@ impl Worker {
                 // compensates the saga steps it completed.
                 cancel.cancel();
             }
-            queued.push_back(Claimed {
+            let claimed = Claimed {
                 lease: lease.clone(),
                 workflow,
                 input,
@@ -960,9 +945,17 @@ impl Worker {
                 attempt,
                 token,
                 has_log,
-                executed: executed.clone(),
+                executed: started.executed.clone(),
                 stopped,
-            });
+                slot: Arc::new(Slot::new(Arc::clone(started.slots))),
+            };
+            let worker = self.clone();
+            let handle = started
+                .tasks
+                .spawn(async move { worker.run_one(claimed).await });
+            started
+                .task_runs
+                .insert(handle.id(), (run_id.clone(), attempt));
             held.insert(
                 run_id,
                 Held {
@@ -970,7 +963,7 @@ impl Worker {
                     lease_state: LeaseState::Renewing,
                     stop,
                     cancel,
-                    executing: false,
+                    executing: true,
                 },
             );
         }
@@ -988,6 +981,7 @@ impl Worker {
             has_log,
             executed,
             mut stopped,
+            slot,
         } = claimed;
         let run_id = lease.workflow_id().to_owned();
         let cleared = Arc::new(AtomicBool::new(false));
@@ -1010,10 +1004,11 @@ impl Worker {
                 cleared: Arc::clone(&cleared),
                 token,
                 waits: self.release_after.is_some().then_some(waits),
+                slot: Arc::clone(&slot),
             };
             self.registry.run(&workflow, context).await
         };
-        // Stopped while it waited in the worker's queue: it does not start.
+        // Stopped before it started (a lease lost, a shutdown): it does not start.
         let early = stopped.borrow().clone();
         let outcome = if let Some(stop) = early {
             drop(run);
@@ -1035,6 +1030,7 @@ impl Worker {
                 }
             }
         };
+        slot.give_back();
         // The loop is gone if this fails; nothing to free then.
         let _ = executed.send(run_id.clone());
         let outcome = match outcome {

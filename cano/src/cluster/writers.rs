@@ -2,6 +2,12 @@
 //! worker's lease on the run, and the run's final clear deferred to the worker, which does
 //! it (fenced) in the transaction that records the run's outcome, so that a run's log is
 //! never gone without its outcome recorded.
+//!
+//! A run the worker claimed ahead of its free slots ([`Worker::with_prefetch`]) takes its
+//! [`Slot`] here, after its first entry row is committed and before anything else of it
+//! runs: the commit of that row overlaps the wait for a slot.
+//!
+//! [`Worker::with_prefetch`]: super::Worker::with_prefetch
 
 use crate::error::CanoError;
 use crate::recovery::postgres::{Lease, PostgresCheckpointStore};
@@ -11,6 +17,41 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// A run's hold on one of its worker's slots (one per run it may execute at once).
+pub(super) struct Slot {
+    slots: Arc<Semaphore>,
+    permit: parking_lot::Mutex<Option<OwnedSemaphorePermit>>,
+}
+
+impl Slot {
+    /// A run's hold, not taken yet, on one of `slots`.
+    pub(super) fn new(slots: Arc<Semaphore>) -> Self {
+        Self {
+            slots,
+            permit: parking_lot::Mutex::new(None),
+        }
+    }
+
+    /// Wait for a slot, unless the run holds one already. Runs wait in the order they
+    /// asked.
+    pub(super) async fn take(&self) {
+        if self.permit.lock().is_some() {
+            return;
+        }
+        // The worker never closes its semaphore: an error cannot happen, and would only
+        // let the run go on without a slot.
+        if let Ok(permit) = Arc::clone(&self.slots).acquire_owned().await {
+            *self.permit.lock() = Some(permit);
+        }
+    }
+
+    /// Free the run's slot: its execution is over.
+    pub(super) fn give_back(&self) {
+        self.permit.lock().take();
+    }
+}
 
 /// [`RunWriters`] over the worker's store, with the clear deferred (see the module docs).
 pub(super) struct DeferredClear {
@@ -19,20 +60,26 @@ pub(super) struct DeferredClear {
     lease: Lease,
     /// Set when the engine asked to clear the run's log (it succeeded or rolled back).
     cleared: Arc<AtomicBool>,
+    /// The run's slot, taken (if the run does not hold it yet) after each append: see
+    /// the module docs.
+    slot: Option<Arc<Slot>>,
 }
 
 impl DeferredClear {
     /// Writers on `store` under `lease` (the worker's, on the run); `cleared` is set when
-    /// the run's clear is asked for.
+    /// the run's clear is asked for; with `slot`, each append returns only once the run
+    /// holds its slot.
     pub(super) fn new(
         store: PostgresCheckpointStore,
         lease: Lease,
         cleared: Arc<AtomicBool>,
+        slot: Option<Arc<Slot>>,
     ) -> Self {
         Self {
             store,
             lease,
             cleared,
+            slot,
         }
     }
 }
@@ -125,20 +172,30 @@ impl RunWriters for DeferredClear {
             Ok(Box::new(Writer {
                 fenced: self.store.writer_for(&self.lease),
                 cleared: Arc::clone(&self.cleared),
+                slot: self.slot.clone(),
             }) as Box<dyn RunWriter>)
         })
     }
 }
 
-/// One run's writer: fenced appends; the clear only noted.
+/// One run's writer: fenced appends (each returning once the run holds its slot, with
+/// one); the clear only noted.
 struct Writer {
     fenced: Box<dyn RunWriter>,
     cleared: Arc<AtomicBool>,
+    slot: Option<Arc<Slot>>,
 }
 
 impl RunWriter for Writer {
     fn append(&self, row: CheckpointRow) -> StoreFuture<'_, ()> {
-        self.fenced.append(row)
+        let Some(slot) = &self.slot else {
+            return self.fenced.append(row);
+        };
+        Box::pin(async move {
+            self.fenced.append(row).await?;
+            slot.take().await;
+            Ok(())
+        })
     }
 
     fn clear(&self) -> StoreFuture<'_, ()> {

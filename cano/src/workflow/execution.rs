@@ -778,6 +778,20 @@ where
         }
     }
 
+    /// Whether a fresh run started in `initial` records that state's entry (and awaits
+    /// the append) before any of its tasks runs: a checkpoint store is set and the
+    /// state's handler is checkpointed (or it has none, or it is an exit state, where
+    /// no task runs at all). The cluster's worker lets such a run record its first
+    /// entry before it holds a slot.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn first_entry_precedes_work(&self, initial: &TState) -> bool {
+        self.checkpoint_store.is_some()
+            && self
+                .states
+                .entry(initial)
+                .is_none_or(|(_, handler, _)| handler.is_checkpointed())
+    }
+
     /// Entering `current` in an observed or checkpointed run: fire `on_state_enter` and
     /// start appending the state-entry row. Returns the append (for the caller to await
     /// before the state's task runs; the row's sequence is then [`Run::last_sequence`]);
