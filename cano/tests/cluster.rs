@@ -49,6 +49,9 @@ struct Job {
     /// Hang in `Work` every time (the test then kills the worker).
     #[serde(default)]
     poison: bool,
+    /// Hang in `Work` whenever this worker runs it.
+    #[serde(default)]
+    hold_on: Option<String>,
 }
 
 /// How many times each job's steps ran, across all workers: `(prepare, work)` by `n`.
@@ -97,6 +100,7 @@ struct Work {
     n: u32,
     hold: bool,
     poison: bool,
+    hold_on: Option<String>,
     worker: String,
     ledger: Ledger,
 }
@@ -120,7 +124,8 @@ impl Work {
             .entry(self.n)
             .or_default()
             .push(self.worker.clone());
-        if self.poison || (self.hold && first) {
+        let held_here = self.hold_on.as_deref() == Some(self.worker.as_str());
+        if self.poison || (self.hold && first) || held_here {
             self.ledger.holding.notify_one();
             std::future::pending::<()>().await;
         }
@@ -246,6 +251,7 @@ fn registry(worker: &str, ledger: &Ledger) -> Registry {
             n: job.n,
             hold: job.hold,
             poison: job.poison,
+            hold_on: job.hold_on.clone(),
             worker: worker.clone(),
             ledger: ledger.clone(),
         }
@@ -389,6 +395,7 @@ fn job(n: u32) -> Job {
         n,
         hold: false,
         poison: false,
+        hold_on: None,
     }
 }
 
@@ -543,6 +550,7 @@ async fn a_run_of_a_dropped_worker_is_resumed_by_another_after_its_lease() {
             n: 7,
             hold: true,
             poison: false,
+            hold_on: None,
         },
     )
     .await;
@@ -642,6 +650,7 @@ async fn a_run_that_kills_its_worker_each_time_is_parked_and_the_rest_progress()
             n: 1,
             hold: false,
             poison: true,
+            hold_on: None,
         },
     )
     .await;
@@ -683,6 +692,7 @@ async fn a_worker_shutting_down_hands_its_runs_back_at_once() {
             n: 5,
             hold: true,
             poison: false,
+            hold_on: None,
         },
     )
     .await;
@@ -711,6 +721,135 @@ async fn a_worker_shutting_down_hands_its_runs_back_at_once() {
     eprintln!("a shutting down worker's run finished on another {took:?} later");
     stop_b.cancel();
     b.await.unwrap().unwrap();
+}
+
+/// Runs claimed ahead of the free slots (`with_prefetch`): a worker of one slot
+/// claims four, executes one run's work, and the three others record their first entry
+/// and wait (no task of theirs runs); on shutdown all four are handed back at once, the
+/// attempt not counted, and another worker finishes each once, resuming where it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_claimed_ahead_wait_for_a_slot_and_are_handed_back_on_shutdown() {
+    let Some(url) = pg_support::fresh_database("cluster_prefetch").await else {
+        return;
+    };
+    let client = client(&url).await;
+    let ledger = Ledger::default();
+    let mut runs = Vec::new();
+    for n in 0..4 {
+        let job = Job {
+            hold_on: Some("w-a".to_owned()),
+            ..job(n)
+        };
+        runs.push(submit(&client, &job).await);
+    }
+    let lease = Duration::from_secs(10);
+    let store = pg_support::worker(&url, "w-a", lease).await;
+    let worker = Worker::new(store, registry("w-a", &ledger))
+        .with_concurrency(1)
+        .with_prefetch(3)
+        .with_poll_interval(POLL);
+    let (stop_a, token) = CancellationToken::new();
+    let a = tokio::spawn(async move { worker.run(token).await });
+    ledger.holding.notified().await;
+    // The three others had time to record their first entry and reach their slot.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let prepared: u32 = (0..4).map(|n| ledger.count(n).0).sum();
+    assert_eq!(prepared, 1, "one slot: only one run's task ran");
+    let db = sql(&url).await;
+    for run in &runs {
+        let status = client.status(run).await.unwrap().unwrap();
+        assert_eq!(status.state, RunState::Running, "claimed ahead: {status:?}");
+        assert_eq!(status.worker.as_deref(), Some("w-a"));
+        let rows: i64 = db
+            .query_one(
+                "SELECT count(*) FROM cano_checkpoints WHERE workflow_id = $1",
+                &[run],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(
+            rows >= 1,
+            "run {run} recorded its first entry ({rows} rows)"
+        );
+    }
+
+    let handed = std::time::Instant::now();
+    stop_a.cancel();
+    a.await.unwrap().unwrap();
+    assert!(
+        handed.elapsed() < Duration::from_secs(1),
+        "handed back in {:?}",
+        handed.elapsed()
+    );
+    let (stop_b, b) = start_worker_with_lease(&url, "w-b", &ledger, 4, 5, lease).await;
+    for run in &runs {
+        let status = client.wait(run, WAIT).await.unwrap();
+        assert_eq!(status.state, RunState::Succeeded, "{status:?}");
+        assert_eq!(status.worker.as_deref(), Some("w-b"));
+        assert_eq!(status.attempts, 1, "a handed back attempt does not count");
+    }
+    for n in 0..4 {
+        let (prepare, work) = ledger.count(n);
+        assert_eq!(
+            prepare, 1,
+            "job {n}: Prepare ran once, on one worker or the other"
+        );
+        assert!((1..=2).contains(&work), "job {n}: Work ran {work} times");
+    }
+    let works: u32 = (0..4).map(|n| ledger.count(n).1).sum();
+    assert_eq!(works, 5, "Work ran once per run, plus the one held on w-a");
+    stop_b.cancel();
+    b.await.unwrap().unwrap();
+}
+
+/// With runs claimed ahead and group commit, a worker still executes at most its
+/// concurrency of runs' tasks at once, and finishes every run once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_claiming_ahead_executes_at_most_its_concurrency() {
+    let Some(url) = pg_support::fresh_database("cluster_prefetch_limit").await else {
+        return;
+    };
+    let client = client(&url).await;
+    let slow = Slow::default();
+    let registry = {
+        let slow = slow.clone();
+        Registry::new().register("slow", move |_: serde_json::Value| {
+            Ok(Workflow::bare()
+                .register(Step::Work, slow.clone())
+                .add_exit_state(Step::Done))
+        })
+    };
+    let store = pg_support::worker(&url, "w-a", Duration::from_secs(10))
+        .await
+        .with_group_commit();
+    let worker = Worker::new(store, registry)
+        .with_concurrency(2)
+        .with_prefetch(4)
+        .with_poll_interval(POLL);
+    let (stop, token) = CancellationToken::new();
+    let running = tokio::spawn(async move { worker.run(token).await });
+    let mut runs = Vec::new();
+    for n in 0..12 {
+        runs.push(
+            client
+                .submit("slow", &serde_json::json!({ "n": n }), &Step::Work, None)
+                .await
+                .unwrap(),
+        );
+    }
+    for run in &runs {
+        let status = client.wait(run, WAIT).await.unwrap();
+        assert_eq!(status.state, RunState::Succeeded, "{status:?}");
+        assert_eq!(status.attempts, 1, "{status:?}");
+    }
+    let most = slow.most.load(Ordering::SeqCst);
+    assert_eq!(
+        most, 2,
+        "{most} runs' tasks at once on a worker of two slots"
+    );
+    stop.cancel();
+    running.await.unwrap().unwrap();
 }
 
 #[test]
@@ -807,6 +946,7 @@ async fn a_run_that_ended_without_its_outcome_recorded_is_not_run_again() {
                 n: 9,
                 hold: false,
                 poison: false,
+                hold_on: None,
                 worker: "ghost".into(),
                 ledger: ledger.clone(),
             },
@@ -1044,6 +1184,7 @@ async fn cancel_ends_a_run_wherever_it_is_and_compensates_its_saga_steps_once() 
         n,
         hold: true,
         poison: false,
+        hold_on: None,
     };
 
     // Not started (no worker yet): it ends at once.
@@ -1166,7 +1307,10 @@ async fn retry_resumes_a_failed_run_from_its_log_and_refuses_other_runs() {
     let status = client.wait(&run, WAIT).await.unwrap();
     assert_eq!(status.state, RunState::Succeeded, "{status:?}");
     assert_eq!(status.final_state::<Step>().unwrap(), Some(Step::Done));
-    assert_eq!(status.attempts, 1, "attempts count from zero again");
+    assert_eq!(
+        status.attempts, 1,
+        "attempts count from zero again: {status:?}"
+    );
     // Resumed where it failed: Prepare did not run again.
     assert_eq!(ledger.count(4), (1, 2));
 
@@ -1489,6 +1633,7 @@ async fn a_worker_with_retention_deletes_ended_runs_and_keeps_the_rest() {
             n: 9,
             hold: true,
             poison: false,
+            hold_on: None,
         },
     )
     .await;

@@ -115,13 +115,16 @@ const HEARTBEAT: &str = "
 const OWNERS: &str = "SELECT workflow_id, owner FROM cano_runs WHERE workflow_id = ANY($1)";
 
 /// Record the ends of runs of worker `$1`: run `$2[k]`'s attempt `$3[k]` ended with status
-/// `$4[k]`, final state `$5[k]` (JSON text), error `$6[k]`; with `$7[k]`, its log cleared
-/// in the same transaction, fenced by the lease epoch `$8[k]` (which the clear
-/// releases). For each run both or nothing: its row is locked first, its lease released
-/// and its log, signals and failure mark deleted only if the run is still that
-/// attempt's and the lease still live at that epoch, and the outcome recorded only if
-/// the clear was allowed (or not asked for). One answer per run, in order: whether it
-/// was recorded. One statement (one commit) for a batch of runs (group commit) or one.
+/// `$4[k]`, final state `$5[k]` (JSON text), error `$6[k]`; its lease at epoch `$8[k]`
+/// released, and with `$7[k]` its log cleared, in the same transaction. For each run:
+/// its row is locked first; the lease is released (and the log, signals and failure
+/// mark deleted) only if the run is still that attempt's and the lease still live at
+/// that epoch; the outcome is recorded only if the run is still that attempt's and, when
+/// its log is to be cleared, the clear was allowed. One answer per run, in order: whether
+/// it was recorded. One statement (one commit) for a batch of runs (group commit) or one.
+/// The lease is released here, not after: a worker whose slot is free again may claim
+/// the run anew at once (a retry), and a release sent after that claim would end the
+/// new lease, which has the same epoch when the same worker holds it.
 const FINISH_MANY: &str = "
     WITH input AS MATERIALIZED (
         SELECT * FROM unnest($2::text[], $3::integer[], $4::text[], $5::text[], $6::text[],
@@ -135,23 +138,25 @@ const FINISH_MANY: &str = "
     ), released AS MATERIALIZED (
         UPDATE cano_runs l SET owner = NULL, lease_until = now(), released_at = now()
         FROM input i
-        WHERE i.clear AND l.workflow_id = i.run_id AND l.epoch = i.epoch
+        WHERE l.workflow_id = i.run_id AND l.epoch = i.epoch
           AND l.owner IS NOT NULL AND l.lease_until > now()
           AND i.run_id IN (SELECT run_id FROM target)
         RETURNING l.workflow_id
+    ), cleared AS MATERIALIZED (
+        SELECT i.run_id FROM input i JOIN released r ON r.workflow_id = i.run_id WHERE i.clear
     ), logs AS (
-        DELETE FROM cano_checkpoints WHERE workflow_id IN (SELECT workflow_id FROM released)
+        DELETE FROM cano_checkpoints WHERE workflow_id IN (SELECT run_id FROM cleared)
     ), signals AS (
-        DELETE FROM cano_signals WHERE workflow_id IN (SELECT workflow_id FROM released)
+        DELETE FROM cano_signals WHERE workflow_id IN (SELECT run_id FROM cleared)
     ), failures AS (
-        DELETE FROM cano_run_failures WHERE workflow_id IN (SELECT workflow_id FROM released)
+        DELETE FROM cano_run_failures WHERE workflow_id IN (SELECT run_id FROM cleared)
     ), finished AS (
         UPDATE cano_cluster_runs r
         SET status = i.status, final_state = (i.final_state)::jsonb, error = i.error,
             finished_at = now(), heartbeat_at = NULL
         FROM input i, target t
         WHERE r.run_id = i.run_id AND t.run_id = i.run_id
-          AND (NOT i.clear OR i.run_id IN (SELECT workflow_id FROM released))
+          AND (NOT i.clear OR i.run_id IN (SELECT run_id FROM cleared))
         RETURNING r.run_id
     )
     SELECT EXISTS (SELECT 1 FROM finished f WHERE f.run_id = i.run_id)
@@ -307,7 +312,7 @@ struct Claimed {
     has_log: bool,
     /// Where the run's task says that the run's execution is over (only its outcome is
     /// left to record): its slot is free.
-    executed: mpsc::UnboundedSender<String>,
+    executed: mpsc::UnboundedSender<(String, Id)>,
     /// Where the worker loop stops the run.
     stopped: watch::Receiver<Option<Stop>>,
     /// The run's hold on one of the worker's slots.
@@ -325,6 +330,9 @@ struct Held {
     /// outcome is left to record (it may be waiting for a slot meanwhile, when claimed
     /// ahead). Its lease is renewed from its claim until its outcome is recorded.
     executing: bool,
+    /// The task running it: a run's id may be claimed again (retried, say) while the
+    /// task of its previous attempt still records that attempt's outcome.
+    task: Id,
 }
 
 /// Where [`Worker::claim`] starts the runs it claimed.
@@ -332,7 +340,7 @@ struct Started<'a> {
     tasks: &'a mut JoinSet<Done>,
     task_runs: &'a mut HashMap<Id, (String, i32)>,
     /// Where a run's task says its execution is over.
-    executed: &'a mpsc::UnboundedSender<String>,
+    executed: &'a mpsc::UnboundedSender<(String, Id)>,
     /// The worker's slots.
     slots: &'a Arc<Semaphore>,
 }
@@ -626,13 +634,15 @@ impl Worker {
                 }
                 // A run's execution is over; its outcome is being recorded (in a batch
                 // with others, with group commit): its slot is free.
-                Some(run_id) = executions.recv() => {
-                    let mut ended = vec![run_id];
+                Some(run) = executions.recv() => {
+                    let mut ended = vec![run];
                     // Runs whose executions end together (woken by one commit) free
                     // their slots together, and are claimed for in one statement.
                     gather(&mut executions, &mut ended).await;
-                    for run_id in ended {
-                        if let Some(run) = held.get_mut(&run_id) {
+                    for (run_id, task) in ended {
+                        if let Some(run) = held.get_mut(&run_id)
+                            && run.task == task
+                        {
                             run.executing = false;
                         }
                     }
@@ -964,6 +974,7 @@ impl Worker {
                     stop,
                     cancel,
                     executing: true,
+                    task: handle.id(),
                 },
             );
         }
@@ -1032,7 +1043,7 @@ impl Worker {
         };
         slot.give_back();
         // The loop is gone if this fails; nothing to free then.
-        let _ = executed.send(run_id.clone());
+        let _ = executed.send((run_id.clone(), tokio::task::id()));
         let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(Some(Stop::Wait(wait))) => {
@@ -1079,8 +1090,7 @@ impl Worker {
             }
         };
         match recorded {
-            // Cleared with the outcome, the lease is released; else release it now.
-            Ok(true) if !clear => self.release(&lease).await,
+            // The lease was released with the outcome.
             Ok(true) => {}
             // The lease was lost before the outcome could be recorded: another worker
             // resumes the run (or this one, once it is ready again).
@@ -1096,9 +1106,10 @@ impl Worker {
         run_id
     }
 
-    /// Record the end of attempt `attempt` of `lease`'s run, and with `clear`, clear its
-    /// log (fenced by `lease`, which it releases) in the same transaction. `false`:
-    /// nothing was recorded, the run is no longer this attempt's or the lease was lost.
+    /// Record the end of attempt `attempt` of `lease`'s run and release `lease`, and with
+    /// `clear`, clear its log (fenced by `lease`), in the same transaction (see
+    /// [`FINISH_MANY`]). `false`: nothing was recorded, the run is no longer this
+    /// attempt's or the lease was lost.
     async fn finish(
         &self,
         lease: &Lease,
@@ -1204,12 +1215,19 @@ impl Worker {
         match joined {
             Ok((id, run_id)) => {
                 task_runs.remove(&id);
-                held.remove(&run_id);
+                // Unless the run was claimed again meanwhile, by another task.
+                if held.get(&run_id).is_some_and(|run| run.task == id) {
+                    held.remove(&run_id);
+                }
             }
             Err(e) => {
                 let Some((run_id, attempt)) = task_runs.remove(&e.id()) else {
                     return;
                 };
+                // Claimed again meanwhile, by another task: this attempt is over.
+                if !held.get(&run_id).is_some_and(|run| run.task == e.id()) {
+                    return;
+                }
                 let error = format!("cluster: the run's task panicked: {e}");
                 if let Some(run) = held.remove(&run_id) {
                     self.release(&run.lease).await;
