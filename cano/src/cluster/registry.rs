@@ -36,6 +36,8 @@ pub(super) struct RunContext {
     /// run whose first entry is recorded before any of its work) once that entry is
     /// committed.
     pub(super) slot: Arc<Slot>,
+    /// Where a failed write of the run is reported (the worker then stops the run).
+    pub(super) store_failures: tokio::sync::mpsc::UnboundedSender<CanoError>,
 }
 
 /// One registered workflow, erased: runs a run and answers its final state as JSON.
@@ -162,6 +164,7 @@ where
         token,
         waits,
         slot,
+        store_failures,
     } = run;
     let input: I = serde_json::from_value(input).map_err(|e| {
         CanoError::configuration(format!(
@@ -183,6 +186,7 @@ where
         lease,
         cleared,
         Some(Arc::clone(&slot)),
+        store_failures,
     ));
     let mut workflow = factory(input)?
         .with_signal_store(Arc::clone(&writers))

@@ -286,6 +286,10 @@ enum Stop {
     Shutdown,
     /// The run waits: give it back until its wait is over.
     Wait(Wait),
+    /// A write of the run failed (the database, or a fence: another worker took the run
+    /// over): the run goes no further here, so that it neither starts another task nor
+    /// rolls back on this worker; it is tried again from its log.
+    StoreFailed(CanoError),
 }
 
 /// Where the lease of a run in hand is.
@@ -997,6 +1001,7 @@ impl Worker {
         let run_id = lease.workflow_id().to_owned();
         let cleared = Arc::new(AtomicBool::new(false));
         let (waits, mut waiting) = mpsc::unbounded_channel();
+        let (store_failures, mut store_failed) = mpsc::unbounded_channel();
         let run = async {
             let parse = |what: &str, text: &str| {
                 serde_json::from_str(text).map_err(|e| {
@@ -1016,6 +1021,7 @@ impl Worker {
                 token,
                 waits: self.release_after.is_some().then_some(waits),
                 slot: Arc::clone(&slot),
+                store_failures,
             };
             self.registry.run(&workflow, context).await
         };
@@ -1038,6 +1044,7 @@ impl Worker {
                             break Err(Some(Stop::Wait(wait)));
                         }
                     }
+                    Some(error) = store_failed.recv() => break Err(Some(Stop::StoreFailed(error))),
                 }
             }
         };
@@ -1063,6 +1070,10 @@ impl Worker {
                 self.requeue(&run_id, attempt, Some(error), false).await;
                 return run_id;
             }
+            Err(Some(Stop::StoreFailed(e))) => {
+                self.try_again_later(&lease, attempt, &e).await;
+                return run_id;
+            }
         };
         let clear = cleared.load(Ordering::Acquire);
         let recorded = match &outcome {
@@ -1073,9 +1084,7 @@ impl Worker {
             }
             // The store failed (or fenced the run): not the workflow's fault, try again.
             Err(e) if e.category() == "checkpoint_store" => {
-                self.release(&lease).await;
-                self.requeue(&run_id, attempt, Some(&e.to_string()), false)
-                    .await;
+                self.try_again_later(&lease, attempt, e).await;
                 return run_id;
             }
             Err(e) => {
@@ -1149,6 +1158,20 @@ impl Worker {
                 "cluster: the run's outcome was not answered",
             ))
         })
+    }
+
+    /// A write of attempt `attempt` of `lease`'s run failed with `error`: release the
+    /// lease (if still the run's) and make the run ready again (the attempt counted), to
+    /// be resumed from its log.
+    async fn try_again_later(&self, lease: &Lease, attempt: i32, error: &CanoError) {
+        self.release(lease).await;
+        self.requeue(
+            lease.workflow_id(),
+            attempt,
+            Some(&error.to_string()),
+            false,
+        )
+        .await;
     }
 
     /// Make `run_id`'s attempt `attempt` ready again (parked after too many attempts);

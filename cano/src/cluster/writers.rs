@@ -17,7 +17,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 /// A run's hold on one of its worker's slots (one per run it may execute at once).
 pub(super) struct Slot {
@@ -63,6 +63,8 @@ pub(super) struct DeferredClear {
     /// The run's slot, taken (if the run does not hold it yet) after each append: see
     /// the module docs.
     slot: Option<Arc<Slot>>,
+    /// Where a failed append is reported: see [`Writer::append`].
+    failures: mpsc::UnboundedSender<CanoError>,
 }
 
 impl DeferredClear {
@@ -74,12 +76,14 @@ impl DeferredClear {
         lease: Lease,
         cleared: Arc<AtomicBool>,
         slot: Option<Arc<Slot>>,
+        failures: mpsc::UnboundedSender<CanoError>,
     ) -> Self {
         Self {
             store,
             lease,
             cleared,
             slot,
+            failures,
         }
     }
 }
@@ -173,6 +177,7 @@ impl RunWriters for DeferredClear {
                 fenced: self.store.writer_for(&self.lease),
                 cleared: Arc::clone(&self.cleared),
                 slot: self.slot.clone(),
+                failures: self.failures.clone(),
             }) as Box<dyn RunWriter>)
         })
     }
@@ -184,16 +189,26 @@ struct Writer {
     fenced: Box<dyn RunWriter>,
     cleared: Arc<AtomicBool>,
     slot: Option<Arc<Slot>>,
+    failures: mpsc::UnboundedSender<CanoError>,
 }
 
 impl RunWriter for Writer {
+    /// A failed append never returns: it is reported to the worker, which stops the run
+    /// and tries it again from its log. Returned, the error would fail the run, and a
+    /// saga would roll back on a worker whose lease may be another's by now (a fence)
+    /// or that could not record the rollback (the database down).
     fn append(&self, row: CheckpointRow) -> StoreFuture<'_, ()> {
-        let Some(slot) = &self.slot else {
-            return self.fenced.append(row);
-        };
         Box::pin(async move {
-            self.fenced.append(row).await?;
-            slot.take().await;
+            if let Err(e) = self.fenced.append(row).await {
+                if self.failures.send(e.clone()).is_err() {
+                    // Nobody to stop the run: fail it as a store would.
+                    return Err(e);
+                }
+                std::future::pending::<()>().await;
+            }
+            if let Some(slot) = &self.slot {
+                slot.take().await;
+            }
             Ok(())
         })
     }
