@@ -1049,8 +1049,15 @@ impl Worker {
             }
         };
         slot.give_back();
-        // The loop is gone if this fails; nothing to free then.
-        let _ = executed.send((run_id.clone(), tokio::task::id()));
+        // With group commit, the worker claims the next runs while this one's outcome
+        // waits for its batch. Without, it claims once the outcome is recorded (when the
+        // task ends): claims and outcomes then take turns instead of contending, which
+        // measured faster (`cluster_bench --scenario pg_3step`: 1,058 and 1,183 against
+        // 952 and 976 runs/s, the host 87 % against 91 % busy). The loop is gone if the
+        // send fails.
+        if self.store.group_commits() {
+            let _ = executed.send((run_id.clone(), tokio::task::id()));
+        }
         let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(Some(Stop::Wait(wait))) => {
