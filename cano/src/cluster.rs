@@ -82,8 +82,21 @@
 //! [group commit](crate::recovery::postgres::PostgresCheckpointStore::with_group_commit),
 //! the entries and outcomes of the runs in flight share statements and transactions
 //! (each still committed before it is answered): fewer commits per run, at the price of
-//! waiting for the batch in flight. `cano/examples/cluster_bench.rs` measures both
-//! (`--batched`); `BENCHMARKS.md` has the figures.
+//! waiting for the batch in flight. A run's slot is then free once its execution is
+//! over, while its outcome waits for its batch.
+//!
+//! With [`Worker::with_prefetch`], a worker claims runs ahead of its free slots: each
+//! starts at once, records its first state's entry, and waits for a slot before its
+//! first task, so that a slot that frees is taken without waiting for a claim or a
+//! commit. The worker still executes at most its concurrency of runs' work at once.
+//!
+//! `cano/examples/cluster_bench.rs` measures these (`--batched`, `--prefetch`);
+//! `BENCHMARKS.md` has the figures.
+//!
+//! A write of a run that fails (the database, or a fence: another worker took the run
+//! over) stops the run on its worker rather than failing it: no further task of it
+//! starts there, a saga does not roll back there, and the run is tried again from its
+//! log.
 //!
 //! # Limits
 //!

@@ -812,14 +812,7 @@ async fn a_worker_claiming_ahead_executes_at_most_its_concurrency() {
     };
     let client = client(&url).await;
     let slow = Slow::default();
-    let registry = {
-        let slow = slow.clone();
-        Registry::new().register("slow", move |_: serde_json::Value| {
-            Ok(Workflow::bare()
-                .register(Step::Work, slow.clone())
-                .add_exit_state(Step::Done))
-        })
-    };
+    let registry = slow_registry(&slow);
     let store = pg_support::worker(&url, "w-a", Duration::from_secs(10))
         .await
         .with_group_commit();
@@ -829,18 +822,7 @@ async fn a_worker_claiming_ahead_executes_at_most_its_concurrency() {
         .with_poll_interval(POLL);
     let (stop, token) = CancellationToken::new();
     let running = tokio::spawn(async move { worker.run(token).await });
-    let mut runs = Vec::new();
-    for n in 0..12 {
-        runs.push(
-            client
-                .submit("slow", &serde_json::json!({ "n": n }), &Step::Work, None)
-                .await
-                .unwrap(),
-        );
-    }
-    for run in &runs {
-        let status = client.wait(run, WAIT).await.unwrap();
-        assert_eq!(status.state, RunState::Succeeded, "{status:?}");
+    for status in twelve_slow_runs(&client).await {
         assert_eq!(status.attempts, 1, "{status:?}");
     }
     let most = slow.most.load(Ordering::SeqCst);
@@ -1034,6 +1016,36 @@ impl Slow {
     }
 }
 
+/// The workflow `"slow"`: one `Slow` task.
+fn slow_registry(slow: &Slow) -> Registry {
+    let slow = slow.clone();
+    Registry::new().register("slow", move |_: serde_json::Value| {
+        Ok(Workflow::bare()
+            .register(Step::Work, slow.clone())
+            .add_exit_state(Step::Done))
+    })
+}
+
+/// Submit twelve runs of `"slow"` and wait for each: each succeeded; their statuses.
+async fn twelve_slow_runs(client: &Client) -> Vec<cano::cluster::RunStatus> {
+    let mut runs = Vec::new();
+    for n in 0..12 {
+        runs.push(
+            client
+                .submit("slow", &serde_json::json!({ "n": n }), &Step::Work, None)
+                .await
+                .unwrap(),
+        );
+    }
+    let mut statuses = Vec::new();
+    for run in &runs {
+        let status = client.wait(run, WAIT).await.unwrap();
+        assert_eq!(status.state, RunState::Succeeded, "{status:?}");
+        statuses.push(status);
+    }
+    statuses
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queue_limit_holds_across_workers() {
     let Some(url) = pg_support::fresh_database("cluster_queue_limit").await else {
@@ -1041,14 +1053,7 @@ async fn a_queue_limit_holds_across_workers() {
     };
     let client = client(&url).await;
     let slow = Slow::default();
-    let registry = {
-        let slow = slow.clone();
-        Registry::new().register("slow", move |_: serde_json::Value| {
-            Ok(Workflow::bare()
-                .register(Step::Work, slow.clone())
-                .add_exit_state(Step::Done))
-        })
-    };
+    let registry = slow_registry(&slow);
     let mut workers = Vec::new();
     for id in ["w-a", "w-b", "w-c"] {
         let store = pg_support::worker(&url, id, Duration::from_secs(10)).await;
@@ -1059,19 +1064,7 @@ async fn a_queue_limit_holds_across_workers() {
         let (stop, token) = CancellationToken::new();
         workers.push((stop, tokio::spawn(async move { worker.run(token).await })));
     }
-    let mut runs = Vec::new();
-    for n in 0..12 {
-        runs.push(
-            client
-                .submit("slow", &serde_json::json!({ "n": n }), &Step::Work, None)
-                .await
-                .unwrap(),
-        );
-    }
-    for run in &runs {
-        let status = client.wait(run, WAIT).await.unwrap();
-        assert_eq!(status.state, RunState::Succeeded, "{status:?}");
-    }
+    twelve_slow_runs(&client).await;
     let most = slow.most.load(Ordering::SeqCst);
     assert!((1..=2).contains(&most), "{most} runs of the queue at once");
     for (stop, worker) in workers {

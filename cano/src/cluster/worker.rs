@@ -1255,7 +1255,7 @@ impl Worker {
                     return;
                 };
                 // Claimed again meanwhile, by another task: this attempt is over.
-                if !held.get(&run_id).is_some_and(|run| run.task == e.id()) {
+                if held.get(&run_id).is_none_or(|run| run.task != e.id()) {
                     return;
                 }
                 let error = format!("cluster: the run's task panicked: {e}");
