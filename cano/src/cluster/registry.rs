@@ -185,7 +185,7 @@ where
         store,
         lease,
         cleared,
-        Some(Arc::clone(&slot)),
+        Arc::clone(&slot),
         store_failures,
     ));
     let mut workflow = factory(input)?

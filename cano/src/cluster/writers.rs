@@ -62,20 +62,20 @@ pub(super) struct DeferredClear {
     cleared: Arc<AtomicBool>,
     /// The run's slot, taken (if the run does not hold it yet) after each append: see
     /// the module docs.
-    slot: Option<Arc<Slot>>,
+    slot: Arc<Slot>,
     /// Where a failed append is reported: see [`Writer::append`].
     failures: mpsc::UnboundedSender<CanoError>,
 }
 
 impl DeferredClear {
     /// Writers on `store` under `lease` (the worker's, on the run); `cleared` is set when
-    /// the run's clear is asked for; with `slot`, each append returns only once the run
-    /// holds its slot.
+    /// the run's clear is asked for; each append returns only once the run holds `slot`;
+    /// a failed append is reported to `failures`.
     pub(super) fn new(
         store: PostgresCheckpointStore,
         lease: Lease,
         cleared: Arc<AtomicBool>,
-        slot: Option<Arc<Slot>>,
+        slot: Arc<Slot>,
         failures: mpsc::UnboundedSender<CanoError>,
     ) -> Self {
         Self {
@@ -176,19 +176,19 @@ impl RunWriters for DeferredClear {
             Ok(Box::new(Writer {
                 fenced: self.store.writer_for(&self.lease),
                 cleared: Arc::clone(&self.cleared),
-                slot: self.slot.clone(),
+                slot: Arc::clone(&self.slot),
                 failures: self.failures.clone(),
             }) as Box<dyn RunWriter>)
         })
     }
 }
 
-/// One run's writer: fenced appends (each returning once the run holds its slot, with
-/// one); the clear only noted.
+/// One run's writer: fenced appends (each returning once the run holds its slot); the
+/// clear only noted.
 struct Writer {
     fenced: Box<dyn RunWriter>,
     cleared: Arc<AtomicBool>,
-    slot: Option<Arc<Slot>>,
+    slot: Arc<Slot>,
     failures: mpsc::UnboundedSender<CanoError>,
 }
 
@@ -206,9 +206,7 @@ impl RunWriter for Writer {
                 }
                 std::future::pending::<()>().await;
             }
-            if let Some(slot) = &self.slot {
-                slot.take().await;
-            }
+            self.slot.take().await;
             Ok(())
         })
     }

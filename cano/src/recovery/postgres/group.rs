@@ -3,7 +3,9 @@
 //!
 //! Each append is queued for one committer task per store object, which writes every
 //! append queued meanwhile in one statement (one transaction, one WAL flush) and answers
-//! each caller separately. An append still returns only once its row is committed, so a
+//! each caller separately. Before a batch goes out, the committer lets the runtime's
+//! other tasks run a few times, so that the runs its last commit woke join the batch
+//! ([`gather`]). An append still returns only once its row is committed, so a
 //! state's entry is durable before its task runs, as without group commit; what changes
 //! is that sixteen runs in flight cost one commit per step between them instead of
 //! sixteen. Each row stays fenced by its own run's lease: a row whose run another worker
