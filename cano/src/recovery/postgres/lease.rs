@@ -61,6 +61,11 @@
 //!   statement only: a worker stopped between statements holds no lock.
 //! * The engine reads a resumed run's log before it asks for the run's writer: claim the
 //!   run first, then resume it, so that the log read is already the lease holder's.
+//! * A refused append fails the run like any failed append: a saga then rolls back its
+//!   completed steps (the 0.12 contract), on the worker that lost the run. To avoid that,
+//!   stop the run when a write is refused instead of letting the error reach the engine,
+//!   as the [cluster's](crate::cluster) workers do (their writer reports the error and
+//!   never returns; the run is tried again from its log).
 //!
 //! [`CheckpointStore`]: crate::recovery::CheckpointStore
 
