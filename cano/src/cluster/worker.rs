@@ -879,7 +879,7 @@ impl Worker {
         let mut limit = i64::try_from(wanted).unwrap_or(i64::MAX);
         let sent = Instant::now();
         let claimed = async {
-            self.store.check_worker_id()?;
+            self.store.no_nul_worker()?;
             let mut conn = self.store.connection().await?;
             let failed = conn.on_cluster_error();
             let claim = conn.statement(&CLAIM).await.map_err(&failed)?;

@@ -491,9 +491,8 @@ impl PostgresCheckpointStore {
         Ok(self.claim_or_holder(workflow_id).await?.ok())
     }
 
-    /// One claim: the lease, or who holds the run (`None`: it is not held anymore).
     /// PostgreSQL text cannot hold the NUL character: refuse a worker id with one.
-    fn no_nul_worker(&self) -> Result<(), CanoError> {
+    pub(crate) fn no_nul_worker(&self) -> Result<(), CanoError> {
         if self.worker_id().contains('\0') {
             return Err(CanoError::checkpoint_store(format!(
                 "postgres: the worker id {:?} has a NUL character, which PostgreSQL text \
@@ -504,6 +503,7 @@ impl PostgresCheckpointStore {
         Ok(())
     }
 
+    /// One claim: the lease, or who holds the run (`None`: it is not held anymore).
     async fn claim_or_holder(
         &self,
         workflow_id: &str,
@@ -537,11 +537,6 @@ impl PostgresCheckpointStore {
             expires_at,
             deadline: sent + self.lease_duration,
         }
-    }
-
-    /// Refuse a worker id PostgreSQL cannot store (see `no_nul_worker`).
-    pub(crate) fn check_worker_id(&self) -> Result<(), CanoError> {
-        self.no_nul_worker()
     }
 
     /// The claim statement for `runs` on `conn`.
