@@ -24,10 +24,12 @@
 //! fast as ended runs accumulate), `--retention S` (the worker deletes runs that ended
 //! more than S seconds ago, [`Worker::with_retention`](cano::cluster::Worker::with_retention);
 //! `old_runs_left` in `BENCH_DETAIL` says how many of the N were left at the end),
-//! `--prefetch P` (0: the worker claims up to P runs ahead of its free slots,
-//! [`Worker::with_prefetch`](cano::cluster::Worker::with_prefetch); it still executes at
-//! most C at once, as graphile-worker's batched variant fetches ahead into its local
-//! queue; `worker_prefetch` in `BENCH_DETAIL`).
+//! `--prefetch P` (C with `--batched`, else 0: the worker claims up to P runs ahead of
+//! its free slots, [`Worker::with_prefetch`](cano::cluster::Worker::with_prefetch); it
+//! still executes at most C at once, as graphile-worker's batched variant fetches C + 1
+//! ahead into its local queue; `worker_prefetch` in `BENCH_DETAIL`), `--runtime
+//! current-thread|multi-thread` (`current-thread`: the Tokio runtime of both processes;
+//! `worker_runtime` in `BENCH_DETAIL`; see below).
 //!
 //! It follows the scenario contract of `shared/bench/peers/README.md`:
 //!
@@ -36,7 +38,12 @@
 //!   is one [`cano::cluster::Worker`] running up to C runs at once, with a pool of C + 4
 //!   connections; it learns about runs only from the database (a submit's `NOTIFY`
 //!   wakes it, a finished run makes it claim again, and it polls every 500 ms, the
-//!   default). It stops when its standard input closes.
+//!   default). It stops when its standard input closes. Both processes run on a
+//!   current-thread Tokio runtime unless `--runtime multi-thread`: on this 2-core
+//!   machine, shared with PostgreSQL, the runs a commit answers then run on the thread
+//!   that read the answer instead of waking other threads, and the batched variant is
+//!   28–57 % faster (medians of 3 on 2026-12-06: `pg_3step` 5,219 runs/s against 4,069
+//!   with a thread per core, `pg_1step` 10,670 against 6,778; `BENCHMARKS.md`).
 //! * **Work per run.** The input is `{"x": i}`. `pg_3step` goes `A → B(x+1) → C(2y) →
 //!   Done(z-3)`, so its final state is `Done(2x-1)`; `pg_1step` goes `A → Done(x+1)`. A
 //!   task's output travels in the next state, which is what that state's entry in the
@@ -252,6 +259,7 @@ impl WorkerProcess {
             .arg(options.concurrency.to_string())
             .args(options.batched.then_some("--batched"))
             .args(["--prefetch".to_owned(), options.prefetch.to_string()])
+            .args(["--runtime", options.runtime.name()])
             .args(
                 (options.retention)
                     .map(|secs| ["--retention".to_owned(), secs.to_string()])
@@ -335,6 +343,35 @@ struct Options {
     /// `--prefetch P`: the worker claims up to P runs ahead of its free slots
     /// ([`Worker::with_prefetch`]); it still executes at most C at once.
     prefetch: usize,
+    /// `--runtime`: the Tokio runtime of both processes.
+    runtime: Runtime,
+}
+
+/// The Tokio runtime the processes run on (`--runtime`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Runtime {
+    /// `current-thread` (the default): every task on the process's one thread, so that a
+    /// commit's answer wakes the runs on the thread that reads it.
+    CurrentThread,
+    /// `multi-thread`: Tokio's default runtime, a thread per core.
+    MultiThread,
+}
+
+impl Runtime {
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            "current-thread" => Some(Self::CurrentThread),
+            "multi-thread" => Some(Self::MultiThread),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::CurrentThread => "current-thread",
+            Self::MultiThread => "multi-thread",
+        }
+    }
 }
 
 impl Options {
@@ -346,13 +383,15 @@ impl Options {
 
 const USAGE: &str = "usage: cluster_bench [--url URL] [--runs N] [--concurrency C] \
                      [--scenario pg_3step|pg_1step] [--warmup W] [--timeout S] [--batched] \
-                     [--finished N] [--retention S] [--prefetch P]";
+                     [--finished N] [--retention S] [--prefetch P] \
+                     [--runtime current-thread|multi-thread]";
 
 fn options() -> Result<Options, String> {
     let mut args = std::env::args().skip(1);
     let (mut url, mut runs, mut warmup, mut concurrency, mut timeout) = (None, None, None, 16, 600);
     let (mut scenario, mut worker, mut batched) = (Scenario::ThreeSteps, false, false);
-    let (mut finished, mut retention, mut prefetch) = (0, None, 0);
+    let (mut finished, mut retention, mut prefetch) = (0, None, None);
+    let mut runtime = Runtime::CurrentThread;
     while let Some(flag) = args.next() {
         if flag == "--batched" {
             batched = true;
@@ -366,7 +405,7 @@ fn options() -> Result<Options, String> {
         };
         match flag.as_str() {
             "--finished" => finished = number()?,
-            "--prefetch" => prefetch = number()?,
+            "--prefetch" => prefetch = Some(number()?),
             "--retention" => retention = Some(number()? as u64),
             "--url" => url = Some(value.clone()),
             "--runs" => runs = Some(number()?),
@@ -376,6 +415,11 @@ fn options() -> Result<Options, String> {
             "--scenario" => {
                 scenario =
                     Scenario::parse(&value).ok_or_else(|| format!("unknown scenario {value:?}"))?;
+            }
+            "--runtime" => {
+                runtime = Runtime::parse(&value).ok_or_else(|| {
+                    format!("unknown runtime {value:?} (current-thread or multi-thread)")
+                })?;
             }
             "--role" if value == "worker" => worker = true,
             _ => return Err(format!("unknown option {flag} {value}")),
@@ -398,7 +442,10 @@ fn options() -> Result<Options, String> {
         batched,
         finished,
         retention,
-        prefetch,
+        // Batched, the worker claims C ahead by default, as graphile-worker's batched
+        // variant fetches C + 1 ahead into its local queue.
+        prefetch: prefetch.unwrap_or(if batched { concurrency } else { 0 }),
+        runtime,
     };
     if options.runs == 0 || options.concurrency == 0 {
         return Err("--runs and --concurrency must be at least 1".into());
@@ -717,7 +764,7 @@ fn report(options: &Options, phase: &Phase, settings: &str, old_left: i64) {
     };
     println!(
         "BENCH_DETAIL peer={} scenario={name} workers=1 worker_concurrency={} \
-         worker_pool={} worker_prefetch={} worker_poll_ms=500 submit=batch batch={BATCH} warmup={} \
+         worker_pool={} worker_prefetch={} worker_runtime={} worker_poll_ms=500 submit=batch batch={BATCH} warmup={} \
          done=db_finished_at submit_s={:.3} submit_per_s={:.1} queue_p50_ms={:.1} \
          exec_p50_ms={:.1} exec_p99_ms={:.1} mean_ms={:.1} worker_cpu_ms_per_run={} \
          client_cpu_ms_per_run={} host_busy_pct={} host_steal_pct={} \
@@ -727,6 +774,7 @@ fn report(options: &Options, phase: &Phase, settings: &str, old_left: i64) {
         options.concurrency,
         options.concurrency + 4,
         options.prefetch,
+        options.runtime.name(),
         options.warmup,
         phase.submit_s,
         n as f64 / phase.submit_s,
@@ -848,10 +896,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = match options.runtime {
+        Runtime::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+        Runtime::MultiThread => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("cluster_bench: cannot start a Tokio runtime: {e}");
