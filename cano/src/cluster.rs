@@ -115,9 +115,11 @@
 //!   idempotent, as the [lease limits](crate::recovery::postgres::lease#limits) say.
 //! * A failed run keeps its log (for inspection) until [`Client::prune`] deletes it with
 //!   the run, or a worker's [retention](Worker::with_retention) does (off by default).
-//! * The heartbeat runs in the worker's loop, between its claims: a database slow enough
-//!   to hold one claim for two thirds of a lease can cost the worker its leases (the runs
-//!   are then resumed elsewhere, never run twice to their end).
+//! * The heartbeat, the claims and the recording of outcomes share the database: one
+//!   slow enough to hold a lease renewal for two thirds of a lease costs the worker its
+//!   leases (the runs are then resumed elsewhere, never run twice to their end). A
+//!   claim waiting in the database (for a queue's lock, say) holds up no heartbeat:
+//!   the worker goes on while it is in flight, with one claim at a time.
 //!
 //! ```no_run
 //! use cano::cluster::{Client, Registry, Worker};

@@ -1073,6 +1073,91 @@ async fn a_queue_limit_holds_across_workers() {
     }
 }
 
+/// Runs for `LONG_TASK`, counting its starts.
+#[derive(Clone, Default)]
+struct Long {
+    started: Arc<AtomicUsize>,
+}
+
+/// How long a `Long` task runs: five of the test's leases.
+const LONG_TASK: Duration = Duration::from_millis(1_500);
+
+#[task(state = Step)]
+impl Long {
+    fn config(&self) -> TaskConfig {
+        TaskConfig::minimal()
+    }
+    async fn run_bare(&self) -> Result<TaskResult<Step>, CanoError> {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(LONG_TASK).await;
+        Ok(TaskResult::Single(Step::Done))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_held_up_in_the_database_holds_up_no_heartbeat() {
+    let Some(url) = pg_support::fresh_database("cluster_claim_held_up").await else {
+        return;
+    };
+    let client = client(&url).await;
+    let long = Long::default();
+    let registry = {
+        let long = long.clone();
+        Registry::new().register("long", move |_: serde_json::Value| {
+            Ok(Workflow::bare()
+                .register(Step::Work, long.clone())
+                .add_exit_state(Step::Done))
+        })
+    };
+    // A queue limit makes each claim take the queue's lock first; with a free slot the
+    // worker claims every poll.
+    let store = pg_support::worker(&url, "w-held-up", LEASE).await;
+    let worker = Worker::new(store, registry)
+        .with_concurrency(2)
+        .with_queue_limit(2)
+        .with_poll_interval(POLL);
+    let (stop, token) = CancellationToken::new();
+    let running = tokio::spawn(async move { worker.run(token).await });
+    let run = client
+        .submit("long", &serde_json::json!({}), &Step::Work, None)
+        .await
+        .unwrap();
+    until_state(&client, &run, RunState::Running).await;
+    // Hold the queue's lock: the worker's next claim waits for it, for longer than
+    // the run's lease.
+    let mut blocker = sql(&url).await;
+    let held = blocker.transaction().await.unwrap();
+    held.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('cano_cluster_queue:' || $1))",
+        &[&cano::cluster::DEFAULT_QUEUE],
+    )
+    .await
+    .unwrap();
+    // The heartbeat keeps the lease while the claim waits: the run ends on its first
+    // attempt, its task started once.
+    let status = client.wait(&run, WAIT).await.unwrap();
+    assert_eq!(status.state, RunState::Succeeded, "{status:?}");
+    assert_eq!(status.attempts, 1, "{status:?}");
+    assert_eq!(long.started.load(Ordering::SeqCst), 1);
+    // A shutdown while a claim waits hands back what that claim takes, once it is
+    // answered.
+    let other = client
+        .submit("long", &serde_json::json!({}), &Step::Work, None)
+        .await
+        .unwrap();
+    stop.cancel();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    held.commit().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("the worker stops once its claim is answered")
+        .unwrap()
+        .unwrap();
+    let status = client.status(&other).await.unwrap().unwrap();
+    assert_eq!(status.state, RunState::Ready, "{status:?}");
+    assert_eq!(status.attempts, 0, "{status:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prune_deletes_ended_runs_in_batches_and_keeps_the_rest() {
     let Some(url) = pg_support::fresh_database("cluster_prune").await else {

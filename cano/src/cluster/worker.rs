@@ -14,6 +14,8 @@ use crate::recovery::postgres::{
 };
 use futures_util::StreamExt;
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -352,6 +354,10 @@ struct Started<'a> {
 /// What a finished run task answers: its run's id.
 type Done = String;
 
+/// What a claim answers: for each run claimed, its id, workflow, input, initial state,
+/// attempt, whether a cancel was asked for, whether it has a log, and its lease.
+type Claims = Result<Vec<(String, String, String, String, i32, bool, bool, Lease)>, CanoError>;
+
 /// Runs registered workflows from the cluster's queue: see the [module docs](super).
 ///
 /// ```no_run
@@ -571,6 +577,10 @@ impl Worker {
         // Dead workers' runs and waits that are over are looked for every poll interval
         // (and at a signal); ready runs also whenever a slot frees or a run is announced.
         let mut next_sweep = Instant::now();
+        // The claim in flight, if any, and whether to look for runs again once it is
+        // answered (a slot freed or a run was announced meanwhile).
+        let mut claiming: Option<Pin<Box<dyn Future<Output = Claims> + Send + '_>>> = None;
+        let mut poll_after_claim = false;
         let woken = Arc::new(Notify::new());
         let signalled = Arc::new(Notify::new());
         let (cancels, mut cancel_requests) = mpsc::unbounded_channel();
@@ -609,14 +619,11 @@ impl Worker {
                 // With runs claimed ahead, claim again once half of those waiting for a
                 // slot have one: fewer, larger claims.
                 let waiting = executing.saturating_sub(self.concurrency);
-                if wanted > 0 && waiting <= self.prefetch / 2 {
-                    let run = Started {
-                        tasks: &mut tasks,
-                        task_runs: &mut task_runs,
-                        executed: &executed,
-                        slots: &slots,
-                    };
-                    self.claim(wanted, &mut held, run).await;
+                if claiming.is_some() {
+                    // One claim at a time: look again once it is answered.
+                    poll_after_claim = true;
+                } else if wanted > 0 && waiting <= self.prefetch / 2 {
+                    claiming = Some(Box::pin(self.claim(wanted)));
                 }
             }
             let mut wake = next_poll.min(next_heartbeat).min(next_sweep);
@@ -626,6 +633,26 @@ impl Worker {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep_until(wake) => {}
+                // The claim in flight was answered (the loop went on meanwhile: a slow
+                // claim holds up no heartbeat).
+                claimed = async {
+                    match claiming.as_mut() {
+                        Some(claim) => claim.await,
+                        None => std::future::pending().await,
+                    }
+                }, if claiming.is_some() => {
+                    claiming = None;
+                    let run = Started {
+                        tasks: &mut tasks,
+                        task_runs: &mut task_runs,
+                        executed: &executed,
+                        slots: &slots,
+                    };
+                    self.start(claimed, &mut held, run);
+                    if std::mem::take(&mut poll_after_claim) {
+                        next_poll = Instant::now();
+                    }
+                }
                 // A run of this queue was submitted or handed back: look now.
                 () = woken.notified() => next_poll = Instant::now(),
                 // A signal was sent: a waiting run may be ready.
@@ -663,6 +690,16 @@ impl Worker {
                     next_poll = Instant::now();
                 }
             }
+        }
+        // Runs claimed meanwhile are handed back with the others.
+        if let Some(claim) = claiming {
+            let run = Started {
+                tasks: &mut tasks,
+                task_runs: &mut task_runs,
+                executed: &executed,
+                slots: &slots,
+            };
+            self.start(claim.await, &mut held, run);
         }
         for run in held.values() {
             let _ = run.stop.send(Some(Stop::Shutdown));
@@ -873,9 +910,9 @@ impl Worker {
         }
     }
 
-    /// Claim up to `wanted` ready runs with their leases (one statement) and start them
-    /// (each waits for a slot: see [`Slot`]).
-    async fn claim(&self, wanted: usize, held: &mut HashMap<String, Held>, started: Started<'_>) {
+    /// Claim up to `wanted` ready runs with their leases (one statement), for
+    /// [`start`](Self::start).
+    async fn claim(&self, wanted: usize) -> Claims {
         let mut limit = i64::try_from(wanted).unwrap_or(i64::MAX);
         let sent = Instant::now();
         let claimed = async {
@@ -938,7 +975,13 @@ impl Worker {
                 })
                 .collect::<Result<Vec<_>, _>>()
         };
-        let claimed = match claimed.await {
+        claimed.await
+    }
+
+    /// Start the runs a [`claim`](Self::claim) took (each waits for a slot: see
+    /// [`Slot`]).
+    fn start(&self, claimed: Claims, held: &mut HashMap<String, Held>, started: Started<'_>) {
+        let claimed = match claimed {
             Ok(claimed) => claimed,
             Err(e) => return self.report("claiming ready runs", &e),
         };
