@@ -1073,14 +1073,12 @@ async fn a_queue_limit_holds_across_workers() {
     }
 }
 
-/// Runs for `LONG_TASK`, counting its starts.
-#[derive(Clone, Default)]
+/// Runs for `ms` milliseconds, counting its starts.
+#[derive(Clone)]
 struct Long {
+    ms: u64,
     started: Arc<AtomicUsize>,
 }
-
-/// How long a `Long` task runs: five of the test's leases.
-const LONG_TASK: Duration = Duration::from_millis(1_500);
 
 #[task(state = Step)]
 impl Long {
@@ -1089,23 +1087,28 @@ impl Long {
     }
     async fn run_bare(&self) -> Result<TaskResult<Step>, CanoError> {
         self.started.fetch_add(1, Ordering::SeqCst);
-        tokio::time::sleep(LONG_TASK).await;
+        tokio::time::sleep(Duration::from_millis(self.ms)).await;
         Ok(TaskResult::Single(Step::Done))
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_claim_held_up_in_the_database_holds_up_no_heartbeat() {
+async fn a_claim_held_up_in_the_database_holds_up_no_heartbeat_nor_a_shutdown() {
     let Some(url) = pg_support::fresh_database("cluster_claim_held_up").await else {
         return;
     };
     let client = client(&url).await;
-    let long = Long::default();
+    let started = Arc::new(AtomicUsize::new(0));
     let registry = {
-        let long = long.clone();
-        Registry::new().register("long", move |_: serde_json::Value| {
+        let started = Arc::clone(&started);
+        Registry::new().register("long", move |input: serde_json::Value| {
+            let ms = input["ms"].as_u64().unwrap_or(0);
+            let task = Long {
+                ms,
+                started: Arc::clone(&started),
+            };
             Ok(Workflow::bare()
-                .register(Step::Work, long.clone())
+                .register(Step::Work, task)
                 .add_exit_state(Step::Done))
         })
     };
@@ -1113,18 +1116,25 @@ async fn a_claim_held_up_in_the_database_holds_up_no_heartbeat() {
     // worker claims every poll.
     let store = pg_support::worker(&url, "w-held-up", LEASE).await;
     let worker = Worker::new(store, registry)
-        .with_concurrency(2)
-        .with_queue_limit(2)
+        .with_concurrency(3)
+        .with_queue_limit(3)
         .with_poll_interval(POLL);
     let (stop, token) = CancellationToken::new();
     let running = tokio::spawn(async move { worker.run(token).await });
-    let run = client
-        .submit("long", &serde_json::json!({}), &Step::Work, None)
-        .await
-        .unwrap();
-    until_state(&client, &run, RunState::Running).await;
-    // Hold the queue's lock: the worker's next claim waits for it, for longer than
-    // the run's lease.
+    let long = |ms: u64| {
+        let client = &client;
+        async move {
+            client
+                .submit("long", &serde_json::json!({ "ms": ms }), &Step::Work, None)
+                .await
+                .unwrap()
+        }
+    };
+    // Five leases, and one that outlasts the test.
+    let (short, in_hand) = (long(1_500).await, long(60_000).await);
+    until_state(&client, &short, RunState::Running).await;
+    until_state(&client, &in_hand, RunState::Running).await;
+    // Hold the queue's lock: the worker's next claim waits for it.
     let mut blocker = sql(&url).await;
     let held = blocker.transaction().await.unwrap();
     held.execute(
@@ -1133,20 +1143,24 @@ async fn a_claim_held_up_in_the_database_holds_up_no_heartbeat() {
     )
     .await
     .unwrap();
-    // The heartbeat keeps the lease while the claim waits: the run ends on its first
-    // attempt, its task started once.
-    let status = client.wait(&run, WAIT).await.unwrap();
+    // The heartbeat keeps the leases while the claim waits: the short run ends on its
+    // first attempt, each task started once.
+    let status = client.wait(&short, WAIT).await.unwrap();
     assert_eq!(status.state, RunState::Succeeded, "{status:?}");
     assert_eq!(status.attempts, 1, "{status:?}");
-    assert_eq!(long.started.load(Ordering::SeqCst), 1);
-    // A shutdown while a claim waits hands back what that claim takes, once it is
-    // answered.
-    let other = client
-        .submit("long", &serde_json::json!({}), &Step::Work, None)
-        .await
-        .unwrap();
+    assert_eq!(started.load(Ordering::SeqCst), 2);
+    // A shutdown while the claim waits hands the run in hand back at once, and what the
+    // claim takes once it is answered.
+    let other = long(0).await;
     stop.cancel();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let asked = std::time::Instant::now();
+    let status = until_state(&client, &in_hand, RunState::Ready).await;
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "handed back after {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(status.attempts, 0, "{status:?}");
     held.commit().await.unwrap();
     tokio::time::timeout(Duration::from_secs(5), running)
         .await
@@ -1156,6 +1170,11 @@ async fn a_claim_held_up_in_the_database_holds_up_no_heartbeat() {
     let status = client.status(&other).await.unwrap().unwrap();
     assert_eq!(status.state, RunState::Ready, "{status:?}");
     assert_eq!(status.attempts, 0, "{status:?}");
+    assert_eq!(
+        started.load(Ordering::SeqCst),
+        2,
+        "no task of the runs handed back"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

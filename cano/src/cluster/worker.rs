@@ -691,7 +691,11 @@ impl Worker {
                 }
             }
         }
-        // Runs claimed meanwhile are handed back with the others.
+        for run in held.values() {
+            let _ = run.stop.send(Some(Stop::Shutdown));
+        }
+        // The runs of a claim in flight are handed back once it is answered (the runs in
+        // hand meanwhile, by their tasks).
         if let Some(claim) = claiming {
             let run = Started {
                 tasks: &mut tasks,
@@ -700,9 +704,9 @@ impl Worker {
                 slots: &slots,
             };
             self.start(claim.await, &mut held, run);
-        }
-        for run in held.values() {
-            let _ = run.stop.send(Some(Stop::Shutdown));
+            for run in held.values() {
+                let _ = run.stop.send(Some(Stop::Shutdown));
+            }
         }
         while let Some(joined) = tasks.join_next_with_id().await {
             self.joined(joined, &mut held, &mut task_runs).await;
