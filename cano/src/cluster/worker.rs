@@ -548,7 +548,8 @@ impl Worker {
     }
 
     /// Claim and run runs until `shutdown` fires, then hand the runs in hand back (their
-    /// leases released, ready again at once, the attempt not counted) and return.
+    /// leases released, ready again at once, the attempt not counted) and return. A
+    /// claim in flight then is waited for, and its runs handed back as well.
     ///
     /// Database trouble does not end the loop: it tries again each poll interval (runs
     /// whose leases could not be renewed are dropped once the leases are lost, and are
@@ -695,15 +696,17 @@ impl Worker {
             let _ = run.stop.send(Some(Stop::Shutdown));
         }
         // The runs of a claim in flight are handed back once it is answered (the runs in
-        // hand meanwhile, by their tasks).
+        // hand meanwhile, by their tasks). Dropped instead, the claim could still commit
+        // in the database, and its runs would wait for their leases to end.
         if let Some(claim) = claiming {
+            let claimed = claim.await;
             let run = Started {
                 tasks: &mut tasks,
                 task_runs: &mut task_runs,
                 executed: &executed,
                 slots: &slots,
             };
-            self.start(claim.await, &mut held, run);
+            self.start(claimed, &mut held, run);
             for run in held.values() {
                 let _ = run.stop.send(Some(Stop::Shutdown));
             }
