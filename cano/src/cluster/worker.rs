@@ -341,14 +341,15 @@ struct Held {
     task: Id,
 }
 
-/// Where [`Worker::claim`] starts the runs it claimed.
-struct Started<'a> {
-    tasks: &'a mut JoinSet<Done>,
-    task_runs: &'a mut HashMap<Id, (String, i32)>,
+/// The tasks of the runs a worker's loop started ([`Worker::start`]).
+struct RunTasks {
+    tasks: JoinSet<Done>,
+    /// Each task's run and attempt.
+    task_runs: HashMap<Id, (String, i32)>,
     /// Where a run's task says its execution is over.
-    executed: &'a mpsc::UnboundedSender<(String, Id)>,
-    /// The worker's slots.
-    slots: &'a Arc<Semaphore>,
+    executed: mpsc::UnboundedSender<(String, Id)>,
+    /// The worker's slots: the runs executing at once; a run claimed ahead waits for one.
+    slots: Arc<Semaphore>,
 }
 
 /// What a finished run task answers: its run's id.
@@ -565,10 +566,6 @@ impl Worker {
         let lease = self.store.lease_duration();
         let heartbeat_every = (lease / 3).max(Duration::from_millis(5));
         let mut held: HashMap<String, Held> = HashMap::new();
-        let mut tasks: JoinSet<Done> = JoinSet::new();
-        // The slots of the runs executing at once; a run claimed ahead waits for one.
-        let slots = Arc::new(Semaphore::new(self.concurrency));
-        let mut task_runs: HashMap<Id, (String, i32)> = HashMap::new();
         let mut next_poll = Instant::now();
         let mut next_heartbeat = Instant::now() + heartbeat_every;
         let prune_every = self
@@ -586,6 +583,12 @@ impl Worker {
         let signalled = Arc::new(Notify::new());
         let (cancels, mut cancel_requests) = mpsc::unbounded_channel();
         let (executed, mut executions) = mpsc::unbounded_channel();
+        let mut runs = RunTasks {
+            tasks: JoinSet::new(),
+            task_runs: HashMap::new(),
+            executed,
+            slots: Arc::new(Semaphore::new(self.concurrency)),
+        };
         let _listening = AbortOnDrop(tokio::spawn(listen(
             self.store.clone(),
             self.queue.clone(),
@@ -643,13 +646,7 @@ impl Worker {
                     }
                 }, if claiming.is_some() => {
                     claiming = None;
-                    let run = Started {
-                        tasks: &mut tasks,
-                        task_runs: &mut task_runs,
-                        executed: &executed,
-                        slots: &slots,
-                    };
-                    self.start(claimed, &mut held, run);
+                    self.start(claimed, &mut held, &mut runs);
                     if std::mem::take(&mut poll_after_claim) {
                         next_poll = Instant::now();
                     }
@@ -680,12 +677,12 @@ impl Worker {
                     }
                     next_poll = Instant::now();
                 }
-                Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
-                    self.joined(joined, &mut held, &mut task_runs).await;
+                Some(joined) = runs.tasks.join_next_with_id(), if !runs.tasks.is_empty() => {
+                    self.joined(joined, &mut held, &mut runs.task_runs).await;
                     // And every other run that ended meanwhile: their slots are claimed
                     // together.
-                    while let Some(joined) = tasks.try_join_next_with_id() {
-                        self.joined(joined, &mut held, &mut task_runs).await;
+                    while let Some(joined) = runs.tasks.try_join_next_with_id() {
+                        self.joined(joined, &mut held, &mut runs.task_runs).await;
                     }
                     // Slots are free: look for work now.
                     next_poll = Instant::now();
@@ -699,20 +696,13 @@ impl Worker {
         // hand meanwhile, by their tasks). Dropped instead, the claim could still commit
         // in the database, and its runs would wait for their leases to end.
         if let Some(claim) = claiming {
-            let claimed = claim.await;
-            let run = Started {
-                tasks: &mut tasks,
-                task_runs: &mut task_runs,
-                executed: &executed,
-                slots: &slots,
-            };
-            self.start(claimed, &mut held, run);
+            self.start(claim.await, &mut held, &mut runs);
             for run in held.values() {
                 let _ = run.stop.send(Some(Stop::Shutdown));
             }
         }
-        while let Some(joined) = tasks.join_next_with_id().await {
-            self.joined(joined, &mut held, &mut task_runs).await;
+        while let Some(joined) = runs.tasks.join_next_with_id().await {
+            self.joined(joined, &mut held, &mut runs.task_runs).await;
         }
         Ok(())
     }
@@ -987,7 +977,7 @@ impl Worker {
 
     /// Start the runs a [`claim`](Self::claim) took (each waits for a slot: see
     /// [`Slot`]).
-    fn start(&self, claimed: Claims, held: &mut HashMap<String, Held>, started: Started<'_>) {
+    fn start(&self, claimed: Claims, held: &mut HashMap<String, Held>, runs: &mut RunTasks) {
         let claimed = match claimed {
             Ok(claimed) => claimed,
             Err(e) => return self.report("claiming ready runs", &e),
@@ -1009,16 +999,15 @@ impl Worker {
                 attempt,
                 token,
                 has_log,
-                executed: started.executed.clone(),
+                executed: runs.executed.clone(),
                 stopped,
-                slot: Arc::new(Slot::new(Arc::clone(started.slots))),
+                slot: Arc::new(Slot::new(Arc::clone(&runs.slots))),
             };
             let worker = self.clone();
-            let handle = started
+            let handle = runs
                 .tasks
                 .spawn(async move { worker.run_one(claimed).await });
-            started
-                .task_runs
+            runs.task_runs
                 .insert(handle.id(), (run_id.clone(), attempt));
             held.insert(
                 run_id,
